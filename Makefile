@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: MIT
+# redhawk-shm: one non-recursive Makefile. Sources are found by wildcard per
+# folder; everything is built under $(BUILD).
+#
+#   make                 build the library, the shim and the tools
+#   make check           build and run every test (SANITIZE=1: under ASan/UBSan)
+#   make bench           print the performance tables
+#   make demo            the scripted story of README.md
+#   make install PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := 0.1.0
+
+CC      ?= gcc
+CXX     ?= g++
+ifeq ($(SANITIZE),1)
+BUILD   ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     ?= -O1 -g
+else
+BUILD   ?= build
+SANFLAGS :=
+OPT     ?= -O2 -g
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+CPPFLAGS += -D_GNU_SOURCE -DRH_VERSION='"$(VERSION)"' -Iheap/include -Iheap
+CFLAGS   += -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden $(SANFLAGS)
+# Our own code must never become calls to our own malloc.
+LIBFLAGS := -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc -ftls-model=initial-exec
+LDLIBS_CORE := -lpthread
+
+HEAP_SRC    := $(wildcard heap/*.c)
+PRELOAD_SRC := $(wildcard preload/*.c)
+TOOL_MAINS  := shminfo shmclean shmrun
+TOOL_SRC    := $(filter-out $(addprefix tools/,$(addsuffix .c,$(TOOL_MAINS))),$(wildcard tools/*.c))
+
+HEAP_OBJ    := $(HEAP_SRC:%.c=$(BUILD)/obj/%.o)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(BUILD)/obj/%.o)
+TOOL_OBJ    := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
+
+LIB_SO      := $(BUILD)/lib/libredhawk-shm.so
+LIB_A       := $(BUILD)/lib/libredhawk-shm.a
+PRELOAD_SO  := $(BUILD)/lib/libredhawk-shm-preload.so
+TOOLS       := $(addprefix $(BUILD)/bin/redhawk-,$(filter $(TOOL_MAINS),$(basename $(notdir $(wildcard tools/*.c)))))
+
+TEST_SRC    := $(wildcard tests/heap/test_*.c tests/tools/test_*.c tests/preload/test_*.c)
+TESTS       := $(TEST_SRC:%.c=$(BUILD)/%)
+TEST_PROGS_C   := $(wildcard tests/progs/*.c tests/leaks/*.c)
+TEST_PROGS_CXX := $(wildcard tests/progs/*.cc tests/leaks/*.cc)
+TEST_PROGS  := $(TEST_PROGS_C:%.c=$(BUILD)/%) $(TEST_PROGS_CXX:%.cc=$(BUILD)/%)
+FUZZ_SRC    := $(wildcard tests/fuzz/*.c)
+
+.PHONY: all check bench demo install clean deps
+.DELETE_ON_ERROR:
+
+all: deps $(LIB_SO) $(LIB_A) $(if $(PRELOAD_SRC),$(PRELOAD_SO)) $(TOOLS)
+
+# Missing build dependencies: install them when we are root, else say how.
+deps:
+	@scripts/install-deps --check >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then scripts/install-deps; \
+	  else echo "redhawk-shm: build dependencies are missing: run 'sudo scripts/install-deps'" >&2; exit 1; fi; }
+
+$(BUILD)/obj/heap/%.o: heap/%.c $(wildcard heap/*.h heap/include/redhawk/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/preload/%.o: preload/%.c $(wildcard heap/*.h heap/include/redhawk/*.h preload/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/tools/%.o: tools/%.c $(wildcard heap/*.h heap/include/redhawk/*.h tools/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB_SO): $(HEAP_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libredhawk-shm.so.0 -Wl,-z,defs -o $@ $^ $(LDLIBS_CORE)
+
+$(LIB_A): $(HEAP_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+# The shim is one self-contained file: the heap objects are linked in.
+$(PRELOAD_SO): $(PRELOAD_OBJ) $(HEAP_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,-z,nodelete -o $@ $^ -lunwind -ldl $(LDLIBS_CORE)
+
+$(BUILD)/bin/redhawk-%: tools/%.c $(TOOL_OBJ) $(LIB_A) $(wildcard tools/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(LIB_A) -ldw -lelf $(LDLIBS_CORE)
+
+# Unit tests link the objects directly so that internal functions are reachable.
+$(BUILD)/tests/heap/%: tests/heap/%.c $(HEAP_OBJ) $(wildcard tests/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) -lcmocka $(LDLIBS_CORE)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_OBJ) $(HEAP_OBJ) $(wildcard tests/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests -Itools $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(HEAP_OBJ) -lcmocka -ldw -lelf $(LDLIBS_CORE)
+
+$(BUILD)/tests/preload/%: tests/preload/%.c $(HEAP_OBJ) $(wildcard tests/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) -lcmocka $(LDLIBS_CORE)
+
+# Programs that tests run (under the shim, or linking the library).
+$(BUILD)/tests/%: tests/%.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
+
+$(BUILD)/tests/%: tests/%.cc
+	@mkdir -p $(@D)
+	$(CXX) -std=gnu++17 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer -o $@ $< $(LDLIBS_CORE)
+
+check: all $(TESTS) $(TEST_PROGS)
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests $(TESTS)
+
+bench: all
+	@BUILD=$(BUILD) scripts/bench
+
+demo: all
+	@BUILD=$(BUILD) scripts/demo
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/redhawk \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libredhawk-shm.so.0
+	ln -sf libredhawk-shm.so.0 $(DESTDIR)$(PREFIX)/lib/libredhawk-shm.so
+	$(if $(PRELOAD_SRC),install -m 755 $(PRELOAD_SO) $(DESTDIR)$(PREFIX)/lib/)
+	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/)
+	install -m 644 heap/include/redhawk/shm.h $(DESTDIR)$(PREFIX)/include/redhawk/
+	$(if $(wildcard tools/*.1),install -m 644 $(wildcard tools/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' redhawk-shm.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/redhawk-shm.pc
+
+clean:
+	rm -rf build build-san

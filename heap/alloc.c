@@ -1,0 +1,1122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocator: size classes served from per-thread caches, refilled from
+ * SMALL spans of the thread's pool; LARGE spans of whole pages for the rest.
+ * Frees of ordinary blocks are constant time and touch only the thread's
+ * cache. Blocks carry a reference count; the last holder frees, and a holder
+ * in another process hands the block back through a lock-free list.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "heap.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+static const uint32_t class_size[RH_NUM_CLASSES] = { RH_SIZE_CLASSES };
+#define SMALL_MAX_REQUEST (RH_SMALL_MAX_SLOT - sizeof(struct block_header))
+#define HDR sizeof(struct block_header)
+/* Free committed pages a pool keeps for reuse before it punches holes. */
+#define RETAIN_BYTES (4u << 20)
+
+struct span_ref {
+	struct superblock *sb;
+	uint32_t idx;
+};
+
+struct pool {
+	pthread_mutex_t lock;
+	struct span_ref cur[RH_NUM_CLASSES];   /* span each class refills from */
+	struct superblock *first;              /* chain through pool_next */
+	struct superblock *hint;               /* last one with free pages */
+	size_t retained;                       /* free committed bytes kept */
+	bool used;
+};
+
+static struct pool pools[RH_MAX_POOLS];
+static unsigned npools;
+static _Atomic unsigned thread_seq;
+static _Atomic uint64_t counter_slots = 1; /* bit i: slot i taken; 0 is shared */
+
+struct tbin {
+	void *head;
+	uint32_t count;
+	uint32_t max;
+};
+
+struct tcache {
+	struct tbin bins[RH_NUM_CLASSES];
+	struct heap *heap;             /* the heap the cached blocks belong to */
+	struct pool *pool;
+	struct heap_counter *counter;
+	int slot;                      /* counter slot, 0: shared (atomic) */
+	uint64_t created, destroyed;
+	struct tcache *next, **pprev;  /* registry of live caches */
+};
+
+static __thread struct tcache tc;
+static struct tcache *caches;
+static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t exited_created, exited_destroyed;
+static pthread_key_t tc_key;
+
+unsigned alloc_npools(void)
+{
+	if (!npools) {
+		const struct options *o = options_get();
+		if (o->policy == POLICY_CPU) {
+			long n = sysconf(_SC_NPROCESSORS_CONF);
+			unsigned cpus = n > 0 ? (unsigned)n : 1;
+			npools = (cpus + o->cpus_per_pool - 1) / o->cpus_per_pool;
+		} else {
+			npools = o->thread_pools;
+		}
+		if (npools < 1)
+			npools = 1;
+		if (npools > RH_MAX_POOLS)
+			npools = RH_MAX_POOLS;
+	}
+	return npools;
+}
+
+/* Request size to class: 16-byte steps up to 256, then four per doubling. */
+static inline unsigned size_class(size_t size)
+{
+	size_t need = size + HDR;
+	if (need <= 256)
+		return need <= 32 ? 0 : (unsigned)((need + 15) >> 4) - 2;
+	unsigned e = 63u - (unsigned)__builtin_clzl(need - 1);
+	size_t base = (size_t)1 << e;
+	unsigned k = (unsigned)((need - base + (base >> 2) - 1) >> (e - 2));
+	return 15 + (e - 8) * 4 + (k - 1);
+}
+
+static inline struct superblock *sb_at(const struct heap *h, uint32_t sb_page)
+{
+	return (struct superblock *)(h->base + ((uint64_t)sb_page << h->page_shift));
+}
+
+static inline char *span_start(const struct heap *h, const struct superblock *sb, uint32_t idx)
+{
+	return (char *)sb + ((uint64_t)idx << h->page_shift);
+}
+
+static inline struct superblock *sb_next(const struct heap *h, const struct superblock *sb)
+{
+	return sb->pool_next ? (struct superblock *)(h->base + sb->pool_next) : NULL;
+}
+
+/* --- Counters ------------------------------------------------------------ */
+
+static inline void count(int64_t bytes, int64_t blocks)
+{
+	struct heap_counter *k = tc.counter;
+	if (likely(tc.slot)) {
+		/* Single writer: plain stores, atomic only so readers see no tearing. */
+		__atomic_store_n(&k->used_bytes, k->used_bytes + bytes, __ATOMIC_RELAXED);
+		__atomic_store_n(&k->live_blocks, k->live_blocks + blocks, __ATOMIC_RELAXED);
+	} else {
+		__atomic_fetch_add(&k->used_bytes, bytes, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&k->live_blocks, blocks, __ATOMIC_RELAXED);
+	}
+}
+
+/* --- Thread caches -------------------------------------------------------- */
+
+static void tcache_flush_all(void);
+
+static void tcache_exit(void *arg)
+{
+	(void)arg;
+	if (!tc.heap)
+		return;
+	tcache_flush_all();
+	pthread_mutex_lock(&caches_lock);
+	if (tc.pprev) {
+		*tc.pprev = tc.next;
+		if (tc.next)
+			tc.next->pprev = tc.pprev;
+	}
+	pthread_mutex_unlock(&caches_lock);
+	atomic_fetch_add(&exited_created, tc.created);
+	atomic_fetch_add(&exited_destroyed, tc.destroyed);
+	if (tc.slot)
+		atomic_fetch_and(&counter_slots, ~(1ULL << tc.slot));
+	memset(&tc, 0, sizeof(tc));
+}
+
+/* Binds this thread's cache to the process's heap (made if needed). */
+static bool tcache_init(void)
+{
+	struct heap *h = rh_heap ? rh_heap : heap_get_slow();
+	if (!h)
+		return false;
+	if (tc.heap == h)
+		return true;
+	if (tc.heap)
+		tcache_exit(NULL);
+	unsigned n = alloc_npools();
+	unsigned seq = atomic_fetch_add(&thread_seq, 1);
+	tc.pool = &pools[seq % n];
+	uint64_t bits = atomic_load(&counter_slots);
+	tc.slot = 0;
+	while (~bits) {
+		int i = __builtin_ctzll(~bits);
+		if (atomic_compare_exchange_weak(&counter_slots, &bits, bits | (1ULL << i))) {
+			tc.slot = i;
+			break;
+		}
+	}
+	tc.counter = &h->hdr->counters[tc.slot];
+	for (unsigned c = 0; c < RH_NUM_CLASSES; c++) {
+		uint32_t m = (64u << 10) / class_size[c];
+		tc.bins[c].max = m < 8 ? 8 : m > 128 ? 128 : m;
+	}
+	pthread_mutex_lock(&caches_lock);
+	tc.next = caches;
+	if (caches)
+		caches->pprev = &tc.next;
+	caches = &tc;
+	tc.pprev = &caches;
+	pthread_mutex_unlock(&caches_lock);
+	pthread_setspecific(tc_key, &tc);
+	tc.heap = h;
+	return true;
+}
+
+/* --- Spans ----------------------------------------------------------------- */
+
+static inline unsigned bin_of(uint32_t pages)
+{
+	if (pages <= 16)
+		return pages - 1;
+	unsigned b = 16 + (31u - (unsigned)__builtin_clz(pages)) - 4;
+	return b > 31 ? 31 : b;
+}
+
+static void desc_set(struct superblock *sb, uint32_t idx, uint32_t pages, uint8_t kind, uint16_t flags)
+{
+	struct page_desc *d = &sb->pages[idx];
+	d->span_pages = pages;
+	d->kind = kind;
+	d->flags = flags;
+	struct page_desc *t = &sb->pages[idx + pages - 1];
+	t->span_pages = pages;
+	t->kind = kind;
+	t->flags = flags;
+}
+
+static void list_push(struct superblock *sb, uint32_t *head, uint32_t idx)
+{
+	struct page_desc *d = &sb->pages[idx];
+	d->prev = 0;
+	d->next = *head;
+	if (*head)
+		sb->pages[*head].prev = idx;
+	*head = idx;
+}
+
+static void list_remove(struct superblock *sb, uint32_t *head, uint32_t idx)
+{
+	struct page_desc *d = &sb->pages[idx];
+	if (d->prev)
+		sb->pages[d->prev].next = d->next;
+	else
+		*head = d->next;
+	if (d->next)
+		sb->pages[d->next].prev = d->prev;
+	d->next = d->prev = 0;
+}
+
+static void bin_insert(struct superblock *sb, uint32_t idx, uint32_t pages)
+{
+	unsigned b = bin_of(pages);
+	list_push(sb, &sb->free_bins[b], idx);
+	sb->bin_mask |= 1u << b;
+}
+
+static void bin_remove(struct superblock *sb, uint32_t idx)
+{
+	unsigned b = bin_of(sb->pages[idx].span_pages);
+	list_remove(sb, &sb->free_bins[b], idx);
+	if (!sb->free_bins[b])
+		sb->bin_mask &= ~(1u << b);
+}
+
+/* Returns a span's pages to its superblock's free bins, merging neighbours.
+ * Past the pool's retention budget the pages are punched out of the file, so
+ * the memory is free for every process (df shows it). */
+static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
+{
+	size_t bytes = (size_t)pages << h->page_shift;
+	uint16_t flags = RH_PAGE_F_COMMITTED;
+	if (pl->retained + bytes > RETAIN_BYTES) {
+		if (os_decommit(h->fd, sb->offset + ((uint64_t)idx << h->page_shift), bytes) == 0) {
+			flags = 0;
+			stat_add(bytes_punched, bytes);
+		}
+	}
+	if (flags)
+		pl->retained += bytes;
+	sb->free_pages += pages;
+	uint32_t next = idx + pages;
+	if (next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE) {
+		uint32_t np = sb->pages[next].span_pages;
+		flags &= sb->pages[next].flags;
+		bin_remove(sb, next);
+		pages += np;
+	}
+	if (idx > 0 && sb->pages[idx - 1].kind == RH_PAGE_FREE) {
+		uint32_t pp = sb->pages[idx - 1].span_pages;
+		uint32_t start = idx - pp;
+		flags &= sb->pages[start].flags;
+		bin_remove(sb, start);
+		idx = start;
+		pages += pp;
+	}
+	desc_set(sb, idx, pages, RH_PAGE_FREE, flags);
+	bin_insert(sb, idx, pages);
+	if (!pl->hint || pl->hint->free_pages < sb->free_pages)
+		pl->hint = sb;
+}
+
+/* Takes `pages` from the free span at idx (removed from its bin), returning
+ * the rest to the bins; commits the pages taken. 0 or an errno. */
+static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
+{
+	struct page_desc *d = &sb->pages[idx];
+	uint32_t have = d->span_pages;
+	uint16_t flags = d->flags;
+	size_t bytes = (size_t)pages << h->page_shift;
+	if (!(flags & RH_PAGE_F_COMMITTED)) {
+		int err = os_commit(h->fd, sb->offset + ((uint64_t)idx << h->page_shift), bytes);
+		if (err) {
+			bin_insert(sb, idx, have);
+			return err == ENOSPC ? ENOMEM : err;
+		}
+	}
+	pl->retained -= pl->retained < bytes ? pl->retained : bytes;
+	if (have > pages) {
+		desc_set(sb, idx + pages, have - pages, RH_PAGE_FREE, flags);
+		bin_insert(sb, idx + pages, have - pages);
+	}
+	sb->free_pages -= pages;
+	return 0;
+}
+
+static bool sb_find(struct superblock *sb, uint32_t pages, uint32_t *idx)
+{
+	if (sb->free_pages < pages)
+		return false;
+	for (unsigned b = bin_of(pages); b < 32; b++) {
+		if (!(sb->bin_mask >> b))
+			return false;
+		for (uint32_t i = sb->free_bins[b]; i; i = sb->pages[i].next)
+			if (sb->pages[i].span_pages >= pages) {
+				*idx = i;
+				return true;
+			}
+	}
+	return false;
+}
+
+static uint32_t header_pages(const struct heap *h, uint64_t total_pages)
+{
+	uint64_t bytes = offsetof(struct superblock, pages) + total_pages * sizeof(struct page_desc);
+	return (uint32_t)((bytes + ((uint64_t)1 << h->page_shift) - 1) >> h->page_shift);
+}
+
+/* A new DATA superblock for the pool, big enough for a span of `pages`. */
+static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages)
+{
+	uint64_t total = rh_options.superblock_size >> h->page_shift;
+	uint32_t hp = header_pages(h, total);
+	if (pages + hp > total) {
+		total = pages + 1;
+		while ((hp = header_pages(h, total)) + pages > total)
+			total = pages + hp;
+	}
+	if (total > UINT32_MAX || (total > 65535 && pages + hp < total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct superblock *sb = heap_grow(h, total << h->page_shift, hp << h->page_shift,
+		RH_SB_DATA, (unsigned)(pl - pools));
+	if (!sb)
+		return NULL;
+	desc_set(sb, 0, hp, RH_PAGE_HEADER, 0);
+	desc_set(sb, hp, (uint32_t)total - hp, RH_PAGE_FREE, 0);
+	bin_insert(sb, hp, (uint32_t)total - hp);
+	sb->free_pages = (uint32_t)total - hp;
+	sb->pool_next = pl->first ? pl->first->offset : 0;
+	pl->first = sb;
+	pl->hint = sb;
+	pl->used = true;
+	return sb;
+}
+
+/* Finds and takes `pages` in the pool, growing the heap when needed. */
+static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct span_ref *out)
+{
+	uint32_t idx;
+	struct superblock *sb = pl->hint;
+	if (!sb || !sb_find(sb, pages, &idx)) {
+		for (sb = pl->first; sb; sb = sb_next(h, sb))
+			if (sb_find(sb, pages, &idx))
+				break;
+		if (!sb) {
+			sb = sb_new(h, pl, pages);
+			if (!sb)
+				return errno ? errno : ENOMEM;
+			if (!sb_find(sb, pages, &idx))
+				return ENOMEM;
+		}
+	}
+	bin_remove(sb, idx);
+	int err = span_take(h, pl, sb, idx, pages);
+	if (err)
+		return err;
+	out->sb = sb;
+	out->idx = idx;
+	return 0;
+}
+
+/* --- Small blocks ---------------------------------------------------------- */
+
+static uint32_t small_span_pages(const struct heap *h, unsigned c)
+{
+	size_t bytes = (size_t)class_size[c] * 8;
+	if (bytes < (64u << 10))
+		bytes = 64u << 10;
+	return (uint32_t)((bytes + ((size_t)1 << h->page_shift) - 1) >> h->page_shift);
+}
+
+static inline uint32_t span_capacity(const struct heap *h, const struct page_desc *d)
+{
+	return (uint32_t)(((uint64_t)d->span_pages << h->page_shift) / class_size[d->size_class]);
+}
+
+static inline bool is_current(const struct pool *pl, unsigned c, const struct superblock *sb, uint32_t idx)
+{
+	return pl->cur[c].sb == sb && pl->cur[c].idx == idx;
+}
+
+/* Gives a slot back to its span (pool locked). */
+static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, char *slot)
+{
+	struct page_desc *d = &sb->pages[idx];
+	unsigned c = d->size_class;
+	uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / class_size[c]);
+	*(uint32_t *)(slot + HDR) = d->free_head;
+	d->free_head = k + 1;
+	d->used--;
+	if (is_current(pl, c, sb, idx))
+		return;
+	if (d->used == 0) {
+		if (d->flags & RH_PAGE_F_LISTED) {
+			list_remove(sb, &sb->partial[c], idx);
+			if (!sb->partial[c])
+				sb->class_mask &= ~(1ULL << c);
+		}
+		span_free(h, pl, sb, idx, d->span_pages);
+	} else if (!(d->flags & RH_PAGE_F_LISTED)) {
+		d->flags |= RH_PAGE_F_LISTED;
+		list_push(sb, &sb->partial[c], idx);
+		sb->class_mask |= 1ULL << c;
+	}
+}
+
+/* A span to refill class c from: a partial one, else a new one. */
+static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
+{
+	for (struct superblock *sb = pl->first; sb; sb = sb_next(h, sb)) {
+		if (!(sb->class_mask & (1ULL << c)))
+			continue;
+		uint32_t idx = sb->partial[c];
+		list_remove(sb, &sb->partial[c], idx);
+		if (!sb->partial[c])
+			sb->class_mask &= ~(1ULL << c);
+		sb->pages[idx].flags &= (uint16_t)~RH_PAGE_F_LISTED;
+		pl->cur[c].sb = sb;
+		pl->cur[c].idx = idx;
+		return 0;
+	}
+	struct span_ref r;
+	uint32_t pages = small_span_pages(h, c);
+	int err = span_alloc(h, pl, pages, &r);
+	if (err)
+		return err;
+	struct page_desc *d = &r.sb->pages[r.idx];
+	desc_set(r.sb, r.idx, pages, RH_PAGE_SMALL, 0);
+	d->size_class = (uint8_t)c;
+	d->bumped = d->used = d->free_head = 0;
+	pl->cur[c] = r;
+	return 0;
+}
+
+static void drain_remote(struct heap *h, struct pool *pl);
+
+/* Fills the thread's bin for class c and returns one block of it. */
+static void *refill(unsigned c)
+{
+	if (!tcache_init())
+		return NULL;
+	struct heap *h = tc.heap;
+	struct pool *pl = tc.pool;
+	if (rh_options.policy == POLICY_CPU) {
+		int cpu = sched_getcpu();
+		pl = &pools[(unsigned)(cpu < 0 ? 0 : cpu) / rh_options.cpus_per_pool % npools];
+	}
+	struct tbin *b = &tc.bins[c];
+	uint32_t want = b->max / 2 + 1, got = 0;
+	void *first = NULL;
+	pthread_mutex_lock(&pl->lock);
+	drain_remote(h, pl);
+	while (got < want) {
+		struct span_ref *cur = &pl->cur[c];
+		if (!cur->sb) {
+			if (small_span_next(h, pl, c))
+				break;
+			continue;
+		}
+		struct superblock *sb = cur->sb;
+		struct page_desc *d = &sb->pages[cur->idx];
+		char *span = span_start(h, sb, cur->idx);
+		char *slot;
+		if (d->free_head) {
+			slot = span + (size_t)(d->free_head - 1) * class_size[c];
+			d->free_head = *(uint32_t *)(slot + HDR);
+		} else if (d->bumped < span_capacity(h, d)) {
+			slot = span + (size_t)d->bumped * class_size[c];
+			struct block_header *bh = (struct block_header *)slot;
+			bh->sb_page = (uint32_t)(sb->offset >> h->page_shift);
+			bh->span_index = (uint16_t)cur->idx;
+			bh->site = 0;
+			bh->refcount = 0;
+			/* Publish the slot's header before the reader may walk it. */
+			__atomic_store_n(&d->bumped, d->bumped + 1, __ATOMIC_RELEASE);
+		} else {
+			cur->sb = NULL;  /* full: it is listed again when a slot comes back */
+			continue;
+		}
+		struct block_header *bh = (struct block_header *)slot;
+		if (bh->refcount == RH_REF_MARKER)
+			bh->refcount = 0;
+		d->used++;
+		got++;
+		void *p = slot + HDR;
+		if (!first) {
+			first = p;
+		} else {
+			*(void **)p = b->head;
+			b->head = p;
+			b->count++;
+		}
+	}
+	pthread_mutex_unlock(&pl->lock);
+	if (!first)
+		errno = ENOMEM;
+	return first;
+}
+
+/* Returns cached blocks of class c to their spans until `keep` remain. */
+static void tcache_flush(unsigned c, uint32_t keep)
+{
+	struct heap *h = tc.heap;
+	struct tbin *b = &tc.bins[c];
+	struct pool *locked = NULL;
+	while (b->count > keep) {
+		void *p = b->head;
+		b->head = *(void **)p;
+		b->count--;
+		struct block_header *bh = (struct block_header *)p - 1;
+		struct superblock *sb = sb_at(h, bh->sb_page);
+		struct pool *pl = &pools[sb->pool];
+		if (pl != locked) {
+			if (locked)
+				pthread_mutex_unlock(&locked->lock);
+			pthread_mutex_lock(&pl->lock);
+			locked = pl;
+		}
+		slot_release(h, pl, sb, bh->span_index, (char *)bh);
+	}
+	if (locked)
+		pthread_mutex_unlock(&locked->lock);
+}
+
+static void tcache_flush_all(void)
+{
+	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
+		if (tc.bins[c].count)
+			tcache_flush(c, 0);
+}
+
+/* --- Large blocks ---------------------------------------------------------- */
+
+static void *large_alloc(size_t size, size_t align, uint32_t site)
+{
+	if (!tcache_init())
+		return NULL;
+	struct heap *h = tc.heap;
+	size_t page = (size_t)1 << h->page_shift;
+	size_t lead = align <= HDR ? HDR : align > page ? align + HDR : align;
+	if (size > ((size_t)1 << 46) || lead > ((size_t)1 << 40)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	uint64_t pages64 = (size + lead + page - 1) >> h->page_shift;
+	if (pages64 > UINT32_MAX) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct pool *pl = tc.pool;
+	struct span_ref r;
+	pthread_mutex_lock(&pl->lock);
+	drain_remote(h, pl);
+	int err = span_alloc(h, pl, (uint32_t)pages64, &r);
+	if (err) {
+		pthread_mutex_unlock(&pl->lock);
+		stat_add(alloc_failures, 1);
+		errno = ENOMEM;
+		return NULL;
+	}
+	char *span = span_start(h, r.sb, r.idx);
+	uint64_t data = HDR;
+	if (align > HDR) {
+		uintptr_t a = ((uintptr_t)span + HDR + align - 1) & ~(uintptr_t)(align - 1);
+		data = a - (uintptr_t)span;
+	}
+	desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, 0);
+	struct page_desc *d = &r.sb->pages[r.idx];
+	d->free_head = (uint32_t)data;
+	d->bumped = (uint32_t)size;
+	d->used = (uint32_t)((uint64_t)size >> 32);
+	pthread_mutex_unlock(&pl->lock);
+	struct block_header *bh = (struct block_header *)(span + data) - 1;
+	bh->sb_page = (uint32_t)(r.sb->offset >> h->page_shift);
+	bh->span_index = (uint16_t)r.idx;
+	bh->slack = 0;
+	bh->site = site;
+	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
+	count((int64_t)size, 1);
+	tc.created++;
+	if (site)
+		journal_site_alloc(h->hdr, site, size);
+	return bh + 1;
+}
+
+static inline uint64_t large_size(const struct page_desc *d)
+{
+	return (uint64_t)d->used << 32 | d->bumped;
+}
+
+/* --- Block geometry --------------------------------------------------------- */
+
+/* Start of the slot holding a SMALL block's header. */
+static inline char *slot_of(const struct heap *h, struct superblock *sb, const struct block_header *bh)
+{
+	if (!(bh->refcount & RH_REF_DISPLACED))
+		return (char *)bh;
+	struct page_desc *d = &sb->pages[bh->span_index];
+	char *span = span_start(h, sb, bh->span_index);
+	uint32_t slot = class_size[d->size_class];
+	return span + (size_t)(((char *)bh - span) / slot) * slot;
+}
+
+/* Bytes the caller may use, for a block of heap h. */
+static size_t usable_in(const struct heap *h, const struct block_header *bh)
+{
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	struct page_desc *d = &sb->pages[bh->span_index];
+	if (d->kind == RH_PAGE_LARGE)
+		return ((size_t)d->span_pages << h->page_shift) - d->free_head;
+	char *slot = slot_of(h, sb, bh);
+	return (size_t)(slot + class_size[d->size_class] - (char *)(bh + 1));
+}
+
+static uint64_t size_in(const struct heap *h, const struct block_header *bh)
+{
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	struct page_desc *d = &sb->pages[bh->span_index];
+	if (d->kind == RH_PAGE_LARGE)
+		return large_size(d);
+	return usable_in(h, bh) - bh->slack;
+}
+
+/* --- Freeing ------------------------------------------------------------------ */
+
+/* The last reference is gone: the block goes back (owner process). `account`
+ * is false when another process already counted the free. */
+static void release(struct heap *h, struct block_header *bh, bool account)
+{
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	struct page_desc *d = &sb->pages[bh->span_index];
+	if (account) {
+		uint64_t size = d->kind == RH_PAGE_LARGE ? large_size(d) : usable_in(h, bh) - bh->slack;
+		count(-(int64_t)size, -1);
+		tc.destroyed++;
+		if (bh->site)
+			journal_site_free(h->hdr, bh->site, size);
+	}
+	if (d->kind == RH_PAGE_LARGE) {
+		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
+		struct pool *pl = &pools[sb->pool];
+		pthread_mutex_lock(&pl->lock);
+		span_free(h, pl, sb, bh->span_index, d->span_pages);
+		pthread_mutex_unlock(&pl->lock);
+		return;
+	}
+	char *slot = slot_of(h, sb, bh);
+	__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
+	((struct block_header *)slot)->refcount = 0;  /* clears a displacement marker */
+	void *p = slot + HDR;
+	unsigned c = d->size_class;
+	struct tbin *b = &tc.bins[c];
+	if (tc.heap == h && b->count < b->max) {
+		*(void **)p = b->head;
+		b->head = p;
+		b->count++;
+		return;
+	}
+	struct pool *pl = &pools[sb->pool];
+	pthread_mutex_lock(&pl->lock);
+	slot_release(h, pl, sb, bh->span_index, slot);
+	pthread_mutex_unlock(&pl->lock);
+}
+
+/* Drops one reference with atomics; true when it was the last. */
+static bool unref(struct block_header *bh)
+{
+	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
+	for (;;) {
+		if ((r & RH_REF_COUNT_MASK) == 0 || r == RH_REF_MARKER) {
+			rh_warn("free of a block that is not allocated (double free?)");
+			return false;
+		}
+		uint32_t n = r - 1;
+		if ((n & RH_REF_COUNT_MASK) == 0)
+			n = r & RH_REF_DISPLACED;  /* keep the geometry bit while it is released */
+		if (__atomic_compare_exchange_n(&bh->refcount, &r, n, true, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return (n & RH_REF_COUNT_MASK) == 0;
+	}
+}
+
+void free_block(void *p)
+{
+	struct heap *h = rh_heap;
+	struct block_header *bh = (struct block_header *)p - 1;
+	uint32_t r = bh->refcount;
+	if (likely(r == 1 && tc.heap == h)) {
+		struct superblock *sb = sb_at(h, bh->sb_page);
+		struct page_desc *d = &sb->pages[bh->span_index];
+		if (likely(d->kind == RH_PAGE_SMALL)) {
+			unsigned c = d->size_class;
+			struct tbin *b = &tc.bins[c];
+			if (likely(b->count < b->max)) {
+				uint64_t size = class_size[c] - HDR - bh->slack;
+				bh->refcount = 0;
+				count(-(int64_t)size, -1);
+				tc.destroyed++;
+				if (bh->site)
+					journal_site_free(h->hdr, bh->site, size);
+				*(void **)p = b->head;
+				b->head = p;
+				b->count++;
+				return;
+			}
+		}
+	}
+	if (!tcache_init()) {
+		/* No heap of our own any more (cannot happen for our blocks). */
+		return;
+	}
+	if (r == 1) {
+		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELAXED);
+	} else if (!unref(bh)) {
+		return;
+	}
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	struct page_desc *d = &sb->pages[bh->span_index];
+	if (d->kind == RH_PAGE_SMALL) {
+		struct tbin *b = &tc.bins[d->size_class];
+		if (b->count >= b->max)
+			tcache_flush(d->size_class, b->max / 2);
+	}
+	/* release() reads the geometry bit; restore it for displaced blocks. */
+	if (r & RH_REF_DISPLACED)
+		bh->refcount = RH_REF_DISPLACED;
+	release(h, bh, true);
+}
+
+/* A block of another process's heap: drop our reference; on the last one,
+ * count the free there and hand the block to its owner's pool. */
+void free_foreign(struct heap *h, void *p)
+{
+	struct block_header *bh = (struct block_header *)p - 1;
+	if (!unref(bh))
+		return;
+	stat_add(blocks_released, 1);
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	struct page_desc *d = &sb->pages[bh->span_index];
+	uint64_t size = d->kind == RH_PAGE_LARGE ? large_size(d) : usable_in(h, bh) - bh->slack;
+	struct heap_header *hdr = h->hdr;
+	__atomic_fetch_add(&hdr->counters[0].used_bytes, -(int64_t)size, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&hdr->counters[0].live_blocks, -1, __ATOMIC_RELAXED);
+	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
+		journal_site_free(hdr, bh->site, size);
+	uint64_t off = (uint64_t)((char *)bh - h->base);
+	uint64_t *head = &hdr->pools[sb->pool % RH_MAX_POOLS].remote_free;
+	uint64_t old = __atomic_load_n(head, __ATOMIC_RELAXED);
+	do
+		*(uint64_t *)p = old;
+	while (!__atomic_compare_exchange_n(head, &old, off, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	__atomic_fetch_add(&hdr->pools[sb->pool % RH_MAX_POOLS].remote_count, 1, __ATOMIC_RELAXED);
+}
+
+/* Blocks other processes released into this pool (pool locked). */
+static void drain_remote(struct heap *h, struct pool *pl)
+{
+	uint64_t *head = &h->hdr->pools[pl - pools].remote_free;
+	if (!__atomic_load_n(head, __ATOMIC_RELAXED))
+		return;
+	uint64_t off = __atomic_exchange_n(head, 0, __ATOMIC_ACQUIRE);
+	for (unsigned n = 0; off && n < (1u << 30); n++) {
+		if (off % 16 || off < h->hdr->header_size || off + HDR + 8 > h->mapped_end) {
+			rh_warn("ignoring a corrupt remote-free list");
+			return;
+		}
+		struct block_header *bh = (struct block_header *)(h->base + off);
+		uint64_t next = *(uint64_t *)(bh + 1);
+		struct superblock *sb = sb_at(h, bh->sb_page);
+		struct page_desc *d = &sb->pages[bh->span_index];
+		if (d->kind == RH_PAGE_LARGE) {
+			span_free(h, pl, sb, bh->span_index, d->span_pages);
+		} else {
+			char *slot = slot_of(h, sb, bh);
+			bh->refcount = 0;
+			((struct block_header *)slot)->refcount = 0;
+			slot_release(h, pl, sb, bh->span_index, slot);
+		}
+		off = next;
+	}
+}
+
+/* --- Allocation entry points ------------------------------------------------ */
+
+static void *small_aligned(size_t size, size_t align, uint32_t site)
+{
+	unsigned c = size_class(size + align - HDR);
+	struct tbin *b = &tc.bins[c];
+	void *p = b->head;
+	if (p && tc.heap == rh_heap) {
+		b->head = *(void **)p;
+		b->count--;
+	} else if (!(p = refill(c))) {
+		return NULL;
+	}
+	struct heap *h = tc.heap;
+	char *slot = (char *)p - HDR;
+	char *data = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	struct block_header *bh = (struct block_header *)data - 1;
+	uint32_t flags = 0;
+	if ((char *)bh != slot) {
+		struct block_header *m = (struct block_header *)slot;
+		*bh = *m;
+		m->site = (uint32_t)((char *)bh - slot);
+		__atomic_store_n(&m->refcount, RH_REF_MARKER, __ATOMIC_RELEASE);
+		flags = RH_REF_DISPLACED;
+	}
+	bh->slack = (uint16_t)(slot + class_size[c] - data - size);
+	bh->site = site;
+	__atomic_store_n(&bh->refcount, 1 | flags, __ATOMIC_RELEASE);
+	count((int64_t)size, 1);
+	tc.created++;
+	if (site)
+		journal_site_alloc(h->hdr, site, size);
+	return data;
+}
+
+void *alloc_block(size_t size, size_t align, uint32_t site)
+{
+	if (likely(align <= HDR && size <= SMALL_MAX_REQUEST)) {
+		unsigned c = size_class(size);
+		struct tbin *b = &tc.bins[c];
+		void *p = b->head;
+		if (likely(p && tc.heap == rh_heap)) {
+			b->head = *(void **)p;
+			b->count--;
+		} else if (!(p = refill(c))) {
+			return NULL;
+		}
+		struct block_header *bh = (struct block_header *)p - 1;
+		bh->slack = (uint16_t)(class_size[c] - HDR - size);
+		bh->site = site;
+		__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
+		count((int64_t)size, 1);
+		tc.created++;
+		if (site)
+			journal_site_alloc(tc.heap->hdr, site, size);
+		return p;
+	}
+	if (align > HDR && size + align - HDR <= SMALL_MAX_REQUEST && align < RH_SMALL_MAX_SLOT / 4)
+		return small_aligned(size, align, site);
+	return large_alloc(size, align, site);
+}
+
+size_t block_usable(const void *p)
+{
+	const struct block_header *bh = (const struct block_header *)p - 1;
+	struct heap *h = heap_of(p);
+	if (h)
+		return usable_in(h, bh);
+	/* An inherited private copy: its geometry is intact, its base is not a
+	 * heap of ours any more. */
+	struct heap tmp;
+	if (heap_inherited_view(p, &tmp))
+		return usable_in(&tmp, bh);
+	return 0;
+}
+
+size_t block_size(const void *p)
+{
+	const struct block_header *bh = (const struct block_header *)p - 1;
+	struct heap *h = heap_of(p);
+	return h ? (size_t)size_in(h, bh) : 0;
+}
+
+/* Grows or shrinks in place where the block's slot or span allows. */
+void *realloc_block(void *p, size_t size, uint32_t site)
+{
+	struct heap *h = rh_heap;
+	struct block_header *bh = (struct block_header *)p - 1;
+	if (bh->refcount == 1 && tc.heap == h) {
+		struct superblock *sb = sb_at(h, bh->sb_page);
+		struct page_desc *d = &sb->pages[bh->span_index];
+		size_t usable = usable_in(h, bh);
+		uint64_t old = d->kind == RH_PAGE_LARGE ? large_size(d) : usable - bh->slack;
+		bool fits = false;
+		if (d->kind == RH_PAGE_SMALL) {
+			fits = size <= usable && (size >= usable / 4 || usable <= 64);
+			if (fits)
+				bh->slack = (uint16_t)(usable - size);
+		} else if (size <= usable && size > SMALL_MAX_REQUEST && size >= usable / 2) {
+			fits = true;
+		} else if (size > usable) {
+			/* Take the following free pages of the superblock, if enough. */
+			uint32_t idx = bh->span_index, pages = d->span_pages;
+			uint64_t need = (d->free_head + size + ((size_t)1 << h->page_shift) - 1) >> h->page_shift;
+			uint32_t next = idx + pages;
+			struct pool *pl = &pools[sb->pool];
+			pthread_mutex_lock(&pl->lock);
+			if (need <= UINT32_MAX && next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE &&
+			    pages + sb->pages[next].span_pages >= need) {
+				bin_remove(sb, next);
+				if (span_take(h, pl, sb, next, (uint32_t)need - pages) == 0) {
+					desc_set(sb, idx, (uint32_t)need, RH_PAGE_LARGE, 0);
+					fits = true;
+				}
+			}
+			pthread_mutex_unlock(&pl->lock);
+		}
+		if (fits) {
+			if (d->kind == RH_PAGE_LARGE) {
+				d->bumped = (uint32_t)size;
+				d->used = (uint32_t)((uint64_t)size >> 32);
+			}
+			count((int64_t)size - (int64_t)old, 0);
+			if (bh->site)
+				journal_site_free(h->hdr, bh->site, old);
+			bh->site = site;
+			if (site)
+				journal_site_alloc(h->hdr, site, size);
+			return p;
+		}
+	}
+	void *n = alloc_block(size, HDR, site);
+	if (!n)
+		return NULL;
+	size_t keep = block_usable(p);
+	memcpy(n, p, keep < size ? keep : size);
+	free_block(p);
+	return n;
+}
+
+/* --- References --------------------------------------------------------------- */
+
+/* Checks that [off-16, off) of heap h is the header of a block: bounds,
+ * superblock and span agree. Every byte here may come from another process. */
+static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off)
+{
+	uint64_t page = (uint64_t)1 << h->page_shift;
+	if (off % 16 || sb_off % page || off < h->hdr->header_size + HDR || off > h->mapped_end - 16 ||
+	    sb_off < h->hdr->header_size || sb_off + page > h->mapped_end || sb_off >= off)
+		return NULL;
+	struct superblock *sb = (struct superblock *)(h->base + sb_off);
+	struct block_header *bh = (struct block_header *)(h->base + off) - 1;
+	if (__atomic_load_n(&sb->magic, __ATOMIC_ACQUIRE) != RH_SB_MAGIC || sb->kind != RH_SB_DATA ||
+	    sb->offset != sb_off || sb->size > h->mapped_end - sb_off || off >= sb_off + sb->size ||
+	    ((uint64_t)bh->sb_page << h->page_shift) != sb_off)
+		return NULL;
+	uint32_t idx = bh->span_index;
+	if ((uint64_t)idx << h->page_shift < sb->header_size || idx >= sb->npages)
+		return NULL;
+	struct page_desc *d = &sb->pages[idx];
+	char *span = span_start(h, sb, idx);
+	if (d->span_pages == 0 || d->span_pages > sb->npages - idx)
+		return NULL;
+	char *end = span + ((size_t)d->span_pages << h->page_shift);
+	if ((char *)bh < span || (char *)(bh + 1) >= end)
+		return NULL;
+	if (d->kind == RH_PAGE_LARGE)
+		return (char *)(bh + 1) == span + d->free_head ? bh : NULL;
+	if (d->kind != RH_PAGE_SMALL || d->size_class >= RH_NUM_CLASSES)
+		return NULL;
+	uint32_t slot = class_size[d->size_class];
+	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
+	if (!(r & RH_REF_DISPLACED) && ((char *)bh - span) % slot)
+		return NULL;
+	return bh;
+}
+
+void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off)
+{
+	struct block_header *bh = check_block(h, sb_off, off);
+	if (!bh) {
+		errno = EINVAL;
+		return NULL;
+	}
+	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
+	for (;;) {
+		if (r == RH_REF_MARKER || (r & RH_REF_COUNT_MASK) == 0) {
+			errno = ESTALE;
+			return NULL;
+		}
+		if (!(r & RH_REF_SHARED)) {
+			errno = EINVAL;  /* never published with rh_shm_ref */
+			return NULL;
+		}
+		if ((r & RH_REF_COUNT_MASK) == RH_REF_COUNT_MASK) {
+			errno = EOVERFLOW;
+			return NULL;
+		}
+		if (__atomic_compare_exchange_n(&bh->refcount, &r, r + 1, true, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return bh + 1;
+	}
+}
+
+int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off)
+{
+	struct block_header *bh = (struct block_header *)p - 1;
+	uint64_t o = (uint64_t)((const char *)p - h->base);
+	uint64_t s = (uint64_t)bh->sb_page << h->page_shift;
+	if (!check_block(h, s, o))
+		return -1;
+	uint32_t r = __atomic_fetch_or(&bh->refcount, RH_REF_SHARED, __ATOMIC_ACQ_REL);
+	if ((r & RH_REF_COUNT_MASK) == 0 || r == RH_REF_MARKER)
+		return -1;
+	*sb_off = s;
+	*off = o;
+	return 0;
+}
+
+/* --- Maintenance, fork, statistics ---------------------------------------- */
+
+void alloc_trim(void)
+{
+	struct heap *h = rh_heap;
+	if (!h)
+		return;
+	if (tc.heap == h)
+		tcache_flush_all();
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++) {
+		struct pool *pl = &pools[i];
+		if (!pl->used)
+			continue;
+		pthread_mutex_lock(&pl->lock);
+		drain_remote(h, pl);
+		for (struct superblock *sb = pl->first; sb; sb = sb_next(h, sb))
+			for (unsigned b = 0; b < 32; b++)
+				for (uint32_t idx = sb->free_bins[b]; idx; idx = sb->pages[idx].next) {
+					/* Spans merged from committed and punched parts are not
+					 * flagged committed but may hold memory: punch them all. */
+					struct page_desc *d = &sb->pages[idx];
+					size_t bytes = (size_t)d->span_pages << h->page_shift;
+					if (os_decommit(h->fd, sb->offset + ((uint64_t)idx << h->page_shift), bytes) == 0 &&
+					    (d->flags & RH_PAGE_F_COMMITTED))
+						stat_add(bytes_punched, bytes);
+					desc_set(sb, idx, d->span_pages, RH_PAGE_FREE, 0);
+				}
+		pl->retained = 0;
+		pthread_mutex_unlock(&pl->lock);
+	}
+}
+
+void alloc_fork_prepare(void)
+{
+	pthread_mutex_lock(&caches_lock);
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+		pthread_mutex_lock(&pools[i].lock);
+}
+
+void alloc_fork_parent(void)
+{
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+		pthread_mutex_unlock(&pools[i].lock);
+	pthread_mutex_unlock(&caches_lock);
+}
+
+/* The child starts with no heap: everything private is reset, the blocks it
+ * inherited stay where they are as private memory. */
+void alloc_fork_child(void)
+{
+	memset(pools, 0, sizeof(pools));
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+		pthread_mutex_init(&pools[i].lock, NULL);
+	pthread_mutex_init(&caches_lock, NULL);
+	memset(&tc, 0, sizeof(tc));
+	caches = NULL;
+	atomic_store(&counter_slots, 1);
+	atomic_store(&exited_created, 0);
+	atomic_store(&exited_destroyed, 0);
+}
+
+void alloc_stats(struct rh_shm_stats *st)
+{
+	uint64_t created = atomic_load(&exited_created), destroyed = atomic_load(&exited_destroyed);
+	unsigned used = 0;
+	pthread_mutex_lock(&caches_lock);
+	for (struct tcache *t = caches; t; t = t->next) {
+		created += t->created;
+		destroyed += t->destroyed;
+	}
+	pthread_mutex_unlock(&caches_lock);
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+		used += pools[i].used;
+	st->blocks_created = created;
+	st->blocks_destroyed = destroyed;
+	st->pools_used = used;
+	struct heap *h = rh_heap;
+	if (!h)
+		return;
+	int64_t bytes = 0;
+	for (unsigned i = 0; i < RH_MAX_COUNTERS; i++)
+		bytes += __atomic_load_n(&h->hdr->counters[i].used_bytes, __ATOMIC_RELAXED);
+	st->heap_used = bytes > 0 ? (uint64_t)bytes : 0;
+	uint64_t end = __atomic_load_n(&h->hdr->superblocks_end, __ATOMIC_ACQUIRE);
+	for (uint64_t off = h->hdr->header_size; off < end;) {
+		struct superblock *sb = (struct superblock *)(h->base + off);
+		if (sb->kind == RH_SB_DATA)
+			st->heap_size += sb->size - sb->header_size;
+		off += sb->size;
+	}
+}
+
+__attribute__((constructor)) static void alloc_init(void)
+{
+	pthread_key_create(&tc_key, tcache_exit);
+}

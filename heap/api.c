@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The public C API of redhawk/shm.h over the allocator, and the process's
+ * metrics. Blocks made through this API record their caller as call site.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "heap.h"
+#include "redhawk/shm.h"
+
+/* The call site of an API call: its caller's return address. */
+static inline uint32_t caller_site(void *ret)
+{
+	if (!rh_heap && !heap_get_slow())
+		return 0;
+	if (!rh_options.trace_depth)
+		return 0;
+	uint64_t frame = (uint64_t)(uintptr_t)ret;
+	return journal_site(&frame, 1);
+}
+
+static void *alloc_api(size_t size, size_t align, void *ret)
+{
+	if (!rh_heap && !heap_get_slow())
+		return NULL;
+	void *p = alloc_block(size, align, caller_site(ret));
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+RH_SHM_API void *rh_shm_alloc(size_t size)
+{
+	return alloc_api(size, 16, __builtin_return_address(0));
+}
+
+RH_SHM_API void *rh_shm_alloc_aligned(size_t alignment, size_t size)
+{
+	if (alignment == 0 || (alignment & (alignment - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return alloc_api(size, alignment < 16 ? 16 : alignment, __builtin_return_address(0));
+}
+
+RH_SHM_API void *rh_shm_calloc(size_t count, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(count, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	void *p = alloc_api(total, 16, __builtin_return_address(0));
+	if (p)
+		memset(p, 0, total);
+	return p;
+}
+
+RH_SHM_API void rh_shm_free(void *ptr)
+{
+	if (!ptr)
+		return;
+	switch (heap_owner(ptr)) {
+	case OWNER_SELF:
+		free_block(ptr);
+		break;
+	case OWNER_FOREIGN:
+		free_foreign(heap_of(ptr), ptr);
+		break;
+	case OWNER_INHERITED:
+		break; /* a private copy made at fork: it lives until exit or exec */
+	case OWNER_NONE:
+		rh_warn("rh_shm_free(%p): not a shared-memory block", ptr);
+		break;
+	}
+}
+
+RH_SHM_API void *rh_shm_realloc(void *ptr, size_t size)
+{
+	if (!ptr)
+		return alloc_api(size, 16, __builtin_return_address(0));
+	enum owner o = heap_owner(ptr);
+	if (o == OWNER_NONE) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (o == OWNER_SELF) {
+		void *p = realloc_block(ptr, size, caller_site(__builtin_return_address(0)));
+		if (!p)
+			errno = ENOMEM;
+		return p;
+	}
+	void *p = alloc_api(size, 16, __builtin_return_address(0));
+	if (p) {
+		size_t old = block_usable(ptr);
+		memcpy(p, ptr, old < size ? old : size);
+		rh_shm_free(ptr);
+	}
+	return p;
+}
+
+RH_SHM_API size_t rh_shm_usable_size(const void *ptr)
+{
+	return ptr && heap_owner(ptr) != OWNER_NONE ? block_usable(ptr) : 0;
+}
+
+RH_SHM_API int rh_shm_owns(const void *ptr)
+{
+	enum owner o = heap_owner(ptr);
+	return o == OWNER_SELF || o == OWNER_FOREIGN;
+}
+
+RH_SHM_API void rh_shm_trim(void)
+{
+	alloc_trim();
+}
+
+RH_SHM_API int rh_shm_ref(const void *ptr, struct rh_shm_ref *ref)
+{
+	if (!ptr || !ref) {
+		errno = EINVAL;
+		return -1;
+	}
+	return heap_ref(ptr, ref);
+}
+
+RH_SHM_API void *rh_shm_attach(const struct rh_shm_ref *ref)
+{
+	return heap_attach(ref);
+}
+
+RH_SHM_API const char *rh_shm_heap_name(void)
+{
+	return rh_heap ? rh_heap->name : NULL;
+}
+
+RH_SHM_API int rh_shm_enabled(void)
+{
+	return options_get()->enabled;
+}
+
+RH_SHM_API int rh_shm_stats(struct rh_shm_stats *st)
+{
+	if (!st) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(st, 0, sizeof(*st));
+#define COPY(name, text) st->name = rh_stats.name;
+	RH_SHM_STATS(COPY)
+#undef COPY
+	alloc_stats(st);
+	return 0;
+}
+
+void stats_print(void)
+{
+	struct rh_shm_stats st;
+	rh_shm_stats(&st);
+	rh_warn("metrics for %s:", rh_heap ? rh_heap->name : "(no heap)");
+#define PRINT(name, text) rh_warn("  %-40s %llu", text, (unsigned long long)st.name);
+	RH_SHM_STATS(PRINT)
+#undef PRINT
+	rh_warn("  %-40s %llu", "heap size (bytes)", (unsigned long long)st.heap_size);
+	rh_warn("  %-40s %llu", "heap used (bytes)", (unsigned long long)st.heap_used);
+}

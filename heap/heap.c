@@ -1,0 +1,625 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The heap file's lifecycle: made on demand under a temporary name, locked by
+ * its creator and then renamed into place; grown superblock by superblock;
+ * unlinked at exit; copied privately into a forked child; and other
+ * processes' heaps mapped for references (attach).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "heap.h"
+
+struct heap *rh_heap;
+static struct heap own;
+
+/* Heaps of other processes mapped by attach, and regions inherited over
+ * fork (private copies). Entries are published by bumping the count with a
+ * release store and never removed, so lookups need no lock. */
+static struct heap foreign[RH_MAX_FOREIGN];
+static _Atomic unsigned nforeign;
+static struct {
+	char *base;
+	size_t size;
+} inherited[RH_MAX_INHERITED];
+static _Atomic unsigned ninherited;
+
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t foreign_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool options_loaded;
+static uint64_t create_retry_ns;  /* no new attempt before this (monotonic) */
+static int create_errno;
+static int fork_pipe[2] = { -1, -1 };
+
+struct process_stats rh_stats;
+
+const struct options *options_get(void)
+{
+	if (!__atomic_load_n(&options_loaded, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&create_lock);
+		if (!options_loaded) {
+			options_load(&rh_options);
+			__atomic_store_n(&options_loaded, true, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&create_lock);
+	}
+	return &rh_options;
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Address space to reserve for a heap: the filesystem's size rounded up to a
+ * power of two, between 1 GiB and 1 TiB. A heap cannot outgrow its folder. */
+static size_t reserve_size(int dirfd, uint64_t at_least)
+{
+	struct statvfs vfs;
+	uint64_t want = 1ULL << 30;
+	if (fstatvfs(dirfd, &vfs) == 0)
+		want = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	if (want < at_least)
+		want = at_least;
+	uint64_t r = 1ULL << 30;
+	while (r < want && r < (1ULL << 40))
+		r <<= 1;
+	return (size_t)r;
+}
+
+static void parse_boot_id(uint8_t out[16])
+{
+	char buf[64];
+	memset(out, 0, 16);
+	if (os_read_small("/proc/sys/kernel/random/boot_id", buf, sizeof(buf)))
+		return;
+	int n = 0;
+	for (char *p = buf; *p && n < 32; p++) {
+		int v;
+		if (*p >= '0' && *p <= '9')
+			v = *p - '0';
+		else if (*p >= 'a' && *p <= 'f')
+			v = *p - 'a' + 10;
+		else
+			continue;
+		out[n / 2] |= (uint8_t)(n % 2 ? v : v << 4);
+		n++;
+	}
+}
+
+static void fill_header(struct heap_header *hdr, const struct options *opt, size_t page)
+{
+	hdr->magic = RH_HEAP_MAGIC;
+	hdr->version_major = RH_HEAP_VERSION_MAJOR;
+	hdr->version_minor = RH_HEAP_VERSION_MINOR;
+	hdr->header_size = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
+	hdr->page_size = (uint32_t)page;
+	if (getrandom(&hdr->instance, sizeof(hdr->instance), GRND_NONBLOCK) != sizeof(hdr->instance))
+		hdr->instance = now_ns(CLOCK_MONOTONIC) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+	hdr->superblocks_end = hdr->header_size;
+	hdr->creator_pid = getpid();
+	hdr->creator_uid = getuid();
+	os_proc_start_time(hdr->creator_pid, &hdr->creator_start);
+	hdr->created_ns = now_ns(CLOCK_REALTIME);
+	struct stat st;
+	if (stat("/proc/self/ns/pid", &st) == 0)
+		hdr->pid_ns = st.st_ino;
+	parse_boot_id(hdr->boot_id);
+	hdr->flags = RH_HEAP_F_LOCKED | (opt->keep ? RH_HEAP_F_KEEP : 0);
+	hdr->npools = alloc_npools();
+	hdr->trace_depth = opt->trace_depth;
+	char comm[RH_COMMAND_LEN];
+	if (os_read_small("/proc/self/comm", comm, sizeof(comm)) == 0)
+		memcpy(hdr->command, comm, strlen(comm) + 1);
+	hdr->holders[0].pid = hdr->creator_pid;
+	hdr->holders[0].state = RH_HOLDER_CLAIMED;
+	hdr->holders[0].start_time = hdr->creator_start;
+}
+
+/* Is the existing heap-<pid> a heap whose creator is gone (or a file of this
+ * PID's earlier program image, whose lock went with exec)? Only then may it
+ * be replaced. */
+static bool replaceable(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT;
+	uint32_t magic = 0;
+	bool held = true;
+	struct stat st;
+	bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		pread(fd, &magic, sizeof(magic), 0) == sizeof(magic) &&
+		(magic == RH_HEAP_MAGIC || magic == RH_REDHAWK22_MAGIC) &&
+		os_lock_held(fd, RH_LOCK_BASE, &held) == 0 && !held;
+	close(fd);
+	return ok;
+}
+
+static int create(struct heap *h)
+{
+	const struct options *opt = options_get();
+	size_t page = os_page_size();
+	char tmp[64];
+	int err;
+
+	if (!opt->enabled)
+		return ENOMEM;
+	int dirfd = open(opt->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return errno;
+
+	memset(h, 0, sizeof(*h));
+	h->pid = getpid();
+	h->page_shift = (unsigned)__builtin_ctzl(page);
+	snprintf(h->name, sizeof(h->name), "heap-%d", (int)h->pid);
+	snprintf(tmp, sizeof(tmp), ".heap-%d.%lx.tmp", (int)h->pid, (unsigned long)now_ns(CLOCK_MONOTONIC));
+
+	int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = errno;
+		close(dirfd);
+		return err;
+	}
+	/* Exactly the mode asked for, whatever the umask. */
+	if (fchmod(fd, opt->mode) != 0 && fchmod(fd, opt->mode & 0777) != 0)
+		goto fail_errno;
+	uint32_t hsize = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
+	if ((err = os_grow(fd, hsize)) || (err = os_commit(fd, 0, hsize)))
+		goto fail;
+	h->reserve = reserve_size(dirfd, hsize);
+	void *base;
+	if ((err = os_reserve(h->reserve, 1u << 21, &base)))
+		goto fail;
+	h->base = base;
+	if ((err = os_map_shared(fd, 0, hsize, base))) {
+		os_release(base, h->reserve);
+		goto fail;
+	}
+	h->hdr = base;
+	h->mapped_end = hsize;
+	h->fd = fd;
+	fill_header(h->hdr, opt, page);
+	h->instance = h->hdr->instance;
+	if ((err = os_lock_byte(fd, RH_LOCK_BASE)))
+		goto fail_unmap;
+	/* Visible under its name only now, initialised and locked. */
+	for (int tries = 0;; tries++) {
+		if (renameat2(dirfd, tmp, dirfd, h->name, RENAME_NOREPLACE) == 0)
+			break;
+		err = errno;
+		if (err != EEXIST || tries > 3 || !replaceable(dirfd, h->name))
+			goto fail_unmap;
+		unlinkat(dirfd, h->name, 0);
+	}
+	snprintf(h->path, sizeof(h->path), "%s/%s", opt->dir, h->name);
+	h->dirfd = dirfd;
+	stat_add(files_created, 1);
+	return 0;
+
+fail_errno:
+	err = errno;
+	goto fail;
+fail_unmap:
+	munmap(h->base, h->reserve);
+fail:
+	unlinkat(dirfd, tmp, 0);
+	close(fd);
+	close(dirfd);
+	memset(h, 0, sizeof(*h));
+	return err;
+}
+
+struct heap *heap_get_slow(void)
+{
+	struct heap *h = NULL;
+	pthread_mutex_lock(&create_lock);
+	if (rh_heap) {
+		h = rh_heap;
+		goto out;
+	}
+	if (!options_loaded) {
+		options_load(&rh_options);
+		__atomic_store_n(&options_loaded, true, __ATOMIC_RELEASE);
+	}
+	/* After a failure (full or missing folder), try again at most once a
+	 * second rather than on every allocation. */
+	uint64_t t = now_ns(CLOCK_MONOTONIC_COARSE);
+	if (create_errno && t < create_retry_ns) {
+		errno = create_errno;
+		goto out;
+	}
+	int err = create(&own);
+	if (err) {
+		if (!create_errno && rh_options.enabled)
+			rh_warn("cannot create a heap in %s: %s", rh_options.dir, strerror(err));
+		create_errno = err;
+		create_retry_ns = t + 1000000000u;
+		errno = err == ENOSPC ? ENOMEM : err;
+		goto out;
+	}
+	create_errno = 0;
+	__atomic_store_n(&rh_heap, &own, __ATOMIC_RELEASE);
+	h = &own;
+out:
+	pthread_mutex_unlock(&create_lock);
+	return h;
+}
+
+/* Appends a superblock of `size` bytes (a multiple of the page size) with a
+ * header of `header_size` bytes. The header pages are reserved with
+ * fallocate; data pages stay holes until spans are carved from them. */
+struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, unsigned kind, unsigned pool)
+{
+	struct superblock *sb = NULL;
+	int err;
+	pthread_mutex_lock(&grow_lock);
+	struct heap_header *hdr = h->hdr;
+	uint64_t off = hdr->superblocks_end;
+	if (size > h->reserve || off > h->reserve - size) {
+		errno = ENOMEM;
+		goto out;
+	}
+	if ((err = os_grow(h->fd, off + size))) {
+		errno = err;
+		goto out;
+	}
+	if ((err = os_map_shared(h->fd, off, size, h->base + off)) ||
+	    (err = os_commit(h->fd, off, header_size))) {
+		/* Give the address range back to the reservation, the bytes to the
+		 * filesystem. */
+		mmap(h->base + off, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+		os_grow(h->fd, off);
+		errno = err == ENOSPC ? ENOMEM : err;
+		stat_add(alloc_failures, 1);
+		goto out;
+	}
+	sb = (struct superblock *)(h->base + off);
+	sb->kind = (uint16_t)kind;
+	sb->pool = (uint16_t)pool;
+	sb->offset = off;
+	sb->size = size;
+	sb->header_size = header_size;
+	sb->npages = (uint32_t)(size >> h->page_shift);
+	if (kind == RH_SB_JOURNAL)
+		sb->journal_end = header_size;
+	__atomic_store_n(&sb->magic, RH_SB_MAGIC, __ATOMIC_RELEASE);
+	h->mapped_end = off + size;
+	__atomic_store_n(&hdr->superblocks_end, off + size, __ATOMIC_RELEASE);
+	stat_add(superblocks, 1);
+out:
+	pthread_mutex_unlock(&grow_lock);
+	return sb;
+}
+
+enum owner heap_owner(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	if (a - (uintptr_t)own.base < own.reserve && rh_heap)
+		return OWNER_SELF;
+	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (a - (uintptr_t)foreign[i].base < foreign[i].mapped_end)
+			return foreign[i].fd >= 0 ? OWNER_FOREIGN : OWNER_INHERITED;
+	n = atomic_load_explicit(&ninherited, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (a - (uintptr_t)inherited[i].base < inherited[i].size)
+			return OWNER_INHERITED;
+	return OWNER_NONE;
+}
+
+struct heap *heap_of(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	if (rh_heap && a - (uintptr_t)own.base < own.reserve)
+		return &own;
+	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (a - (uintptr_t)foreign[i].base < foreign[i].mapped_end)
+			return &foreign[i];
+	return NULL;
+}
+
+bool heap_inherited_view(const void *p, struct heap *view)
+{
+	uintptr_t a = (uintptr_t)p;
+	unsigned n = atomic_load_explicit(&ninherited, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (a - (uintptr_t)inherited[i].base < inherited[i].size) {
+			memset(view, 0, sizeof(*view));
+			view->base = inherited[i].base;
+			view->hdr = (struct heap_header *)view->base;
+			view->reserve = inherited[i].size;
+			view->page_shift = (unsigned)__builtin_ctzl(os_page_size());
+			view->fd = -1;
+			return true;
+		}
+	n = atomic_load_explicit(&nforeign, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (foreign[i].fd < 0 && a - (uintptr_t)foreign[i].base < foreign[i].mapped_end) {
+			*view = foreign[i];
+			return true;
+		}
+	return false;
+}
+
+/* --- Exit ---------------------------------------------------------------- */
+
+void heap_unlink_at_exit(void)
+{
+	struct heap *h = rh_heap;
+	if (!h || h->unlinked || h->pid != getpid() || rh_options.keep)
+		return;
+	h->unlinked = true;
+	/* Remove the name only if it is still our file. */
+	struct stat mine, there;
+	if (fstat(h->fd, &mine) == 0 && fstatat(h->dirfd, h->name, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    mine.st_dev == there.st_dev && mine.st_ino == there.st_ino)
+		unlinkat(h->dirfd, h->name, 0);
+}
+
+__attribute__((destructor)) static void heap_fini(void)
+{
+	if (rh_options.metrics)
+		stats_print();
+	heap_unlink_at_exit();
+}
+
+/* --- Fork ---------------------------------------------------------------- */
+
+static bool anything_mapped(void)
+{
+	return rh_heap || atomic_load(&nforeign) > 0;
+}
+
+void heap_fork_prepare(void)
+{
+	pthread_mutex_lock(&create_lock);
+	pthread_mutex_lock(&foreign_lock);
+	journal_fork_prepare();
+	alloc_fork_prepare();
+	pthread_mutex_lock(&grow_lock);
+	if (anything_mapped() && pipe2(fork_pipe, O_CLOEXEC) != 0)
+		fork_pipe[0] = fork_pipe[1] = -1;
+}
+
+/* The parent waits until the child has copied the shared mappings, so the
+ * child's copy is the memory as it was at fork(); our locks are still held,
+ * so no allocation changes the heap meanwhile. */
+void heap_fork_parent(void)
+{
+	if (fork_pipe[0] >= 0) {
+		close(fork_pipe[1]);
+		char c;
+		while (read(fork_pipe[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close(fork_pipe[0]);
+		fork_pipe[0] = fork_pipe[1] = -1;
+	}
+	pthread_mutex_unlock(&grow_lock);
+	alloc_fork_parent();
+	journal_fork_parent();
+	pthread_mutex_unlock(&foreign_lock);
+	pthread_mutex_unlock(&create_lock);
+}
+
+static void inherit(char *base, size_t size)
+{
+	unsigned n = atomic_load(&ninherited);
+	if (n < RH_MAX_INHERITED) {
+		inherited[n].base = base;
+		inherited[n].size = size;
+		atomic_store_explicit(&ninherited, n + 1, memory_order_release);
+	}
+}
+
+/* The child gets private copies of every shared mapping, at the same
+ * addresses, and from then on treats those blocks as private memory: its own
+ * new allocations go to a heap of its own. */
+void heap_fork_child(void)
+{
+	if (rh_heap) {
+		if (os_map_private_copy(own.fd, own.base, own.mapped_end))
+			rh_warn("fork: cannot copy the parent's heap; the child shares it");
+		close(own.fd);
+		close(own.dirfd);
+		inherit(own.base, own.reserve);
+		rh_heap = NULL;
+		memset(&own, 0, sizeof(own));
+	}
+	unsigned n = atomic_load(&nforeign);
+	for (unsigned i = 0; i < n; i++) {
+		if (foreign[i].fd < 0)
+			continue;
+		os_map_private_copy(foreign[i].fd, foreign[i].base, foreign[i].mapped_end);
+		close(foreign[i].fd);
+		foreign[i].fd = -1;
+	}
+	if (fork_pipe[1] >= 0) {
+		char c = 1;
+		ssize_t w = write(fork_pipe[1], &c, 1);
+		(void)w;
+		close(fork_pipe[0]);
+		close(fork_pipe[1]);
+		fork_pipe[0] = fork_pipe[1] = -1;
+	}
+	create_errno = 0;
+	memset(&rh_stats, 0, sizeof(rh_stats));
+	pthread_mutex_init(&grow_lock, NULL);
+	pthread_mutex_init(&foreign_lock, NULL);
+	pthread_mutex_init(&create_lock, NULL);
+	alloc_fork_child();
+	journal_fork_child();
+}
+
+__attribute__((constructor)) static void heap_init(void)
+{
+	pthread_atfork(heap_fork_prepare, heap_fork_parent, heap_fork_child);
+}
+
+/* --- Attach -------------------------------------------------------------- */
+
+static bool valid_name(const char *name, size_t cap)
+{
+	size_t n = strnlen(name, cap);
+	if (n == cap || n < 6 || strncmp(name, "heap-", 5) != 0)
+		return false;
+	for (size_t i = 5; i < n; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+	return true;
+}
+
+/* Maps the file's current extent, up to the reservation. */
+static int map_more(struct heap *h)
+{
+	struct stat st;
+	if (fstat(h->fd, &st) != 0)
+		return errno;
+	uint64_t end = (uint64_t)st.st_size & ~(((uint64_t)1 << h->page_shift) - 1);
+	if (end > h->reserve)
+		end = h->reserve;
+	if (end <= h->mapped_end)
+		return 0;
+	int err = os_map_shared(h->fd, h->mapped_end, end - h->mapped_end, h->base + h->mapped_end);
+	if (err)
+		return err;
+	__atomic_store_n(&h->mapped_end, end, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Takes a free holder slot: the first one whose lock byte we can lock. */
+static void claim_holder(struct heap *h)
+{
+	for (int i = 1; i < RH_MAX_HOLDERS; i++) {
+		if (os_lock_byte(h->fd, RH_LOCK_BASE + (uint64_t)i) != 0)
+			continue;
+		struct heap_holder *s = &h->hdr->holders[i];
+		uint64_t start = 0;
+		os_proc_start_time(getpid(), &start);
+		__atomic_store_n(&s->start_time, start, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->state, RH_HOLDER_CLAIMED, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->pid, getpid(), __ATOMIC_RELEASE);
+		h->holder = i;
+		return;
+	}
+	h->holder = -1;
+}
+
+static struct heap *open_foreign(const struct rh_shm_ref *ref)
+{
+	const struct options *opt = options_get();
+	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (foreign[i].fd >= 0 && foreign[i].instance == ref->instance &&
+		    strcmp(foreign[i].name, ref->heap) == 0)
+			return &foreign[i];
+	if (n >= RH_MAX_FOREIGN) {
+		errno = ENFILE;
+		return NULL;
+	}
+	int dirfd = open(opt->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return NULL;
+	int fd = openat(dirfd, ref->heap, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	int err = errno;
+	close(dirfd);
+	if (fd < 0) {
+		errno = err == ELOOP ? EINVAL : err;
+		return NULL;
+	}
+	struct heap_header hdr;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    pread(fd, &hdr, offsetof(struct heap_header, holders), 0) != offsetof(struct heap_header, holders) ||
+	    hdr.magic != RH_HEAP_MAGIC || hdr.version_major != RH_HEAP_VERSION_MAJOR ||
+	    hdr.page_size != os_page_size() || hdr.header_size < sizeof(struct heap_header) ||
+	    (uint64_t)st.st_size < hdr.header_size) {
+		close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (hdr.instance != ref->instance) {
+		close(fd);
+		errno = ESTALE;
+		return NULL;
+	}
+	struct heap *h = &foreign[n];
+	memset(h, 0, sizeof(*h));
+	h->fd = fd;
+	h->page_shift = (unsigned)__builtin_ctzl(os_page_size());
+	h->reserve = reserve_size(fd, (uint64_t)st.st_size);
+	h->instance = hdr.instance;
+	h->pid = hdr.creator_pid;
+	memcpy(h->name, ref->heap, strlen(ref->heap) + 1);
+	void *base;
+	if ((err = os_reserve(h->reserve, 1u << 21, &base))) {
+		close(fd);
+		errno = err;
+		return NULL;
+	}
+	h->base = base;
+	h->hdr = base;
+	if ((err = map_more(h))) {
+		os_release(base, h->reserve);
+		close(fd);
+		errno = err;
+		return NULL;
+	}
+	claim_holder(h);
+	atomic_store_explicit(&nforeign, n + 1, memory_order_release);
+	return h;
+}
+
+void *heap_attach(const struct rh_shm_ref *ref)
+{
+	if (!ref || !valid_name(ref->heap, sizeof(ref->heap))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct heap *h;
+	if (rh_heap && strcmp(ref->heap, own.name) == 0) {
+		if (ref->instance != own.instance) {
+			errno = ESTALE;
+			return NULL;
+		}
+		h = &own;
+	} else {
+		pthread_mutex_lock(&foreign_lock);
+		h = open_foreign(ref);
+		if (h && (ref->offset >= h->mapped_end || ref->offset < h->hdr->header_size))
+			map_more(h);
+		pthread_mutex_unlock(&foreign_lock);
+		if (!h)
+			return NULL;
+	}
+	void *p = alloc_attach(h, ref->superblock, ref->offset);
+	if (p)
+		stat_add(blocks_attached, 1);
+	return p;
+}
+
+int heap_ref(const void *p, struct rh_shm_ref *ref)
+{
+	struct heap *h = heap_of(p);
+	if (!h || alloc_ref(h, p, &ref->superblock, &ref->offset) != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(ref->heap, 0, sizeof(ref->heap));
+	memcpy(ref->heap, h->name, strlen(h->name));
+	ref->instance = h->instance;
+	return 0;
+}

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal interface of the heap core, shared by the heap core and preload/. Not
+ * installed. Names keep a module prefix; none is exported from the shared
+ * objects (-fvisibility=hidden).
+ */
+#ifndef RH_HEAP_H
+#define RH_HEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "format.h"
+#include "redhawk/shm.h"
+
+/* --- options.c: the RH_SHMALLOC_* variables, read once from environ. ------ */
+enum pool_policy { POLICY_THREAD, POLICY_CPU };
+
+struct options {
+	bool enabled;              /* RH_SHMALLOC */
+	enum pool_policy policy;   /* RH_SHMALLOC_POLICY */
+	unsigned thread_pools;     /* RH_SHMALLOC_THREAD_NUM_POOLS */
+	unsigned cpus_per_pool;    /* RH_SHMALLOC_CPUS_PER_POOL */
+	size_t superblock_size;    /* RH_SHMALLOC_SUPERBLOCK_SIZE, rounded to pages */
+	bool metrics;              /* RH_SHMALLOC_METRICS */
+	unsigned mode;             /* RH_SHMALLOC_MODE */
+	unsigned trace_depth;      /* RH_SHMALLOC_TRACE_DEPTH */
+	size_t min_size;           /* RH_SHMALLOC_MIN_SIZE */
+	bool keep;                 /* RH_SHMALLOC_KEEP */
+	char dir[256];             /* RH_SHM_DIR */
+};
+#define RH_DEFAULT_TRACE_DEPTH 12
+#define RH_MAX_TRACE_DEPTH 64
+
+/* Reads the environment without allocating (walks environ); reports each
+ * malformed value once on stderr. Safe to call again: re-reads. */
+void options_load(struct options *opt);
+extern struct options rh_options;
+
+/* Writes "redhawk-shm: " and the formatted message to stderr, without malloc. */
+void rh_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void rh_assert_fail(const char *expr, const char *file, int line);
+#define rh_assert(e) ((e) ? (void)0 : rh_assert_fail(#e, __FILE__, __LINE__))
+
+/* --- os.c: every system call on memory and heap files. Each returns 0 or
+ * an errno value and fills its out-parameters only on success. ------------ */
+size_t os_page_size(void);
+int os_reserve(size_t size, size_t align, void **addr); /* PROT_NONE, no memory */
+int os_release(void *addr, size_t size);
+int os_map_shared(int fd, uint64_t offset, size_t size, void *at); /* MAP_FIXED */
+int os_map_private_copy(int fd, void *at, size_t size); /* after fork */
+int os_commit(int fd, uint64_t offset, size_t size);    /* posix_fallocate */
+int os_decommit(int fd, uint64_t offset, size_t size);  /* FALLOC_FL_PUNCH_HOLE */
+int os_grow(int fd, uint64_t size);                     /* ftruncate */
+int os_lock_byte(int fd, uint64_t offset);              /* F_OFD_SETLK write lock */
+int os_lock_held(int fd, uint64_t offset, bool *held);  /* F_OFD_GETLK */
+int os_proc_start_time(pid_t pid, uint64_t *ticks);     /* /proc/<pid>/stat field 22 */
+int os_read_small(const char *path, char *buf, size_t size);
+
+/* --- heap.c: heap files and their lifecycle. ------------------------------ */
+#define RH_MAX_FOREIGN 64     /* other processes' heaps attached at once */
+#define RH_MAX_INHERITED 64   /* generations of private copies after fork */
+
+/* A heap mapped in this process: its own, or another's (attached). The file
+ * is mapped at base so that file offset N is at base + N. */
+struct heap {
+	char *base;
+	struct heap_header *hdr;    /* == base */
+	size_t reserve;             /* address space reserved at base */
+	uint64_t mapped_end;        /* file bytes mapped */
+	unsigned page_shift;
+	int fd;                     /* -1: a foreign heap inherited over fork */
+	int dirfd;
+	int holder;                 /* holder slot (attached heaps) */
+	pid_t pid;                  /* creator */
+	uint64_t instance;
+	bool unlinked;
+	char name[RH_HEAP_NAME_LEN];
+	char path[320];
+};
+extern struct heap *rh_heap;    /* this process's heap, NULL until made */
+
+const struct options *options_get(void);
+/* Makes this process's heap when needed; NULL with errno when it cannot. */
+struct heap *heap_get_slow(void);
+/* Appends a superblock; NULL with errno (ENOMEM when the folder is full). */
+struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, unsigned kind, unsigned pool);
+void heap_unlink_at_exit(void);
+void heap_fork_prepare(void);
+void heap_fork_parent(void);
+void heap_fork_child(void);
+enum owner { OWNER_NONE, OWNER_SELF, OWNER_FOREIGN, OWNER_INHERITED };
+enum owner heap_owner(const void *p);
+struct heap *heap_of(const void *p);  /* own or attached heap holding p */
+/* For a block inherited over fork: a view with base and page shift. */
+bool heap_inherited_view(const void *p, struct heap *view);
+void *heap_attach(const struct rh_shm_ref *ref);
+int heap_ref(const void *p, struct rh_shm_ref *ref);
+
+/* --- alloc.c: the allocator. site is a journal locator or 0. ------------- */
+unsigned alloc_npools(void);
+void *alloc_block(size_t size, size_t align, uint32_t site);
+void free_block(void *p);                        /* a block of rh_heap */
+void free_foreign(struct heap *h, void *p);     /* a block of an attached heap */
+void *realloc_block(void *p, size_t size, uint32_t site);
+size_t block_usable(const void *p);
+size_t block_size(const void *p);                /* requested bytes */
+void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off);
+int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off);
+void alloc_trim(void);
+void alloc_fork_prepare(void);
+void alloc_fork_parent(void);
+void alloc_fork_child(void);
+void alloc_stats(struct rh_shm_stats *st);
+
+/* --- journal.c: modules and call sites. ---------------------------------- */
+/* Locator of the site for these frames, made on first sight; 0 when the
+ * journal is full or there is no heap. Never allocates with malloc. */
+uint32_t journal_site(const uint64_t *frames, unsigned depth);
+int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end,
+	const uint8_t *build_id, size_t build_id_len);
+void journal_modules_refresh(void);
+void journal_site_alloc(struct heap_header *hdr, uint32_t site, uint64_t bytes);
+void journal_site_free(struct heap_header *hdr, uint32_t site, uint64_t bytes);
+void journal_fork_prepare(void);
+void journal_fork_parent(void);
+void journal_fork_child(void);
+
+/* --- api.c: process metrics. ---------------------------------------------- */
+struct process_stats {
+#define RH_STAT_FIELD(name, text) uint64_t name;
+	RH_SHM_STATS(RH_STAT_FIELD)
+#undef RH_STAT_FIELD
+};
+extern struct process_stats rh_stats;
+#define stat_add(field, n) __atomic_fetch_add(&rh_stats.field, (n), __ATOMIC_RELAXED)
+void stats_print(void);
+
+#endif

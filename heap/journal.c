@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The provenance journal inside the heap file: loaded modules and call sites
+ * as tagged records in JOURNAL superblocks. A record is written whole, then
+ * published by advancing journal_end, so a process killed at any instant
+ * leaves no torn record behind. Sites are found again through a private hash
+ * table of record locators; no malloc anywhere.
+ */
+#include <elf.h>
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "heap.h"
+
+#define NBUCKETS (1u << 16)
+#define JOURNAL_SB_SIZE (1u << 20)
+#define MAX_MODULES 1024
+
+static pthread_mutex_t jlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct superblock *jsb;       /* journal superblock being filled */
+static _Atomic uint32_t *buckets;    /* site locators by hash */
+static struct {
+	uint64_t start, end;
+} modules[MAX_MODULES];
+static _Atomic unsigned nmodules;
+
+static inline struct journal_site *site_at(struct heap_header *hdr, uint32_t loc)
+{
+	return (struct journal_site *)((char *)hdr + ((uint64_t)loc << 3));
+}
+
+static uint64_t hash_frames(const uint64_t *frames, unsigned depth)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ depth;
+	for (unsigned i = 0; i < depth; i++) {
+		h ^= frames[i];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	return h ? h : 1;
+}
+
+/* Room for a record of `size` bytes (jlock held); NULL when the file cannot
+ * grow. The record's offset in the file goes to *off. */
+static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
+{
+	if (!jsb || jsb->journal_end + size > jsb->size) {
+		size_t page = (size_t)1 << h->page_shift;
+		size_t bytes = JOURNAL_SB_SIZE > size + page ? JOURNAL_SB_SIZE : size + page;
+		bytes = (bytes + page - 1) & ~(page - 1);
+		struct superblock *sb = heap_grow(h, bytes, (uint32_t)page, RH_SB_JOURNAL, 0);
+		if (!sb)
+			return NULL;
+		/* Reserve the pages now: a full filesystem stops the journal, it
+		 * never makes a later write fault. */
+		if (os_commit(h->fd, sb->offset + page, bytes - page)) {
+			sb->journal_end = sb->size; /* nothing fits: skipped by everyone */
+			return NULL;
+		}
+		jsb = sb;
+	}
+	*off = jsb->offset + jsb->journal_end;
+	return (char *)jsb + jsb->journal_end;
+}
+
+static void journal_publish(uint32_t size)
+{
+	__atomic_store_n(&jsb->journal_end, jsb->journal_end + size, __ATOMIC_RELEASE);
+}
+
+/* --- Modules ---------------------------------------------------------------- */
+
+static bool covered(uint64_t addr)
+{
+	unsigned n = atomic_load_explicit(&nmodules, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (addr - modules[i].start < modules[i].end - modules[i].start)
+			return true;
+	return false;
+}
+
+static size_t build_id_of(const struct dl_phdr_info *info, const uint8_t **id)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+		const char *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+			const char *name = p + sizeof(*n);
+			const char *desc = name + ((n->n_namesz + 3) & ~3u);
+			if (desc + n->n_descsz > end)
+				break;
+			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+				*id = (const uint8_t *)desc;
+				return n->n_descsz;
+			}
+			p = desc + ((n->n_descsz + 3) & ~3u);
+		}
+	}
+	return 0;
+}
+
+static int record_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uint64_t s = info->dlpi_addr + ph->p_vaddr;
+		if (s < lo)
+			lo = s;
+		if (s + ph->p_memsz > hi)
+			hi = s + ph->p_memsz;
+	}
+	if (lo >= hi || covered(lo))
+		return 0;
+	char exe[512];
+	const char *path = info->dlpi_name;
+	if (!path || !*path) {
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n <= 0 || atomic_load(&nmodules) > 0)
+			return 0; /* the vdso, or no name to find it by */
+		exe[n] = 0;
+		path = exe;
+	}
+	const uint8_t *id = NULL;
+	size_t idlen = build_id_of(info, &id);
+	if (journal_module(path, info->dlpi_addr, lo, hi, id, idlen) == 0) {
+		unsigned n = atomic_load(&nmodules);
+		if (n < MAX_MODULES) {
+			modules[n].start = lo;
+			modules[n].end = hi;
+			atomic_store_explicit(&nmodules, n + 1, memory_order_release);
+		}
+	}
+	return 0;
+}
+
+/* Records every loaded module not yet in the journal. */
+void journal_modules_refresh(void)
+{
+	pthread_mutex_lock(&module_lock);
+	dl_iterate_phdr(record_module, NULL);
+	pthread_mutex_unlock(&module_lock);
+}
+
+int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end,
+	const uint8_t *build_id, size_t build_id_len)
+{
+	struct heap *h = rh_heap;
+	if (!h)
+		return ENOMEM;
+	size_t plen = strnlen(path, 4095);
+	uint32_t size = (uint32_t)((offsetof(struct journal_module, path) + plen + 1 + 7) & ~(size_t)7);
+	uint64_t off;
+	pthread_mutex_lock(&jlock);
+	struct journal_module *m = journal_reserve(h, size, &off);
+	if (!m) {
+		pthread_mutex_unlock(&jlock);
+		return ENOMEM;
+	}
+	memset(m, 0, size);
+	m->rec.tag = RH_REC_MODULE;
+	m->rec.size = size;
+	m->base = base;
+	m->start = start;
+	m->end = end;
+	if (build_id_len > sizeof(m->build_id))
+		build_id_len = sizeof(m->build_id);
+	m->build_id_len = (uint16_t)build_id_len;
+	if (build_id_len)
+		memcpy(m->build_id, build_id, build_id_len);
+	m->path_len = (uint16_t)plen;
+	memcpy(m->path, path, plen);
+	journal_publish(size);
+	pthread_mutex_unlock(&jlock);
+	return 0;
+}
+
+/* --- Sites -------------------------------------------------------------------- */
+
+static uint32_t lookup(struct heap_header *hdr, uint32_t head, uint64_t hash, const uint64_t *frames, unsigned depth)
+{
+	for (uint32_t loc = head; loc; loc = site_at(hdr, loc)->next) {
+		struct journal_site *s = site_at(hdr, loc);
+		if (s->hash == hash && s->depth == depth && memcmp(s->frames, frames, depth * sizeof(uint64_t)) == 0)
+			return loc;
+	}
+	return 0;
+}
+
+uint32_t journal_site(const uint64_t *frames, unsigned depth)
+{
+	struct heap *h = rh_heap;
+	if (!h || !depth)
+		return 0;
+	if (depth > RH_MAX_TRACE_DEPTH)
+		depth = RH_MAX_TRACE_DEPTH;
+	_Atomic uint32_t *b = atomic_load_explicit(&buckets, memory_order_acquire);
+	uint64_t hash = hash_frames(frames, depth);
+	unsigned bucket = (unsigned)(hash & (NBUCKETS - 1));
+	if (b) {
+		uint32_t loc = lookup(h->hdr, atomic_load_explicit(&b[bucket], memory_order_acquire), hash, frames, depth);
+		if (loc)
+			return loc;
+	}
+	/* First sight: make sure the modules of these frames are on record so
+	 * the stack can be symbolised after the process is gone. */
+	if (!covered(frames[0]))
+		journal_modules_refresh();
+	uint32_t loc = 0;
+	pthread_mutex_lock(&jlock);
+	if (!buckets) {
+		void *m = mmap(NULL, NBUCKETS * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			goto out;
+		atomic_store_explicit(&buckets, m, memory_order_release);
+	}
+	b = buckets;
+	uint32_t head = atomic_load_explicit(&b[bucket], memory_order_relaxed);
+	if ((loc = lookup(h->hdr, head, hash, frames, depth)))
+		goto out;
+	uint32_t size = (uint32_t)(offsetof(struct journal_site, frames) + depth * sizeof(uint64_t));
+	uint64_t off;
+	struct journal_site *s = journal_reserve(h, size, &off);
+	if (!s || (off >> 3) > UINT32_MAX)
+		goto out;
+	memset(s, 0, offsetof(struct journal_site, frames));
+	s->rec.tag = RH_REC_SITE;
+	s->rec.size = size;
+	s->hash = hash;
+	s->depth = depth;
+	s->next = head;
+	memcpy(s->frames, frames, depth * sizeof(uint64_t));
+	journal_publish(size);
+	loc = (uint32_t)(off >> 3);
+	atomic_store_explicit(&b[bucket], loc, memory_order_release);
+out:
+	pthread_mutex_unlock(&jlock);
+	return loc;
+}
+
+void journal_site_alloc(struct heap_header *hdr, uint32_t site, uint64_t bytes)
+{
+	struct journal_site *s = site_at(hdr, site);
+	__atomic_fetch_add(&s->live_bytes, (int64_t)bytes, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->live_blocks, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->total_allocs, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->total_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+void journal_site_free(struct heap_header *hdr, uint32_t site, uint64_t bytes)
+{
+	struct journal_site *s = site_at(hdr, site);
+	if (s->rec.tag != RH_REC_SITE)
+		return; /* a bad locator from another process's heap */
+	__atomic_fetch_sub(&s->live_bytes, (int64_t)bytes, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&s->live_blocks, 1, __ATOMIC_RELAXED);
+}
+
+/* --- Fork --------------------------------------------------------------------- */
+
+void journal_fork_prepare(void)
+{
+	pthread_mutex_lock(&module_lock);
+	pthread_mutex_lock(&jlock);
+}
+
+void journal_fork_parent(void)
+{
+	pthread_mutex_unlock(&jlock);
+	pthread_mutex_unlock(&module_lock);
+}
+
+/* The child's heap will be a new file with a new journal. */
+void journal_fork_child(void)
+{
+	jsb = NULL;
+	if (buckets)
+		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
+	buckets = NULL;
+	atomic_store(&nmodules, 0);
+	pthread_mutex_init(&jlock, NULL);
+	pthread_mutex_init(&module_lock, NULL);
+}

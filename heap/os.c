@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every system call the heap makes on memory and heap files. Each function
+ * returns 0 or an errno value and fills its out-parameters only on success,
+ * so callers never see half a result.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "heap.h"
+
+size_t os_page_size(void)
+{
+	static size_t page;
+	if (!page) {
+		long p = sysconf(_SC_PAGESIZE);
+		page = p > 0 ? (size_t)p : 4096;
+	}
+	return page;
+}
+
+/* Reserves address space aligned to `align` (a power of two) without memory:
+ * PROT_NONE and MAP_NORESERVE cost neither RAM nor commit charge. */
+int os_reserve(size_t size, size_t align, void **addr)
+{
+	size_t total = size + align;
+	char *p = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return errno;
+	uintptr_t start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+	if (start > (uintptr_t)p)
+		munmap(p, start - (uintptr_t)p);
+	uintptr_t end = start + size;
+	if ((uintptr_t)p + total > end)
+		munmap((void *)end, (uintptr_t)p + total - end);
+	*addr = (void *)start;
+	return 0;
+}
+
+int os_release(void *addr, size_t size)
+{
+	return munmap(addr, size) == 0 ? 0 : errno;
+}
+
+int os_map_shared(int fd, uint64_t offset, size_t size, void *at)
+{
+	void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)offset);
+	return p == MAP_FAILED ? errno : 0;
+}
+
+/* Replaces the shared mapping [at, at+size) of file offset 0 by a private
+ * anonymous copy at the same address. Only ranges that hold data are copied
+ * (lseek SEEK_DATA/SEEK_HOLE, which tmpfs supports), so a large sparse heap
+ * costs little; the switch itself is one mremap(MREMAP_FIXED). */
+int os_map_private_copy(int fd, void *at, size_t size)
+{
+	char *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (copy == MAP_FAILED)
+		return errno;
+	off_t pos = 0;
+	while ((uint64_t)pos < size) {
+		off_t data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0 || (uint64_t)data >= size)
+			break;
+		off_t hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		memcpy(copy + data, (char *)at + data, (size_t)(hole - data));
+		pos = hole;
+	}
+	void *p = mremap(copy, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, at);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		munmap(copy, size);
+		return e;
+	}
+	return 0;
+}
+
+int os_commit(int fd, uint64_t offset, size_t size)
+{
+	/* posix_fallocate returns the error instead of setting errno. On tmpfs
+	 * this reserves the pages, so touching them later cannot SIGBUS. */
+	return posix_fallocate(fd, (off_t)offset, (off_t)size);
+}
+
+int os_decommit(int fd, uint64_t offset, size_t size)
+{
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)size) == 0)
+		return 0;
+	return errno;
+}
+
+int os_grow(int fd, uint64_t size)
+{
+	return ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+}
+
+int os_lock_byte(int fd, uint64_t offset)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
+	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+}
+
+int os_lock_held(int fd, uint64_t offset, bool *held)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
+	if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+		return errno;
+	*held = fl.l_type != F_UNLCK;
+	return 0;
+}
+
+/* Field 22 of /proc/<pid>/stat: the process's start time in clock ticks
+ * since boot. Together with the pid it names one process (proc(5)). */
+int os_proc_start_time(pid_t pid, uint64_t *ticks)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int e = errno;
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? e : EIO;
+	buf[n] = 0;
+	/* The command may contain spaces and parentheses: count from the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return EIO;
+	int field = 2;
+	for (; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 22)
+		return EIO;
+	uint64_t v = 0;
+	if (*p < '0' || *p > '9')
+		return EIO;
+	for (; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	*ticks = v;
+	return 0;
+}
+
+/* Reads a small file into buf (NUL-terminated, trailing newline removed). */
+int os_read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	ssize_t n = read(fd, buf, size - 1);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return e;
+	while (n > 0 && buf[n - 1] == '\n')
+		n--;
+	buf[n] = 0;
+	return 0;
+}
