@@ -35,6 +35,7 @@ struct pool {
 	struct superblock *first;              /* chain through pool_next */
 	struct superblock *hint;               /* last one with free pages */
 	size_t retained;                       /* free committed bytes kept */
+	size_t bytes;                          /* in its superblocks */
 	bool used;
 };
 
@@ -42,6 +43,9 @@ static struct pool pools[RH_MAX_POOLS];
 static unsigned npools;
 static _Atomic unsigned thread_seq;
 static _Atomic uint64_t counter_slots = 1; /* bit i: slot i taken; 0 is shared */
+
+#define LCACHE_ENTRIES 8
+#define LCACHE_BYTES (8u << 20)
 
 struct tbin {
 	void *head;
@@ -57,6 +61,13 @@ struct tcache {
 	int slot;                      /* counter slot, 0: shared (atomic) */
 	uint64_t created, destroyed;
 	struct tcache *next, **pprev;  /* registry of live caches */
+	/* Recently freed LARGE spans, reused without the pool lock. */
+	struct lentry {
+		struct superblock *sb;
+		uint32_t idx, pages;
+	} large[LCACHE_ENTRIES];
+	unsigned nlarge;
+	size_t large_bytes;
 };
 
 static __thread struct tcache tc;
@@ -248,61 +259,124 @@ static void bin_remove(struct superblock *sb, uint32_t idx)
 		sb->bin_mask &= ~(1u << b);
 }
 
+/* The superblock's commit bitmap, after its page descriptors: bit i set when
+ * page i holds memory (reserved with fallocate, not punched since). */
+static inline uint64_t *commit_bits(struct superblock *sb)
+{
+	return (uint64_t *)&sb->pages[sb->npages];
+}
+
+static inline bool bit_get(const uint64_t *bits, uint32_t i)
+{
+	return bits[i >> 6] >> (i & 63) & 1;
+}
+
+/* Sets (or clears) bits [from, to). */
+static void bits_set(uint64_t *bits, uint32_t from, uint32_t to, bool on)
+{
+	for (uint32_t i = from; i < to;) {
+		if ((i & 63) == 0 && to - i >= 64) {
+			bits[i >> 6] = on ? ~0ULL : 0;
+			i += 64;
+			continue;
+		}
+		if (on)
+			bits[i >> 6] |= 1ULL << (i & 63);
+		else
+			bits[i >> 6] &= ~(1ULL << (i & 63));
+		i++;
+	}
+}
+
+/* Pages a pool keeps committed in free spans before it punches holes: 4 MiB,
+ * or an eighth of its superblocks when that is more. */
+static inline size_t retain_budget(const struct pool *pl)
+{
+	size_t eighth = pl->bytes / 8;
+	return eighth > RETAIN_BYTES ? eighth : RETAIN_BYTES;
+}
+
+/* Punches the committed pages of [idx, idx+pages) out of the file. */
+static void span_punch(struct heap *h, struct superblock *sb, uint32_t idx, uint32_t pages)
+{
+	uint64_t *bits = commit_bits(sb);
+	uint32_t end = idx + pages;
+	for (uint32_t i = idx; i < end;) {
+		if (!bit_get(bits, i)) {
+			i++;
+			continue;
+		}
+		uint32_t j = i;
+		while (j < end && bit_get(bits, j))
+			j++;
+		size_t bytes = (size_t)(j - i) << h->page_shift;
+		if (os_decommit(h->fd, sb->offset + ((uint64_t)i << h->page_shift), bytes) == 0) {
+			bits_set(bits, i, j, false);
+			stat_add(bytes_punched, bytes);
+		}
+		i = j;
+	}
+}
+
 /* Returns a span's pages to its superblock's free bins, merging neighbours.
  * Past the pool's retention budget the pages are punched out of the file, so
  * the memory is free for every process (df shows it). */
 static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
 	size_t bytes = (size_t)pages << h->page_shift;
-	uint16_t flags = RH_PAGE_F_COMMITTED;
-	if (pl->retained + bytes > RETAIN_BYTES) {
-		if (os_decommit(h->fd, sb->offset + ((uint64_t)idx << h->page_shift), bytes) == 0) {
-			flags = 0;
-			stat_add(bytes_punched, bytes);
-		}
-	}
-	if (flags)
+	if (pl->retained + bytes > retain_budget(pl))
+		span_punch(h, sb, idx, pages);
+	else
 		pl->retained += bytes;
 	sb->free_pages += pages;
 	uint32_t next = idx + pages;
 	if (next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE) {
 		uint32_t np = sb->pages[next].span_pages;
-		flags &= sb->pages[next].flags;
 		bin_remove(sb, next);
 		pages += np;
 	}
 	if (idx > 0 && sb->pages[idx - 1].kind == RH_PAGE_FREE) {
 		uint32_t pp = sb->pages[idx - 1].span_pages;
 		uint32_t start = idx - pp;
-		flags &= sb->pages[start].flags;
 		bin_remove(sb, start);
 		idx = start;
 		pages += pp;
 	}
-	desc_set(sb, idx, pages, RH_PAGE_FREE, flags);
+	desc_set(sb, idx, pages, RH_PAGE_FREE, 0);
 	bin_insert(sb, idx, pages);
 	if (!pl->hint || pl->hint->free_pages < sb->free_pages)
 		pl->hint = sb;
 }
 
 /* Takes `pages` from the free span at idx (removed from its bin), returning
- * the rest to the bins; commits the pages taken. 0 or an errno. */
+ * the rest to the bins; commits the pages taken that hold no memory. 0 or an
+ * errno (ENOMEM when the filesystem is full). */
 static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
-	struct page_desc *d = &sb->pages[idx];
-	uint32_t have = d->span_pages;
-	uint16_t flags = d->flags;
-	size_t bytes = (size_t)pages << h->page_shift;
-	if (!(flags & RH_PAGE_F_COMMITTED)) {
-		int err = os_commit(h->fd, sb->offset + ((uint64_t)idx << h->page_shift), bytes);
+	uint32_t have = sb->pages[idx].span_pages;
+	uint64_t *bits = commit_bits(sb);
+	uint32_t end = idx + pages, reused = 0;
+	for (uint32_t i = idx; i < end;) {
+		if (bit_get(bits, i)) {
+			i++;
+			reused++;
+			continue;
+		}
+		uint32_t j = i;
+		while (j < end && !bit_get(bits, j))
+			j++;
+		int err = os_commit(h->fd, sb->offset + ((uint64_t)i << h->page_shift), (size_t)(j - i) << h->page_shift);
 		if (err) {
 			bin_insert(sb, idx, have);
 			return err == ENOSPC ? ENOMEM : err;
 		}
+		bits_set(bits, i, j, true);
+		i = j;
 	}
-	pl->retained -= pl->retained < bytes ? pl->retained : bytes;
+	size_t kept = (size_t)reused << h->page_shift;
+	pl->retained -= pl->retained < kept ? pl->retained : kept;
 	if (have > pages) {
-		desc_set(sb, idx + pages, have - pages, RH_PAGE_FREE, flags);
+		desc_set(sb, idx + pages, have - pages, RH_PAGE_FREE, 0);
 		bin_insert(sb, idx + pages, have - pages);
 	}
 	sb->free_pages -= pages;
@@ -327,7 +401,8 @@ static bool sb_find(struct superblock *sb, uint32_t pages, uint32_t *idx)
 
 static uint32_t header_pages(const struct heap *h, uint64_t total_pages)
 {
-	uint64_t bytes = offsetof(struct superblock, pages) + total_pages * sizeof(struct page_desc);
+	uint64_t bytes = offsetof(struct superblock, pages) + total_pages * sizeof(struct page_desc) +
+		(total_pages + 63) / 64 * sizeof(uint64_t);
 	return (uint32_t)((bytes + ((uint64_t)1 << h->page_shift) - 1) >> h->page_shift);
 }
 
@@ -350,6 +425,8 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 	if (!sb)
 		return NULL;
 	desc_set(sb, 0, hp, RH_PAGE_HEADER, 0);
+	bits_set(commit_bits(sb), 0, hp, true);
+	pl->bytes += sb->size;
 	desc_set(sb, hp, (uint32_t)total - hp, RH_PAGE_FREE, 0);
 	bin_insert(sb, hp, (uint32_t)total - hp);
 	sb->free_pages = (uint32_t)total - hp;
@@ -554,6 +631,14 @@ static void tcache_flush_all(void)
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
 		if (tc.bins[c].count)
 			tcache_flush(c, 0);
+	while (tc.nlarge) {
+		struct lentry *e = &tc.large[--tc.nlarge];
+		struct pool *pl = &pools[e->sb->pool];
+		pthread_mutex_lock(&pl->lock);
+		span_free(tc.heap, pl, e->sb, e->idx, e->pages);
+		pthread_mutex_unlock(&pl->lock);
+	}
+	tc.large_bytes = 0;
 }
 
 /* --- Large blocks ---------------------------------------------------------- */
@@ -575,15 +660,30 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 		return NULL;
 	}
 	struct pool *pl = tc.pool;
-	struct span_ref r;
-	pthread_mutex_lock(&pl->lock);
-	drain_remote(h, pl);
-	int err = span_alloc(h, pl, (uint32_t)pages64, &r);
-	if (err) {
+	struct span_ref r = { NULL, 0 };
+	for (unsigned i = 0; i < tc.nlarge; i++) {
+		struct lentry *e = &tc.large[i];
+		if (e->pages >= pages64 && e->pages - pages64 <= pages64 / 8) {
+			r.sb = e->sb;
+			r.idx = e->idx;
+			pages64 = e->pages;
+			tc.large_bytes -= (size_t)e->pages << h->page_shift;
+			*e = tc.large[--tc.nlarge];
+			break;
+		}
+	}
+	if (!r.sb) {
+		pthread_mutex_lock(&pl->lock);
+		drain_remote(h, pl);
+		int err = span_alloc(h, pl, (uint32_t)pages64, &r);
+		if (err) {
+			pthread_mutex_unlock(&pl->lock);
+			stat_add(alloc_failures, 1);
+			errno = ENOMEM;
+			return NULL;
+		}
+		desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, 0);
 		pthread_mutex_unlock(&pl->lock);
-		stat_add(alloc_failures, 1);
-		errno = ENOMEM;
-		return NULL;
 	}
 	char *span = span_start(h, r.sb, r.idx);
 	uint64_t data = HDR;
@@ -591,12 +691,10 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 		uintptr_t a = ((uintptr_t)span + HDR + align - 1) & ~(uintptr_t)(align - 1);
 		data = a - (uintptr_t)span;
 	}
-	desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, 0);
 	struct page_desc *d = &r.sb->pages[r.idx];
 	d->free_head = (uint32_t)data;
 	d->bumped = (uint32_t)size;
 	d->used = (uint32_t)((uint64_t)size >> 32);
-	pthread_mutex_unlock(&pl->lock);
 	struct block_header *bh = (struct block_header *)(span + data) - 1;
 	bh->sb_page = (uint32_t)(r.sb->offset >> h->page_shift);
 	bh->span_index = (uint16_t)r.idx;
@@ -665,6 +763,12 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 	}
 	if (d->kind == RH_PAGE_LARGE) {
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
+		size_t bytes = (size_t)d->span_pages << h->page_shift;
+		if (tc.heap == h && tc.nlarge < LCACHE_ENTRIES && tc.large_bytes + bytes <= LCACHE_BYTES) {
+			tc.large[tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages };
+			tc.large_bytes += bytes;
+			return;
+		}
 		struct pool *pl = &pools[sb->pool];
 		pthread_mutex_lock(&pl->lock);
 		span_free(h, pl, sb, bh->span_index, d->span_pages);
@@ -1041,16 +1145,8 @@ void alloc_trim(void)
 		drain_remote(h, pl);
 		for (struct superblock *sb = pl->first; sb; sb = sb_next(h, sb))
 			for (unsigned b = 0; b < 32; b++)
-				for (uint32_t idx = sb->free_bins[b]; idx; idx = sb->pages[idx].next) {
-					/* Spans merged from committed and punched parts are not
-					 * flagged committed but may hold memory: punch them all. */
-					struct page_desc *d = &sb->pages[idx];
-					size_t bytes = (size_t)d->span_pages << h->page_shift;
-					if (os_decommit(h->fd, sb->offset + ((uint64_t)idx << h->page_shift), bytes) == 0 &&
-					    (d->flags & RH_PAGE_F_COMMITTED))
-						stat_add(bytes_punched, bytes);
-					desc_set(sb, idx, d->span_pages, RH_PAGE_FREE, 0);
-				}
+				for (uint32_t idx = sb->free_bins[b]; idx; idx = sb->pages[idx].next)
+					span_punch(h, sb, idx, sb->pages[idx].span_pages);
 		pl->retained = 0;
 		pthread_mutex_unlock(&pl->lock);
 	}

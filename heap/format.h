@@ -157,7 +157,6 @@ enum page_kind {
 	RH_PAGE_SMALL = 2,
 	RH_PAGE_LARGE = 3,
 };
-#define RH_PAGE_F_COMMITTED 0x1u /* a free span whose pages all hold memory */
 #define RH_PAGE_F_LISTED    0x2u /* a SMALL span on its superblock's partial list */
 
 struct page_desc {
@@ -190,7 +189,9 @@ struct superblock {
 	uint64_t class_mask;   /*  56 DATA: bit c set when partial[c] is not empty */
 	uint32_t free_bins[32];  /*  64 DATA: free spans by length, page index, 0: none */
 	uint32_t partial[RH_NUM_CLASSES + 5]; /* 192 DATA: SMALL spans with free slots */
-	struct page_desc pages[];  /* 384 DATA: npages descriptors */
+	struct page_desc pages[];  /* 384 DATA: npages descriptors, then the
+	                            * commit bitmap: npages bits in u64 words,
+	                            * bit i set when page i holds memory */
 };
 _Static_assert(offsetof(struct superblock, offset) == 8, "format");
 _Static_assert(offsetof(struct superblock, size) == 16, "format");

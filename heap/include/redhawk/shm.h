@@ -68,7 +68,8 @@ RH_SHM_API int rh_shm_enabled(void);
 	X(blocks_released, "references released") \
 	X(blocks_destroyed, "blocks freed") \
 	X(bytes_punched, "bytes returned to the filesystem") \
-	X(alloc_failures, "allocations refused (no shared memory)")
+	X(alloc_failures, "allocations refused (no shared memory)") \
+	X(private_fallbacks, "allocations served from private memory")
 
 struct rh_shm_stats {
 #define RH_SHM_STATS_FIELD(name, text) uint64_t name;

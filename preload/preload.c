@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * LD_PRELOAD shim: the malloc family of any program served from the heap
+ * core, each block recording the call stack that made it. Every hook has one
+ * shape: re-entered (libunwind, the loader) or not ready, it takes the C
+ * library's path; otherwise it sets the thread's guard, works, clears it.
+ */
+#define UNW_LOCAL_ONLY
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdio.h>
+#include <libunwind.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "heap.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define EXPORT __attribute__((visibility("default")))
+
+/* The C library's allocator, for private memory. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+extern char **environ;
+
+enum { UNREADY, ENABLED, DISABLED };
+static int state = UNREADY;
+static size_t min_size;
+static unsigned depth;
+static size_t (*libc_usable)(void *);
+static __thread int busy __attribute__((tls_model("initial-exec")));
+
+/* Our own code's address range: frames inside it are not call sites. */
+static uintptr_t self_lo, self_hi;
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	uintptr_t me = (uintptr_t)arg;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && me - lo < ph->p_memsz) {
+			self_lo = lo;
+			self_hi = lo + ph->p_memsz;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Reads the options once environ exists; until then everything goes to the
+ * C library (the loader allocates before libc has set environ). */
+static void init(void)
+{
+	if (!environ)
+		return;
+	busy = 1;
+	const struct options *o = options_get();
+	min_size = o->min_size;
+	depth = o->trace_depth;
+	libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+	dl_iterate_phdr(find_self, (void *)(uintptr_t)find_self);
+	/* A heap of our PID's previous program image, set aside before exec. */
+	char name[sizeof(o->dir) + 32];
+	snprintf(name, sizeof(name), "%s/.heap-%d.exec", o->dir, (int)getpid());
+	unlink(name);
+	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
+	busy = 0;
+}
+
+/* The call site of the current allocation: its stack, innermost caller
+ * first, without our own frames. Inlined into each hook. */
+static inline __attribute__((always_inline)) uint32_t site_here(void)
+{
+	if (!depth)
+		return 0;
+	void *buf[RH_MAX_TRACE_DEPTH + 4];
+	int n = unw_backtrace(buf, (int)depth + 2);
+	int skip = 0;
+	while (skip < n && (uintptr_t)buf[skip] - self_lo < self_hi - self_lo)
+		skip++;
+	if (n - skip <= 0)
+		return 0;
+	unsigned d = (unsigned)(n - skip) < depth ? (unsigned)(n - skip) : depth;
+	return journal_site((const uint64_t *)(buf + skip), d);
+}
+
+/* Ready for a shared allocation of n bytes on this thread? */
+static inline bool take(size_t n)
+{
+	if (unlikely(state != ENABLED)) {
+		if (state == UNREADY && !busy)
+			init();
+		if (state != ENABLED)
+			return false;
+	}
+	if (busy || n < min_size)
+		return false;
+	busy = 1;
+	return true;
+}
+
+static inline void *done(void *p)
+{
+	busy = 0;
+	return p;
+}
+
+static void *fallback(size_t align, size_t n)
+{
+	stat_add(private_fallbacks, 1);
+	return align <= 16 ? __libc_malloc(n) : __libc_memalign(align, n);
+}
+
+EXPORT void *malloc(size_t n)
+{
+	if (!take(n))
+		return __libc_malloc(n);
+	if (unlikely(!rh_heap) && !heap_get_slow())
+		return done(fallback(16, n));
+	void *p = alloc_block(n, 16, site_here());
+	return done(p ? p : fallback(16, n));
+}
+
+EXPORT void free(void *p)
+{
+	if (!p)
+		return;
+	switch (heap_owner(p)) {
+	case OWNER_SELF:
+		free_block(p);
+		break;
+	case OWNER_FOREIGN:
+		free_foreign(heap_of(p), p);
+		break;
+	case OWNER_INHERITED:
+		break; /* a private copy made at fork; it lives until exit or exec */
+	case OWNER_NONE:
+		__libc_free(p);
+		break;
+	}
+}
+
+EXPORT void *calloc(size_t count, size_t size)
+{
+	size_t n;
+	if (__builtin_mul_overflow(count, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (!take(n))
+		return __libc_calloc(count, size);
+	if (unlikely(!rh_heap) && !heap_get_slow())
+		return done(__libc_calloc(count, size));
+	void *p = alloc_block(n, 16, site_here());
+	if (!p)
+		return done(__libc_calloc(count, size));
+	memset(p, 0, n);
+	return done(p);
+}
+
+static size_t usable(void *p)
+{
+	if (heap_owner(p) != OWNER_NONE)
+		return block_usable(p);
+	return libc_usable ? libc_usable(p) : 0;
+}
+
+EXPORT void *realloc(void *p, size_t n)
+{
+	if (!p)
+		return malloc(n);
+	if (n == 0) {
+		free(p);
+		return NULL;
+	}
+	enum owner o = heap_owner(p);
+	if (o == OWNER_NONE && state != ENABLED)
+		return __libc_realloc(p, n);
+	if (o == OWNER_SELF && take(n)) {
+		void *q = realloc_block(p, n, site_here());
+		busy = 0;
+		if (q)
+			return q;
+	}
+	if (o == OWNER_NONE && (busy || n < min_size))
+		return __libc_realloc(p, n);
+	/* Move: between the C library and us, out of an inherited or attached
+	 * block, or when the heap is full. */
+	void *q = malloc(n);
+	if (!q)
+		return NULL;
+	size_t old = usable(p);
+	memcpy(q, p, old < n ? old : n);
+	free(p);
+	return q;
+}
+
+EXPORT void *reallocarray(void *p, size_t count, size_t size)
+{
+	size_t n;
+	if (__builtin_mul_overflow(count, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(p, n);
+}
+
+static void *aligned(size_t align, size_t n)
+{
+	if (align < 16)
+		align = 16;
+	if (!take(n))
+		return __libc_memalign(align, n);
+	if (unlikely(!rh_heap) && !heap_get_slow())
+		return done(fallback(align, n));
+	void *p = alloc_block(n, align, site_here());
+	return done(p ? p : fallback(align, n));
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+	if (align < sizeof(void *) || (align & (align - 1)))
+		return EINVAL;
+	void *p = aligned(align, n);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+	if (align == 0 || (align & (align - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return aligned(align, n);
+}
+
+EXPORT void *memalign(size_t align, size_t n)
+{
+	/* As glibc: an alignment that is not a power of two is rounded up. */
+	size_t a = 1;
+	while (a < align && a < ((size_t)1 << 40))
+		a <<= 1;
+	return aligned(a, n);
+}
+
+EXPORT void *valloc(size_t n)
+{
+	return aligned(os_page_size(), n);
+}
+
+EXPORT void *pvalloc(size_t n)
+{
+	size_t page = os_page_size();
+	size_t r = (n + page - 1) & ~(page - 1);
+	return aligned(page, r ? r : page);
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+	return p ? usable(p) : 0;
+}
+
+/* --- Process ends and program images ------------------------------------------ */
+
+/* _exit and _Exit end a process without exit handlers: the heap goes now. */
+EXPORT void _exit(int status)
+{
+	heap_unlink_at_exit();
+	syscall(SYS_exit_group, status);
+	__builtin_unreachable();
+}
+
+EXPORT void _Exit(int status)
+{
+	_exit(status);
+}
+
+/* exec replaces the program image: the heap is set aside under a name the
+ * next image removes, and put back if exec fails. */
+static int exec_aside(void)
+{
+	struct heap *h = rh_heap;
+	if (!h || h->pid != getpid() || h->unlinked)
+		return 0;
+	char aside[64];
+	snprintf(aside, sizeof(aside), ".heap-%d.exec", (int)h->pid);
+	if (renameat(h->dirfd, h->name, h->dirfd, aside) != 0)
+		return 0;
+	return 1;
+}
+
+static void exec_failed(int aside)
+{
+	struct heap *h = rh_heap;
+	if (!aside || !h)
+		return;
+	int e = errno;
+	char name[64];
+	snprintf(name, sizeof(name), ".heap-%d.exec", (int)h->pid);
+	renameat2(h->dirfd, name, h->dirfd, h->name, RENAME_NOREPLACE);
+	errno = e;
+}
+
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
+
+static void *next_sym(const char *name)
+{
+	busy++;
+	void *f = dlsym(RTLD_NEXT, name);
+	busy--;
+	return f;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	static execve_fn real;
+	if (!real)
+		real = (execve_fn)next_sym("execve");
+	int aside = exec_aside();
+	int r = real(path, argv, envp);
+	exec_failed(aside);
+	return r;
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	static execvpe_fn real;
+	if (!real)
+		real = (execvpe_fn)next_sym("execvpe");
+	int aside = exec_aside();
+	int r = real(file, argv, envp);
+	exec_failed(aside);
+	return r;
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	static fexecve_fn real;
+	if (!real)
+		real = (fexecve_fn)next_sym("fexecve");
+	int aside = exec_aside();
+	int r = real(fd, argv, envp);
+	exec_failed(aside);
+	return r;
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+	static execveat_fn real;
+	if (!real)
+		real = (execveat_fn)next_sym("execveat");
+	int aside = exec_aside();
+	int r = real(dirfd, path, argv, envp, flags);
+	exec_failed(aside);
+	return r;
+}
+
+/* The execl family: the variadic arguments gathered into an array on the
+ * stack (no malloc: we may be in a child after vfork). */
+#define GATHER(first, ap, argv, envp_out)                                  \
+	size_t argc = 1;                                                   \
+	va_start(ap, first);                                               \
+	while (va_arg(ap, char *))                                         \
+		argc++;                                                    \
+	va_end(ap);                                                        \
+	char *argv[argc + 1];                                              \
+	argv[0] = (char *)first;                                           \
+	va_start(ap, first);                                               \
+	for (size_t i = 1; i <= argc; i++)                                 \
+		argv[i] = va_arg(ap, char *);                              \
+	envp_out;                                                          \
+	va_end(ap)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	GATHER(arg, ap, argv, (void)0);
+	return execve(path, argv, environ);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	GATHER(arg, ap, argv, (void)0);
+	return execvpe(file, argv, environ);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char **envp;
+	GATHER(arg, ap, argv, envp = va_arg(ap, char **));
+	return execve(path, argv, envp);
+}
