@@ -46,7 +46,7 @@ PRELOAD_SO  := $(BUILD)/lib/libredhawk-shm-preload.so
 TOOLS       := $(addprefix $(BUILD)/bin/redhawk-,$(filter $(TOOL_MAINS),$(basename $(notdir $(wildcard tools/*.c)))))
 
 TEST_SRC    := $(wildcard tests/heap/test_*.c tests/tools/test_*.c tests/preload/test_*.c)
-TESTS       := $(TEST_SRC:%.c=$(BUILD)/%)
+TESTS       := $(TEST_SRC:%.c=$(BUILD)/%) $(BUILD)/tests/fuzz/replay
 TEST_PROGS_C   := $(wildcard tests/progs/*.c tests/leaks/*.c)
 TEST_PROGS_CXX := $(wildcard tests/progs/*.cc tests/leaks/*.cc)
 TEST_PROGS  := $(TEST_PROGS_C:%.c=$(BUILD)/%) $(TEST_PROGS_CXX:%.cc=$(BUILD)/%)
@@ -92,32 +92,52 @@ $(BUILD)/bin/redhawk-%: tools/%.c $(TOOL_OBJ) $(LIB_A) $(wildcard tools/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(LIB_A) -ldw -lelf $(LDLIBS_CORE)
 
-# Unit tests link the objects directly so that internal functions are reachable.
-$(BUILD)/tests/heap/%: tests/heap/%.c $(HEAP_OBJ) $(wildcard tests/*.h)
+# Unit tests link the objects directly so that internal functions are
+# reachable. Static pattern rules: each set of files has exactly one recipe.
+HEAP_TESTS    := $(filter $(BUILD)/tests/heap/%,$(TESTS))
+TOOL_TESTS    := $(filter $(BUILD)/tests/tools/%,$(TESTS))
+PRELOAD_TESTS := $(filter $(BUILD)/tests/preload/%,$(TESTS))
+PROGS_C       := $(TEST_PROGS_C:%.c=$(BUILD)/%)
+PROGS_CXX     := $(TEST_PROGS_CXX:%.cc=$(BUILD)/%)
+
+$(HEAP_TESTS) $(PRELOAD_TESTS): $(BUILD)/tests/%: tests/%.c $(HEAP_OBJ) $(wildcard tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) -lcmocka $(LDLIBS_CORE)
 
-$(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_OBJ) $(HEAP_OBJ) $(wildcard tests/*.h)
+$(TOOL_TESTS): $(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_OBJ) $(HEAP_OBJ) $(wildcard tests/*.h tools/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests -Itools $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(HEAP_OBJ) -lcmocka -ldw -lelf $(LDLIBS_CORE)
 
-$(BUILD)/tests/preload/%: tests/preload/%.c $(HEAP_OBJ) $(wildcard tests/*.h)
+# Replays tests/fuzz/corpus/ through the fuzz target (tests/fuzz/README.md).
+$(BUILD)/tests/fuzz/replay: tests/fuzz/replay.c tests/fuzz/fuzz_reader.c $(HEAP_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) -lcmocka $(LDLIBS_CORE)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) $(LDLIBS_CORE)
 
 # Programs that tests run (under the shim, or linking the library).
-$(BUILD)/tests/%: tests/%.c $(LIB_A)
+$(PROGS_C): $(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
+	$(CC) $(CPPFLAGS) -Itests -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
 
-$(BUILD)/tests/%: tests/%.cc
+$(PROGS_CXX): $(BUILD)/tests/%: tests/%.cc
 	@mkdir -p $(@D)
 	$(CXX) -std=gnu++17 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer -o $@ $< $(LDLIBS_CORE)
 
 check: all $(TESTS) $(TEST_PROGS)
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests $(TESTS)
 
-bench: all
+# The allocator benchmark, built twice: on rh_shm_alloc and on malloc (which
+# scripts/bench also runs under LD_PRELOAD of jemalloc, mimalloc, tcmalloc).
+BENCH_BIN := $(BUILD)/bench/alloc_bench_rh $(BUILD)/bench/alloc_bench_libc
+
+$(BUILD)/bench/alloc_bench_rh: bench/alloc_bench.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -DBENCH_RH -o $@ $< $(LIB_A) $(LDLIBS_CORE)
+
+$(BUILD)/bench/alloc_bench_libc: bench/alloc_bench.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -o $@ $< $(LDLIBS_CORE)
+
+bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) scripts/bench
 
 demo: all

@@ -59,8 +59,6 @@ struct tcache {
 	struct pool *pool;
 	struct heap_counter *counter;
 	int slot;                      /* counter slot, 0: shared (atomic) */
-	uint64_t created, destroyed;
-	struct tcache *next, **pprev;  /* registry of live caches */
 	/* Recently freed LARGE spans, reused without the pool lock. */
 	struct lentry {
 		struct superblock *sb;
@@ -71,9 +69,6 @@ struct tcache {
 };
 
 static __thread struct tcache tc;
-static struct tcache *caches;
-static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic uint64_t exited_created, exited_destroyed;
 static pthread_key_t tc_key;
 
 unsigned alloc_npools(void)
@@ -124,6 +119,8 @@ static inline struct superblock *sb_next(const struct heap *h, const struct supe
 
 /* --- Counters ------------------------------------------------------------ */
 
+/* Adds to the thread's counter slot: bytes and blocks made (blocks > 0),
+ * freed (blocks < 0) or resized (blocks == 0). */
 static inline void count(int64_t bytes, int64_t blocks)
 {
 	struct heap_counter *k = tc.counter;
@@ -131,9 +128,15 @@ static inline void count(int64_t bytes, int64_t blocks)
 		/* Single writer: plain stores, atomic only so readers see no tearing. */
 		__atomic_store_n(&k->used_bytes, k->used_bytes + bytes, __ATOMIC_RELAXED);
 		__atomic_store_n(&k->live_blocks, k->live_blocks + blocks, __ATOMIC_RELAXED);
+		if (blocks > 0)
+			__atomic_store_n(&k->allocs, k->allocs + 1, __ATOMIC_RELAXED);
+		else if (blocks < 0)
+			__atomic_store_n(&k->frees, k->frees + 1, __ATOMIC_RELAXED);
 	} else {
 		__atomic_fetch_add(&k->used_bytes, bytes, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&k->live_blocks, blocks, __ATOMIC_RELAXED);
+		if (blocks)
+			__atomic_fetch_add(blocks > 0 ? &k->allocs : &k->frees, 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -147,15 +150,6 @@ static void tcache_exit(void *arg)
 	if (!tc.heap)
 		return;
 	tcache_flush_all();
-	pthread_mutex_lock(&caches_lock);
-	if (tc.pprev) {
-		*tc.pprev = tc.next;
-		if (tc.next)
-			tc.next->pprev = tc.pprev;
-	}
-	pthread_mutex_unlock(&caches_lock);
-	atomic_fetch_add(&exited_created, tc.created);
-	atomic_fetch_add(&exited_destroyed, tc.destroyed);
 	if (tc.slot)
 		atomic_fetch_and(&counter_slots, ~(1ULL << tc.slot));
 	memset(&tc, 0, sizeof(tc));
@@ -188,13 +182,6 @@ static bool tcache_init(void)
 		uint32_t m = (64u << 10) / class_size[c];
 		tc.bins[c].max = m < 8 ? 8 : m > 128 ? 128 : m;
 	}
-	pthread_mutex_lock(&caches_lock);
-	tc.next = caches;
-	if (caches)
-		caches->pprev = &tc.next;
-	caches = &tc;
-	tc.pprev = &caches;
-	pthread_mutex_unlock(&caches_lock);
 	pthread_setspecific(tc_key, &tc);
 	tc.heap = h;
 	return true;
@@ -702,7 +689,6 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 	bh->site = site;
 	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
-	tc.created++;
 	if (site)
 		journal_site_alloc(h->hdr, site, size);
 	return bh + 1;
@@ -757,7 +743,6 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 	if (account) {
 		uint64_t size = d->kind == RH_PAGE_LARGE ? large_size(d) : usable_in(h, bh) - bh->slack;
 		count(-(int64_t)size, -1);
-		tc.destroyed++;
 		if (bh->site)
 			journal_site_free(h->hdr, bh->site, size);
 	}
@@ -825,7 +810,6 @@ void free_block(void *p)
 				uint64_t size = class_size[c] - HDR - bh->slack;
 				bh->refcount = 0;
 				count(-(int64_t)size, -1);
-				tc.destroyed++;
 				if (bh->site)
 					journal_site_free(h->hdr, bh->site, size);
 				*(void **)p = b->head;
@@ -871,6 +855,7 @@ void free_foreign(struct heap *h, void *p)
 	struct heap_header *hdr = h->hdr;
 	__atomic_fetch_add(&hdr->counters[0].used_bytes, -(int64_t)size, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&hdr->counters[0].live_blocks, -1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&hdr->counters[0].frees, 1, __ATOMIC_RELAXED);
 	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
 		journal_site_free(hdr, bh->site, size);
 	uint64_t off = (uint64_t)((char *)bh - h->base);
@@ -939,7 +924,6 @@ static void *small_aligned(size_t size, size_t align, uint32_t site)
 	bh->site = site;
 	__atomic_store_n(&bh->refcount, 1 | flags, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
-	tc.created++;
 	if (site)
 		journal_site_alloc(h->hdr, site, size);
 	return data;
@@ -962,12 +946,11 @@ void *alloc_block(size_t size, size_t align, uint32_t site)
 		bh->site = site;
 		__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
 		count((int64_t)size, 1);
-		tc.created++;
 		if (site)
 			journal_site_alloc(tc.heap->hdr, site, size);
 		return p;
 	}
-	if (align > HDR && size + align - HDR <= SMALL_MAX_REQUEST && align < RH_SMALL_MAX_SLOT / 4)
+	if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR)
 		return small_aligned(size, align, site);
 	return large_alloc(size, align, site);
 }
@@ -1154,7 +1137,6 @@ void alloc_trim(void)
 
 void alloc_fork_prepare(void)
 {
-	pthread_mutex_lock(&caches_lock);
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
 		pthread_mutex_lock(&pools[i].lock);
 }
@@ -1163,7 +1145,6 @@ void alloc_fork_parent(void)
 {
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
 		pthread_mutex_unlock(&pools[i].lock);
-	pthread_mutex_unlock(&caches_lock);
 }
 
 /* The child starts with no heap: everything private is reset, the blocks it
@@ -1173,36 +1154,27 @@ void alloc_fork_child(void)
 	memset(pools, 0, sizeof(pools));
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
 		pthread_mutex_init(&pools[i].lock, NULL);
-	pthread_mutex_init(&caches_lock, NULL);
 	memset(&tc, 0, sizeof(tc));
-	caches = NULL;
 	atomic_store(&counter_slots, 1);
-	atomic_store(&exited_created, 0);
-	atomic_store(&exited_destroyed, 0);
 }
 
 void alloc_stats(struct rh_shm_stats *st)
 {
-	uint64_t created = atomic_load(&exited_created), destroyed = atomic_load(&exited_destroyed);
-	unsigned used = 0;
-	pthread_mutex_lock(&caches_lock);
-	for (struct tcache *t = caches; t; t = t->next) {
-		created += t->created;
-		destroyed += t->destroyed;
-	}
-	pthread_mutex_unlock(&caches_lock);
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
-		used += pools[i].used;
-	st->blocks_created = created;
-	st->blocks_destroyed = destroyed;
-	st->pools_used = used;
+		st->pools_used += pools[i].used;
 	struct heap *h = rh_heap;
 	if (!h)
 		return;
-	int64_t bytes = 0;
-	for (unsigned i = 0; i < RH_MAX_COUNTERS; i++)
-		bytes += __atomic_load_n(&h->hdr->counters[i].used_bytes, __ATOMIC_RELAXED);
+	int64_t bytes = 0, allocs = 0, frees = 0;
+	for (unsigned i = 0; i < RH_MAX_COUNTERS; i++) {
+		struct heap_counter *k = &h->hdr->counters[i];
+		bytes += __atomic_load_n(&k->used_bytes, __ATOMIC_RELAXED);
+		allocs += __atomic_load_n(&k->allocs, __ATOMIC_RELAXED);
+		frees += __atomic_load_n(&k->frees, __ATOMIC_RELAXED);
+	}
 	st->heap_used = bytes > 0 ? (uint64_t)bytes : 0;
+	st->blocks_created = (uint64_t)allocs;
+	st->blocks_destroyed = (uint64_t)frees;
 	uint64_t end = __atomic_load_n(&h->hdr->superblocks_end, __ATOMIC_ACQUIRE);
 	for (uint64_t off = h->hdr->header_size; off < end;) {
 		struct superblock *sb = (struct superblock *)(h->base + off);

@@ -87,7 +87,9 @@ struct heap_pool_shared {
 struct heap_counter {
 	int64_t used_bytes;     /* requested bytes of live blocks */
 	int64_t live_blocks;
-	int64_t reserved[6];    /* one cache line per slot */
+	int64_t allocs;         /* blocks made, ever */
+	int64_t frees;          /* blocks freed, ever */
+	int64_t reserved[4];    /* one cache line per slot */
 };
 
 struct heap_header {

@@ -245,9 +245,9 @@ struct heap *heap_get_slow(void)
 	if (err) {
 		if (!create_errno && rh_options.enabled)
 			rh_warn("cannot create a heap in %s: %s", rh_options.dir, strerror(err));
-		create_errno = err;
+		create_errno = err == ENOSPC ? ENOMEM : err;
 		create_retry_ns = t + 1000000000u;
-		errno = err == ENOSPC ? ENOMEM : err;
+		errno = create_errno;
 		goto out;
 	}
 	create_errno = 0;

@@ -1,0 +1,760 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Allocator invariants, checked against a shadow model over long random
+ * sequences of alloc, aligned alloc, calloc, realloc and free: no two live
+ * blocks overlap, alignment, usable size, contents kept, used bytes counted
+ * exactly, and a heap back at zero live blocks has no fragmentation left.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "heap.h"
+#include "testutil.h"
+#include <redhawk/shm.h>
+
+#define MIB (1024u * 1024u)
+
+/* --- Deterministic randomness and patterns -------------------------------- */
+
+static uint64_t rnd_next(uint64_t *s)
+{
+	/* xorshift64*: reproducible, so a failure can be replayed. */
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1DULL;
+}
+
+/* Requested sizes 0..2 MiB, skewed small as a real program's are. */
+static size_t rnd_size(uint64_t *s)
+{
+	uint64_t r = rnd_next(s) % 1000, x = rnd_next(s);
+	if (r < 600)
+		return x % 129;
+	if (r < 850)
+		return 129 + x % 896;
+	if (r < 950)
+		return 1025 + x % 31744;
+	if (r < 990)
+		return 32769 + x % 229376;
+	return 262145 + x % (2 * MIB - 262144);
+}
+
+static size_t rnd_align(uint64_t *s)
+{
+	return (size_t)8 << (rnd_next(s) % 10); /* 8..4096 */
+}
+
+/* Word-wise pattern: byte i of a block depends on the seed and on i, so a
+ * copy to the wrong offset or a stray write shows. */
+static uint64_t pattern_word(unsigned seed, size_t word)
+{
+	return (seed + 1) * 0x9E3779B97F4A7C15ULL ^ (word * 0xD6E8FEB86659FD93ULL);
+}
+
+static void fill(void *p, size_t n, unsigned seed)
+{
+	unsigned char *c = p;
+	size_t w;
+	for (w = 0; w < n / 8; w++) {
+		uint64_t v = pattern_word(seed, w);
+		memcpy(c + 8 * w, &v, 8);
+	}
+	if (n % 8) {
+		uint64_t v = pattern_word(seed, w);
+		memcpy(c + 8 * w, &v, n % 8);
+	}
+}
+
+/* Offset of the first wrong byte, or (size_t)-1 when all n are right. */
+static size_t check(const void *p, size_t n, unsigned seed)
+{
+	const unsigned char *c = p;
+	size_t w;
+	for (w = 0; w < n / 8; w++) {
+		uint64_t v = pattern_word(seed, w);
+		if (memcmp(c + 8 * w, &v, 8) != 0)
+			return 8 * w;
+	}
+	if (n % 8) {
+		uint64_t v = pattern_word(seed, w);
+		if (memcmp(c + 8 * w, &v, n % 8) != 0)
+			return 8 * w;
+	}
+	return (size_t)-1;
+}
+
+static uint64_t heap_used(void)
+{
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	return st.heap_used;
+}
+
+static uint64_t heap_size(void)
+{
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	return st.heap_size;
+}
+
+static size_t superblock_size(void)
+{
+	return rh_options.superblock_size ? rh_options.superblock_size : 2 * MIB;
+}
+
+/* --- The shadow model ----------------------------------------------------- */
+
+struct shadow {
+	unsigned char *p;
+	size_t size, usable, align;
+	unsigned seed;
+};
+
+#define MAX_LIVE 400
+
+struct model {
+	struct shadow live[MAX_LIVE];
+	size_t n;
+	uint64_t used;       /* sum of requested sizes */
+	unsigned seeds;
+	uint64_t rng;
+};
+
+/* A new or moved block: aligned, usable, ours, and clear of every other one. */
+static void admit(struct model *m, size_t skip, unsigned char *p, size_t size, size_t align)
+{
+	assert_non_null(p);
+	size_t usable = rh_shm_usable_size(p);
+	if (usable < size)
+		fail_msg("usable size %zu < requested %zu", usable, size);
+	if ((uintptr_t)p % align)
+		fail_msg("block %p of %zu bytes not aligned to %zu", (void *)p, size, align);
+	assert_true(rh_shm_owns(p));
+	size_t span = usable ? usable : 1;
+	for (size_t i = 0; i < m->n; i++) {
+		if (i == skip)
+			continue;
+		const struct shadow *o = &m->live[i];
+		size_t ospan = o->usable ? o->usable : 1;
+		if (p < o->p + ospan && o->p < p + span)
+			fail_msg("block %p+%zu overlaps live block %p+%zu", (void *)p, usable,
+				 (void *)o->p, o->usable);
+	}
+}
+
+static void verify(const struct shadow *b)
+{
+	size_t bad = check(b->p, b->usable, b->seed);
+	if (bad != (size_t)-1)
+		fail_msg("block %p of %zu bytes (%zu usable) corrupted at offset %zu", (void *)b->p,
+			 b->size, b->usable, bad);
+}
+
+static void add(struct model *m, unsigned char *p, size_t size, size_t align)
+{
+	admit(m, (size_t)-1, p, size, align);
+	struct shadow *b = &m->live[m->n++];
+	b->p = p;
+	b->size = size;
+	b->usable = rh_shm_usable_size(p);
+	b->align = align;
+	b->seed = ++m->seeds;
+	/* All of the usable size: a usable size that reaches into the next
+	 * block's header shows up as corruption there. */
+	fill(p, b->usable, b->seed);
+	m->used += size;
+}
+
+static void drop(struct model *m, size_t i)
+{
+	verify(&m->live[i]);
+	m->used -= m->live[i].size;
+	rh_shm_free(m->live[i].p);
+	m->live[i] = m->live[--m->n];
+}
+
+static void step(struct model *m)
+{
+	uint64_t *s = &m->rng;
+	unsigned op = (unsigned)(rnd_next(s) % 100);
+	/* Keep the live set between empty and full, leaning towards half. */
+	if (m->n == MAX_LIVE || (m->n > MAX_LIVE / 2 && op < 30))
+		op = 90;
+	if (m->n == 0 && op >= 60)
+		op = 0;
+
+	if (op < 40) {
+		size_t size = rnd_size(s);
+		errno = 0;
+		unsigned char *p = rh_shm_alloc(size);
+		if (!p && size == 0)
+			return; /* malloc(0) may return NULL */
+		if (!p)
+			fail_msg("rh_shm_alloc(%zu) failed: %s", size, strerror(errno));
+		add(m, p, size, 16);
+	} else if (op < 50) {
+		size_t size = rnd_size(s), align = rnd_align(s);
+		unsigned char *p = rh_shm_alloc_aligned(align, size);
+		if (!p && size == 0)
+			return;
+		if (!p)
+			fail_msg("rh_shm_alloc_aligned(%zu, %zu) failed: %s", align, size, strerror(errno));
+		add(m, p, size, align);
+	} else if (op < 55) {
+		size_t count = 1 + rnd_next(s) % 64, size = rnd_size(s) / count;
+		unsigned char *p = rh_shm_calloc(count, size);
+		if (!p && count * size == 0)
+			return;
+		if (!p)
+			fail_msg("rh_shm_calloc(%zu, %zu) failed: %s", count, size, strerror(errno));
+		for (size_t i = 0; i < count * size; i++)
+			if (p[i])
+				fail_msg("calloc(%zu, %zu) byte %zu is %#x", count, size, i, p[i]);
+		add(m, p, count * size, 16);
+	} else if (op < 70) {
+		size_t i = rnd_next(s) % m->n, size = rnd_size(s);
+		if (rnd_next(s) % 2) /* often a small change, to hit in-place paths */
+			size = m->live[i].size + rnd_next(s) % 4096;
+		struct shadow *b = &m->live[i];
+		verify(b);
+		unsigned char *p = rh_shm_realloc(b->p, size);
+		if (!p && size == 0) {
+			/* realloc(p, 0) freed it, as glibc's does. */
+			m->used -= b->size;
+			m->live[i] = m->live[--m->n];
+			return;
+		}
+		if (!p)
+			fail_msg("rh_shm_realloc(%zu -> %zu) failed: %s", b->size, size, strerror(errno));
+		size_t keep = size < b->size ? size : b->size;
+		size_t bad = check(p, keep, b->seed);
+		if (bad != (size_t)-1)
+			fail_msg("realloc %zu -> %zu (%p -> %p) lost byte %zu", b->size, size,
+				 (void *)b->p, (void *)p, bad);
+		admit(m, i, p, size, 16);
+		m->used += size;
+		m->used -= b->size;
+		b->p = p;
+		b->size = size;
+		b->usable = rh_shm_usable_size(p);
+		b->align = 16;
+		b->seed = ++m->seeds;
+		fill(p, b->usable, b->seed);
+	} else {
+		drop(m, rnd_next(s) % m->n);
+	}
+}
+
+static void run_model(struct model *m, uint64_t seed, unsigned steps)
+{
+	memset(m, 0, sizeof(*m));
+	m->rng = seed;
+	for (unsigned i = 1; i <= steps; i++) {
+		step(m);
+		if (i % 997 == 0) {
+			uint64_t used = heap_used();
+			if (used != m->used)
+				fail_msg("after %u steps heap_used is %llu, live blocks hold %llu", i,
+					 (unsigned long long)used, (unsigned long long)m->used);
+			for (size_t j = 0; j < m->n; j++)
+				verify(&m->live[j]);
+		}
+	}
+}
+
+static void free_all(struct model *m)
+{
+	while (m->n)
+		drop(m, m->n - 1);
+}
+
+/* --- Tests ----------------------------------------------------------------- */
+
+static void test_alloc_random_sequence_keeps_invariants(void **state)
+{
+	static struct model m;
+	struct rh_shm_stats st;
+	(void)state;
+	assert_int_equal(heap_used(), 0);
+	run_model(&m, 0x1234567887654321ULL, 40000);
+	free_all(&m);
+	assert_int_equal(rh_shm_stats(&st), 0);
+	assert_int_equal(st.heap_used, 0);
+	assert_true(st.blocks_created > 0);
+	assert_int_equal(st.blocks_created, st.blocks_destroyed);
+}
+
+/* After a fragmenting history, freeing everything must leave each superblock
+ * one free span again: nearly a whole superblock fits without growing. */
+static void test_alloc_frees_coalesce_fully(void **state)
+{
+	static struct model m;
+	(void)state;
+	run_model(&m, 0xfeedfacecafebeefULL, 15000);
+	free_all(&m);
+	assert_int_equal(heap_used(), 0);
+
+	uint64_t before = heap_size();
+	size_t size = superblock_size() - 16 * (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char *p = rh_shm_alloc(size);
+	assert_non_null(p);
+	if (heap_size() != before)
+		fail_msg("a %zu-byte block made the heap grow from %llu to %llu bytes: free space "
+			 "is fragmented", size, (unsigned long long)before,
+			 (unsigned long long)heap_size());
+	fill(p, size, 7);
+	assert_int_equal(check(p, size, 7), (size_t)-1);
+	rh_shm_free(p);
+	assert_int_equal(heap_used(), 0);
+}
+
+/* Blocks larger than a superblock get one of their own; freeing it must let
+ * the next one reuse the space, else a program that cycles 5 MiB buffers
+ * grows its heap without end. */
+static void test_alloc_large_blocks_reuse_space(void **state)
+{
+	(void)state;
+	size_t size = 5 * MIB + 123;
+	unsigned char *p = rh_shm_alloc(size);
+	assert_non_null(p);
+	assert_true(rh_shm_usable_size(p) >= size);
+	fill(p, size, 1);
+	assert_int_equal(check(p, size, 1), (size_t)-1);
+	rh_shm_free(p);
+	uint64_t after_first = heap_size();
+	assert_true(after_first >= size);
+	for (unsigned i = 0; i < 20; i++) {
+		p = rh_shm_alloc(size + i * 4096);
+		assert_non_null(p);
+		p[0] = 1;
+		p[size - 1] = 2;
+		rh_shm_free(p);
+	}
+	if (heap_size() > after_first + 4 * MIB)
+		fail_msg("20 alloc/free cycles of a 5 MiB block grew the heap from %llu to %llu",
+			 (unsigned long long)after_first, (unsigned long long)heap_size());
+	assert_int_equal(heap_used(), 0);
+}
+
+/* A block grown step by step across size classes, page spans and a
+ * superblock of its own, then shrunk: its bytes follow it. */
+static void test_alloc_realloc_ladder_keeps_contents(void **state)
+{
+	(void)state;
+	size_t size = 1;
+	unsigned char *p = rh_shm_alloc(size);
+	assert_non_null(p);
+	fill(p, size, 3);
+	while (size < 3 * MIB) {
+		size_t next = size * 2 + 5;
+		p = rh_shm_realloc(p, next);
+		assert_non_null(p);
+		if (check(p, size, 3) != (size_t)-1)
+			fail_msg("grow %zu -> %zu lost contents", size, next);
+		assert_true(rh_shm_usable_size(p) >= next);
+		assert_int_equal(heap_used(), next);
+		fill(p, next, 3);
+		size = next;
+	}
+	while (size > 8) {
+		size_t next = size / 3;
+		p = rh_shm_realloc(p, next);
+		assert_non_null(p);
+		if (check(p, next, 3) != (size_t)-1)
+			fail_msg("shrink %zu -> %zu lost contents", size, next);
+		assert_int_equal(heap_used(), next);
+		size = next;
+	}
+	rh_shm_free(p);
+	assert_int_equal(heap_used(), 0);
+}
+
+/* Every alignment up to a page, at sizes around it: the pointer, the usable
+ * size, and the reference (a displaced header must still be found). */
+static void test_alloc_aligned_blocks_are_complete(void **state)
+{
+	(void)state;
+	static const size_t extra[] = { 1, 0, 1, 2, 40000, 300000 };
+	void *blocks[10][6];
+	struct rh_shm_ref base_ref;
+	unsigned char *base = rh_shm_alloc(32);
+	assert_non_null(base);
+	assert_int_equal(rh_shm_ref(base, &base_ref), 0);
+	for (unsigned a = 0; a < 10; a++) {
+		size_t align = (size_t)8 << a;
+		for (unsigned k = 0; k < 6; k++) {
+			size_t size = k == 0 ? align - 1 : k == 1 ? align : k == 2 ? align + 1
+				    : k == 3 ? 3 * align : extra[k];
+			unsigned char *p = rh_shm_alloc_aligned(align, size);
+			assert_non_null(p);
+			if ((uintptr_t)p % align)
+				fail_msg("alloc_aligned(%zu, %zu) = %p", align, size, (void *)p);
+			assert_true(rh_shm_usable_size(p) >= size);
+			assert_true(rh_shm_owns(p));
+			fill(p, size, (unsigned)(a * 8 + k));
+			struct rh_shm_ref ref;
+			assert_int_equal(rh_shm_ref(p, &ref), 0);
+			assert_string_equal(ref.heap, base_ref.heap);
+			/* File offsets and addresses of one mapping move together. */
+			if (ref.offset - base_ref.offset != (uint64_t)(p - base))
+				fail_msg("ref of alloc_aligned(%zu, %zu) has offset %llu, expected %llu",
+					 align, size, (unsigned long long)ref.offset,
+					 (unsigned long long)(base_ref.offset + (uint64_t)(p - base)));
+			blocks[a][k] = p;
+		}
+	}
+	for (unsigned a = 0; a < 10; a++)
+		for (unsigned k = 0; k < 6; k++) {
+			size_t align = (size_t)8 << a;
+			size_t size = k == 0 ? align - 1 : k == 1 ? align : k == 2 ? align + 1
+				    : k == 3 ? 3 * align : extra[k];
+			if (check(blocks[a][k], size, a * 8 + k) != (size_t)-1)
+				fail_msg("aligned block %zu/%zu corrupted", align, size);
+			rh_shm_free(blocks[a][k]);
+		}
+	rh_shm_free(base);
+	assert_int_equal(heap_used(), 0);
+}
+
+static void test_alloc_owns_only_its_blocks(void **state)
+{
+	(void)state;
+	static int in_data;
+	int on_stack = 0;
+	char name[64];
+	void *ours = rh_shm_alloc(100);
+	void *big = rh_shm_alloc(3 * MIB);
+	void *theirs = malloc(100);
+	assert_non_null(ours);
+	assert_non_null(big);
+	assert_non_null(theirs);
+
+	assert_true(rh_shm_owns(ours));
+	assert_true(rh_shm_owns(big));
+	assert_false(rh_shm_owns(theirs));
+	assert_false(rh_shm_owns(&on_stack));
+	assert_false(rh_shm_owns(&in_data));
+	assert_false(rh_shm_owns(NULL));
+	assert_false(rh_shm_owns((void *)(uintptr_t)1));
+
+	snprintf(name, sizeof(name), "heap-%d", (int)getpid());
+	assert_non_null(rh_shm_heap_name());
+	assert_string_equal(rh_shm_heap_name(), name);
+	assert_true(rh_shm_enabled());
+
+	struct rh_shm_ref ref;
+	assert_int_equal(rh_shm_ref(ours, &ref), 0);
+	assert_string_equal(ref.heap, name);
+	errno = 0;
+	assert_int_equal(rh_shm_ref(theirs, &ref), -1);
+	assert_int_equal(errno, EINVAL);
+	errno = 0;
+	assert_int_equal(rh_shm_ref(&on_stack, &ref), -1);
+	assert_int_equal(errno, EINVAL);
+
+	rh_shm_free(NULL); /* a no-op, as free(NULL) */
+	rh_shm_free(ours);
+	rh_shm_free(big);
+	free(theirs);
+	assert_int_equal(heap_used(), 0);
+}
+
+/* Sizes near SIZE_MAX must not wrap into small blocks. */
+static void test_alloc_huge_requests_fail_cleanly(void **state)
+{
+	(void)state;
+	static const size_t sizes[] = { SIZE_MAX, SIZE_MAX - 15, SIZE_MAX - 4096,
+					SIZE_MAX / 2 + 1, (size_t)1 << 62 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		for (size_t align = 0; align <= 4096; align = align ? align * 8 : 8) {
+			errno = 0;
+			void *p = align ? rh_shm_alloc_aligned(align, sizes[i]) : rh_shm_alloc(sizes[i]);
+			if (p) {
+				size_t usable = rh_shm_usable_size(p);
+				rh_shm_free(p);
+				fail_msg("a request for %zu bytes (alignment %zu) returned a block of "
+					 "%zu usable bytes", sizes[i], align, usable);
+			}
+			assert_int_equal(errno, ENOMEM);
+		}
+	}
+	errno = 0;
+	assert_null(rh_shm_calloc(SIZE_MAX / 16 + 2, 16)); /* product wraps */
+	assert_int_equal(errno, ENOMEM);
+	errno = 0;
+	assert_null(rh_shm_calloc((size_t)1 << 33, (size_t)1 << 32));
+	assert_int_equal(errno, ENOMEM);
+
+	unsigned char *p = rh_shm_alloc(1000);
+	assert_non_null(p);
+	fill(p, 1000, 11);
+	errno = 0;
+	assert_null(rh_shm_realloc(p, SIZE_MAX - 8));
+	assert_int_equal(errno, ENOMEM);
+	/* A failed realloc leaves the block alone. */
+	assert_int_equal(check(p, 1000, 11), (size_t)-1);
+	assert_int_equal(heap_used(), 1000);
+	rh_shm_free(p);
+	assert_int_equal(heap_used(), 0);
+}
+
+/* Freed pages go back to the filesystem, so df shows them free. */
+static void test_alloc_free_returns_pages_to_filesystem(void **state)
+{
+	(void)state;
+	enum { N = 128 };
+	void *blocks[N];
+	char path[512];
+	struct stat st;
+	struct rh_shm_stats stats;
+	for (unsigned i = 0; i < N; i++) {
+		blocks[i] = rh_shm_alloc(256 * 1024);
+		assert_non_null(blocks[i]);
+		memset(blocks[i], 0x5a, 256 * 1024);
+	}
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	assert_int_equal(stat(path, &st), 0);
+	uint64_t full = (uint64_t)st.st_blocks * 512;
+	assert_true(full >= (uint64_t)N * 256 * 1024);
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(blocks[i]);
+	rh_shm_trim();
+	assert_int_equal(stat(path, &st), 0);
+	uint64_t left = (uint64_t)st.st_blocks * 512;
+	assert_int_equal(rh_shm_stats(&stats), 0);
+	/* Nearly all of what we freed must be gone from the file. */
+	if (left + (uint64_t)N * 256 * 1024 * 7 / 8 > full)
+		fail_msg("after freeing %u KiB and trimming, the file still holds %llu of %llu bytes",
+			 N * 256, (unsigned long long)left, (unsigned long long)full);
+	assert_true(stats.bytes_punched > 0);
+	assert_int_equal(stats.heap_used, 0);
+}
+
+/* --- Threads: each allocates, and frees blocks other threads made. --------- */
+
+#define EXCHANGE 64
+
+struct exchange {
+	pthread_mutex_t lock;
+	struct shadow slot[EXCHANGE];
+	unsigned failures;
+	char why[256];
+};
+
+struct worker {
+	struct exchange *x;
+	unsigned id;
+	uint64_t rng;
+};
+
+static void note(struct exchange *x, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&x->lock);
+	if (!x->failures++) {
+		va_start(ap, fmt);
+		vsnprintf(x->why, sizeof(x->why), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&x->lock);
+}
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	struct exchange *x = w->x;
+	struct shadow mine[32];
+	unsigned nmine = 0;
+	memset(mine, 0, sizeof(mine));
+	for (unsigned i = 0; i < 30000; i++) {
+		size_t size = rnd_size(&w->rng) % (64 * 1024) + 1;
+		unsigned seed = w->id << 24 | i;
+		unsigned char *p = (i & 7) == 3 ? rh_shm_alloc_aligned(rnd_align(&w->rng), size)
+						: rh_shm_alloc(size);
+		if (!p) {
+			note(x, "thread %u: alloc(%zu) failed: %s", w->id, size, strerror(errno));
+			return NULL;
+		}
+		fill(p, size, seed);
+		struct shadow b = { .p = p, .size = size, .seed = seed };
+		if (rnd_next(&w->rng) % 2) {
+			/* Swap it into the exchange; free what another thread left. */
+			unsigned k = (unsigned)(rnd_next(&w->rng) % EXCHANGE);
+			pthread_mutex_lock(&x->lock);
+			struct shadow old = x->slot[k];
+			x->slot[k] = b;
+			pthread_mutex_unlock(&x->lock);
+			if (!old.p)
+				continue;
+			if (check(old.p, old.size, old.seed) != (size_t)-1)
+				note(x, "thread %u: block of %zu bytes from thread %u corrupted",
+				     w->id, old.size, old.seed >> 24);
+			if (rnd_next(&w->rng) % 4 == 0) {
+				size_t grown = old.size + 1 + rnd_next(&w->rng) % 8192;
+				unsigned char *q = rh_shm_realloc(old.p, grown);
+				if (!q || check(q, old.size, old.seed) != (size_t)-1) {
+					note(x, "thread %u: realloc of a foreign block failed", w->id);
+					return NULL;
+				}
+				old.p = q;
+			}
+			rh_shm_free(old.p);
+		} else {
+			unsigned k = nmine < 32 ? nmine++ : (unsigned)(rnd_next(&w->rng) % 32);
+			if (mine[k].p) {
+				if (check(mine[k].p, mine[k].size, mine[k].seed) != (size_t)-1)
+					note(x, "thread %u: own block corrupted", w->id);
+				rh_shm_free(mine[k].p);
+			}
+			mine[k] = b;
+		}
+	}
+	for (unsigned k = 0; k < nmine; k++)
+		rh_shm_free(mine[k].p);
+	return NULL;
+}
+
+static void test_alloc_threads_free_each_others_blocks(void **state)
+{
+	(void)state;
+	static struct exchange x;
+	struct worker w[4];
+	pthread_t t[4];
+	memset(&x, 0, sizeof(x));
+	pthread_mutex_init(&x.lock, NULL);
+	for (unsigned i = 0; i < 4; i++) {
+		w[i] = (struct worker){ .x = &x, .id = i + 1, .rng = 0x9876543210ULL * (i + 1) };
+		assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	if (x.failures)
+		fail_msg("%u failures, first: %s", x.failures, x.why);
+	for (unsigned k = 0; k < EXCHANGE; k++)
+		if (x.slot[k].p) {
+			assert_int_equal(check(x.slot[k].p, x.slot[k].size, x.slot[k].seed), (size_t)-1);
+			rh_shm_free(x.slot[k].p);
+		}
+	assert_int_equal(heap_used(), 0);
+	/* The threads' blocks are reusable from this one. */
+	void *p = rh_shm_alloc(100);
+	assert_non_null(p);
+	rh_shm_free(p);
+	assert_int_equal(heap_used(), 0);
+
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	assert_true(st.pools_used >= 1 && st.pools_used <= rh_options.thread_pools);
+	assert_int_equal(st.blocks_created, st.blocks_destroyed);
+	/* What the exited threads cached went back with them: once trimmed, the
+	 * file holds little more than its headers and journal. */
+	char path[512];
+	struct stat fst;
+	rh_shm_trim();
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	assert_int_equal(stat(path, &fst), 0);
+	if ((uint64_t)fst.st_blocks * 512 > st.heap_size / 4 + 2 * MIB)
+		fail_msg("after the threads exited and everything was freed and trimmed, the file "
+			 "still holds %llu bytes (heap size %llu)",
+			 (unsigned long long)fst.st_blocks * 512, (unsigned long long)st.heap_size);
+}
+
+/* More threads than the header has counter slots, all alive at once, each
+ * freeing a neighbour's blocks: the shared fallback slot must add up too. */
+#define CROWD 100
+
+static void *crowd[CROWD][8];
+static pthread_barrier_t crowd_made, crowd_counted, crowd_freed;
+
+static void *crowd_work(void *arg)
+{
+	unsigned id = (unsigned)(uintptr_t)arg;
+	for (unsigned k = 0; k < 8; k++) {
+		crowd[id][k] = rh_shm_alloc(24 + id * 8 + k * 1000);
+		if (crowd[id][k])
+			memset(crowd[id][k], (int)id, 24 + id * 8 + k * 1000);
+	}
+	pthread_barrier_wait(&crowd_made);
+	pthread_barrier_wait(&crowd_counted);
+	unsigned other = (id + 1) % CROWD;
+	for (unsigned k = 0; k < 8; k++)
+		rh_shm_free(crowd[other][k]);
+	pthread_barrier_wait(&crowd_freed);
+	return NULL;
+}
+
+static void test_alloc_crowd_of_threads_counts_exactly(void **state)
+{
+	(void)state;
+	pthread_t t[CROWD];
+	uint64_t expect = 0;
+	pthread_barrier_init(&crowd_made, NULL, CROWD + 1);
+	pthread_barrier_init(&crowd_counted, NULL, CROWD + 1);
+	pthread_barrier_init(&crowd_freed, NULL, CROWD + 1);
+	for (unsigned i = 0; i < CROWD; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, crowd_work, (void *)(uintptr_t)i), 0);
+	pthread_barrier_wait(&crowd_made);
+	unsigned missing = 0;
+	for (unsigned i = 0; i < CROWD; i++)
+		for (unsigned k = 0; k < 8; k++) {
+			missing += !crowd[i][k];
+			expect += 24 + i * 8 + k * 1000;
+		}
+	uint64_t used = heap_used();
+	/* Let them free and end before failing, so no thread is left waiting. */
+	pthread_barrier_wait(&crowd_counted);
+	pthread_barrier_wait(&crowd_freed);
+	for (unsigned i = 0; i < CROWD; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&crowd_made);
+	pthread_barrier_destroy(&crowd_counted);
+	pthread_barrier_destroy(&crowd_freed);
+	assert_int_equal(missing, 0);
+	assert_int_equal(used, expect);
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	assert_int_equal(st.heap_used, 0);
+	assert_int_equal(st.blocks_created, st.blocks_destroyed);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	test_dir_make();
+	options_load(&rh_options); /* in case the library read them already */
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_dir_remove();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_alloc_owns_only_its_blocks),
+		cmocka_unit_test(test_alloc_random_sequence_keeps_invariants),
+		cmocka_unit_test(test_alloc_frees_coalesce_fully),
+		cmocka_unit_test(test_alloc_realloc_ladder_keeps_contents),
+		cmocka_unit_test(test_alloc_aligned_blocks_are_complete),
+		cmocka_unit_test(test_alloc_large_blocks_reuse_space),
+		cmocka_unit_test(test_alloc_huge_requests_fail_cleanly),
+		cmocka_unit_test(test_alloc_threads_free_each_others_blocks),
+		cmocka_unit_test(test_alloc_crowd_of_threads_counts_exactly),
+		cmocka_unit_test(test_alloc_free_returns_pages_to_filesystem),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

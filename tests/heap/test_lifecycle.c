@@ -1,0 +1,555 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The heap file's life, watched from outside: made at the first allocation
+ * with the configured mode, complete and locked whenever it is visible,
+ * removed when its creator ends normally, left behind (and orphaned) after
+ * SIGKILL or with RH_SHMALLOC_KEEP=1, replaced when a dead process left one
+ * under our name, and never touched by a forked child. This process never
+ * allocates: every heap belongs to a child, so none of ours interferes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "heap.h"
+#include "peer.h"
+#include "testutil.h"
+#include <redhawk/shm.h>
+
+static int dir_fd = -1;
+
+static void heap_name(pid_t pid, char *name, size_t size)
+{
+	snprintf(name, size, "heap-%d", (int)pid);
+}
+
+static int heap_exists(pid_t pid)
+{
+	char name[RH_HEAP_NAME_LEN];
+	heap_name(pid, name, sizeof(name));
+	return faccessat(dir_fd, name, F_OK, 0) == 0;
+}
+
+/* The reader's view of heap-<pid>; fails the test when it cannot be read. */
+static struct rh_heap_info read_info(pid_t pid)
+{
+	char name[RH_HEAP_NAME_LEN];
+	struct rh_heap *h = NULL;
+	heap_name(pid, name, sizeof(name));
+	int rc = rh_heap_open(dir_fd, name, &h);
+	if (rc != 0)
+		fail_msg("rh_heap_open(%s): %s%s%s", name, strerror(rc), h ? ": " : "",
+			 h ? rh_heap_error(h) : "");
+	struct rh_heap_info info = *rh_heap_info(h);
+	rh_heap_close(h);
+	return info;
+}
+
+static void start_env(struct peer *p, const char *const *env)
+{
+	struct peer_opts o = { .env = env };
+	assert_int_equal(peer_start(p, &o), 0);
+}
+
+static void alloc_in(struct peer *p)
+{
+	char reply[256];
+	if (peer_cmd(p, reply, sizeof(reply), "alloc 1000 1") != 0)
+		fail_msg("the peer could not allocate: %s", reply);
+}
+
+/* --- Tests ----------------------------------------------------------------- */
+
+static void test_lifecycle_heap_made_at_first_allocation(void **state)
+{
+	(void)state;
+	struct peer p;
+	char reply[256], name[RH_HEAP_NAME_LEN], expect[64];
+	struct stat st;
+	start_env(&p, NULL);
+	assert_int_equal(peer_cmd(&p, reply, sizeof(reply), "name"), 0);
+	assert_string_equal(reply, "ok -");
+	assert_int_equal(test_dir_count(), 0);
+
+	alloc_in(&p);
+	heap_name(p.pid, name, sizeof(name));
+	snprintf(expect, sizeof(expect), "ok %s", name);
+	assert_int_equal(peer_cmd(&p, reply, sizeof(reply), "name"), 0);
+	assert_string_equal(reply, expect);
+	/* Exactly one file: no temporary name left behind. */
+	assert_int_equal(test_dir_count(), 1);
+	assert_int_equal(fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_uid, getuid());
+
+	struct rh_heap_info info = read_info(p.pid);
+	assert_int_equal(info.kind, RH_HEAP_NATIVE);
+	assert_int_equal(info.creator_pid, p.pid);
+	assert_int_equal(info.creator_uid, getuid());
+	assert_int_equal(info.orphaned, 0);
+	assert_int_equal(info.refcount, 1);
+	assert_true(info.heap_used >= 1000);
+	assert_string_equal(info.command, "shm_peer");
+
+	assert_int_equal(peer_cmd(&p, NULL, 0, "return"), 0);
+	assert_int_equal(peer_wait(&p, PEER_TIMEOUT_MS), 0);
+	assert_int_equal(test_dir_count(), 0);
+}
+
+/* A reader that looks while the heap is being made sees nothing, or a
+ * complete heap whose creator is alive: never a half-made or unlocked one. */
+static void test_lifecycle_heap_appears_complete(void **state)
+{
+	(void)state;
+	for (unsigned round = 0; round < 20; round++) {
+		struct peer p;
+		char name[RH_HEAP_NAME_LEN], reply[256];
+		unsigned seen = 0;
+		start_env(&p, NULL);
+		heap_name(p.pid, name, sizeof(name));
+		assert_int_equal(write(p.to, "alloc 64 1\n", 11), 11);
+		struct pollfd pfd = { .fd = p.from, .events = POLLIN };
+		while (poll(&pfd, 1, 0) == 0) {
+			struct rh_heap *h = NULL;
+			int rc = rh_heap_open(dir_fd, name, &h);
+			if (rc == ENOENT)
+				continue;
+			if (rc != 0)
+				fail_msg("%s seen half made: %s: %s", name, strerror(rc),
+					 h ? rh_heap_error(h) : "");
+			const struct rh_heap_info *info = rh_heap_info(h);
+			if (info->orphaned || info->creator_pid != p.pid)
+				fail_msg("%s seen orphaned (%d) or with creator %d while being made",
+					 name, info->orphaned, (int)info->creator_pid);
+			rh_heap_close(h);
+			seen++;
+		}
+		assert_int_equal(peer_read(&p, reply, sizeof(reply)), 0);
+		assert_int_equal(strncmp(reply, "ok", 2), 0);
+		assert_int_equal(peer_finish(&p), 0);
+		assert_int_equal(test_dir_count(), 0);
+	}
+}
+
+static void test_lifecycle_mode_from_environment(void **state)
+{
+	(void)state;
+	static const char *const env[] = { "RH_SHMALLOC_MODE=0640", NULL };
+	struct peer p;
+	char name[RH_HEAP_NAME_LEN];
+	struct stat st;
+	start_env(&p, env);
+	alloc_in(&p);
+	heap_name(p.pid, name, sizeof(name));
+	assert_int_equal(fstatat(dir_fd, name, &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(peer_finish(&p), 0);
+	assert_int_equal(test_dir_count(), 0);
+}
+
+/* Every normal way to end removes the heap; the process that ended is the
+ * one that removed it (no one else is around to). */
+static void test_lifecycle_heap_removed_at_normal_exit(void **state)
+{
+	(void)state;
+	static const char *const ways[] = { "return", "exit", "thread-exit", "" };
+	for (size_t i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+		struct peer p;
+		start_env(&p, NULL);
+		alloc_in(&p);
+		assert_true(heap_exists(p.pid));
+		pid_t pid = p.pid;
+		int status;
+		if (ways[i][0]) {
+			assert_int_equal(peer_cmd(&p, NULL, 0, "%s", ways[i]), 0);
+			status = peer_wait(&p, PEER_TIMEOUT_MS);
+		} else {
+			status = peer_finish(&p); /* end of input: return from main */
+		}
+		assert_int_equal(status, 0);
+		if (heap_exists(pid))
+			fail_msg("heap-%d is still there after the process ended by '%s'", (int)pid,
+				 ways[i][0] ? ways[i] : "end of input");
+	}
+	assert_int_equal(test_dir_count(), 0);
+}
+
+static void test_lifecycle_keep_leaves_orphan(void **state)
+{
+	(void)state;
+	static const char *const env[] = { "RH_SHMALLOC_KEEP=1", NULL };
+	struct peer p;
+	start_env(&p, env);
+	alloc_in(&p);
+	pid_t pid = p.pid;
+	struct rh_heap_info info = read_info(pid);
+	assert_int_equal(info.orphaned, 0);
+	assert_true(info.flags & RH_HEAP_F_KEEP);
+	assert_int_equal(peer_finish(&p), 0);
+
+	assert_true(heap_exists(pid));
+	info = read_info(pid);
+	assert_int_equal(info.orphaned, 1);
+	assert_int_equal(info.refcount, 0);
+	assert_int_equal(info.creator_pid, pid);
+	assert_true(info.heap_used >= 1000); /* the block it never freed */
+}
+
+static void test_lifecycle_sigkill_leaves_orphan(void **state)
+{
+	(void)state;
+	struct peer p;
+	start_env(&p, NULL);
+	alloc_in(&p);
+	pid_t pid = p.pid;
+	assert_int_equal(read_info(pid).orphaned, 0);
+	int status = peer_kill(&p);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_true(heap_exists(pid));
+	struct rh_heap_info info = read_info(pid);
+	assert_int_equal(info.orphaned, 1);
+	assert_int_equal(info.refcount, 0);
+	assert_int_equal(info.creator_pid, pid);
+}
+
+/* A heap-<pid> left by a dead process of the same pid is replaced by the new
+ * one: the child puts a copy of a real orphan under its own name just before
+ * it execs the peer. */
+static const char *orphan_name;
+
+static void plant_orphan(void *arg)
+{
+	char name[RH_HEAP_NAME_LEN], buf[65536];
+	(void)arg;
+	heap_name(getpid(), name, sizeof(name));
+	int in = openat(dir_fd, orphan_name, O_RDONLY);
+	int out = openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ssize_t n;
+	if (in < 0 || out < 0)
+		_exit(120);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			_exit(121);
+	close(in);
+	close(out);
+}
+
+static void test_lifecycle_leftover_of_dead_process_replaced(void **state)
+{
+	(void)state;
+	struct peer dead, p;
+	char dead_name[RH_HEAP_NAME_LEN];
+	start_env(&dead, NULL);
+	alloc_in(&dead);
+	pid_t dead_pid = dead.pid;
+	heap_name(dead_pid, dead_name, sizeof(dead_name));
+	peer_kill(&dead);
+	struct rh_heap_info old = read_info(dead_pid);
+	assert_int_equal(old.orphaned, 1);
+
+	orphan_name = dead_name;
+	struct peer_opts o = { .pre_exec = plant_orphan };
+	assert_int_equal(peer_start(&p, &o), 0);
+	assert_int_equal(peer_cmd(&p, NULL, 0, "name"), 0); /* it has planted and exec'd */
+	assert_true(heap_exists(p.pid));
+	alloc_in(&p);
+	struct rh_heap_info info = read_info(p.pid);
+	assert_int_equal(info.orphaned, 0);
+	assert_int_equal(info.creator_pid, p.pid);
+	assert_int_not_equal(info.instance, old.instance);
+	assert_int_equal(info.refcount, 1);
+	pid_t pid = p.pid;
+	assert_int_equal(peer_finish(&p), 0);
+	assert_false(heap_exists(pid));
+}
+
+/* After exec, the same pid is a new program: the old image's heap is dead
+ * (its lock went with the close-on-exec descriptor) and is replaced. */
+static void test_lifecycle_exec_starts_fresh_heap(void **state)
+{
+	(void)state;
+	struct peer p;
+	char reply[256];
+	start_env(&p, NULL);
+	alloc_in(&p);
+	uint64_t before = read_info(p.pid).instance;
+	assert_int_equal(peer_cmd(&p, NULL, 0, "exec"), 0);
+	assert_int_equal(peer_cmd(&p, reply, sizeof(reply), "name"), 0);
+	assert_string_equal(reply, "ok -");
+	alloc_in(&p);
+	struct rh_heap_info info = read_info(p.pid);
+	assert_int_not_equal(info.instance, before);
+	assert_int_equal(info.orphaned, 0);
+	assert_int_equal(test_dir_count(), 1);
+	assert_int_equal(peer_finish(&p), 0);
+	assert_int_equal(test_dir_count(), 0);
+}
+
+static void test_lifecycle_disabled_allocates_nothing(void **state)
+{
+	(void)state;
+	static const char *const values[] = { "disable", "0", "false", "no" };
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		char var[64], reply[256], expect[32];
+		snprintf(var, sizeof(var), "RH_SHMALLOC=%s", values[i]);
+		const char *const env[] = { var, NULL };
+		struct peer p;
+		start_env(&p, env);
+		assert_int_equal(peer_cmd(&p, reply, sizeof(reply), "enabled"), 0);
+		assert_string_equal(reply, "ok 0");
+		assert_int_equal(peer_cmd(&p, reply, sizeof(reply), "alloc 100 1"), 1);
+		snprintf(expect, sizeof(expect), "err %d", ENOMEM);
+		assert_string_equal(reply, expect);
+		assert_int_equal(peer_cmd(&p, reply, sizeof(reply), "name"), 0);
+		assert_string_equal(reply, "ok -");
+		assert_int_equal(test_dir_count(), 0);
+		assert_int_equal(peer_finish(&p), 0);
+	}
+}
+
+/* --- fork: scenarios run in children of this process ----------------------- */
+
+/* In a forked child cmocka cannot report: say what failed and exit with the
+ * line number, which the parent turns into a failure. */
+#define CHECK(c) do { if (!(c)) { \
+	fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c); _exit(__LINE__ % 200 + 2); } \
+	} while (0)
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(seed * 31 + i);
+}
+
+static int same(const unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(seed * 31 + i))
+			return 0;
+	return 1;
+}
+
+static uint64_t used_now(void)
+{
+	struct rh_shm_stats st;
+	CHECK(rh_shm_stats(&st) == 0);
+	return st.heap_used;
+}
+
+static int run_child(void (*fn)(void))
+{
+	int status;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fn();
+		exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+static const size_t fork_sizes[] = { 24, 500, 5000, 70000, 3 << 20 };
+#define NFORK (sizeof(fork_sizes) / sizeof(fork_sizes[0]))
+
+/* The child writes and frees what it inherited, allocates into a heap of its
+ * own, and exits; the parent's blocks, counters and file are untouched. */
+static void fork_scenario(void)
+{
+	unsigned char *blocks[NFORK];
+	for (unsigned i = 0; i < NFORK; i++) {
+		blocks[i] = rh_shm_alloc(fork_sizes[i]);
+		CHECK(blocks[i]);
+		fill(blocks[i], fork_sizes[i], i);
+	}
+	const char *name = rh_shm_heap_name();
+	CHECK(name);
+	char parent_name[RH_HEAP_NAME_LEN];
+	snprintf(parent_name, sizeof(parent_name), "%s", name);
+	uint64_t used = used_now();
+	pid_t parent = getpid();
+	CHECK(heap_exists(parent));
+
+	fflush(NULL);
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		char own[RH_HEAP_NAME_LEN];
+		heap_name(getpid(), own, sizeof(own));
+		const char *n = rh_shm_heap_name();
+		CHECK(!n || strcmp(n, own) == 0);
+		for (unsigned i = 0; i < NFORK; i++) {
+			CHECK(same(blocks[i], fork_sizes[i], i));
+			CHECK(rh_shm_usable_size(blocks[i]) >= fork_sizes[i]);
+			fill(blocks[i], fork_sizes[i], 50 + i);
+			blocks[i] = rh_shm_realloc(blocks[i], fork_sizes[i] * 2);
+			CHECK(blocks[i] && same(blocks[i], fork_sizes[i], 50 + i));
+			if (i % 2)
+				rh_shm_free(blocks[i]);
+		}
+		unsigned char *mine = rh_shm_alloc(1000);
+		CHECK(mine);
+		fill(mine, 1000, 9);
+		struct rh_shm_ref ref;
+		CHECK(rh_shm_ref(mine, &ref) == 0);
+		CHECK(strcmp(ref.heap, own) == 0);
+		CHECK(rh_shm_heap_name() && strcmp(rh_shm_heap_name(), own) == 0);
+		CHECK(heap_exists(getpid()));
+		CHECK(heap_exists(parent));
+		rh_shm_free(mine);
+		exit(0);
+	}
+	int status;
+	CHECK(waitpid(child, &status, 0) == child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(!heap_exists(child));     /* the child's heap went with it */
+	CHECK(heap_exists(parent));     /* and ours stayed */
+	CHECK(strcmp(rh_shm_heap_name(), parent_name) == 0);
+	CHECK(used_now() == used);
+	for (unsigned i = 0; i < NFORK; i++)
+		CHECK(same(blocks[i], fork_sizes[i], i));
+	/* Our heap is still consistent: reuse, grow and free it all. */
+	for (unsigned i = 0; i < NFORK; i++) {
+		blocks[i] = rh_shm_realloc(blocks[i], fork_sizes[i] + 100);
+		CHECK(blocks[i] && same(blocks[i], fork_sizes[i], i));
+	}
+	for (unsigned i = 0; i < NFORK; i++)
+		rh_shm_free(blocks[i]);
+	CHECK(used_now() == 0);
+	void *p = rh_shm_alloc(100);
+	CHECK(p);
+	rh_shm_free(p);
+	struct rh_heap *h = NULL;
+	CHECK(rh_heap_open(dir_fd, parent_name, &h) == 0);
+	CHECK(rh_heap_info(h)->heap_used == 0);
+	CHECK(rh_heap_info(h)->orphaned == 0);
+	rh_heap_close(h);
+}
+
+static void test_lifecycle_fork_child_leaves_parent_heap_alone(void **state)
+{
+	(void)state;
+	int status = run_child(fork_scenario);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("fork scenario failed (status %#x; see the line above)", status);
+	assert_int_equal(test_dir_count(), 0);
+}
+
+/* A child that inherited the heap's descriptor must not keep its creator
+ * looking alive: the creator dies by SIGKILL, its child lives on, then ends
+ * with exit() and must not remove the heap it inherited either. */
+static int release_fd[2], done_fd[2];
+
+static void inherited_lock_scenario(void)
+{
+	CHECK(rh_shm_alloc(100));
+	fflush(NULL);
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		char c;
+		close(release_fd[1]);
+		CHECK(read(release_fd[0], &c, 1) == 0); /* until the test lets go */
+		exit(0); /* done_fd[1] closes after the exit handlers ran */
+	}
+	raise(SIGKILL);
+}
+
+static void test_lifecycle_forked_child_does_not_keep_creator_alive(void **state)
+{
+	(void)state;
+	char c;
+	assert_int_equal(pipe(release_fd), 0);
+	assert_int_equal(pipe(done_fd), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		inherited_lock_scenario();
+		_exit(1);
+	}
+	close(done_fd[1]);
+	close(release_fd[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_true(heap_exists(pid));
+	struct rh_heap_info info = read_info(pid);
+	close(release_fd[1]); /* the grandchild exits now */
+	struct pollfd pfd = { .fd = done_fd[0], .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, PEER_TIMEOUT_MS), 1);
+	assert_int_equal(read(done_fd[0], &c, 1), 0);
+	close(done_fd[0]);
+	assert_int_equal(info.orphaned, 1);
+	assert_int_equal(info.refcount, 0);
+	assert_true(heap_exists(pid));
+	assert_int_equal(test_dir_count(), 1);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	umask(022);
+	test_dir_make();
+	options_load(&rh_options); /* in case the library read them already */
+	dir_fd = open(test_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return dir_fd >= 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	close(dir_fd);
+	test_dir_remove();
+	return 0;
+}
+
+static int reap(void **state)
+{
+	(void)state;
+	peer_reap_all();
+	return 0;
+}
+
+/* Each test starts with an empty folder (orphans of the last one removed). */
+static int empty(void **state)
+{
+	(void)state;
+	DIR *d = opendir(test_dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dir_fd, e->d_name, 0);
+	if (d)
+		closedir(d);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lifecycle_heap_made_at_first_allocation, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_heap_appears_complete, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_mode_from_environment, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_heap_removed_at_normal_exit, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_keep_leaves_orphan, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_sigkill_leaves_orphan, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_leftover_of_dead_process_replaced, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_exec_starts_fresh_heap, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_disabled_allocates_nothing, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

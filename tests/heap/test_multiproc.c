@@ -1,0 +1,646 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Blocks shared between processes: a separate program (tests/progs/shm_peer)
+ * attaches this process's blocks by reference, sees and changes the same
+ * bytes, and drops its references; the last holder frees, whichever process
+ * it is. Bad references fail with errno and never crash, holders are counted
+ * while they live, and a holder killed with SIGKILL leaves the heap usable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "heap.h"
+#include "peer.h"
+#include "testutil.h"
+#include <redhawk/shm.h>
+
+#define HEX_LEN (2 * sizeof(struct rh_shm_ref) + 1)
+
+static int dir_fd = -1;
+/* Used bytes when the test began: blocks that a SIGKILLed peer still holds
+ * a reference to stay live (releasing them is later work), so each test
+ * counts from its own start. */
+static uint64_t base;
+
+static uint64_t heap_used(void)
+{
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	return st.heap_used;
+}
+
+/* Blocks freed by another process are reclaimed by their owner, perhaps only
+ * when it next allocates: allocate now and then while waiting. */
+static uint64_t wait_used(uint64_t expected)
+{
+	uint64_t used = 0;
+	long deadline = peer_now_ms() + 5000;
+	while ((used = heap_used()) != expected && peer_now_ms() < deadline) {
+		rh_shm_free(rh_shm_alloc(16));
+		usleep(5000);
+	}
+	return used;
+}
+
+/* Holders of our heap as the reader sees them, -1 when it cannot tell. */
+static int holders(const char *name)
+{
+	struct rh_heap *h = NULL;
+	int rc = rh_heap_open(dir_fd, name, &h);
+	if (rc != 0) {
+		print_error("rh_heap_open(%s): %s\n", name, strerror(rc));
+		if (h)
+			rh_heap_close(h);
+		return -1;
+	}
+	int n = rh_heap_info(h)->refcount;
+	rh_heap_close(h);
+	return n;
+}
+
+static void start(struct peer *p)
+{
+	assert_int_equal(peer_start(p, NULL), 0);
+}
+
+/* Sends our block to the peer; returns its id there. */
+static int share(struct peer *p, const void *block, size_t size, unsigned seed)
+{
+	struct rh_shm_ref ref;
+	char hex[HEX_LEN], reply[256];
+	int id = -1;
+	assert_int_equal(rh_shm_ref(block, &ref), 0);
+	ref_to_hex(&ref, hex);
+	if (peer_cmd(p, reply, sizeof(reply), "attach %s %zu %u", hex, size, seed) != 0)
+		fail_msg("peer could not attach a %zu-byte block: %s", size, reply);
+	assert_int_equal(sscanf(reply, "ok %d", &id), 1);
+	return id;
+}
+
+/* What the peer says when it attaches ref: 0 for success, else its errno. */
+static int try_attach(struct peer *p, const struct rh_shm_ref *ref)
+{
+	char hex[HEX_LEN], reply[256];
+	int err = 0, id;
+	ref_to_hex(ref, hex);
+	int rc = peer_cmd(p, reply, sizeof(reply), "attach %s 0 0", hex);
+	if (rc < 0)
+		fail_msg("the peer died attaching a bad reference");
+	if (rc == 0) {
+		assert_int_equal(sscanf(reply, "ok %d", &id), 1);
+		assert_int_equal(peer_cmd(p, NULL, 0, "free %d", id), 0);
+		return 0;
+	}
+	assert_int_equal(sscanf(reply, "err %d", &err), 1);
+	return err;
+}
+
+static const size_t sizes[] = { 1, 64, 100, 1000, 4096, 5000, 40000, 100000, 1 << 20, 3 << 20 };
+#define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
+
+/* --- Tests ----------------------------------------------------------------- */
+
+static void test_multiproc_peer_attaches_sees_and_frees(void **state)
+{
+	(void)state;
+	struct peer peer;
+	unsigned char *blocks[2 * NSIZES];
+	int ids[2 * NSIZES];
+	start(&peer);
+	uint64_t total = 0;
+	for (unsigned i = 0; i < 2 * NSIZES; i++) {
+		size_t size = sizes[i % NSIZES];
+		blocks[i] = i < NSIZES ? rh_shm_alloc(size) : rh_shm_alloc_aligned(4096, size);
+		assert_non_null(blocks[i]);
+		pattern_fill(blocks[i], size, i);
+		ids[i] = share(&peer, blocks[i], size, i);
+		total += size;
+	}
+	assert_int_equal(holders(rh_shm_heap_name()), 2);
+	/* Our heap is heap-<our pid>, there while we live. */
+	char name[64];
+	snprintf(name, sizeof(name), "heap-%d", (int)getpid());
+	assert_string_equal(rh_shm_heap_name(), name);
+	assert_int_equal(faccessat(dir_fd, name, F_OK, 0), 0);
+
+	/* Zero copy both ways: what the peer writes, we read. */
+	for (unsigned i = 0; i < 2 * NSIZES; i++) {
+		size_t size = sizes[i % NSIZES];
+		assert_int_equal(peer_cmd(&peer, NULL, 0, "write %d %zu %u", ids[i], size, 100 + i), 0);
+		if (!pattern_ok(blocks[i], size, 100 + i))
+			fail_msg("the peer's write to block %u (%zu bytes) is not visible here", i, size);
+	}
+
+	/* We drop our references to the even blocks first: the peer still holds
+	 * them, so new allocations must not reuse them. */
+	for (unsigned i = 0; i < 2 * NSIZES; i += 2)
+		rh_shm_free(blocks[i]);
+	void *fresh[2 * NSIZES];
+	for (unsigned i = 0; i < 2 * NSIZES; i++) {
+		fresh[i] = rh_shm_alloc(sizes[i % NSIZES]);
+		assert_non_null(fresh[i]);
+		memset(fresh[i], 0xee, sizes[i % NSIZES]);
+	}
+	for (unsigned i = 0; i < 2 * NSIZES; i += 2)
+		if (peer_cmd(&peer, NULL, 0, "check %d %zu %u", ids[i], sizes[i % NSIZES], 100 + i) != 0)
+			fail_msg("block %u (%zu bytes) was reused while the peer held it", i,
+				 sizes[i % NSIZES]);
+	for (unsigned i = 0; i < 2 * NSIZES; i++)
+		rh_shm_free(fresh[i]);
+
+	/* The peer drops everything: the even blocks' last references. Then the
+	 * odd ones' last references are ours. */
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "freeall"), 0);
+	for (unsigned i = 1; i < 2 * NSIZES; i += 2)
+		rh_shm_free(blocks[i]);
+	uint64_t used = wait_used(base);
+	if (used != base)
+		fail_msg("heap_used is %llu (%llu before) after every reference to %llu bytes was "
+			 "dropped", (unsigned long long)used, (unsigned long long)base,
+			 (unsigned long long)total);
+	assert_int_equal(peer_finish(&peer), 0);
+	assert_int_equal(holders(rh_shm_heap_name()), 1);
+}
+
+/* Many small blocks freed at the same time here and there: the remote-free
+ * path under contention. */
+static void test_multiproc_concurrent_frees_balance(void **state)
+{
+	(void)state;
+	enum { N = 1500 };
+	static unsigned char *blocks[N];
+	struct peer peer;
+	char reply[64];
+	start(&peer);
+	for (unsigned i = 0; i < N; i++) {
+		size_t size = 16 + (i * 37) % 3000;
+		blocks[i] = rh_shm_alloc(size);
+		assert_non_null(blocks[i]);
+		pattern_fill(blocks[i], size, i);
+		share(&peer, blocks[i], size, i);
+	}
+	/* Both sides free at once; which one is last varies block by block. */
+	assert_int_equal(write(peer.to, "freeall\n", 8), 8);
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(blocks[i]);
+	assert_int_equal(peer_read(&peer, reply, sizeof(reply)), 0);
+	assert_string_equal(reply, "ok 1500");
+	uint64_t used = wait_used(base);
+	if (used != base)
+		fail_msg("heap_used is %llu (%llu before) after both processes freed everything",
+			 (unsigned long long)used, (unsigned long long)base);
+	assert_int_equal(peer_finish(&peer), 0);
+}
+
+static void test_multiproc_refcount_counts_live_holders(void **state)
+{
+	(void)state;
+	struct peer a, b;
+	void *p = rh_shm_alloc(128);
+	assert_non_null(p);
+	pattern_fill(p, 128, 5);
+	const char *name = rh_shm_heap_name();
+	assert_int_equal(holders(name), 1);
+	start(&a);
+	start(&b);
+	int ida = share(&a, p, 128, 5);
+	assert_int_equal(holders(name), 2);
+	share(&b, p, 128, 5);
+	assert_int_equal(holders(name), 3);
+	/* A holder that ends normally is no longer counted... */
+	assert_int_equal(peer_cmd(&a, NULL, 0, "free %d", ida), 0);
+	assert_int_equal(peer_finish(&a), 0);
+	assert_int_equal(holders(name), 2);
+	/* ...and neither is one killed while holding a reference. */
+	int status = peer_kill(&b);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_int_equal(holders(name), 1);
+	rh_shm_free(p);
+}
+
+/* More holders over time than the header has slots: slots of processes
+ * that are gone, by exit or by SIGKILL, are taken again. */
+static void test_multiproc_holder_slots_are_reused(void **state)
+{
+	(void)state;
+	void *p = rh_shm_alloc(256);
+	assert_non_null(p);
+	pattern_fill(p, 256, 9);
+	for (unsigned i = 0; i < RH_MAX_HOLDERS + 16; i++) {
+		struct peer peer;
+		start(&peer);
+		int id = share(&peer, p, 256, 9);
+		if (i % 2) {
+			assert_int_equal(peer_cmd(&peer, NULL, 0, "free %d", id), 0);
+			assert_int_equal(peer_finish(&peer), 0);
+		} else {
+			peer_kill(&peer);
+		}
+	}
+	assert_int_equal(holders(rh_shm_heap_name()), 1);
+	rh_shm_free(p);
+}
+
+static void test_multiproc_bad_refs_fail_cleanly(void **state)
+{
+	(void)state;
+	struct peer peer;
+	struct rh_shm_ref good, ref;
+	char path[512];
+	int err;
+	start(&peer);
+	unsigned char *p = rh_shm_alloc(1000);
+	unsigned char *gone = rh_shm_alloc(1000);
+	assert_non_null(p);
+	assert_non_null(gone);
+	pattern_fill(p, 1000, 3);
+	assert_int_equal(rh_shm_ref(p, &good), 0);
+	assert_int_equal(rh_shm_ref(gone, &ref), 0);
+	rh_shm_free(gone);
+	uint64_t used = heap_used();
+
+	/* A freed block. */
+	assert_int_equal(try_attach(&peer, &ref), ESTALE);
+	/* Another heap of the same name (a reused pid). */
+	ref = good;
+	ref.instance ^= 0x5a5a;
+	assert_int_equal(try_attach(&peer, &ref), ESTALE);
+	/* A heap that is not there. */
+	ref = good;
+	snprintf(ref.heap, sizeof(ref.heap), "heap-999999999");
+	assert_int_equal(try_attach(&peer, &ref), ENOENT);
+	/* Names that lead out of the folder. */
+	static const char *const names[] = { "../heap-1", "..", "heap-1/../heap-2", "/etc/passwd",
+					     "", "." };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		ref = good;
+		memset(ref.heap, 0, sizeof(ref.heap));
+		strcpy(ref.heap, names[i]);
+		err = try_attach(&peer, &ref);
+		if (err != EINVAL)
+			fail_msg("heap name '%s': expected EINVAL, got %s", names[i], strerror(err));
+	}
+	/* A name without its NUL. */
+	ref = good;
+	memset(ref.heap, 'x', sizeof(ref.heap));
+	assert_int_equal(try_attach(&peer, &ref), EINVAL);
+
+	/* Offsets that are not a live block's: past the end, in the header,
+	 * inside a block, misaligned, and a superblock that does not hold it. */
+	const uint64_t offsets[] = { 1ULL << 40, UINT64_MAX - 7, 0, 16, 100, 4096,
+				     good.offset + 16, good.offset + 8, good.offset + 1,
+				     good.offset - 16, good.superblock };
+	for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+		ref = good;
+		ref.offset = offsets[i];
+		err = try_attach(&peer, &ref);
+		if (err != EINVAL && err != ESTALE)
+			fail_msg("offset %llu (block at %llu): expected EINVAL or ESTALE, got %s",
+				 (unsigned long long)offsets[i], (unsigned long long)good.offset,
+				 err ? strerror(err) : "success");
+	}
+	const uint64_t superblocks[] = { 0, 1ULL << 40, good.superblock + 4096, 8192 + 1 };
+	for (size_t i = 0; i < sizeof(superblocks) / sizeof(superblocks[0]); i++) {
+		ref = good;
+		ref.superblock = superblocks[i];
+		err = try_attach(&peer, &ref);
+		if (err != EINVAL && err != ESTALE)
+			fail_msg("superblock %llu (really %llu): expected EINVAL or ESTALE, got %s",
+				 (unsigned long long)superblocks[i],
+				 (unsigned long long)good.superblock, err ? strerror(err) : "success");
+	}
+
+	/* Garbage from a noisy pipe. */
+	uint64_t rng = 0x243F6A8885A308D3ULL;
+	for (unsigned i = 0; i < 200; i++) {
+		unsigned char *b = (unsigned char *)&ref;
+		for (size_t k = 0; k < sizeof(ref); k++) {
+			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+			b[k] = (unsigned char)(rng >> 56);
+		}
+		if (i % 2) /* half of them name our heap, to reach the offset checks */
+			memcpy(ref.heap, good.heap, sizeof(ref.heap));
+		err = try_attach(&peer, &ref);
+		assert_true(err != 0);
+	}
+
+	/* A file of the right name that is not a heap, and one cut short after
+	 * its header: the attacher must not map past the end (SIGBUS). */
+	snprintf(path, sizeof(path), "%s/heap-1", test_dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "not a heap\n", 11), 11);
+	close(fd);
+	ref = good;
+	strcpy(ref.heap, "heap-1");
+	assert_true(try_attach(&peer, &ref) != 0);
+
+	char src[512];
+	snprintf(src, sizeof(src), "%s/%s", test_dir, rh_shm_heap_name());
+	int in = open(src, O_RDONLY);
+	assert_true(in >= 0);
+	static char header[RH_HEADER_SIZE];
+	assert_int_equal(pread(in, header, sizeof(header), 0), (ssize_t)sizeof(header));
+	close(in);
+	snprintf(path, sizeof(path), "%s/heap-2", test_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, header, sizeof(header)), (ssize_t)sizeof(header));
+	close(fd);
+	strcpy(ref.heap, "heap-2");
+	assert_true(try_attach(&peer, &ref) != 0);
+	/* Same, with the size of the real file but nothing behind the header. */
+	fd = open(path, O_WRONLY);
+	struct stat st;
+	assert_int_equal(stat(src, &st), 0);
+	assert_int_equal(ftruncate(fd, st.st_size), 0);
+	close(fd);
+	err = try_attach(&peer, &ref);
+	assert_true(err != 0);
+
+	/* The peer survived all that, a good ref still works, and nothing above
+	 * took a reference on any of our blocks. */
+	int id = share(&peer, p, 1000, 3);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "free %d", id), 0);
+	assert_int_equal(heap_used(), used);
+	assert_int_equal(peer_finish(&peer), 0);
+	rh_shm_free(p);
+	assert_int_equal(wait_used(base), base);
+}
+
+/* In the creator itself, a ref to its own block is a second reference. */
+static void test_multiproc_attach_own_block_adds_reference(void **state)
+{
+	(void)state;
+	struct rh_shm_ref ref;
+	unsigned char *p = rh_shm_alloc(300);
+	assert_non_null(p);
+	pattern_fill(p, 300, 4);
+	assert_int_equal(rh_shm_ref(p, &ref), 0);
+	unsigned char *q = rh_shm_attach(&ref);
+	assert_ptr_equal(q, p);
+	rh_shm_free(p);
+	assert_int_equal(heap_used(), base + 300);
+	assert_true(pattern_ok(q, 300, 4));
+	rh_shm_free(q);
+	assert_int_equal(heap_used(), base);
+	/* Now stale. */
+	errno = 0;
+	assert_null(rh_shm_attach(&ref));
+	assert_int_equal(errno, ESTALE);
+	ref.instance++;
+	errno = 0;
+	assert_null(rh_shm_attach(&ref));
+	assert_int_equal(errno, ESTALE);
+}
+
+/* We attach a block of the peer's heap; the peer drops its reference and
+ * exits, its file goes, and our mapping and reference still work. */
+static void test_multiproc_attached_block_outlives_its_creator(void **state)
+{
+	(void)state;
+	struct peer peer;
+	struct rh_shm_ref ref;
+	char reply[256], path[512];
+	int id;
+	start(&peer);
+	assert_int_equal(peer_cmd(&peer, reply, sizeof(reply), "alloc 200000 21"), 0);
+	assert_int_equal(sscanf(reply, "ok %d", &id), 1);
+	assert_int_equal(ref_from_hex(strchr(reply + 3, ' ') + 1, &ref), 0);
+	unsigned char *p = rh_shm_attach(&ref);
+	assert_non_null(p);
+	assert_true(rh_shm_owns(p));
+	assert_true(pattern_ok(p, 200000, 21));
+	assert_true(rh_shm_usable_size(p) >= 200000);
+	/* Attaching again maps nothing new: the same address. */
+	unsigned char *again = rh_shm_attach(&ref);
+	assert_ptr_equal(again, p);
+	rh_shm_free(again);
+
+	snprintf(path, sizeof(path), "%s/%s", test_dir, ref.heap);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "free %d", id), 0);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "exit"), 0);
+	assert_int_equal(peer_wait(&peer, PEER_TIMEOUT_MS), 0);
+	assert_int_equal(access(path, F_OK), -1);
+
+	assert_true(pattern_ok(p, 200000, 21));
+	pattern_fill(p, 200000, 22);
+	assert_true(pattern_ok(p, 200000, 22));
+	rh_shm_free(p); /* the last reference, in a heap whose creator is gone */
+
+	/* New attaches to the vanished heap fail. */
+	errno = 0;
+	assert_null(rh_shm_attach(&ref));
+	assert_true(errno == ENOENT || errno == ESTALE);
+	assert_int_equal(heap_used(), base);
+}
+
+/* realloc of a block someone else holds, or of someone else's block, makes a
+ * copy in our heap and drops exactly our reference. */
+static void test_multiproc_realloc_of_shared_blocks_copies(void **state)
+{
+	(void)state;
+	struct peer peer;
+	struct rh_shm_ref ref;
+	char reply[256];
+	int id;
+	start(&peer);
+	/* Ours, shared: the peer keeps seeing the old bytes. */
+	unsigned char *p = rh_shm_alloc(3000);
+	assert_non_null(p);
+	pattern_fill(p, 3000, 31);
+	int pid_id = share(&peer, p, 3000, 31);
+	unsigned char *q = rh_shm_realloc(p, 2000);
+	assert_non_null(q);
+	assert_true(pattern_ok(q, 2000, 31));
+	memset(q, 0, 2000);
+	q = rh_shm_realloc(q, 50000);
+	assert_non_null(q);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "check %d 3000 31", pid_id), 0);
+	assert_int_equal(heap_used(), base + 3000 + 50000);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "free %d", pid_id), 0);
+	assert_int_equal(wait_used(base + 50000), base + 50000);
+	rh_shm_free(q);
+
+	/* Theirs: the copy is ours, their block loses our reference only. */
+	assert_int_equal(peer_cmd(&peer, reply, sizeof(reply), "alloc 5000 32"), 0);
+	assert_int_equal(sscanf(reply, "ok %d", &id), 1);
+	assert_int_equal(ref_from_hex(strchr(reply + 3, ' ') + 1, &ref), 0);
+	unsigned char *f = rh_shm_attach(&ref);
+	assert_non_null(f);
+	unsigned char *g = rh_shm_realloc(f, 20000);
+	assert_non_null(g);
+	assert_true(pattern_ok(g, 5000, 32));
+	struct rh_shm_ref gref;
+	assert_int_equal(rh_shm_ref(g, &gref), 0);
+	assert_string_equal(gref.heap, rh_shm_heap_name());
+	assert_int_equal(heap_used(), base + 20000);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "check %d 5000 32", id), 0);
+	assert_int_equal(peer_cmd(&peer, reply, sizeof(reply), "stats"), 0);
+	assert_int_equal(strncmp(reply, "ok 5000 ", 8), 0);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "free %d", id), 0);
+	assert_int_equal(peer_cmd(&peer, reply, sizeof(reply), "stats"), 0);
+	if (strncmp(reply, "ok 0 ", 5) != 0)
+		fail_msg("the peer's block is still counted after both references went: %s", reply);
+	rh_shm_free(g);
+	assert_int_equal(heap_used(), base);
+	assert_int_equal(peer_finish(&peer), 0);
+}
+
+/* More holders at once than the header has slots: attaching still works,
+ * and the count comes back down when they are gone. */
+static void test_multiproc_more_holders_than_slots(void **state)
+{
+	(void)state;
+	enum { N = RH_MAX_HOLDERS + 6 };
+	static struct peer peers[N];
+	void *p = rh_shm_alloc(64);
+	assert_non_null(p);
+	pattern_fill(p, 64, 12);
+	for (unsigned i = 0; i < N; i++) {
+		start(&peers[i]);
+		share(&peers[i], p, 64, 12);
+	}
+	int n = holders(rh_shm_heap_name());
+	assert_true(n >= RH_MAX_HOLDERS - 1 && n <= N + 1);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(peer_cmd(&peers[i], NULL, 0, "check 0 64 12"), 0);
+	for (unsigned i = 0; i < N; i++) {
+		assert_int_equal(peer_cmd(&peers[i], NULL, 0, "free 0"), 0);
+		assert_int_equal(peer_finish(&peers[i]), 0);
+	}
+	assert_int_equal(holders(rh_shm_heap_name()), 1);
+	rh_shm_free(p);
+	assert_int_equal(wait_used(base), base);
+}
+
+/* --- SIGKILL in the middle of things --------------------------------------- */
+
+static void watchdog(int sig)
+{
+	static const char msg[] = "test_multiproc: the heap hung after a holder was killed\n";
+	(void)sig;
+	ssize_t w = write(2, msg, sizeof(msg) - 1);
+	(void)w;
+	_exit(1);
+}
+
+static void test_multiproc_sigkill_while_attached_leaves_heap_usable(void **state)
+{
+	(void)state;
+	struct rh_shm_ref ref;
+	char hex[HEX_LEN];
+	unsigned char *p = rh_shm_alloc(4000);
+	assert_non_null(p);
+	pattern_fill(p, 4000, 8);
+	assert_int_equal(rh_shm_ref(p, &ref), 0);
+	ref_to_hex(&ref, hex);
+
+	signal(SIGALRM, watchdog);
+	alarm(60);
+	/* Peers attach and drop the block in a tight loop while we allocate and
+	 * free: killing them at random moments hits them inside every step. */
+	uint64_t rng = 77;
+	for (unsigned round = 0; round < 12; round++) {
+		struct peer a, b;
+		start(&a);
+		start(&b);
+		assert_int_equal(peer_cmd(&a, NULL, 0, "churn %s", hex), 0);
+		assert_int_equal(peer_cmd(&b, NULL, 0, "churn %s", hex), 0);
+		rng = rng * 6364136223846793005ULL + 1;
+		long until = peer_now_ms() + 5 + (long)(rng >> 59);
+		while (peer_now_ms() < until) {
+			void *q = rh_shm_alloc(64);
+			assert_non_null(q);
+			rh_shm_free(q);
+		}
+		peer_kill(&a);
+		peer_kill(&b);
+	}
+	/* Our heap still works for us and for a new peer. */
+	uint64_t used = heap_used();
+	assert_int_equal(used, base + 4000);
+	void *more[100];
+	for (unsigned i = 0; i < 100; i++) {
+		more[i] = rh_shm_alloc(64 + i * 100);
+		assert_non_null(more[i]);
+		memset(more[i], i, 64 + i * 100);
+	}
+	for (unsigned i = 0; i < 100; i++)
+		rh_shm_free(more[i]);
+	assert_int_equal(heap_used(), used);
+	assert_true(pattern_ok(p, 4000, 8));
+	struct peer c;
+	start(&c);
+	int id = share(&c, p, 4000, 8);
+	assert_int_equal(holders(rh_shm_heap_name()), 2);
+	assert_int_equal(peer_cmd(&c, NULL, 0, "free %d", id), 0);
+	assert_int_equal(peer_finish(&c), 0);
+	alarm(0);
+	assert_int_equal(holders(rh_shm_heap_name()), 1);
+	/* The block may stay pinned by a reference a killed peer took (their
+	 * release is later work), but never goes below zero or frees twice. */
+	rh_shm_free(p);
+	used = wait_used(base);
+	assert_true(used == base || used == base + 4000);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	test_dir_make();
+	options_load(&rh_options); /* in case the library read them already */
+	dir_fd = open(test_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return dir_fd >= 0 ? 0 : -1;
+}
+
+static int baseline(void **state)
+{
+	(void)state;
+	base = heap_used();
+	return 0;
+}
+
+static int reap(void **state)
+{
+	(void)state;
+	peer_reap_all();
+	alarm(0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	close(dir_fd);
+	test_dir_remove();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_multiproc_peer_attaches_sees_and_frees, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_concurrent_frees_balance, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_refcount_counts_live_holders, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_holder_slots_are_reused, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_bad_refs_fail_cleanly, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_attach_own_block_adds_reference, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_attached_block_outlives_its_creator, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_realloc_of_shared_blocks_copies, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_more_holders_than_slots, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_sigkill_while_attached_leaves_heap_usable, baseline, reap),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

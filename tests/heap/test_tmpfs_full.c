@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A full filesystem: each scenario runs in a child with a 4 MiB tmpfs
+ * mounted as its RH_SHM_DIR (in a mount namespace of its own, so the mount
+ * goes with the child however it ends). Allocation must fail with ENOMEM,
+ * never raise SIGBUS on memory it handed out, and work again once space is
+ * back. Skipped when the test may not mount (not root, no CAP_SYS_ADMIN).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "heap.h"
+#include "testutil.h"
+#include <redhawk/shm.h>
+
+#define FS_SIZE "4m"
+#define SKIPPED 77
+
+static char mnt[300];
+
+/* In the child cmocka cannot report: print and exit with the line number. */
+#define CHECK(c) do { if (!(c)) { \
+	fprintf(stderr, "%s:%d: %s (errno %d)\n", __FILE__, __LINE__, #c, errno); \
+	_exit(__LINE__ % 200 + 2); } } while (0)
+
+static uint64_t fs_free(void)
+{
+	struct statvfs sv;
+	CHECK(statvfs(mnt, &sv) == 0);
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+static int entries(void)
+{
+	int n = 0;
+	DIR *d = opendir(mnt);
+	struct dirent *e;
+	CHECK(d);
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Takes every free byte of the filesystem with a file of its own. */
+static void fill_fs(const char *name)
+{
+	char path[400], buf[4096];
+	snprintf(path, sizeof(path), "%s/%s", mnt, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	memset(buf, 1, sizeof(buf));
+	while (write(fd, buf, sizeof(buf)) > 0)
+		;
+	CHECK(errno == ENOSPC);
+	close(fd);
+	CHECK(fs_free() < 8192);
+}
+
+static void unfill_fs(const char *name)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/%s", mnt, name);
+	CHECK(unlink(path) == 0);
+}
+
+#define MAX_BLOCKS 100000
+
+static void *blocks[MAX_BLOCKS];
+static unsigned nblocks;
+
+/* Allocates blocks of size until the heap refuses, touching every byte (a
+ * page that was not reserved would raise SIGBUS here). Returns bytes got. */
+static uint64_t alloc_until_full(size_t size)
+{
+	uint64_t got = 0;
+	for (;;) {
+		CHECK(nblocks < MAX_BLOCKS);
+		errno = 0;
+		void *p = rh_shm_alloc(size);
+		if (!p) {
+			CHECK(errno == ENOMEM);
+			return got;
+		}
+		memset(p, 0xa5, size);
+		blocks[nblocks++] = p;
+		got += size;
+	}
+}
+
+static void free_all(void)
+{
+	while (nblocks)
+		rh_shm_free(blocks[--nblocks]);
+}
+
+static uint64_t failures(void)
+{
+	struct rh_shm_stats st;
+	CHECK(rh_shm_stats(&st) == 0);
+	return st.alloc_failures;
+}
+
+/* --- Scenarios, each in a child with the tmpfs mounted -------------------- */
+
+static void scenario_fill_free_refill(void)
+{
+	uint64_t got = alloc_until_full(64 * 1024);
+	CHECK(got >= 1024 * 1024); /* the filesystem was really used */
+	got += alloc_until_full(1000);
+	got += alloc_until_full(40);
+	errno = 0;
+	CHECK(!rh_shm_alloc(1 << 20) && errno == ENOMEM);
+	errno = 0;
+	CHECK(!rh_shm_alloc(5 << 20) && errno == ENOMEM);
+	CHECK(!rh_shm_alloc_aligned(4096, 1 << 20) && errno == ENOMEM);
+	CHECK(failures() >= 5);
+	/* A block that cannot grow stays as it was. */
+	unsigned char *last = blocks[nblocks - 1];
+	errno = 0;
+	CHECK(!rh_shm_realloc(last, 3 << 20) && errno == ENOMEM);
+	for (unsigned i = 0; i < 40; i++)
+		CHECK(last[i] == 0xa5);
+
+	uint64_t free_full = fs_free();
+	free_all();
+	rh_shm_trim();
+	/* Freed memory shows as free space again (df /dev/shm). */
+	CHECK(fs_free() > free_full + 1024 * 1024);
+	uint64_t again = alloc_until_full(64 * 1024);
+	CHECK(again >= got / 2);
+	free_all();
+	void *p = rh_shm_alloc(1 << 20);
+	CHECK(p);
+	memset(p, 1, 1 << 20);
+	rh_shm_free(p);
+}
+
+/* Pages given back to the filesystem must be reserved again before reuse:
+ * once someone else has taken the space, the heap says no instead. */
+static void scenario_space_taken_after_free(void)
+{
+	CHECK(alloc_until_full(64 * 1024) > 0);
+	free_all();
+	rh_shm_trim();
+	fill_fs("filler");
+	/* Whatever the heap hands out now must be real memory. */
+	alloc_until_full(64 * 1024);
+	alloc_until_full(4096);
+	alloc_until_full(100);
+	free_all();
+	unfill_fs("filler");
+	CHECK(alloc_until_full(64 * 1024) >= 1024 * 1024);
+	free_all();
+}
+
+/* No room for even the header: the first allocation fails with ENOMEM and
+ * leaves no file behind, not even under a temporary name; so do attempts
+ * right after it (the heap may wait a moment before it tries again). */
+static void scenario_full_from_the_start(void)
+{
+	fill_fs("filler");
+	for (unsigned i = 0; i < 3; i++) {
+		errno = 0;
+		CHECK(!rh_shm_alloc(100));
+		CHECK(errno == ENOMEM);
+	}
+	CHECK(entries() == 1);
+	unfill_fs("filler");
+	void *p = NULL;
+	for (unsigned i = 0; i < 300 && !p; i++) {
+		errno = 0;
+		if (!(p = rh_shm_alloc(100))) {
+			CHECK(errno == ENOMEM);
+			usleep(10000);
+		}
+	}
+	CHECK(p);
+	CHECK(rh_shm_heap_name());
+	memset(p, 2, 100);
+	rh_shm_free(p);
+	CHECK(entries() == 1);
+}
+
+static void in_tmpfs(void (*scenario)(void))
+{
+	/* A private mount namespace: the tmpfs vanishes with this child. */
+	if (unshare(CLONE_NEWNS) == 0)
+		mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if (mount("rh-test-tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=" FS_SIZE ",mode=0700")
+	    != 0) {
+		printf("cannot mount a tmpfs on %s: %s\n", mnt, strerror(errno));
+		_exit(SKIPPED);
+	}
+	setenv("RH_SHM_DIR", mnt, 1);
+	options_load(&rh_options);
+	scenario();
+	exit(0); /* removes the heap (tested elsewhere) */
+}
+
+static void run(void (*scenario)(void), const char *what)
+{
+	int status;
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		in_tmpfs(scenario);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* Only when the namespace could not be made is the mount ours to undo. */
+	umount2(mnt, MNT_DETACH);
+	rmdir(mnt);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == SKIPPED)
+		skip();
+	if (WIFSIGNALED(status))
+		fail_msg("%s: the process died of signal %d (%s)", what, WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("%s: failed (see the line above)", what);
+}
+
+static void test_tmpfs_full_allocation_fails_then_recovers(void **state)
+{
+	(void)state;
+	run(scenario_fill_free_refill, "fill, free, refill");
+}
+
+static void test_tmpfs_full_returned_pages_are_reserved_again(void **state)
+{
+	(void)state;
+	run(scenario_space_taken_after_free, "space taken after free");
+}
+
+static void test_tmpfs_full_first_allocation_fails_cleanly(void **state)
+{
+	(void)state;
+	run(scenario_full_from_the_start, "full from the start");
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	test_dir_make();
+	options_load(&rh_options);
+	snprintf(mnt, sizeof(mnt), "%s/mnt", test_dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	umount2(mnt, MNT_DETACH);
+	rmdir(mnt);
+	test_dir_remove();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tmpfs_full_allocation_fails_then_recovers),
+		cmocka_unit_test(test_tmpfs_full_returned_pages_are_reserved_again),
+		cmocka_unit_test(test_tmpfs_full_first_allocation_fails_cleanly),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

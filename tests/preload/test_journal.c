@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shim's journal checked site by site against a program with known
+ * allocations (tests/progs/known_sites.c), read with the reader API while
+ * the program runs; and the heap file gone once it has exited.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "redhawk/shm.h"
+#include "testutil.h"
+
+struct known {
+	uintptr_t fn[4];             /* alloc_a, alloc_b, alloc_c, main */
+	int64_t bytes[3], blocks[3]; /* from the journal's counters */
+	int64_t walk_bytes[3], walk_blocks[3];
+	int other;
+};
+
+/* The known function a return address lies in: the nearest start below it. */
+static int which(const struct known *k, uint64_t ra)
+{
+	int best = -1;
+	for (int i = 0; i < 4; i++)
+		if (k->fn[i] <= ra && ra - k->fn[i] < 4096 && (best < 0 || k->fn[i] > k->fn[best]))
+			best = i;
+	return best;
+}
+
+static int on_site(const struct rh_site_info *s, void *arg)
+{
+	struct known *k = arg;
+	int w = s->depth ? which(k, s->frames[0]) : -1;
+	if (w >= 0 && w < 3) {
+		k->bytes[w] += s->live_bytes;
+		k->blocks[w] += s->live_blocks;
+	} else if (s->live_blocks) {
+		k->other++;
+	}
+	return 0;
+}
+
+struct site_map {
+	struct known *k;
+	uint32_t ids[4096];
+	int kind[4096];
+	int n;
+};
+
+static int map_site(const struct rh_site_info *s, void *arg)
+{
+	struct site_map *m = arg;
+	if (m->n < 4096) {
+		m->ids[m->n] = s->id;
+		m->kind[m->n++] = s->depth ? which(m->k, s->frames[0]) : -1;
+	}
+	return 0;
+}
+
+static int on_block(const struct rh_block_info *b, void *arg)
+{
+	struct site_map *m = arg;
+	for (int i = 0; i < m->n; i++)
+		if (m->ids[i] == b->site && m->kind[i] >= 0 && m->kind[i] < 3) {
+			m->k->walk_bytes[m->kind[i]] += (int64_t)b->size;
+			m->k->walk_blocks[m->kind[i]]++;
+		}
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	test_dir_make();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_dir_remove();
+	return 0;
+}
+
+static void test_journal_matches_known_program(void **state)
+{
+	(void)state;
+	const char *san = getenv("SANITIZE");
+	if (san && strcmp(san, "1") == 0) {
+		print_message("the shim is not preloaded into sanitizer builds\n");
+		skip();
+	}
+	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+	char shim[512], prog[512];
+	snprintf(shim, sizeof(shim), "%s/lib/libredhawk-shm-preload.so", build);
+	snprintf(prog, sizeof(prog), "%s/tests/progs/known_sites", build);
+	assert_int_equal(access(shim, R_OK), 0);
+	int in[2], out[2];
+	assert_int_equal(pipe(in), 0);
+	assert_int_equal(pipe(out), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[1]);
+		close(out[0]);
+		setenv("LD_PRELOAD", shim, 1);
+		execl(prog, prog, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	FILE *f = fdopen(out[0], "r");
+	struct known k = { 0 };
+	int cpid = 0;
+	void *fa, *fb, *fc, *fm;
+	assert_int_equal(fscanf(f, "ready %d %p %p %p %p", &cpid, &fa, &fb, &fc, &fm), 5);
+	assert_int_equal(cpid, pid);
+	k.fn[0] = (uintptr_t)fa;
+	k.fn[1] = (uintptr_t)fb;
+	k.fn[2] = (uintptr_t)fc;
+	k.fn[3] = (uintptr_t)fm;
+
+	char name[64];
+	snprintf(name, sizeof(name), "heap-%d", (int)pid);
+	int dirfd = open(test_dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dirfd >= 0);
+	struct rh_heap *heap = NULL;
+	assert_int_equal(rh_heap_open(dirfd, name, &heap), 0);
+	const struct rh_heap_info *info = rh_heap_info(heap);
+	assert_int_equal(info->creator_pid, pid);
+	assert_int_equal(info->orphaned, 0);
+	assert_int_equal(rh_heap_walk_sites(heap, on_site, &k), 0);
+	assert_int_equal(k.bytes[0], 10000);
+	assert_int_equal(k.blocks[0], 10);
+	assert_int_equal(k.bytes[1], 500000);
+	assert_int_equal(k.blocks[1], 5);
+	assert_int_equal(k.bytes[2], 128);
+	assert_int_equal(k.blocks[2], 2);
+	/* The blocks themselves agree with the counters. */
+	static struct site_map m;
+	m.k = &k;
+	assert_int_equal(rh_heap_walk_sites(heap, map_site, &m), 0);
+	assert_int_equal(rh_heap_walk_blocks(heap, on_block, &m), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(k.walk_bytes[i], k.bytes[i]);
+		assert_int_equal(k.walk_blocks[i], k.blocks[i]);
+	}
+	rh_heap_close(heap);
+
+	close(in[1]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	fclose(f);
+	assert_int_equal(faccessat(dirfd, name, F_OK, 0), -1);
+	assert_int_equal(errno, ENOENT);
+	close(dirfd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_journal_matches_known_program, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,96 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# redhawk-shmclean end to end: the sweep removes orphans only (never a live
+# heap, an unreadable one, another file or a link), named files with and
+# without --force, names that lead out of the folder (refused even with
+# --force), --dry-run, and --verbose's leak attribution.
+. "$TOP/tests/tools/lib.sh"
+
+setup() {
+	rm -rf "$D"/* "$D.outside"
+	"$MKHEAP" native "$D" heap-2286 99999999 fake || fail "mkheap"
+	"$MKHEAP" r22 "$D" heap-3000 99999998 2 4096:100 || fail "mkheap r22"
+	cp "$D/heap-2286" "$D/heap-4242" && truncate -s 5000 "$D/heap-4242"
+	printf 'hello\n' >"$D/pulse-shm-1"
+	mkdir "$D.outside" && printf 'keep\n' >"$D.outside/victim"
+	ln -s "$D.outside/victim" "$D/heap-link"
+	hold_heap heap-live
+}
+present() { [ -e "$D/$1" ] || [ -L "$D/$1" ] || fail "$1 was removed ($2)"; }
+absent() { [ ! -e "$D/$1" ] || fail "$1 was left ($2)"; }
+
+# The sweep: orphans go (native by its lock or pid, REDHAWK 2.2 by pid).
+setup
+run "$SHMCLEAN" -d "$D" -n
+expect_rc 1 "dry run: the unreadable heap is reported"
+printf 'would unlink heap-2286\nwould unlink heap-3000\n' | diff -u - "$D.out" || fail "dry-run output"
+present heap-2286 "dry run"
+present heap-3000 "dry run"
+run "$SHMCLEAN" -d "$D"
+printf 'unlinking heap-2286\nunlinking heap-3000\n' | diff -u - "$D.out" || fail "sweep output"
+expect_rc 1 "sweep with an unreadable heap"
+expect_err "redhawk-shmclean: heap-4242: unreadable heap, not removed: truncated header" "unreadable"
+absent heap-2286 "orphan"
+absent heap-3000 "REDHAWK 2.2 orphan"
+present heap-4242 "unreadable heap is never taken for an orphan"
+present heap-live "live heap"
+present pulse-shm-1 "other file"
+present heap-link "link"
+[ -e "$D.outside/victim" ] || fail "link target removed"
+
+# The creator dies: its heap is an orphan now.
+kill -9 "$kid"; wait "$kid" 2>/dev/null
+run "$SHMCLEAN" -d "$D"
+expect_out "unlinking heap-live" "killed creator's heap"
+absent heap-live "killed creator's heap"
+
+# Named files.
+setup
+run "$SHMCLEAN" -d "$D" heap-live pulse-shm-1 heap-4242 heap-link
+expect_rc 1 "refusals"
+[ ! -s "$D.out" ] || fail "nothing should be unlinked"
+expect_err "redhawk-shmclean: heap-live: in use, use -f to force removal" "live"
+expect_err "redhawk-shmclean: pulse-shm-1: not a REDHAWK heap, use -f to force removal" "other"
+expect_err "redhawk-shmclean: heap-4242: unreadable heap, not removed (use -f to force removal)" "unreadable"
+expect_err "redhawk-shmclean: heap-link: is a symbolic link, not removed" "link"
+present heap-live "named live heap"
+run "$SHMCLEAN" -d "$D" heap-2286 "$D/heap-3000"
+expect_rc 0 "named orphans, one as an absolute path"
+absent heap-2286 "named orphan"
+absent heap-3000 "absolute path inside the folder"
+run "$SHMCLEAN" -d "$D" -f heap-live pulse-shm-1 heap-4242
+expect_rc 0 "--force"
+absent heap-live "forced live heap"
+absent pulse-shm-1 "forced other file"
+absent heap-4242 "forced unreadable heap"
+
+# Out of the folder: refused even with --force.
+ln -s "$D.outside" "$D/sub"
+for name in heap-link "../$(basename "$D.outside")/victim" "$D.outside/victim" sub/victim \
+	"$D/../$(basename "$D.outside")/victim" "$D/sub/victim" /etc/passwd . ..; do
+	run "$SHMCLEAN" -d "$D" -f "$name"
+	expect_rc 1 "escape: $name"
+	[ ! -s "$D.out" ] || fail "escape: $name: something was unlinked"
+done
+[ -e "$D.outside/victim" ] || fail "a file outside the folder was removed"
+present heap-link "the link itself"
+run "$SHMCLEAN" -d "$D" nonexistent
+expect_rc 1 "missing name"
+expect_err "redhawk-shmclean: nonexistent: No such file or directory" "missing name"
+
+# --verbose: what the orphan held, by call site, then the unlink.
+setup
+run "$SHMCLEAN" -d "$D" -v heap-2286 heap-3000
+expect_rc 0 "verbose"
+expect shmclean-verbose.txt "--verbose"
+
+# A folder that is a symbolic link is refused.
+ln -s "$D" "$D.outside/link"
+run "$SHMCLEAN" -d "$D.outside/link"
+expect_rc 1 "folder is a link"
+present heap-live "folder is a link"
+
+run "$SHMCLEAN" -x
+expect_rc 2 "bad option"
+expect_err "Try 'redhawk-shmclean --help' for more information." "usage hint"
+echo "ok"

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Call-site reports and symbolisation: live blocks summed by site from a
+ * fixture heap, "other sites" making the listed lines add up to the heap's
+ * used bytes, and frames of this very program symbolised from a synthetic
+ * journal (function and file:line), or not when the build-id differs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <elf.h>
+#include <link.h>
+
+#include "heapfix.h"
+#include "report.h"
+#include "testutil.h"
+
+static int setup(void **state)
+{
+	(void)state;
+	test_dir_make();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_dir_remove();
+	return 0;
+}
+
+/* Sites: A 3 blocks of 1000 (one with two refs), B 1 of 1000, C one large
+ * block of 40000, and one block of 500 without a site; one freed slot. */
+static void write_fixture(const char *name, const uint64_t *fa, unsigned na)
+{
+	struct heapfix f;
+	heapfix_init(&f, 4096);
+	uint64_t sb = heapfix_data_sb(&f, 64);
+	uint32_t hp = heapfix_sb(&f, sb)->header_size / f.page;
+	uint64_t jsb = heapfix_journal_sb(&f, 4);
+	static const uint8_t id[20] = { 1, 2, 3 };
+	heapfix_module(&f, jsb, "/nonexistent/libx.so", 0x7f0000000000ull, 0x7f0000000000ull,
+		0x7f0000100000ull, id, sizeof(id));
+	uint64_t b[1] = { 0x7f0000004444ull }, c[1] = { 0x1234 };
+	uint32_t sa = heapfix_site(&f, jsb, fa, na, 3000, 3, 3, 3000);
+	uint32_t sbid = heapfix_site(&f, jsb, b, 1, 1000, 1, 1, 1000);
+	uint32_t sc = heapfix_site(&f, jsb, c, 1, 40000, 1, 1, 40000);
+	heapfix_span(&f, sb, hp, 2, RH_PAGE_SMALL, 22);
+	heapfix_small(&f, sb, hp, 0, 1000, sa, 1, 0);
+	heapfix_small(&f, sb, hp, 1, 1000, sbid, 1, 0);
+	heapfix_small(&f, sb, hp, 2, 1000, sa, 1, 0);
+	heapfix_small(&f, sb, hp, 3, 500, 0, 1, 0);
+	heapfix_small(&f, sb, hp, 4, 1000, sa, 2 | RH_REF_SHARED, 0);
+	heapfix_small(&f, sb, hp, 5, 1000, sa, 0, 0);
+	heapfix_large(&f, sb, hp + 2, 10, 16, 40000, sc, 1);
+	heapfix_counter(&f, 0, 44500, 6);
+	assert_int_equal(heapfix_write(&f, test_dir, name), 0);
+	heapfix_free(&f);
+}
+
+static struct rh_heap *open_heap(const char *name)
+{
+	int dirfd = open(test_dir, O_RDONLY | O_DIRECTORY);
+	struct rh_heap *h = NULL;
+	int rc = rh_heap_open(dirfd, name, &h);
+	if (rc)
+		fprintf(stderr, "rh_heap_open: %d %s\n", rc, h ? rh_heap_error(h) : "");
+	assert_int_equal(rc, 0);
+	close(dirfd);
+	return h;
+}
+
+static char *print_report(struct rh_heap *h, size_t limit, int always)
+{
+	struct site_report r;
+	assert_int_equal(report_collect(h, &r), 0);
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_load(sym, h), 0);
+	struct fmt_ctx ctx = { .size = SIZE_AUTO };
+	char *s = NULL;
+	size_t n;
+	FILE *out = open_memstream(&s, &n);
+	report_print(out, &ctx, sym, &r, limit, rh_heap_info(h)->heap_used, "  ", always);
+	fclose(out);
+	symbolizer_free(sym);
+	report_free(&r);
+	return s;
+}
+
+static void test_report_sums_live_blocks_by_site(void **state)
+{
+	(void)state;
+	uint64_t a[2] = { 0x7f0000001234ull, 0x7f0000002000ull };
+	write_fixture("heap-1", a, 2);
+	struct rh_heap *h = open_heap("heap-1");
+	struct site_report r;
+	assert_int_equal(report_collect(h, &r), 0);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.blocks, 6);
+	assert_int_equal(r.bytes, 44500);
+	assert_int_equal(r.nosite_bytes, 500);
+	assert_int_equal(r.nosite_blocks, 1);
+	/* Most bytes first. */
+	assert_int_equal(r.sites[0].bytes, 40000);
+	assert_int_equal(r.sites[1].bytes, 3000);
+	assert_int_equal(r.sites[1].blocks, 3);
+	assert_int_equal(r.sites[1].depth, 2);
+	assert_int_equal(r.sites[2].bytes, 1000);
+	uint64_t bytes, blocks;
+	report_rest(&r, 1, 44500, &bytes, &blocks);
+	assert_int_equal(bytes, 4500);
+	assert_int_equal(blocks, 5);
+	report_free(&r);
+	rh_heap_close(h);
+}
+
+static void test_report_prints_sites_and_other_sites(void **state)
+{
+	(void)state;
+	uint64_t a[2] = { 0x7f0000001234ull, 0x7f0000002000ull };
+	write_fixture("heap-1", a, 2);
+	struct rh_heap *h = open_heap("heap-1");
+	char *s = print_report(h, 2, 1);
+	assert_string_equal(s,
+		"  39.1K (89.9%) in 1 block\n"
+		"      0x1234\n"
+		"  2.9K (6.7%) in 3 blocks\n"
+		"      /nonexistent/libx.so+0x1234\n"
+		"      /nonexistent/libx.so+0x2000\n"
+		"  1.5K (3.4%) in 2 blocks from other sites\n");
+	free(s);
+	/* All sites: the remainder is the block without a site. */
+	s = print_report(h, SIZE_MAX, 0);
+	assert_non_null(strstr(s, "  1000 (2.2%) in 1 block\n      /nonexistent/libx.so+0x4444\n"));
+	assert_non_null(strstr(s, "  500 (1.1%) in 1 block from other sites\n"));
+	free(s);
+	rh_heap_close(h);
+}
+
+/* --- symbolisation of this program ---------------------------------------- */
+
+struct self {
+	uint64_t base, start, end;
+	uint8_t id[40];
+	uint16_t id_len;
+	char path[4096];
+};
+
+static int phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct self *s = arg;
+	s->base = info->dlpi_addr;
+	s->start = UINT64_MAX;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
+		if (p->p_type == PT_LOAD) {
+			uint64_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
+			s->start = lo < s->start ? lo : s->start;
+			s->end = hi > s->end ? hi : s->end;
+		} else if (p->p_type == PT_NOTE) {
+			const uint8_t *n = (const uint8_t *)(info->dlpi_addr + p->p_vaddr);
+			const uint8_t *end = n + p->p_memsz;
+			while (n + sizeof(ElfW(Nhdr)) <= end) {
+				const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)n;
+				const uint8_t *name = n + sizeof(*nh);
+				const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
+				if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+				    nh->n_descsz <= sizeof(s->id)) {
+					memcpy(s->id, desc, nh->n_descsz);
+					s->id_len = (uint16_t)nh->n_descsz;
+				}
+				n = desc + ((nh->n_descsz + 3) & ~3u);
+			}
+		}
+	}
+	return 1; /* the executable only */
+}
+
+static __attribute__((noinline)) uint64_t return_address(void)
+{
+	return (uint64_t)(uintptr_t)__builtin_return_address(0);
+}
+
+static __attribute__((noinline)) uint64_t allocate_frame(void)
+{
+	uint64_t r = return_address();
+	__asm__ volatile("" ::: "memory"); /* keep the call a call */
+	return r;
+}
+
+static void self_module(struct self *s)
+{
+	memset(s, 0, sizeof(*s));
+	dl_iterate_phdr(phdr_cb, s);
+	ssize_t n = readlink("/proc/self/exe", s->path, sizeof(s->path) - 1);
+	assert_true(n > 0);
+	s->path[n] = 0;
+}
+
+static void test_symbolize_own_frames_to_function_and_line(void **state)
+{
+	(void)state;
+	struct self s;
+	self_module(&s);
+	if (s.id_len == 0)
+		skip(); /* built without a build-id: nothing to check against */
+	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end,
+		.build_id = s.id, .build_id_len = s.id_len, .path = s.path };
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	struct frame f;
+	symbolizer_frame(sym, allocate_frame(), &f);
+	assert_non_null(f.function);
+	assert_string_equal(f.function, "allocate_frame");
+	assert_non_null(f.file);
+	assert_string_equal(f.file, "test_report.c");
+	assert_true(f.line > 0);
+	char *out = NULL;
+	size_t n;
+	FILE *o = open_memstream(&out, &n);
+	symbolizer_print(o, &f);
+	fclose(o);
+	char want[64];
+	snprintf(want, sizeof(want), "allocate_frame (test_report.c:%d)", f.line);
+	assert_string_equal(out, want);
+	free(out);
+	symbolizer_free(sym);
+}
+
+static void test_symbolize_refuses_a_file_with_another_build_id(void **state)
+{
+	(void)state;
+	struct self s;
+	self_module(&s);
+	if (s.id_len == 0)
+		skip();
+	s.id[0] ^= 0xff; /* as if the program had been rebuilt since */
+	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end,
+		.build_id = s.id, .build_id_len = s.id_len, .path = s.path };
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	struct frame f;
+	uint64_t addr = allocate_frame();
+	symbolizer_frame(sym, addr, &f);
+	assert_null(f.function);
+	assert_null(f.file);
+	assert_string_equal(f.module, s.path);
+	assert_int_equal(f.offset, addr - s.base);
+	symbolizer_free(sym);
+}
+
+static void test_symbolize_ignores_hostile_paths(void **state)
+{
+	(void)state;
+	/* A FIFO as a module path must not hang the tool: it is never opened
+	 * as a file to parse. */
+	char fifo[512];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", test_dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	struct rh_module_info m = { .base = 0x1000, .start = 0x1000, .end = 0x2000, .path = fifo };
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	struct frame f;
+	symbolizer_frame(sym, 0x1800, &f);
+	assert_null(f.function);
+	assert_string_equal(f.module, fifo);
+	assert_int_equal(f.offset, 0x800);
+	symbolizer_free(sym);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_report_sums_live_blocks_by_site, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_report_prints_sites_and_other_sites, setup, teardown),
+		cmocka_unit_test(test_symbolize_own_frames_to_function_and_line),
+		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
+		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

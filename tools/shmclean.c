@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * redhawk-shmclean: removes orphaned heaps, or the named files of the heap
+ * folder. Safe as root in a folder anyone can write: the folder is opened
+ * once and every call is relative to it, nothing follows a symbolic link, a
+ * file is judged on an fd we hold, and its name is checked to still lead to
+ * that same file right before unlinkat(2). A heap that cannot be read is
+ * never taken for an orphan.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <redhawk/shm.h>
+
+#include "fmt.h"
+#include "options.h"
+#include "report.h"
+#include "scan.h"
+#include "symbolize.h"
+
+static const char *prog = "redhawk-shmclean";
+
+static struct shmclean_options opt;
+static struct fmt_ctx fmt;
+static int status;
+
+static _Noreturn void finish_parse(enum parse_result r)
+{
+	switch (r) {
+	case PARSE_HELP:
+		shmclean_usage(stdout);
+		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
+	case PARSE_VERSION:
+		printf("%s from redhawk-shm %s\n", prog, RH_VERSION);
+		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
+	default:
+		fprintf(stderr, "Try '%s --help' for more information.\n", prog);
+		exit(2);
+	}
+}
+
+__attribute__((format(printf, 2, 3)))
+static void error(const char *object, const char *fmt_, ...)
+{
+	va_list ap;
+	va_start(ap, fmt_);
+	fflush(stdout); /* keep "unlinking" lines and errors in order on a terminal */
+	fprintf(stderr, "%s: ", prog);
+	if (object) {
+		fmt_name(stderr, object);
+		fputs(": ", stderr);
+	}
+	vfprintf(stderr, fmt_, ap);
+	putc('\n', stderr);
+	va_end(ap);
+	status = 1;
+}
+
+/* What a heap still held, by call site: the leak attribution of a crash. */
+static void print_held(struct rh_heap *heap, const char *name)
+{
+	const struct rh_heap_info *info = rh_heap_info(heap);
+	char size[FMT_SIZE_LEN];
+	fmt_name(stdout, name);
+	if (info->kind != RH_HEAP_NATIVE) {
+		printf(" held %s (REDHAWK 2.2 heaps record no call sites)\n",
+			fmt_size(size, info->heap_used, fmt.size));
+		return;
+	}
+	struct site_report r;
+	struct symbolizer *sym = symbolizer_new();
+	if (!sym || report_collect(heap, &r) != 0) {
+		putchar('\n');
+		error(name, "cannot list its call sites: %s", sym ? rh_heap_error(heap) : strerror(ENOMEM));
+		symbolizer_free(sym);
+		return;
+	}
+	symbolizer_load(sym, heap);
+	printf(" held %s in %llu block%s", fmt_size(size, info->heap_used, fmt.size),
+		(unsigned long long)r.blocks, r.blocks == 1 ? "" : "s");
+	puts(r.n || r.blocks ? ":" : "");
+	report_print(stdout, &fmt, sym, &r, SIZE_MAX, info->heap_used, "    ", 0);
+	report_free(&r);
+	symbolizer_free(sym);
+}
+
+/* Unlinks NAME if it still is the file *ST describes. */
+static void unlink_checked(int dirfd, const char *name, const struct stat *st)
+{
+	struct stat now;
+	if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0) {
+		error(name, "%s", strerror(errno));
+		return;
+	}
+	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+		error(name, "replaced while being checked, not removed");
+		return;
+	}
+	fputs(opt.dry_run ? "would unlink " : "unlinking ", stdout);
+	fmt_name(stdout, name);
+	putchar('\n');
+	if (!opt.dry_run && unlinkat(dirfd, name, 0) != 0)
+		error(name, "%s", strerror(errno));
+}
+
+/* Removes NAME when it should go. NAMED: the user asked for this file (errors
+ * are reported); else the folder is being swept for orphans (other files are
+ * passed over quietly). */
+static void clean(int dirfd, const char *name, int named)
+{
+	struct stat st0;
+	if (fstatat(dirfd, name, &st0, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (named)
+			error(name, "%s", strerror(errno));
+		return;
+	}
+	if (S_ISLNK(st0.st_mode) || S_ISDIR(st0.st_mode)) {
+		/* Even with --force: a link may lead out of the folder, and the
+		 * contract is to remove files of the folder only. */
+		if (named)
+			error(name, "is a %s, not removed", S_ISLNK(st0.st_mode) ?
+				"symbolic link" : "directory");
+		return;
+	}
+	if (!S_ISREG(st0.st_mode)) {
+		if (!named)
+			return;
+		if (opt.force)
+			unlink_checked(dirfd, name, &st0);
+		else
+			error(name, "not a REDHAWK heap, use -f to force removal");
+		return;
+	}
+
+	/* Our own fd: the orphan test and the final identity check use it. */
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		if (!named)
+			return; /* another user's file, most likely */
+		if (opt.force)
+			unlink_checked(dirfd, name, &st0);
+		else
+			error(name, "%s", strerror(errno));
+		return;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_dev != st0.st_dev || st.st_ino != st0.st_ino) {
+		if (named)
+			error(name, "replaced while being checked, not removed");
+		close(fd);
+		return;
+	}
+
+	struct rh_heap *heap = NULL;
+	int err = rh_heap_open(dirfd, name, &heap);
+	if (err == ENOTSUP || (err && err != EPROTO)) {
+		if (named) {
+			if (opt.force)
+				unlink_checked(dirfd, name, &st);
+			else if (err == ENOTSUP)
+				error(name, "not a REDHAWK heap, use -f to force removal");
+			else
+				error(name, "%s", strerror(err));
+		}
+		close(fd);
+		return;
+	}
+	if (err == EPROTO) {
+		if (named && opt.force)
+			unlink_checked(dirfd, name, &st);
+		else
+			error(name, "unreadable heap, not removed%s: %s",
+				named ? " (use -f to force removal)" : "", rh_heap_error(heap));
+		rh_heap_close(heap);
+		close(fd);
+		return;
+	}
+
+	int orphaned = rh_heap_fd_orphaned(fd, rh_heap_info(heap));
+	if (orphaned < 0) {
+		if (named && opt.force) {
+			unlink_checked(dirfd, name, &st);
+		} else {
+			int e = errno;
+			error(name, "cannot tell whether its creator lives: %s", strerror(e));
+		}
+	} else if (orphaned || (named && opt.force)) {
+		if (opt.verbose)
+			print_held(heap, name);
+		unlink_checked(dirfd, name, &st);
+	} else if (named) {
+		error(name, "in use, use -f to force removal");
+	}
+	rh_heap_close(heap);
+	close(fd);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strverscmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sweep: every orphaned heap of the folder, in name order. */
+static void sweep(int dirfd)
+{
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!dir) {
+		error(opt.dir, "%s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(dir);
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *d;
+	errno = 0;
+	while ((d = readdir(dir))) {
+		/* Links, folders and devices are never swept: skip them unseen. */
+		if (d->d_type != DT_REG && d->d_type != DT_UNKNOWN)
+			continue;
+		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			char **v = realloc(names, cap * sizeof(*v));
+			if (!v)
+				break;
+			names = v;
+		}
+		if (!(names[n] = strdup(d->d_name)))
+			break;
+		n++;
+		errno = 0;
+	}
+	if (errno)
+		error(opt.dir, "%s", strerror(errno));
+	closedir(dir);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), by_name);
+	for (size_t i = 0; i < n; i++) {
+		clean(dirfd, names[i], 0);
+		free(names[i]);
+	}
+	free(names);
+}
+
+int main(int argc, char **argv)
+{
+	enum parse_result pr = shmclean_parse(argc, argv, &opt, stderr);
+	if (pr != PARSE_OK)
+		finish_parse(pr);
+	int dirfd = scan_open_dir(opt.dir);
+	if (dirfd < 0) {
+		error(opt.dir, "%s", strerror(errno));
+		return 1;
+	}
+	if (opt.first_arg == argc) {
+		sweep(dirfd);
+	} else {
+		for (int i = opt.first_arg; i < argc; i++) {
+			const char *name = scan_name_in_dir(opt.dir, argv[i]);
+			if (!name)
+				error(argv[i], "not a file of %s, not removed", opt.dir);
+			else
+				clean(dirfd, name, 1);
+		}
+	}
+	close(dirfd);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		error(NULL, "write error: %s", strerror(errno ? errno : EIO));
+		return 1;
+	}
+	return status;
+}

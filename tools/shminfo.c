@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * redhawk-shminfo: the shared-memory filesystem and the REDHAWK heaps in it,
+ * in REDHAWK 2.2's format (seed document), as JSON or as Prometheus metrics,
+ * with an optional breakdown of each heap's live memory by call site.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <redhawk/shm.h>
+
+#include "fmt.h"
+#include "options.h"
+#include "report.h"
+#include "scan.h"
+#include "symbolize.h"
+
+static const char *prog = "redhawk-shminfo";
+
+static _Noreturn void finish_parse(enum parse_result r)
+{
+	switch (r) {
+	case PARSE_HELP:
+		shminfo_usage(stdout);
+		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
+	case PARSE_VERSION:
+		printf("%s from redhawk-shm %s\n", prog, RH_VERSION);
+		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
+	default:
+		fprintf(stderr, "Try '%s --help' for more information.\n", prog);
+		exit(2);
+	}
+}
+
+static int status;
+
+__attribute__((format(printf, 2, 3)))
+static void error(const char *object, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ", prog);
+	if (object) {
+		fmt_name(stderr, object);
+		fputs(": ", stderr);
+	}
+	vfprintf(stderr, fmt, ap);
+	putc('\n', stderr);
+	va_end(ap);
+	status = 1;
+}
+
+/* A heap's call sites, read again from the file at print time. */
+struct breakdown {
+	int ok;
+	struct site_report report;
+	struct symbolizer *sym;
+};
+
+static void breakdown_load(int dirfd, const struct scan_entry *e, struct breakdown *b)
+{
+	memset(b, 0, sizeof(*b));
+	if (e->kind != SCAN_HEAP || e->info.kind != RH_HEAP_NATIVE)
+		return;
+	struct rh_heap *heap = NULL;
+	int err = rh_heap_open(dirfd, e->name, &heap);
+	if (err) {
+		error(e->name, "breakdown: %s", err == EPROTO ? rh_heap_error(heap) : strerror(err));
+		rh_heap_close(heap);
+		return;
+	}
+	if (rh_heap_info(heap)->instance != e->info.instance) {
+		error(e->name, "breakdown: the heap was replaced while being read");
+		rh_heap_close(heap);
+		return;
+	}
+	b->sym = symbolizer_new();
+	if (!b->sym || report_collect(heap, &b->report) != 0) {
+		error(e->name, "breakdown: %s", b->sym ? rh_heap_error(heap) : strerror(ENOMEM));
+		symbolizer_free(b->sym);
+		b->sym = NULL;
+		rh_heap_close(heap);
+		return;
+	}
+	/* Modules are read now; files are opened only when a frame needs them. */
+	if (symbolizer_load(b->sym, heap) != 0)
+		error(e->name, "breakdown: module table: %s", rh_heap_error(heap));
+	rh_heap_close(heap);
+	b->ok = 1;
+}
+
+static void breakdown_free(struct breakdown *b)
+{
+	report_free(&b->report);
+	symbolizer_free(b->sym);
+	b->sym = NULL;
+}
+
+static void print_text(int dirfd, const struct shminfo_options *o, const struct fs_info *fs,
+	const struct scan_entry *const *shown, size_t n)
+{
+	fmt_fs_text(stdout, &o->fmt, fs);
+	for (size_t i = 0; i < n; i++) {
+		const struct scan_entry *e = shown[i];
+		putchar('\n');
+		fmt_name(stdout, e->name);
+		putchar('\n');
+		fmt_entry_text(stdout, &o->fmt, e);
+		if (!o->breakdown_on)
+			continue;
+		struct breakdown b;
+		breakdown_load(dirfd, e, &b);
+		if (!b.ok)
+			continue;
+		char count[32];
+		snprintf(count, sizeof(count), "%zu", b.report.n);
+		fmt_label(stdout, "call sites", count);
+		report_print(stdout, &o->fmt, b.sym, &b.report, o->breakdown, e->info.heap_used,
+			"    ", 1);
+		breakdown_free(&b);
+	}
+}
+
+static void print_json(int dirfd, const struct shminfo_options *o, const struct fs_info *fs,
+	const struct scan_entry *const *shown, size_t n)
+{
+	fputs("{\n  \"version\": 1,\n  \"filesystem\": {", stdout);
+	fmt_fs_json(stdout, fs);
+	fputs("},\n  \"files\": [", stdout);
+	for (size_t i = 0; i < n; i++) {
+		const struct scan_entry *e = shown[i];
+		fputs(i ? ",\n    {" : "\n    {", stdout);
+		fmt_entry_json(stdout, &o->fmt, e);
+		if (o->breakdown_on && e->kind == SCAN_HEAP && e->info.kind == RH_HEAP_NATIVE) {
+			struct breakdown b;
+			breakdown_load(dirfd, e, &b);
+			if (b.ok) {
+				fputs(", ", stdout);
+				report_json(stdout, b.sym, &b.report, o->breakdown, e->info.heap_used);
+			}
+			breakdown_free(&b);
+		}
+		putchar('}');
+	}
+	fputs(n ? "\n  ]\n}\n" : "]\n}\n", stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct shminfo_options o;
+	enum parse_result pr = shminfo_parse(argc, argv, &o, stderr);
+	if (pr != PARSE_OK)
+		finish_parse(pr);
+
+	static char buf[1 << 16];
+	setvbuf(stdout, buf, _IOFBF, sizeof(buf));
+
+	int dirfd = scan_open_dir(o.dir);
+	if (dirfd < 0) {
+		error(o.dir, "%s", strerror(errno));
+		return 1;
+	}
+	struct statvfs vfs;
+	struct fs_info fs = { .dir = o.dir };
+	if (fstatvfs(dirfd, &vfs) == 0) {
+		fs.size = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+		fs.free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	} else {
+		error(o.dir, "statvfs: %s", strerror(errno));
+	}
+
+	struct scan scan = { 0 };
+	int named = o.first_arg < argc;
+	if (named) {
+		for (int i = o.first_arg; i < argc; i++) {
+			const char *name = scan_name_in_dir(o.dir, argv[i]);
+			if (!name) {
+				error(argv[i], "not a file of %s", o.dir);
+				continue;
+			}
+			struct scan_entry e;
+			int err = scan_name(dirfd, name, &e);
+			if (err == 0)
+				err = scan_add(&scan, &e);
+			scan_entry_free(&e);
+			if (err)
+				error(argv[i], "%s", strerror(err));
+		}
+	} else {
+		int err = scan_dir(dirfd, &scan);
+		if (err)
+			error(o.dir, "%s", strerror(err));
+	}
+
+	const struct scan_entry **shown = calloc(scan.n ? scan.n : 1, sizeof(*shown));
+	if (!shown) {
+		error(NULL, "%s", strerror(ENOMEM));
+		return 1;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < scan.n; i++) {
+		const struct scan_entry *e = &scan.entries[i];
+		/* Named files are shown whatever they are: the user asked. */
+		if (e->kind == SCAN_OTHER && !o.all && !named)
+			continue;
+		if (e->kind == SCAN_UNREADABLE)
+			error(e->name, "%s", e->error);
+		shown[n++] = e;
+	}
+
+	switch (o.output) {
+	case OUT_TEXT:
+		print_text(dirfd, &o, &fs, shown, n);
+		break;
+	case OUT_JSON:
+		print_json(dirfd, &o, &fs, shown, n);
+		break;
+	case OUT_PROMETHEUS:
+		fmt_prometheus(stdout, &o.fmt, &fs, shown, n);
+		break;
+	}
+
+	free(shown);
+	scan_free(&scan);
+	close(dirfd);
+	/* A full disk or a closed pipe must not pass for success. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		error(NULL, "write error: %s", strerror(errno ? errno : EIO));
+		return 1;
+	}
+	return status;
+}
