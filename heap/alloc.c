@@ -370,6 +370,10 @@ static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uin
 	return 0;
 }
 
+/* A free span of at least `pages`. Spans start below page 65536 because
+ * block headers hold span indexes in 16 bits: the far end of a superblock
+ * made for one huge block is only ever used as part of a span that starts
+ * below that. */
 static bool sb_find(struct superblock *sb, uint32_t pages, uint32_t *idx)
 {
 	if (sb->free_pages < pages)
@@ -378,7 +382,7 @@ static bool sb_find(struct superblock *sb, uint32_t pages, uint32_t *idx)
 		if (!(sb->bin_mask >> b))
 			return false;
 		for (uint32_t i = sb->free_bins[b]; i; i = sb->pages[i].next)
-			if (sb->pages[i].span_pages >= pages) {
+			if (sb->pages[i].span_pages >= pages && i <= UINT16_MAX) {
 				*idx = i;
 				return true;
 			}
@@ -899,6 +903,8 @@ static void drain_remote(struct heap *h, struct pool *pl)
 
 static void *small_aligned(size_t size, size_t align, uint32_t site)
 {
+	if (size == 0)
+		size = 1;  /* data must start inside its slot */
 	unsigned c = size_class(size + align - HDR);
 	struct tbin *b = &tc.bins[c];
 	void *p = b->head;

@@ -24,6 +24,7 @@
 static pthread_mutex_t jlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct superblock *jsb;       /* journal superblock being filled */
+static bool jfull;                   /* the folder had no room for the journal */
 static _Atomic uint32_t *buckets;    /* site locators by hash */
 static struct {
 	uint64_t start, end;
@@ -51,6 +52,8 @@ static uint64_t hash_frames(const uint64_t *frames, unsigned depth)
 static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
 {
 	if (!jsb || jsb->journal_end + size > jsb->size) {
+		if (jfull)
+			return NULL;
 		size_t page = (size_t)1 << h->page_shift;
 		size_t bytes = JOURNAL_SB_SIZE > size + page ? JOURNAL_SB_SIZE : size + page;
 		bytes = (bytes + page - 1) & ~(page - 1);
@@ -60,7 +63,8 @@ static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
 		/* Reserve the pages now: a full filesystem stops the journal, it
 		 * never makes a later write fault. */
 		if (os_commit(h->fd, sb->offset + page, bytes - page)) {
-			sb->journal_end = sb->size; /* nothing fits: skipped by everyone */
+			/* It stays an empty journal superblock; no more are made. */
+			jfull = true;
 			return NULL;
 		}
 		jsb = sb;
@@ -289,6 +293,7 @@ void journal_fork_parent(void)
 void journal_fork_child(void)
 {
 	jsb = NULL;
+	jfull = false;
 	if (buckets)
 		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
 	buckets = NULL;

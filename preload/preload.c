@@ -71,6 +71,9 @@ static void init(void)
 	depth = o->trace_depth;
 	libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)find_self);
+	/* Per-thread caches spare libunwind its lock, and with it two
+	 * sigprocmask calls per frame looked up. */
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	/* A heap of our PID's previous program image, set aside before exec. */
 	char name[sizeof(o->dir) + 32];
 	snprintf(name, sizeof(name), "%s/.heap-%d.exec", o->dir, (int)getpid());

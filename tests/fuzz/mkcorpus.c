@@ -12,6 +12,9 @@
 #include "heapfix.h"
 
 #define PAGE 4096u
+/* Above PID_MAX_LIMIT: never a live process, and the files do not depend on
+ * who generated them. */
+#define CREATOR 4194305
 
 /* Where the pieces of the small heap are. */
 static uint64_t sb, jsb, mod_rec, site_rec;
@@ -24,6 +27,8 @@ static void small_heap(struct heapfix *f)
 	static const uint64_t frames[] = { 0x401000, 0x401100, 0x401200 };
 	static const uint8_t id[20] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 };
 	heapfix_init(f, PAGE);
+	heapfix_header(f)->creator_pid = heapfix_header(f)->holders[0].pid = CREATOR;
+	heapfix_header(f)->creator_uid = 1000;
 	sb = heapfix_data_sb(f, 6);
 	jsb = heapfix_journal_sb(f, 1);
 	mod_rec = heapfix_module(f, jsb, "/usr/lib/x86_64-linux-gnu/libc.so.6", 0x7f0000000000,
@@ -46,9 +51,14 @@ static void small_heap(struct heapfix *f)
 
 static void r22_heap(struct heapfix *f)
 {
-	heapfix_r22_init(f, 1, 2);
-	heapfix_r22_sb(f, 4096, 1024);
-	heapfix_r22_sb(f, 4096, 0);
+	heapfix_r22_init(f, CREATOR, 2);
+	uint64_t at[2];
+	at[0] = heapfix_r22_sb(f, 4096, 1024);
+	at[1] = heapfix_r22_sb(f, 4096, 0);
+	for (int i = 0; i < 2; i++) {
+		memset(heapfix_at(f, at[i]), 0, 256);
+		snprintf(heapfix_at(f, at[i]), 256, "heap-%d", CREATOR);
+	}
 }
 
 #define HDR(f) heapfix_header(f)
