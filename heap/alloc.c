@@ -903,9 +903,8 @@ static void drain_remote(struct heap *h, struct pool *pl)
 
 static void *small_aligned(size_t size, size_t align, uint32_t site)
 {
-	if (size == 0)
-		size = 1;  /* data must start inside its slot */
-	unsigned c = size_class(size + align - HDR);
+	size_t room = size ? size : 1;  /* data must start inside its slot */
+	unsigned c = size_class(room + align - HDR);
 	struct tbin *b = &tc.bins[c];
 	void *p = b->head;
 	if (p && tc.heap == rh_heap) {

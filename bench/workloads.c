@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The synthetic whole-process workloads of scripts/bench-programs.sh, one
+ * binary with a mode argument, calling plain malloc/free/realloc so that any
+ * allocator can be put under it with LD_PRELOAD. Deterministic (a fixed-seed
+ * xorshift); each mode touches the memory it gets, and prints a checksum so
+ * that nothing can be optimised away.
+ *   workloads churn|threads|large|realloc [SCALE]
+ * SCALE (default 1.0) multiplies the number of operations.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double scale = 1.0;
+static unsigned long checksum;
+
+static uint64_t next(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static void *get(size_t size)
+{
+	unsigned char *p = malloc(size);
+	if (!p) {
+		fprintf(stderr, "workloads: malloc(%zu) failed\n", size);
+		exit(1);
+	}
+	p[0] = (unsigned char)size;
+	p[size - 1] = 1;
+	return p;
+}
+
+static void put(void *p)
+{
+	if (p)
+		checksum += ((unsigned char *)p)[0];
+	free(p);
+}
+
+/* Small sizes as programs use them: mostly under 128 bytes, a tail to 1 KiB. */
+static size_t small_size(uint64_t *s)
+{
+	uint64_t r = next(s);
+	if ((r & 7) != 0)
+		return 8 + (r >> 8) % 120;
+	return 128 + (r >> 8) % 897;
+}
+
+/* Small-object churn: 8192 live objects, each step frees one at random and
+ * allocates a new one in its place; every 64 steps a short burst of 32
+ * objects is made and freed in LIFO order (a temporary list). */
+static void churn(void)
+{
+	enum { SLOTS = 8192, BURST = 32 };
+	static void *slot[SLOTS];
+	uint64_t s = 0x9e3779b97f4a7c15u;
+	long steps = (long)(6e6 * scale);
+	for (unsigned i = 0; i < SLOTS; i++)
+		slot[i] = get(small_size(&s));
+	for (long k = 0; k < steps; k++) {
+		unsigned i = next(&s) % SLOTS;
+		put(slot[i]);
+		slot[i] = get(small_size(&s));
+		if ((k & 63) == 0) {
+			void *tmp[BURST];
+			for (unsigned j = 0; j < BURST; j++)
+				tmp[j] = get(small_size(&s));
+			for (unsigned j = BURST; j-- > 0;)
+				put(tmp[j]);
+		}
+	}
+	for (unsigned i = 0; i < SLOTS; i++)
+		put(slot[i]);
+}
+
+/* Two threads, each allocating objects and handing them to the other
+ * through a single-producer single-consumer ring, which frees them: every
+ * free is a cross-thread free. */
+enum { RING = 1024 };
+struct ring {
+	void *item[RING];
+	_Alignas(64) atomic_ulong head; /* written by the producer */
+	_Alignas(64) atomic_ulong tail; /* written by the consumer */
+};
+struct peer {
+	struct ring *out, *in;
+	uint64_t seed;
+	long count;
+	unsigned long sum;
+};
+
+static void *exchange(void *arg)
+{
+	struct peer *p = arg;
+	long made = 0, taken = 0;
+	while (made < p->count || taken < p->count) {
+		int idle = 1;
+		unsigned long h = atomic_load_explicit(&p->out->head, memory_order_relaxed);
+		unsigned long t = atomic_load_explicit(&p->out->tail, memory_order_acquire);
+		/* Produce a batch while there is room. */
+		for (int b = 0; b < 64 && made < p->count && h - t < RING; b++, made++, h++) {
+			p->out->item[h % RING] = get(small_size(&p->seed));
+			idle = 0;
+		}
+		atomic_store_explicit(&p->out->head, h, memory_order_release);
+		/* Free everything the other thread has handed over. */
+		unsigned long ih = atomic_load_explicit(&p->in->head, memory_order_acquire);
+		unsigned long it = atomic_load_explicit(&p->in->tail, memory_order_relaxed);
+		for (; it != ih; it++, taken++) {
+			unsigned char *q = p->in->item[it % RING];
+			p->sum += q[0];
+			free(q);
+			idle = 0;
+		}
+		atomic_store_explicit(&p->in->tail, it, memory_order_release);
+		if (idle)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void threads(void)
+{
+	static struct ring ab, ba;
+	struct peer a = { &ab, &ba, 0x1234567u, (long)(3e6 * scale), 0 };
+	struct peer b = { &ba, &ab, 0x7654321u, (long)(3e6 * scale), 0 };
+	pthread_t ta, tb;
+	if (pthread_create(&ta, NULL, exchange, &a) || pthread_create(&tb, NULL, exchange, &b)) {
+		fprintf(stderr, "workloads: pthread_create failed\n");
+		exit(1);
+	}
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	checksum += a.sum + b.sum;
+}
+
+/* Large buffers, 64 KiB to 4 MiB (log-uniform), 8 live: each new one is
+ * written on every page, as a buffer being filled would be. An allocator
+ * that returns them to the kernel on free pays a page fault per page. */
+static void large(void)
+{
+	enum { LIVE = 8 };
+	void *slot[LIVE] = { 0 };
+	uint64_t s = 0xdeadbeefcafef00du;
+	long steps = (long)(6000 * scale);
+	for (long k = 0; k < steps; k++) {
+		unsigned i = next(&s) % LIVE;
+		put(slot[i]);
+		/* 2^16 .. 2^22 bytes, then a random fraction of the next power. */
+		unsigned e = 16 + next(&s) % 6;
+		size_t size = ((size_t)1 << e) + next(&s) % ((size_t)1 << e);
+		unsigned char *p = get(size);
+		for (size_t off = 0; off < size; off += 4096)
+			p[off] = (unsigned char)off;
+		slot[i] = p;
+	}
+	for (unsigned i = 0; i < LIVE; i++)
+		put(slot[i]);
+}
+
+/* Realloc growth: 16 buffers grown a few bytes at a time, the way naive
+ * string building and vectors without a growth factor do, each to a random
+ * final size from 1 KiB to 512 KiB, then freed and started again. */
+static void grow(void)
+{
+	enum { BUFS = 16 };
+	struct { unsigned char *p; size_t len, cap; } b[BUFS] = { 0 };
+	uint64_t s = 0x0123456789abcdefu;
+	long steps = (long)(5e6 * scale);
+	for (long k = 0; k < steps; k++) {
+		unsigned i = next(&s) % BUFS;
+		if (b[i].len >= b[i].cap) {
+			put(b[i].p);
+			b[i].p = NULL;
+			b[i].len = 0;
+			b[i].cap = ((size_t)1 << (10 + next(&s) % 10)) + next(&s) % 1024;
+		}
+		size_t add = 1 + next(&s) % 64;
+		unsigned char *p = realloc(b[i].p, b[i].len + add);
+		if (!p) {
+			fprintf(stderr, "workloads: realloc(%zu) failed\n", b[i].len + add);
+			exit(1);
+		}
+		memset(p + b[i].len, (int)k, add);
+		b[i].p = p;
+		b[i].len += add;
+	}
+	for (unsigned i = 0; i < BUFS; i++)
+		put(b[i].p);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct { const char *name; void (*run)(void); } modes[] = {
+		{ "churn", churn }, { "threads", threads }, { "large", large }, { "realloc", grow },
+	};
+	if (argc > 2 && (scale = atof(argv[2])) <= 0)
+		argc = 0;
+	for (unsigned m = 0; argc > 1 && m < sizeof modes / sizeof modes[0]; m++) {
+		if (!strcmp(argv[1], modes[m].name)) {
+			modes[m].run();
+			printf("%s %lu\n", modes[m].name, checksum);
+			return 0;
+		}
+	}
+	fprintf(stderr, "usage: workloads churn|threads|large|realloc [SCALE]\n");
+	return 2;
+}
