@@ -127,7 +127,8 @@ check: all $(TESTS) $(TEST_PROGS)
 
 # The allocator benchmark, built twice: on rh_shm_alloc and on malloc (which
 # scripts/bench also runs under LD_PRELOAD of jemalloc, mimalloc, tcmalloc).
-BENCH_BIN := $(BUILD)/bench/alloc_bench_rh $(BUILD)/bench/alloc_bench_libc
+BENCH_BIN := $(BUILD)/bench/alloc_bench_rh $(BUILD)/bench/alloc_bench_libc \
+	     $(BUILD)/bench/workloads $(BUILD)/bench/runtime
 
 $(BUILD)/bench/alloc_bench_rh: bench/alloc_bench.c $(LIB_A)
 	@mkdir -p $(@D)
@@ -137,7 +138,17 @@ $(BUILD)/bench/alloc_bench_libc: bench/alloc_bench.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -o $@ $< $(LDLIBS_CORE)
 
-bench: all $(BENCH_BIN)
+# Whole-process workloads for scripts/bench-programs.sh (plain malloc, so any
+# allocator goes under them with LD_PRELOAD), and its timer.
+$(BUILD)/bench/workloads: bench/workloads.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) $(LIBFLAGS) -o $@ $< $(LDLIBS_CORE)
+
+$(BUILD)/bench/runtime: bench/runtime.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -o $@ $<
+
+bench: all $(BENCH_BIN) $(TEST_PROGS)
 	@BUILD=$(BUILD) scripts/bench
 
 demo: all

@@ -3,14 +3,16 @@
  * Runs a command and reports its wall time and peak memory, for
  * scripts/bench-programs.sh: like /usr/bin/time -f '%e %M', with
  * nanosecond clock resolution instead of centiseconds.
- *   runtime FILE COMMAND [ARG]...
- * appends "SECONDS MAXRSS_KIB" to FILE when COMMAND exits with status 0;
+ *   runtime FILE [NAME=VALUE]... COMMAND [ARG]...
+ * sets the NAME=VALUE variables in the command's environment only (so that
+ * an LD_PRELOAD allocator is not loaded into this program too), and appends "SECONDS MAXRSS_KIB" to FILE when COMMAND exits with status 0;
  * exits with COMMAND's status (128+N for signal N). The peak RSS is wait4's
  * ru_maxrss (getrusage(2)): the largest of the command and the descendants
  * it waited for, shared memory that it touched included.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -27,7 +29,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: runtime FILE COMMAND [ARG]...\n");
+		fprintf(stderr, "usage: runtime FILE [NAME=VALUE]... COMMAND [ARG]...\n");
 		return 2;
 	}
 	double t0 = now();
@@ -37,8 +39,15 @@ int main(int argc, char **argv)
 		return 126;
 	}
 	if (pid == 0) {
-		execvp(argv[2], argv + 2);
-		fprintf(stderr, "runtime: %s: %s\n", argv[2], strerror(errno));
+		int a = 2;
+		for (; a < argc && strchr(argv[a], '='); a++)
+			putenv(argv[a]);
+		if (a == argc) {
+			fprintf(stderr, "runtime: no command\n");
+			_exit(127);
+		}
+		execvp(argv[a], argv + a);
+		fprintf(stderr, "runtime: %s: %s\n", argv[a], strerror(errno));
 		_exit(127);
 	}
 	int status;

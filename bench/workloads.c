@@ -9,8 +9,6 @@
  * SCALE (default 1.0) multiplies the number of operations.
  */
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +62,7 @@ static void churn(void)
 	enum { SLOTS = 8192, BURST = 32 };
 	static void *slot[SLOTS];
 	uint64_t s = 0x9e3779b97f4a7c15u;
-	long steps = (long)(6e6 * scale);
+	long steps = (long)(16e6 * scale);
 	for (unsigned i = 0; i < SLOTS; i++)
 		slot[i] = get(small_size(&s));
 	for (long k = 0; k < steps; k++) {
@@ -83,57 +81,76 @@ static void churn(void)
 		put(slot[i]);
 }
 
-/* Two threads, each allocating objects and handing them to the other
- * through a single-producer single-consumer ring, which frees them: every
- * free is a cross-thread free. */
-enum { RING = 1024 };
-struct ring {
-	void *item[RING];
-	_Alignas(64) atomic_ulong head; /* written by the producer */
-	_Alignas(64) atomic_ulong tail; /* written by the consumer */
+/* Two threads, each allocating objects in batches of 256 and handing the
+ * batches to the other, which frees them: every object is freed by the
+ * thread that did not allocate it. Batches go through a bounded queue per
+ * direction under one mutex, so a thread waits instead of spinning when it
+ * is ahead (two threads on two noisy cores must not measure the scheduler). */
+enum { BATCH = 256, QUEUE = 16 };
+struct queue {
+	void **batch[QUEUE];
+	unsigned head, n;
 };
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	struct queue q[2];
+} xfer = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, { { { 0 }, 0, 0 } } };
 struct peer {
-	struct ring *out, *in;
+	int side;
 	uint64_t seed;
-	long count;
+	long batches;
 	unsigned long sum;
 };
 
 static void *exchange(void *arg)
 {
 	struct peer *p = arg;
+	struct queue *out = &xfer.q[p->side], *in = &xfer.q[!p->side];
 	long made = 0, taken = 0;
-	while (made < p->count || taken < p->count) {
-		int idle = 1;
-		unsigned long h = atomic_load_explicit(&p->out->head, memory_order_relaxed);
-		unsigned long t = atomic_load_explicit(&p->out->tail, memory_order_acquire);
-		/* Produce a batch while there is room. */
-		for (int b = 0; b < 64 && made < p->count && h - t < RING; b++, made++, h++) {
-			p->out->item[h % RING] = get(small_size(&p->seed));
-			idle = 0;
+	void **batch = NULL, **got[QUEUE];
+	for (;;) {
+		if (!batch && made < p->batches) {
+			batch = get(BATCH * sizeof *batch);
+			for (unsigned i = 0; i < BATCH; i++)
+				batch[i] = get(small_size(&p->seed));
 		}
-		atomic_store_explicit(&p->out->head, h, memory_order_release);
-		/* Free everything the other thread has handed over. */
-		unsigned long ih = atomic_load_explicit(&p->in->head, memory_order_acquire);
-		unsigned long it = atomic_load_explicit(&p->in->tail, memory_order_relaxed);
-		for (; it != ih; it++, taken++) {
-			unsigned char *q = p->in->item[it % RING];
-			p->sum += q[0];
-			free(q);
-			idle = 0;
+		pthread_mutex_lock(&xfer.lock);
+		while (!(batch && out->n < QUEUE) && !in->n && (batch || taken < p->batches))
+			pthread_cond_wait(&xfer.changed, &xfer.lock);
+		if (!batch && taken >= p->batches && made >= p->batches) {
+			pthread_mutex_unlock(&xfer.lock);
+			break;
 		}
-		atomic_store_explicit(&p->in->tail, it, memory_order_release);
-		if (idle)
-			sched_yield();
+		int moved = 0;
+		if (batch && out->n < QUEUE) {
+			out->batch[(out->head + out->n++) % QUEUE] = batch;
+			batch = NULL;
+			made++;
+			moved = 1;
+		}
+		unsigned n = 0;
+		for (; in->n; in->n--, in->head = (in->head + 1) % QUEUE)
+			got[n++] = in->batch[in->head];
+		if (moved || n)
+			pthread_cond_broadcast(&xfer.changed);
+		pthread_mutex_unlock(&xfer.lock);
+		for (unsigned k = 0; k < n; k++) {
+			for (unsigned i = 0; i < BATCH; i++) {
+				p->sum += ((unsigned char *)got[k][i])[0];
+				free(got[k][i]);
+			}
+			free(got[k]);
+		}
+		taken += n;
 	}
 	return NULL;
 }
 
 static void threads(void)
 {
-	static struct ring ab, ba;
-	struct peer a = { &ab, &ba, 0x1234567u, (long)(3e6 * scale), 0 };
-	struct peer b = { &ba, &ab, 0x7654321u, (long)(3e6 * scale), 0 };
+	long batches = (long)(4e6 * scale) / BATCH;
+	struct peer a = { 0, 0x1234567u, batches, 0 }, b = { 1, 0x7654321u, batches, 0 };
 	pthread_t ta, tb;
 	if (pthread_create(&ta, NULL, exchange, &a) || pthread_create(&tb, NULL, exchange, &b)) {
 		fprintf(stderr, "workloads: pthread_create failed\n");
@@ -152,7 +169,7 @@ static void large(void)
 	enum { LIVE = 8 };
 	void *slot[LIVE] = { 0 };
 	uint64_t s = 0xdeadbeefcafef00du;
-	long steps = (long)(6000 * scale);
+	long steps = (long)(4500 * scale);
 	for (long k = 0; k < steps; k++) {
 		unsigned i = next(&s) % LIVE;
 		put(slot[i]);

@@ -694,7 +694,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
 	if (site)
-		journal_site_alloc(h->hdr, site, size);
+		journal_count(h->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
 	return bh + 1;
 }
 
@@ -748,7 +748,7 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 		uint64_t size = d->kind == RH_PAGE_LARGE ? large_size(d) : usable_in(h, bh) - bh->slack;
 		count(-(int64_t)size, -1);
 		if (bh->site)
-			journal_site_free(h->hdr, bh->site, size);
+			journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(size), -1);
 	}
 	if (d->kind == RH_PAGE_LARGE) {
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
@@ -815,7 +815,7 @@ void free_block(void *p)
 				bh->refcount = 0;
 				count(-(int64_t)size, -1);
 				if (bh->site)
-					journal_site_free(h->hdr, bh->site, size);
+					journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(size), -1);
 				*(void **)p = b->head;
 				b->head = p;
 				b->count++;
@@ -861,7 +861,7 @@ void free_foreign(struct heap *h, void *p)
 	__atomic_fetch_add(&hdr->counters[0].live_blocks, -1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&hdr->counters[0].frees, 1, __ATOMIC_RELAXED);
 	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
-		journal_site_free(hdr, bh->site, size);
+		journal_count(hdr, bh->site, 0, (int64_t)(size), -1);
 	uint64_t off = (uint64_t)((char *)bh - h->base);
 	uint64_t *head = &hdr->pools[sb->pool % RH_MAX_POOLS].remote_free;
 	uint64_t old = __atomic_load_n(head, __ATOMIC_RELAXED);
@@ -930,7 +930,7 @@ static void *small_aligned(size_t size, size_t align, uint32_t site)
 	__atomic_store_n(&bh->refcount, 1 | flags, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
 	if (site)
-		journal_site_alloc(h->hdr, site, size);
+		journal_count(h->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
 	return data;
 }
 
@@ -952,7 +952,7 @@ void *alloc_block(size_t size, size_t align, uint32_t site)
 		__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
 		count((int64_t)size, 1);
 		if (site)
-			journal_site_alloc(tc.heap->hdr, site, size);
+			journal_count(tc.heap->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
 		return p;
 	}
 	if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR)
@@ -1022,10 +1022,10 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 			}
 			count((int64_t)size - (int64_t)old, 0);
 			if (bh->site)
-				journal_site_free(h->hdr, bh->site, old);
+				journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(old), -1);
 			bh->site = site;
 			if (site)
-				journal_site_alloc(h->hdr, site, size);
+				journal_count(h->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
 			return p;
 		}
 	}

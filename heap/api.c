@@ -10,6 +10,14 @@
 #include "heap.h"
 #include "redhawk/shm.h"
 
+/* The last call site each thread saw, to spare the journal lookup when a
+ * caller allocates in a loop. */
+static __thread struct {
+	uint64_t frame;
+	uint32_t site;
+	const struct heap *heap;
+} last;
+
 /* The call site of an API call: its caller's return address. */
 static inline uint32_t caller_site(void *ret)
 {
@@ -18,7 +26,15 @@ static inline uint32_t caller_site(void *ret)
 	if (!rh_options.trace_depth)
 		return 0;
 	uint64_t frame = (uint64_t)(uintptr_t)ret;
-	return journal_site(&frame, 1);
+	if (last.frame == frame && last.heap == rh_heap)
+		return last.site;
+	uint32_t site = journal_site(&frame, 1);
+	if (site) {
+		last.frame = frame;
+		last.site = site;
+		last.heap = rh_heap;
+	}
+	return site;
 }
 
 static void *alloc_api(size_t size, size_t align, void *ret)
@@ -62,6 +78,10 @@ RH_SHM_API void rh_shm_free(void *ptr)
 {
 	if (!ptr)
 		return;
+	if (heap_is_own(ptr)) {
+		free_block(ptr);
+		return;
+	}
 	switch (heap_owner(ptr)) {
 	case OWNER_SELF:
 		free_block(ptr);

@@ -239,6 +239,7 @@ struct journal_record {
 };
 #define RH_REC_MODULE  1
 #define RH_REC_SITE    2
+#define RH_REC_DELTAS  3
 
 /* A loaded module: enough to symbolise its addresses after the process died. */
 struct journal_module {
@@ -267,5 +268,31 @@ struct journal_site {
 	uint64_t frames[];          /* 56 return addresses, innermost first */
 };
 _Static_assert(offsetof(struct journal_site, frames) == 56, "format");
+
+/*
+ * Per-thread site counters. A thread of the creator adds its changes to a
+ * site's counters in an entry of its own table (one per counter slot, single
+ * writer, plain stores) instead of the site record, so threads never contend;
+ * a site's figures are its record's counters plus every table entry naming
+ * it. An entry's site is set before its counters move and never changes.
+ */
+struct journal_delta {
+	uint32_t site;              /*  0 locator, 0: unused entry */
+	uint32_t reserved;          /*  4 */
+	int64_t live_bytes;         /*  8 */
+	int64_t live_blocks;        /* 16 */
+	int64_t total_allocs;       /* 24 */
+	int64_t total_bytes;        /* 32 */
+};
+_Static_assert(sizeof(struct journal_delta) == 40, "format");
+
+struct journal_deltas {
+	struct journal_record rec;  /*  0 */
+	uint32_t slot;              /*  8 counter slot of the writing thread */
+	uint32_t count;             /* 12 entries that follow */
+	struct journal_delta entries[]; /* 16 */
+};
+_Static_assert(offsetof(struct journal_deltas, entries) == 16, "format");
+#define RH_DELTA_ENTRIES 256
 
 #endif

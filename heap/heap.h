@@ -29,6 +29,7 @@ struct options {
 	unsigned trace_depth;      /* RH_SHMALLOC_TRACE_DEPTH */
 	size_t min_size;           /* RH_SHMALLOC_MIN_SIZE */
 	bool keep;                 /* RH_SHMALLOC_KEEP */
+	bool leak_scan;            /* RH_SHMALLOC_LEAK_SCAN (preload/leakscan.c) */
 	char dir[256];             /* RH_SHM_DIR */
 };
 #define RH_DEFAULT_TRACE_DEPTH 12
@@ -93,6 +94,12 @@ void heap_fork_parent(void);
 void heap_fork_child(void);
 enum owner { OWNER_NONE, OWNER_SELF, OWNER_FOREIGN, OWNER_INHERITED };
 enum owner heap_owner(const void *p);
+/* The common case of heap_owner, inlined: a block of this process's heap. */
+static inline bool heap_is_own(const void *p)
+{
+	struct heap *h = rh_heap;
+	return h && (uintptr_t)p - (uintptr_t)h->base < h->reserve;
+}
 struct heap *heap_of(const void *p);  /* own or attached heap holding p */
 /* For a block inherited over fork: a view with base and page shift. */
 bool heap_inherited_view(const void *p, struct heap *view);
@@ -122,8 +129,9 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth);
 int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end,
 	const uint8_t *build_id, size_t build_id_len);
 void journal_modules_refresh(void);
-void journal_site_alloc(struct heap_header *hdr, uint32_t site, uint64_t bytes);
-void journal_site_free(struct heap_header *hdr, uint32_t site, uint64_t bytes);
+/* A block of `bytes` made (blocks 1) or freed (-1) at a site, counted by the
+ * thread with counter slot `slot`. */
+void journal_count(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks);
 void journal_fork_prepare(void);
 void journal_fork_parent(void);
 void journal_fork_child(void);

@@ -257,22 +257,91 @@ out:
 	return loc;
 }
 
-void journal_site_alloc(struct heap_header *hdr, uint32_t site, uint64_t bytes)
+/* --- Site counters ------------------------------------------------------------- */
+
+static struct journal_deltas *tables[RH_MAX_COUNTERS]; /* by counter slot */
+static bool tables_full;
+
+/* The counter slot's table, made on first use (a journal record). */
+static struct journal_deltas *table_of(unsigned slot)
 {
-	struct journal_site *s = site_at(hdr, site);
-	__atomic_fetch_add(&s->live_bytes, (int64_t)bytes, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->live_blocks, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->total_allocs, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->total_bytes, bytes, __ATOMIC_RELAXED);
+	struct journal_deltas *t = __atomic_load_n(&tables[slot], __ATOMIC_ACQUIRE);
+	if (t || tables_full)
+		return t;
+	struct heap *h = rh_heap;
+	if (!h)
+		return NULL;
+	uint32_t size = (uint32_t)(offsetof(struct journal_deltas, entries) +
+		RH_DELTA_ENTRIES * sizeof(struct journal_delta));
+	uint64_t off;
+	pthread_mutex_lock(&jlock);
+	t = journal_reserve(h, size, &off);
+	if (t) {
+		memset(t, 0, size);
+		t->rec.tag = RH_REC_DELTAS;
+		t->rec.size = size;
+		t->slot = slot;
+		t->count = RH_DELTA_ENTRIES;
+		journal_publish(size);
+		__atomic_store_n(&tables[slot], t, __ATOMIC_RELEASE);
+	} else {
+		tables_full = true;
+	}
+	pthread_mutex_unlock(&jlock);
+	return t;
 }
 
-void journal_site_free(struct heap_header *hdr, uint32_t site, uint64_t bytes)
+/* This thread's entry for the site, claimed on first use; NULL when its
+ * table is full near the site's place (the record's counters take over). */
+static struct journal_delta *delta_of(unsigned slot, uint32_t site)
 {
+	struct journal_deltas *t = table_of(slot);
+	if (!t)
+		return NULL;
+	unsigned i = (site * 0x9e3779b1u) >> 24;
+	for (unsigned n = 0; n < 8; n++, i = (i + 1) & (RH_DELTA_ENTRIES - 1)) {
+		struct journal_delta *e = &t->entries[i];
+		if (e->site == site)
+			return e;
+		if (e->site == 0) {
+			__atomic_store_n(&e->site, site, __ATOMIC_RELEASE);
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static inline void add(int64_t *counter, int64_t v, bool shared)
+{
+	if (shared)
+		__atomic_fetch_add(counter, v, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(counter, *counter + v, __ATOMIC_RELAXED);
+}
+
+/* Counts a block made (blocks 1) or freed (blocks -1) at a site. Slot 0 is
+ * shared (other processes, threads past the 63rd): atomic adds on the record. */
+void journal_count(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks)
+{
+	struct journal_delta *e = slot ? delta_of(slot, site) : NULL;
+	if (e) {
+		add(&e->live_bytes, bytes * blocks, false);
+		add(&e->live_blocks, blocks, false);
+		if (blocks > 0) {
+			add(&e->total_allocs, 1, false);
+			add(&e->total_bytes, bytes, false);
+		}
+		return;
+	}
 	struct journal_site *s = site_at(hdr, site);
 	if (s->rec.tag != RH_REC_SITE)
 		return; /* a bad locator from another process's heap */
-	__atomic_fetch_sub(&s->live_bytes, (int64_t)bytes, __ATOMIC_RELAXED);
-	__atomic_fetch_sub(&s->live_blocks, 1, __ATOMIC_RELAXED);
+	add(&s->live_bytes, bytes * blocks, true);
+	add(&s->live_blocks, blocks, true);
+	if (blocks > 0) {
+		add((int64_t *)&s->total_allocs, 1, true);
+		add((int64_t *)&s->total_bytes, bytes, true);
+	}
 }
 
 /* --- Fork --------------------------------------------------------------------- */
@@ -294,6 +363,8 @@ void journal_fork_child(void)
 {
 	jsb = NULL;
 	jfull = false;
+	memset(tables, 0, sizeof(tables));
+	tables_full = false;
 	if (buckets)
 		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
 	buckets = NULL;

@@ -209,4 +209,11 @@ void options_load(struct options *opt)
 		else
 			bad("RH_SHMALLOC_KEEP", v, "expected 1 or 0");
 	}
+	if ((v = env_value("RH_SHMALLOC_LEAK_SCAN")) && *v) {
+		bool b;
+		if (parse_bool(v, &b) == 0)
+			opt->leak_scan = b;
+		else
+			bad("RH_SHMALLOC_LEAK_SCAN", v, "expected 1 or 0");
+	}
 }

@@ -754,8 +754,16 @@ int rh_heap_walk_blocks(struct rh_heap *heap,
 
 /* --- Journal ------------------------------------------------------------------ */
 
+/* Per-thread site counters (RH_REC_DELTAS), summed by site. */
+struct site_delta {
+	uint32_t site;
+	int64_t live_bytes, live_blocks, total_allocs, total_bytes;
+};
+
 struct journal_walk {
 	struct rh_heap *h;
+	struct site_delta *deltas;  /* sorted by site */
+	size_t ndeltas, cap;
 	uint8_t *buf;              /* JOURNAL_WINDOW bytes of the file from win_off */
 	uint64_t win_off, win_len;
 	int (*site_fn)(const struct rh_site_info *, void *);
@@ -797,6 +805,23 @@ static int site_record(struct journal_walk *w, uint64_t pos, const uint8_t *rec,
 	if (pos / 8 > UINT32_MAX)
 		return fail(w->h, "site record at offset %" PRIu64 ": beyond a 32-bit site id", pos);
 	memcpy(frames, rec + sizeof(s), (size_t)s.depth * 8);
+	/* Add the threads' own counters for this site. */
+	uint32_t id = (uint32_t)(pos / 8);
+	size_t lo = 0, hi = w->ndeltas;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->deltas[mid].site < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < w->ndeltas && w->deltas[lo].site == id) {
+		const struct site_delta *d = &w->deltas[lo];
+		s.live_bytes = (int64_t)((uint64_t)s.live_bytes + (uint64_t)d->live_bytes);
+		s.live_blocks = (int64_t)((uint64_t)s.live_blocks + (uint64_t)d->live_blocks);
+		s.total_allocs += (uint64_t)d->total_allocs;
+		s.total_bytes += (uint64_t)d->total_bytes;
+	}
 	struct rh_site_info si = {
 		.id = (uint32_t)(pos / 8),
 		.live_bytes = s.live_bytes,
@@ -807,6 +832,63 @@ static int site_record(struct journal_walk *w, uint64_t pos, const uint8_t *rec,
 		.frames = frames,
 	};
 	return w->site_fn(&si, w->arg);
+}
+
+static int deltas_record(struct journal_walk *w, uint64_t pos, const uint8_t *rec, uint32_t size)
+{
+	struct journal_deltas t;
+	if (size < sizeof(t))
+		return fail(w->h, "counter table at offset %" PRIu64 ": size %" PRIu32 " is too small",
+			pos, size);
+	memcpy(&t, rec, sizeof(t));
+	if (sizeof(t) + (uint64_t)t.count * sizeof(struct journal_delta) > size ||
+	    size > JOURNAL_WINDOW)
+		return fail(w->h, "counter table at offset %" PRIu64 ": %" PRIu32
+			" entries do not fit in %" PRIu32 " bytes", pos, t.count, size);
+	for (uint32_t i = 0; i < t.count; i++) {
+		struct journal_delta e;
+		memcpy(&e, rec + sizeof(t) + (size_t)i * sizeof(e), sizeof(e));
+		if (!e.site)
+			continue;
+		if (w->ndeltas == w->cap) {
+			size_t cap = w->cap ? w->cap * 2 : 256;
+			struct site_delta *n = realloc(w->deltas, cap * sizeof(*n));
+			if (!n)
+				return fail(w->h, "out of memory");
+			w->deltas = n;
+			w->cap = cap;
+		}
+		w->deltas[w->ndeltas++] = (struct site_delta){ e.site, e.live_bytes, e.live_blocks,
+			e.total_allocs, e.total_bytes };
+	}
+	return 0;
+}
+
+static int delta_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct site_delta *)a)->site, y = ((const struct site_delta *)b)->site;
+	return x < y ? -1 : x > y;
+}
+
+/* Sorts the collected deltas by site and sums those of the same site. */
+static void deltas_merge(struct journal_walk *w)
+{
+	if (!w->ndeltas)
+		return;
+	qsort(w->deltas, w->ndeltas, sizeof(*w->deltas), delta_cmp);
+	size_t out = 0;
+	for (size_t i = 1; i < w->ndeltas; i++) {
+		struct site_delta *a = &w->deltas[out], *b = &w->deltas[i];
+		if (a->site == b->site) {
+			a->live_bytes = (int64_t)((uint64_t)a->live_bytes + (uint64_t)b->live_bytes);
+			a->live_blocks = (int64_t)((uint64_t)a->live_blocks + (uint64_t)b->live_blocks);
+			a->total_allocs = (int64_t)((uint64_t)a->total_allocs + (uint64_t)b->total_allocs);
+			a->total_bytes = (int64_t)((uint64_t)a->total_bytes + (uint64_t)b->total_bytes);
+		} else {
+			w->deltas[++out] = *b;
+		}
+	}
+	w->ndeltas = out + 1;
 }
 
 static int module_record(struct journal_walk *w, uint64_t pos, const uint8_t *rec, uint32_t size)
@@ -843,6 +925,7 @@ static int walk_journal(struct journal_walk *w, uint16_t tag)
 	int rc = 0;
 
 	w->buf = malloc(JOURNAL_WINDOW);
+	w->win_off = w->win_len = 0;
 	if (tag == RH_REC_MODULE)
 		w->path = malloc(UINT16_MAX + 1);
 	if (!w->buf || (tag == RH_REC_MODULE && !w->path))
@@ -878,6 +961,8 @@ static int walk_journal(struct journal_walk *w, uint16_t tag)
 					rc = -1;
 				else if (tag == RH_REC_SITE)
 					rc = site_record(w, pos, p, r.size);
+				else if (tag == RH_REC_DELTAS)
+					rc = deltas_record(w, pos, p, r.size);
 				else
 					rc = module_record(w, pos, p, r.size);
 			}
@@ -896,7 +981,13 @@ int rh_heap_walk_sites(struct rh_heap *heap,
 	if (go <= 0)
 		return go;
 	struct journal_walk w = { .h = heap, .site_fn = fn, .arg = arg };
-	return walk_journal(&w, RH_REC_SITE);
+	/* The threads' counter tables first; a bad record is reported by the
+	 * site walk when it lies before the end of the sites, in file order. */
+	int first = walk_journal(&w, RH_REC_DELTAS);
+	deltas_merge(&w);
+	int rc = walk_journal(&w, RH_REC_SITE);
+	free(w.deltas);
+	return rc ? rc : first;
 }
 
 int rh_heap_walk_modules(struct rh_heap *heap,

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "leakscan.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -140,6 +141,10 @@ EXPORT void free(void *p)
 {
 	if (!p)
 		return;
+	if (heap_is_own(p)) {
+		free_block(p);
+		return;
+	}
 	switch (heap_owner(p)) {
 	case OWNER_SELF:
 		free_block(p);
@@ -283,6 +288,7 @@ EXPORT size_t malloc_usable_size(void *p)
 /* _exit and _Exit end a process without exit handlers: the heap goes now. */
 EXPORT void _exit(int status)
 {
+	leakscan_run();
 	heap_unlink_at_exit();
 	syscall(SYS_exit_group, status);
 	__builtin_unreachable();

@@ -23,6 +23,8 @@ struct collect {
 	struct agg *by_id;
 	size_t cap;
 	int nomem;
+	int (*keep)(const struct rh_block_info *block, void *arg);
+	void *keep_arg;
 };
 
 static struct site_stat *site_get(struct collect *c, uint32_t id)
@@ -54,7 +56,7 @@ static struct site_stat *site_get(struct collect *c, uint32_t id)
 static int on_block(const struct rh_block_info *b, void *arg)
 {
 	struct collect *c = arg;
-	if (b->refcount == 0)
+	if (b->refcount == 0 || (c->keep && !c->keep(b, c->keep_arg)))
 		return 0;
 	c->r->bytes += b->size;
 	c->r->blocks++;
@@ -100,8 +102,14 @@ static int by_bytes(const void *a, const void *b)
 
 int report_collect(struct rh_heap *heap, struct site_report *r)
 {
+	return report_collect_if(heap, NULL, NULL, r);
+}
+
+int report_collect_if(struct rh_heap *heap, int (*keep)(const struct rh_block_info *block, void *arg),
+	void *arg, struct site_report *r)
+{
 	memset(r, 0, sizeof(*r));
-	struct collect c = { .r = r };
+	struct collect c = { .r = r, .keep = keep, .keep_arg = arg };
 	int rc = rh_heap_walk_blocks(heap, on_block, &c);
 	if (rc == 0 && !c.nomem)
 		rc = rh_heap_walk_sites(heap, on_site, &c);

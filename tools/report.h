@@ -36,6 +36,10 @@ struct site_report {
  * the sites' stacks from the journal. 0, or -1 when the heap turned out bad
  * (rh_heap_error says why; *r holds nothing). */
 int report_collect(struct rh_heap *heap, struct site_report *r);
+/* The same for the live blocks KEEP returns non-zero for (the leak check:
+ * lost, or still reachable). */
+int report_collect_if(struct rh_heap *heap, int (*keep)(const struct rh_block_info *block, void *arg),
+	void *arg, struct site_report *r);
 void report_free(struct site_report *r);
 
 /* Bytes and blocks of the sites after the first LIMIT, for "other sites":
