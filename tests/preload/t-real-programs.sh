@@ -66,6 +66,41 @@ for p in threads forker execself; do
 	echo "ok $p"
 done
 
+# Every normal end removes the heap; death by a signal leaves it, orphaned.
+for how in return exit _exit _Exit; do
+	shim "$PROGS/exit_ways" $how || fail "exit_ways $how"
+	no_heaps "exit_ways $how"
+done
+shim "$PROGS/exit_ways" abort 2>/dev/null && fail "exit_ways abort did not abort"
+left=$(ls -A "$D")
+case $left in heap-[0-9]*) ;; *) fail "abort left '$left', expected one heap" ;; esac
+"$BUILD/bin/redhawk-shminfo" -d "$D" | grep -q 'orphaned:    true' || fail "the aborted heap is not orphaned"
+rm -f "$D"/heap-*
+# A kept heap stays, orphaned, after a normal exit.
+RH_SHMALLOC_KEEP=1 shim "$PROGS/exit_ways" return || fail "exit_ways with RH_SHMALLOC_KEEP=1"
+[ -n "$(ls -A "$D")" ] || fail "RH_SHMALLOC_KEEP=1 left nothing"
+rm -f "$D"/heap-*
+# Disabled: nothing is made.
+RH_SHMALLOC=disable shim "$PROGS/exit_ways" big || fail "exit_ways with RH_SHMALLOC=disable"
+no_heaps "RH_SHMALLOC=disable"
+echo "ok exit, _exit, _Exit, abort, keep, disable"
+
+# A full filesystem: a 4 MiB tmpfs of our own; 64 MiB still allocate, from
+# private memory, and the program ends well.
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+	mkdir "$W/small"
+	if unshare -m sh -c "mount -t tmpfs -o size=4m rh-test '$W/small' && \
+		RH_SHM_DIR='$W/small' RH_SHMALLOC_METRICS=1 LD_PRELOAD='$SHIM' '$PROGS/exit_ways' big" \
+		2> "$W/full.err"; then
+		grep -q 'allocations served from private memory *[1-9]' "$W/full.err" ||
+			{ cat "$W/full.err"; fail "a full filesystem: no private fallback counted"; }
+		echo "ok full filesystem"
+	else
+		grep -q 'mount' "$W/full.err" && echo "cannot mount a tmpfs here: full-filesystem part skipped" ||
+			{ cat "$W/full.err"; fail "a full filesystem: the program failed"; }
+	fi
+fi
+
 # python3's own test suite: same verdict.
 PY=$(command -v python3)
 if [ -n "$PY" ] && "$PY" -c 'import test.test_dict' 2>/dev/null; then
