@@ -35,6 +35,7 @@ struct pool {
 	struct superblock *first;              /* chain through pool_next */
 	struct superblock *hint;               /* last one with free pages */
 	size_t retained;                       /* free committed bytes kept */
+	bool punch_next;                       /* span_free: punch, whatever the budget */
 	size_t bytes;                          /* in its superblocks */
 	bool used;
 };
@@ -66,6 +67,7 @@ struct tcache {
 	} large[LCACHE_ENTRIES];
 	unsigned nlarge;
 	size_t large_bytes;
+	bool exited;                   /* past tcache_exit: cache nothing */
 };
 
 static __thread struct tcache tc;
@@ -144,6 +146,9 @@ static inline void count(int64_t bytes, int64_t blocks)
 
 static void tcache_flush_all(void);
 
+/* Thread exit (a pthread key destructor). The C library may still free and
+ * allocate after it (__libc_thread_freeres), so the cache stays bound but
+ * holds nothing from now on, and counts in the shared slot 0. */
 static void tcache_exit(void *arg)
 {
 	(void)arg;
@@ -152,7 +157,12 @@ static void tcache_exit(void *arg)
 	tcache_flush_all();
 	if (tc.slot)
 		atomic_fetch_and(&counter_slots, ~(1ULL << tc.slot));
-	memset(&tc, 0, sizeof(tc));
+	tc.slot = 0;
+	tc.counter = &tc.heap->hdr->counters[0];
+	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
+		tc.bins[c].max = 0;
+	tc.large_bytes = LCACHE_BYTES;  /* the LARGE cache takes nothing more */
+	tc.exited = true;
 }
 
 /* Binds this thread's cache to the process's heap (made if needed). */
@@ -163,8 +173,9 @@ static bool tcache_init(void)
 		return false;
 	if (tc.heap == h)
 		return true;
-	if (tc.heap)
+	if (tc.heap && !tc.exited)
 		tcache_exit(NULL);
+	tc.exited = false;
 	unsigned n = alloc_npools();
 	unsigned seq = atomic_fetch_add(&thread_seq, 1);
 	tc.pool = &pools[seq % n];
@@ -178,6 +189,8 @@ static bool tcache_init(void)
 		}
 	}
 	tc.counter = &h->hdr->counters[tc.slot];
+	tc.nlarge = 0;
+	tc.large_bytes = 0;
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++) {
 		uint32_t m = (64u << 10) / class_size[c];
 		tc.bins[c].max = m < 8 ? 8 : m > 128 ? 128 : m;
@@ -311,7 +324,7 @@ static void span_punch(struct heap *h, struct superblock *sb, uint32_t idx, uint
 static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
 	size_t bytes = (size_t)pages << h->page_shift;
-	if (pl->retained + bytes > retain_budget(pl))
+	if (pl->retained + bytes > retain_budget(pl) || pl->punch_next)
 		span_punch(h, sb, idx, pages);
 	else
 		pl->retained += bytes;
@@ -429,7 +442,7 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 }
 
 /* Finds and takes `pages` in the pool, growing the heap when needed. */
-static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct span_ref *out)
+static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct span_ref *out, bool grow)
 {
 	uint32_t idx;
 	struct superblock *sb = pl->hint;
@@ -438,6 +451,8 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct sp
 			if (sb_find(sb, pages, &idx))
 				break;
 		if (!sb) {
+			if (!grow)
+				return ENOMEM;
 			sb = sb_new(h, pl, pages);
 			if (!sb)
 				return errno ? errno : ENOMEM;
@@ -516,7 +531,7 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 	}
 	struct span_ref r;
 	uint32_t pages = small_span_pages(h, c);
-	int err = span_alloc(h, pl, pages, &r);
+	int err = span_alloc(h, pl, pages, &r, true);
 	if (err)
 		return err;
 	struct page_desc *d = &r.sb->pages[r.idx];
@@ -528,6 +543,21 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 }
 
 static void drain_remote(struct heap *h, struct pool *pl);
+
+/* Remote frees of other pools too, whose threads may be gone: taken when
+ * their lock is free (trylock, so no lock order between pools arises). */
+static void drain_others(struct heap *h, struct pool *mine)
+{
+	for (unsigned i = 0; i < npools; i++) {
+		struct pool *pl = &pools[i];
+		if (pl == mine || !__atomic_load_n(&h->hdr->pools[i].remote_free, __ATOMIC_RELAXED))
+			continue;
+		if (pthread_mutex_trylock(&pl->lock) == 0) {
+			drain_remote(h, pl);
+			pthread_mutex_unlock(&pl->lock);
+		}
+	}
+}
 
 /* Fills the thread's bin for class c and returns one block of it. */
 static void *refill(unsigned c)
@@ -541,10 +571,12 @@ static void *refill(unsigned c)
 		pl = &pools[(unsigned)(cpu < 0 ? 0 : cpu) / rh_options.cpus_per_pool % npools];
 	}
 	struct tbin *b = &tc.bins[c];
-	uint32_t want = b->max / 2 + 1, got = 0;
+	uint32_t want = b->max / 2 + 1, got = 0;  /* 1 once the thread has exited */
 	void *first = NULL;
 	pthread_mutex_lock(&pl->lock);
 	drain_remote(h, pl);
+	if (!pl->cur[c].sb)
+		drain_others(h, pl);
 	while (got < want) {
 		struct span_ref *cur = &pl->cur[c];
 		if (!cur->sb) {
@@ -641,7 +673,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 	struct heap *h = tc.heap;
 	size_t page = (size_t)1 << h->page_shift;
 	size_t lead = align <= HDR ? HDR : align > page ? align + HDR : align;
-	if (size > ((size_t)1 << 46) || lead > ((size_t)1 << 40)) {
+	if (size > ((size_t)1 << 46) || align > ((size_t)1 << 30)) {
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -666,7 +698,25 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 	if (!r.sb) {
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
-		int err = span_alloc(h, pl, (uint32_t)pages64, &r);
+		drain_others(h, pl);
+		int err = span_alloc(h, pl, (uint32_t)pages64, &r, false);
+		if (err) {
+			/* Free pages of another pool (its threads may be gone) before
+			 * growing the file. A LARGE span stays its superblock's pool's. */
+			pthread_mutex_unlock(&pl->lock);
+			for (unsigned i = 0; i < npools && err; i++) {
+				struct pool *other = &pools[i];
+				if (other == pl || !other->used || pthread_mutex_trylock(&other->lock))
+					continue;
+				if ((err = span_alloc(h, other, (uint32_t)pages64, &r, false)) == 0)
+					desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, 0);
+				pthread_mutex_unlock(&other->lock);
+			}
+			if (!err)
+				goto placed;
+			pthread_mutex_lock(&pl->lock);
+			err = span_alloc(h, pl, (uint32_t)pages64, &r, true);
+		}
 		if (err) {
 			pthread_mutex_unlock(&pl->lock);
 			stat_add(alloc_failures, 1);
@@ -676,11 +726,27 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 		desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, 0);
 		pthread_mutex_unlock(&pl->lock);
 	}
+placed:;
 	char *span = span_start(h, r.sb, r.idx);
 	uint64_t data = HDR;
 	if (align > HDR) {
 		uintptr_t a = ((uintptr_t)span + HDR + align - 1) & ~(uintptr_t)(align - 1);
 		data = a - (uintptr_t)span;
+	}
+	uint32_t before = (uint32_t)((data - HDR) >> h->page_shift);
+	if (before) {
+		/* Whole pages before the header's page (alignment above a page):
+		 * back to the bins, punched, rather than held by the block. */
+		struct pool *owner = &pools[r.sb->pool];
+		pthread_mutex_lock(&owner->lock);
+		desc_set(r.sb, r.idx + before, (uint32_t)pages64 - before, RH_PAGE_LARGE, 0);
+		owner->punch_next = true;
+		span_free(h, owner, r.sb, r.idx, before);
+		owner->punch_next = false;
+		pthread_mutex_unlock(&owner->lock);
+		r.idx += before;
+		span += (size_t)before << h->page_shift;
+		data -= (uint64_t)before << h->page_shift;
 	}
 	struct page_desc *d = &r.sb->pages[r.idx];
 	d->free_head = (uint32_t)data;
@@ -845,14 +911,26 @@ void free_block(void *p)
 	release(h, bh, true);
 }
 
+static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off);
+
 /* A block of another process's heap: drop our reference; on the last one,
  * count the free there and hand the block to its owner's pool. */
 void free_foreign(struct heap *h, void *p)
 {
+	uint64_t off = (uint64_t)((char *)p - h->base);
 	struct block_header *bh = (struct block_header *)p - 1;
-	if (!unref(bh))
+	int saved = errno;
+	if (!check_block(h, (uint64_t)bh->sb_page << h->page_shift, off)) {
+		errno = saved;
+		rh_warn("free(%p): not a block of %s", p, h->name);
 		return;
+	}
+	errno = saved;
 	stat_add(blocks_released, 1);
+	if (!unref(bh)) {
+		heap_foreign_dropped(h);
+		return;
+	}
 	struct superblock *sb = sb_at(h, bh->sb_page);
 	struct page_desc *d = &sb->pages[bh->span_index];
 	uint64_t size = d->kind == RH_PAGE_LARGE ? large_size(d) : usable_in(h, bh) - bh->slack;
@@ -862,13 +940,14 @@ void free_foreign(struct heap *h, void *p)
 	__atomic_fetch_add(&hdr->counters[0].frees, 1, __ATOMIC_RELAXED);
 	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
 		journal_count(hdr, bh->site, 0, (int64_t)(size), -1);
-	uint64_t off = (uint64_t)((char *)bh - h->base);
+	off = (uint64_t)((char *)bh - h->base);
 	uint64_t *head = &hdr->pools[sb->pool % RH_MAX_POOLS].remote_free;
 	uint64_t old = __atomic_load_n(head, __ATOMIC_RELAXED);
 	do
 		*(uint64_t *)p = old;
 	while (!__atomic_compare_exchange_n(head, &old, off, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 	__atomic_fetch_add(&hdr->pools[sb->pool % RH_MAX_POOLS].remote_count, 1, __ATOMIC_RELAXED);
+	heap_foreign_dropped(h);
 }
 
 /* Blocks other processes released into this pool (pool locked). */
@@ -985,6 +1064,10 @@ size_t block_size(const void *p)
 void *realloc_block(void *p, size_t size, uint32_t site)
 {
 	struct heap *h = rh_heap;
+	if (size > ((size_t)1 << 46)) {
+		errno = ENOMEM;
+		return NULL;
+	}
 	struct block_header *bh = (struct block_header *)p - 1;
 	if (bh->refcount == 1 && tc.heap == h) {
 		struct superblock *sb = sb_at(h, bh->sb_page);
@@ -1045,30 +1128,46 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off)
 {
 	uint64_t page = (uint64_t)1 << h->page_shift;
-	if (off % 16 || sb_off % page || off < h->hdr->header_size + HDR || off > h->mapped_end - 16 ||
-	    sb_off < h->hdr->header_size || sb_off + page > h->mapped_end || sb_off >= off)
+	uint64_t end = __atomic_load_n(&h->mapped_end, __ATOMIC_ACQUIRE);
+	errno = EINVAL;
+	if (off % 16 || sb_off % page || end < page || off < h->hdr->header_size + HDR || off > end - 16 ||
+	    sb_off < h->hdr->header_size || sb_off > end - page || sb_off >= off)
 		return NULL;
+	/* The superblock's header pages are always committed: safe to read. */
 	struct superblock *sb = (struct superblock *)(h->base + sb_off);
-	struct block_header *bh = (struct block_header *)(h->base + off) - 1;
+	uint64_t size = sb->size, npages = sb->npages, hsize = sb->header_size;
 	if (__atomic_load_n(&sb->magic, __ATOMIC_ACQUIRE) != RH_SB_MAGIC || sb->kind != RH_SB_DATA ||
-	    sb->offset != sb_off || sb->size > h->mapped_end - sb_off || off >= sb_off + sb->size ||
-	    ((uint64_t)bh->sb_page << h->page_shift) != sb_off)
+	    sb->offset != sb_off || size > end - sb_off || off >= sb_off + size ||
+	    npages != size >> h->page_shift || hsize > size ||
+	    hsize < offsetof(struct superblock, pages) + npages * sizeof(struct page_desc) + (npages + 63) / 64 * 8)
+		return NULL;
+	/* The block's header page must hold memory: a punched page would be
+	 * allocated by the read, or raise SIGBUS on a full filesystem. */
+	struct block_header *bh = (struct block_header *)(h->base + off) - 1;
+	uint64_t pg = ((uint64_t)((char *)bh - (char *)sb)) >> h->page_shift;
+	if (pg * page < hsize || !bit_get(commit_bits(sb), (uint32_t)pg)) {
+		errno = ESTALE;
+		return NULL;
+	}
+	if (((uint64_t)bh->sb_page << h->page_shift) != sb_off)
 		return NULL;
 	uint32_t idx = bh->span_index;
-	if ((uint64_t)idx << h->page_shift < sb->header_size || idx >= sb->npages)
+	if ((uint64_t)idx * page < hsize || idx >= npages)
 		return NULL;
 	struct page_desc *d = &sb->pages[idx];
-	char *span = span_start(h, sb, idx);
-	if (d->span_pages == 0 || d->span_pages > sb->npages - idx)
+	uint32_t span_pages = d->span_pages;
+	if (span_pages == 0 || span_pages > npages - idx)
 		return NULL;
-	char *end = span + ((size_t)d->span_pages << h->page_shift);
-	if ((char *)bh < span || (char *)(bh + 1) >= end)
+	char *span = span_start(h, sb, idx);
+	char *span_end = span + ((size_t)span_pages << h->page_shift);
+	if ((char *)bh < span || (char *)(bh + 1) >= span_end)
 		return NULL;
 	if (d->kind == RH_PAGE_LARGE)
 		return (char *)(bh + 1) == span + d->free_head ? bh : NULL;
-	if (d->kind != RH_PAGE_SMALL || d->size_class >= RH_NUM_CLASSES)
+	uint8_t cls = d->size_class;
+	if (d->kind != RH_PAGE_SMALL || cls >= RH_NUM_CLASSES)
 		return NULL;
-	uint32_t slot = class_size[d->size_class];
+	uint32_t slot = class_size[cls];
 	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
 	if (!(r & RH_REF_DISPLACED) && ((char *)bh - span) % slot)
 		return NULL;
@@ -1078,10 +1177,8 @@ static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_
 void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off)
 {
 	struct block_header *bh = check_block(h, sb_off, off);
-	if (!bh) {
-		errno = EINVAL;
+	if (!bh)
 		return NULL;
-	}
 	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
 	for (;;) {
 		if (r == RH_REF_MARKER || (r & RH_REF_COUNT_MASK) == 0) {

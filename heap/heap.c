@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -200,9 +201,17 @@ static int create(struct heap *h)
 		if (renameat2(dirfd, tmp, dirfd, h->name, RENAME_NOREPLACE) == 0)
 			break;
 		err = errno;
-		if (err != EEXIST || tries > 3 || !replaceable(dirfd, h->name))
+		if (err != EEXIST || tries > 4)
 			goto fail_unmap;
-		unlinkat(dirfd, h->name, 0);
+		if (replaceable(dirfd, h->name)) {
+			unlinkat(dirfd, h->name, 0);
+		} else if (tries == 0) {
+			/* A live heap of the same PID: a process of another PID
+			 * namespace (a container sharing the folder). Ours takes the
+			 * namespace's inode as a suffix. */
+			snprintf(h->name, sizeof(h->name), "heap-%d-%llu", (int)h->pid,
+				(unsigned long long)h->hdr->pid_ns);
+		}
 	}
 	snprintf(h->path, sizeof(h->path), "%s/%s", opt->dir, h->name);
 	h->dirfd = dirfd;
@@ -241,7 +250,9 @@ struct heap *heap_get_slow(void)
 		errno = create_errno;
 		goto out;
 	}
+	int saved = errno;
 	int err = create(&own);
+	errno = saved;  /* a heap made is no error for the caller to see */
 	if (err) {
 		if (!create_errno && rh_options.enabled)
 			rh_warn("cannot create a heap in %s: %s", rh_options.dir, strerror(err));
@@ -415,6 +426,10 @@ void heap_fork_parent(void)
 	pthread_mutex_unlock(&create_lock);
 }
 
+/* Records a region inherited over fork. When the table is full the last
+ * entry grows to cover the new region too: a pointer the hull covers that was
+ * never a heap block is then treated as inherited (its free does nothing),
+ * which leaks rather than crashes. */
 static void inherit(char *base, size_t size)
 {
 	unsigned n = atomic_load(&ninherited);
@@ -422,7 +437,13 @@ static void inherit(char *base, size_t size)
 		inherited[n].base = base;
 		inherited[n].size = size;
 		atomic_store_explicit(&ninherited, n + 1, memory_order_release);
+		return;
 	}
+	char *lo = inherited[n - 1].base < base ? inherited[n - 1].base : base;
+	char *a = inherited[n - 1].base + inherited[n - 1].size, *b = base + size;
+	char *hi = a > b ? a : b;
+	inherited[n - 1].size = (size_t)(hi - lo);
+	inherited[n - 1].base = lo;
 }
 
 /* The child gets private copies of every shared mapping, at the same
@@ -443,6 +464,8 @@ void heap_fork_child(void)
 	for (unsigned i = 0; i < n; i++) {
 		if (foreign[i].fd < 0)
 			continue;
+		/* Blocks the parent attached are private copies in the child;
+		 * the parent still holds the references. */
 		os_map_private_copy(foreign[i].fd, foreign[i].base, foreign[i].mapped_end);
 		close(foreign[i].fd);
 		foreign[i].fd = -1;
@@ -467,19 +490,43 @@ void heap_fork_child(void)
 __attribute__((constructor)) static void heap_init(void)
 {
 	pthread_atfork(heap_fork_prepare, heap_fork_parent, heap_fork_child);
+	/* quick_exit runs no destructors; handlers run last-registered first,
+	 * and this one is registered before any program's. */
+	at_quick_exit(heap_unlink_at_exit);
 }
 
 /* --- Attach -------------------------------------------------------------- */
 
+/* "heap-<pid>" or "heap-<pid>-<pid namespace>". */
 static bool valid_name(const char *name, size_t cap)
 {
 	size_t n = strnlen(name, cap);
 	if (n == cap || n < 6 || strncmp(name, "heap-", 5) != 0)
 		return false;
-	for (size_t i = 5; i < n; i++)
+	int dashes = 0;
+	for (size_t i = 5; i < n; i++) {
+		if (name[i] == '-' && i > 5 && name[i - 1] != '-' && i + 1 < n && !dashes++)
+			continue;
 		if (name[i] < '0' || name[i] > '9')
 			return false;
+	}
 	return true;
+}
+
+/* A heap this PID's previous program image set aside before exec (see the
+ * shim): removed once its lock is gone, that is once exec succeeded. */
+void heap_exec_leftover(void)
+{
+	const struct options *opt = options_get();
+	char name[64];
+	snprintf(name, sizeof(name), ".heap-%d.exec", (int)getpid());
+	int dirfd = open(opt->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return;
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && replaceable(dirfd, name))
+		unlinkat(dirfd, name, 0);
+	close(dirfd);
 }
 
 /* Maps the file's current extent, up to the reservation. */
@@ -518,15 +565,19 @@ static void claim_holder(struct heap *h)
 	h->holder = -1;
 }
 
-static struct heap *open_foreign(const struct rh_shm_ref *ref)
+/* foreign_lock held. */
+static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
 {
-	const struct options *opt = options_get();
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
-	for (unsigned i = 0; i < n; i++)
+	unsigned slot = n;
+	for (unsigned i = 0; i < n; i++) {
 		if (foreign[i].fd >= 0 && foreign[i].instance == ref->instance &&
 		    strcmp(foreign[i].name, ref->heap) == 0)
 			return &foreign[i];
-	if (n >= RH_MAX_FOREIGN) {
+		if (foreign[i].fd == FOREIGN_RELEASED && slot == n)
+			slot = i;
+	}
+	if (slot >= RH_MAX_FOREIGN) {
 		errno = ENFILE;
 		return NULL;
 	}
@@ -556,7 +607,7 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref)
 		errno = ESTALE;
 		return NULL;
 	}
-	struct heap *h = &foreign[n];
+	struct heap *h = &foreign[slot];
 	memset(h, 0, sizeof(*h));
 	h->fd = fd;
 	h->page_shift = (unsigned)__builtin_ctzl(os_page_size());
@@ -575,12 +626,31 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref)
 	if ((err = map_more(h))) {
 		os_release(base, h->reserve);
 		close(fd);
+		h->fd = FOREIGN_RELEASED;
 		errno = err;
 		return NULL;
 	}
 	claim_holder(h);
-	atomic_store_explicit(&nforeign, n + 1, memory_order_release);
+	if (slot == n)
+		atomic_store_explicit(&nforeign, n + 1, memory_order_release);
 	return h;
+}
+
+/* One reference taken through h was dropped. When none is left, the heap is
+ * unmapped and closed (which drops our holder lock), and its entry reused. */
+void heap_foreign_dropped(struct heap *h)
+{
+	if (__atomic_sub_fetch(&h->attached, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	pthread_mutex_lock(&foreign_lock);
+	if (__atomic_load_n(&h->attached, __ATOMIC_ACQUIRE) == 0 && h->fd >= 0) {
+		__atomic_store_n(&h->mapped_end, 0, __ATOMIC_RELEASE);
+		os_release(h->base, h->reserve);
+		close(h->fd);
+		h->fd = FOREIGN_RELEASED;
+		h->base = NULL;
+	}
+	pthread_mutex_unlock(&foreign_lock);
 }
 
 void *heap_attach(const struct rh_shm_ref *ref)
@@ -597,17 +667,28 @@ void *heap_attach(const struct rh_shm_ref *ref)
 		}
 		h = &own;
 	} else {
+		/* Options first: options_get takes create_lock, which fork's
+		 * prepare handler takes before foreign_lock. */
+		const struct options *opt = options_get();
 		pthread_mutex_lock(&foreign_lock);
-		h = open_foreign(ref);
-		if (h && (ref->offset >= h->mapped_end || ref->offset < h->hdr->header_size))
-			map_more(h);
+		h = open_foreign(ref, opt);
+		if (h) {
+			if (ref->offset >= h->mapped_end || ref->offset < h->hdr->header_size)
+				map_more(h);
+			__atomic_add_fetch(&h->attached, 1, __ATOMIC_ACQ_REL);
+		}
 		pthread_mutex_unlock(&foreign_lock);
 		if (!h)
 			return NULL;
 	}
 	void *p = alloc_attach(h, ref->superblock, ref->offset);
-	if (p)
+	if (p) {
 		stat_add(blocks_attached, 1);
+	} else if (h != &own) {
+		int e = errno;
+		heap_foreign_dropped(h);
+		errno = e;
+	}
 	return p;
 }
 

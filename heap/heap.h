@@ -78,6 +78,7 @@ struct heap {
 	pid_t pid;                  /* creator */
 	uint64_t instance;
 	bool unlinked;
+	long attached;              /* references held through it (attached heaps) */
 	char name[RH_HEAP_NAME_LEN];
 	char path[320];
 };
@@ -104,6 +105,9 @@ struct heap *heap_of(const void *p);  /* own or attached heap holding p */
 /* For a block inherited over fork: a view with base and page shift. */
 bool heap_inherited_view(const void *p, struct heap *view);
 void *heap_attach(const struct rh_shm_ref *ref);
+void heap_foreign_dropped(struct heap *h);
+void heap_exec_leftover(void);
+#define FOREIGN_RELEASED (-2)      /* struct heap.fd of a reusable entry */
 int heap_ref(const void *p, struct rh_shm_ref *ref);
 
 /* --- alloc.c: the allocator. site is a journal locator or 0. ------------- */

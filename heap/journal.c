@@ -155,7 +155,11 @@ static int record_module(struct dl_phdr_info *info, size_t size, void *arg)
 /* Records every loaded module not yet in the journal. */
 void journal_modules_refresh(void)
 {
-	pthread_mutex_lock(&module_lock);
+	/* trylock: a thread in a dl_iterate_phdr callback of its own holds the
+	 * loader's lock and may allocate here; waiting for it would deadlock.
+	 * A module missed now is recorded at the next new site. */
+	if (pthread_mutex_trylock(&module_lock) != 0)
+		return;
 	dl_iterate_phdr(record_module, NULL);
 	pthread_mutex_unlock(&module_lock);
 }

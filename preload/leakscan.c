@@ -7,21 +7,24 @@
  * LeakSanitizer does: roots first, then the blocks themselves, transitively.
  *
  * The scan allocates nothing (its work arrays are mmap'd) and stops nothing.
- * Roots: the writable PT_LOAD segments of every loaded module, the calling
- * thread's registers and its stack from the current stack pointer up (for a
- * thread other than the main one this includes its TCB and static TLS, which
- * glibc puts at the top of the thread's stack mapping), the C library's brk
- * heap, blocks allocated by the dynamic linker (the DTV and dynamic TLS, whose
+ * Roots: the writable PT_LOAD segments of every loaded module; the exiting
+ * thread's stack from the program's frame that called exit or _exit up (for
+ * a thread other than the main one this includes its TCB and static TLS,
+ * which glibc puts at the top of the thread's stack mapping) and that
+ * frame's registers (see find_program_frame); the C library's brk heap;
+ * blocks allocated by the dynamic linker (the DTV and dynamic TLS, whose
  * pointers live where we do not look; LeakSanitizer treats them the same
- * way), and blocks published with rh_shm_ref (a reference may be held by
+ * way); and blocks published with rh_shm_ref (a reference may be held by
  * another process). Not scanned: the stacks of other threads still running
  * at exit (their stack pointers cannot be had without stopping them), and
  * the main thread's static TLS. Blocks reachable only from those are
  * reported as lost.
  */
+#define UNW_LOCAL_ONLY
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libunwind.h>
 #include <link.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -269,10 +272,8 @@ static void scan_range(struct scan *s, uintptr_t from, uintptr_t to)
 		uintptr_t data;
 		uint64_t size;
 		struct block_header *bh = find_block(s, v, &data, &size);
-		if (bh) {
-			if (getenv("LSDEBUG") && !(bh->refcount & RH_REF_REACHABLE)) rh_warn("root %lx -> %lx size %lu (range %lx-%lx)", (unsigned long)p, (unsigned long)v, (unsigned long)size, (unsigned long)from, (unsigned long)to);
+		if (bh)
 			mark(s, bh, data, size);
-		}
 	}
 }
 
@@ -422,6 +423,87 @@ static void special_roots(struct scan *s, struct block_header *bh, uintptr_t dat
 		mark(s, bh, data, size);
 }
 
+/* --- Where the program's stack starts ------------------------------------------
+ * At exit the stack below the program's last live frame holds the frames of
+ * the exit machinery (exit, its handlers, _dl_fini, us), and their unwritten
+ * slots still hold words of the program's dead frames: stale pointers that
+ * would make lost blocks look reachable (valgrind ignores them as undefined
+ * memory). So the stack is scanned from the innermost frame that lies outside
+ * the C library, the dynamic linker and the shim (the program's frame that
+ * called exit or _exit; _start when main returned), and that frame's
+ * registers, as unwinding recovers them, are roots too. */
+
+struct text {
+	uintptr_t want, lo, hi;
+};
+
+static int text_of(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct text *t = arg;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	int hit = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t from = info->dlpi_addr + ph->p_vaddr;
+		hit |= t->want - from < ph->p_memsz;
+		if (!(ph->p_flags & PF_X))
+			continue;
+		lo = from < lo ? from : lo;
+		hi = from + ph->p_memsz > hi ? from + ph->p_memsz : hi;
+	}
+	if (!hit)
+		return 0;
+	t->lo = lo;
+	t->hi = hi;
+	return 1;
+}
+
+struct program_frame {
+	uintptr_t sp;
+	uintptr_t regs[32];
+	unsigned nregs;
+};
+
+static __attribute__((noinline)) int find_program_frame(struct program_frame *pf)
+{
+	struct text mach[3] = {
+		{ .want = (uintptr_t)&exit },          /* the C library */
+		{ .want = (uintptr_t)&leakscan_run },  /* the shim */
+		{ .want = getauxval(AT_BASE) },        /* the dynamic linker */
+	};
+	for (int i = 0; i < 3; i++)
+		if (mach[i].want)
+			dl_iterate_phdr(text_of, &mach[i]);
+	unw_context_t uc;
+	unw_cursor_t cur;
+	if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0)
+		return -1;
+	for (int depth = 0; depth < 256; depth++) {
+		unw_word_t ip = 0, sp = 0;
+		if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || unw_get_reg(&cur, UNW_REG_SP, &sp) != 0)
+			return -1;
+		int ours = 0;
+		for (int i = 0; i < 3; i++)
+			ours |= ip - mach[i].lo < mach[i].hi - mach[i].lo;
+		if (!ours) {
+			pf->sp = (uintptr_t)sp;
+			pf->nregs = 0;
+			for (int r = 0; r < 32; r++) {
+				unw_word_t v;
+				if (r != UNW_REG_IP && unw_get_reg(&cur, r, &v) == 0)
+					pf->regs[pf->nregs++] = (uintptr_t)v;
+			}
+			return 0;
+		}
+		if (unw_step(&cur) <= 0)
+			return -1;
+	}
+	return -1;
+}
+
 static __attribute__((noinline)) void scan_heap(struct heap *h, uintptr_t sp)
 {
 	struct scan s;
@@ -448,13 +530,16 @@ static __attribute__((noinline)) void scan_heap(struct heap *h, uintptr_t sp)
 	}
 	s.spans = (struct span *)mem;
 	s.stack = (struct work *)(mem + span_bytes);
-	size_t spans_cap = s.cap;
-	s.cap = spans_cap;
 	each_superblock(&s, end, index_spans);
 	s.cap = stack_cap;
 	s.lo = (uintptr_t)h->base + h->hdr->header_size;
 	s.hi = (uintptr_t)h->base + end;
 
+	struct program_frame pf;
+	if (find_program_frame(&pf) == 0) {
+		sp = pf.sp;
+		scan_range(&s, (uintptr_t)pf.regs, (uintptr_t)(pf.regs + pf.nregs));
+	}
 	dl_iterate_phdr(module_roots, &s);
 	maps_roots(&s, sp);
 	each_superblock(&s, end, ldso_sites_in);
@@ -477,8 +562,8 @@ void leakscan_run(void)
 		return;
 	if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return;
-	/* The callee-saved registers into this frame, which lies above the
-	 * stack pointer taken next: they are scanned with the stack. */
+	/* Without an unwind: the callee-saved registers into this frame, which
+	 * lies above the stack pointer taken next, to be scanned with it. */
 	__builtin_unwind_init();
 	jmp_buf regs;
 	setjmp(regs);

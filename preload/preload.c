@@ -76,9 +76,7 @@ static void init(void)
 	 * sigprocmask calls per frame looked up. */
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	/* A heap of our PID's previous program image, set aside before exec. */
-	char name[sizeof(o->dir) + 32];
-	snprintf(name, sizeof(name), "%s/.heap-%d.exec", o->dir, (int)getpid());
-	unlink(name);
+	heap_exec_leftover();
 	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
 	busy = 0;
 }
@@ -274,6 +272,10 @@ EXPORT void *valloc(size_t n)
 EXPORT void *pvalloc(size_t n)
 {
 	size_t page = os_page_size();
+	if (n > SIZE_MAX - page) {
+		errno = ENOMEM;
+		return NULL;
+	}
 	size_t r = (n + page - 1) & ~(page - 1);
 	return aligned(page, r ? r : page);
 }

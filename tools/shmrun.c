@@ -51,7 +51,7 @@ enum { EXIT_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
 /* --- Command line --------------------------------------------------------- */
 
 struct options {
-	int keep, leak_check, show_reachable, json;
+	int keep, leak_check, show_reachable, json, wait_all;
 	int error_exitcode;          /* with leaks found; 0: COMMAND's status */
 	const char *dir;
 	const char *output;
@@ -74,6 +74,7 @@ static void usage(FILE *out)
 		"     --keep                 leave heaps of crashed processes in place\n"
 		"     --leak-check           report each process's lost blocks at exit\n"
 		"     --show-reachable       also report blocks still reachable at exit\n"
+		"     --wait-all             after COMMAND, wait for all its descendants\n"
 		"     --suppressions=FILE    leak:PATTERN lines (LeakSanitizer's format)\n"
 		"     --error-exitcode=N     exit status when leaks are found (default 23;\n"
 		"                              0: COMMAND's own status)\n"
@@ -92,7 +93,7 @@ static void usage(FILE *out)
 /* 0: go on; 1: help or version printed; -1: bad usage, reported. */
 static int parse(int argc, char **argv)
 {
-	enum { OPT_KEEP = 256, OPT_LEAK, OPT_REACH, OPT_SUPP, OPT_EXIT, OPT_FORMAT, OPT_JSON };
+	enum { OPT_KEEP = 256, OPT_LEAK, OPT_REACH, OPT_SUPP, OPT_EXIT, OPT_FORMAT, OPT_JSON, OPT_WAIT };
 	static const struct option longopts[] = {
 		{ "dir", required_argument, NULL, 'd' },
 		{ "error-exitcode", required_argument, NULL, OPT_EXIT },
@@ -105,6 +106,7 @@ static int parse(int argc, char **argv)
 		{ "show-reachable", no_argument, NULL, OPT_REACH },
 		{ "suppressions", required_argument, NULL, OPT_SUPP },
 		{ "version", no_argument, NULL, 'V' },
+		{ "wait-all", no_argument, NULL, OPT_WAIT },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(&opt, 0, sizeof(opt));
@@ -120,6 +122,7 @@ static int parse(int argc, char **argv)
 		case OPT_LEAK: opt.leak_check = 1; break;
 		case OPT_REACH: opt.show_reachable = 1; break;
 		case OPT_JSON: opt.json = 1; break;
+		case OPT_WAIT: opt.wait_all = 1; break;
 		case OPT_SUPP: {
 			const char **v = realloc(opt.suppressions, (opt.nsuppressions + 1) * sizeof(*v));
 			if (!v) {
@@ -620,6 +623,32 @@ out:
 	return rc;
 }
 
+/* A dead process's .heap-PID.exec: the heap its earlier program image set
+ * aside at exec, left when the new image runs without the shim. Removed
+ * silently when it is that process's and orphaned. */
+static void remove_exec_aside(pid_t pid, uint64_t start)
+{
+	char name[64];
+	snprintf(name, sizeof(name), ".heap-%d.exec", (int)pid);
+	struct stat st;
+	if (opt.keep || fstatat(heap_dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+		return;
+	int fd = openat(heap_dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return;
+	struct rh_heap *heap = NULL;
+	struct stat now;
+	if (fstat(fd, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev &&
+	    rh_heap_open(heap_dir, name, &heap) == 0) {
+		const struct rh_heap_info *info = rh_heap_info(heap);
+		if (info->creator_pid == pid && (!start || !info->creator_start || info->creator_start == start) &&
+		    rh_heap_fd_orphaned(fd, info) == 1)
+			unlink_checked(name, &st);
+	}
+	rh_heap_close(heap);
+	close(fd);
+}
+
 /* Every announced process that is gone: its heap, if any. */
 static void sweep(void)
 {
@@ -627,7 +656,10 @@ static void sweep(void)
 	for (size_t i = 0; i < ntracked;) {
 		struct tracked t = tracked[i];
 		int r = examine(t.pid, t.start, -1);
-		if (r == 1 || (r == 0 && (!t.start || start_time(t.pid) != t.start))) {
+		int gone = !t.start || start_time(t.pid) != t.start;
+		if (gone)
+			remove_exec_aside(t.pid, t.start);
+		if (r == 1 || (r == 0 && gone)) {
 			untrack(t.pid);  /* handled, or gone without a heap */
 			continue;
 		}
@@ -636,16 +668,19 @@ static void sweep(void)
 }
 
 /* Every dead descendant we can reap: its heap first (while it is a zombie,
- * its pid cannot be reused), then the zombie. Returns 1 once COMMAND is. */
+ * its pid cannot be reused), then the zombie. Returns 1 once COMMAND is
+ * (with --wait-all: once no descendant is left). */
 static int reap(int *command_status)
 {
-	int done = 0;
+	static int command_done;
 	for (;;) {
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == ECHILD)
+				return command_done;
 			break;
 		}
 		if (si.si_pid == 0)
@@ -653,16 +688,18 @@ static int reap(int *command_status)
 		pid_t pid = si.si_pid;
 		int status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
 		drain_socket();
-		examine(pid, start_time(pid), status);
+		uint64_t start = start_time(pid);
+		examine(pid, start, status);
+		remove_exec_aside(pid, start);
 		untrack(pid);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
 		if (pid == child) {
 			*command_status = status;
-			done = 1;
+			command_done = 1;
 		}
 	}
-	return done;
+	return command_done && !opt.wait_all;
 }
 
 /* --- Starting COMMAND ------------------------------------------------------- */
@@ -742,6 +779,7 @@ static void start(char **argv, const sigset_t *old_mask)
 		die(EXIT_FAILED, "fork: %s", strerror(errno));
 	if (child == 0) {
 		close(p[0]);
+		signal(SIGPIPE, SIG_DFL);
 		sigprocmask(SIG_SETMASK, old_mask, NULL);
 		execvp(argv[0], argv);
 		int e = errno;
@@ -822,6 +860,9 @@ int main(int argc, char **argv)
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		die(EXIT_FAILED, "prctl: %s", strerror(errno));
 
+	/* A closed report stream must not kill us before the heaps are
+	 * cleaned up (the child gets SIGPIPE back before exec). */
+	signal(SIGPIPE, SIG_IGN);
 	sigset_t mask, old;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);

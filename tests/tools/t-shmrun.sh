@@ -1,0 +1,183 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# redhawk-shmrun: crash cleanup (a segfault, SIGKILL from outside, a crashing
+# child reaped by its parent, a crashing orphan), exit statuses as a shell
+# gives them, signal forwarding, the leak check's options, bad input (125,
+# 126, 127), and heaps it did not create left alone.
+. "$TOP/tests/tools/lib.sh"
+
+SHMRUN=$BUILD/bin/redhawk-shmrun
+SHIM=$BUILD/lib/libredhawk-shm-preload.so
+CRASHER=$BUILD/tests/progs/crasher
+LEAKS=$BUILD/tests/leaks
+[ "${SANITIZE:-}" = 1 ] && skip "the shim is not preloaded into sanitizer builds"
+for f in "$SHMRUN" "$SHIM" "$CRASHER" "$LEAKS/dropped" "$LEAKS/reachable"; do
+	[ -x "$f" ] || [ -f "$f" ] || skip "not built: $f"
+done
+
+no_heaps() { # what
+	left=$(ls -A "$D")
+	[ -z "$left" ] || fail "$1 left files behind: $left"
+}
+
+# Waits until FILE holds a pid; sets $pid.
+wait_pid_file() {
+	i=0
+	while ! [ -s "$1" ]; do
+		i=$((i + 1)); [ $i -lt 500 ] || fail "no pid in $1"
+		sleep 0.01
+	done
+	pid=$(cat "$1")
+}
+
+# A segfault: 139, the report names the call site that held the memory.
+run "$SHMRUN" -d "$D" "$CRASHER" segv
+expect_rc 139 "segfault"
+expect_err "killed by signal 11" "segfault report"
+expect_err "held 11.7K in 3 blocks" "what was held"
+expect_err "hold_buffers (crasher.c:" "call site"
+expect_err "unlinking heap-" "removal"
+no_heaps "a segfault"
+echo "ok segv"
+
+# SIGKILL from outside: 137.
+"$SHMRUN" -d "$D" "$CRASHER" wait "$D.pid" >"$D.out" 2>"$D.err" &
+runner=$!
+KIDS="$runner"
+wait_pid_file "$D.pid"
+[ -e "$D/heap-$pid" ] || fail "no heap-$pid while it runs"
+kill -9 "$pid"
+wait "$runner"; rc=$?
+rm -f "$D.pid"
+expect_rc 137 "SIGKILL"
+expect_err "pid $pid (crasher) killed by signal 9" "SIGKILL report"
+expect_err "hold_buffers (crasher.c:" "call site after SIGKILL"
+no_heaps "SIGKILL"
+echo "ok sigkill"
+
+# Signals reach COMMAND: SIGTERM to redhawk-shmrun kills it, 143.
+"$SHMRUN" -d "$D" "$CRASHER" wait "$D.pid" >"$D.out" 2>"$D.err" &
+runner=$!
+KIDS="$runner"
+wait_pid_file "$D.pid"
+kill -TERM "$runner"
+wait "$runner"; rc=$?
+rm -f "$D.pid"
+expect_rc 143 "forwarded SIGTERM"
+expect_err "killed by signal 15" "SIGTERM report"
+no_heaps "SIGTERM"
+echo "ok forwarding"
+
+# A child that crashes, reaped by its own parent (which exits 3).
+run "$SHMRUN" -d "$D" "$CRASHER" fork-segv
+expect_rc 3 "parent's status"
+expect_err "hold_buffers (crasher.c:" "the child's call site"
+no_heaps "a crashing child"
+echo "ok fork-segv"
+
+# A crashing orphan, reaped by us as subreaper, with --wait-all.
+run "$SHMRUN" -d "$D" --wait-all "$CRASHER" orphan-segv
+expect_rc 0 "COMMAND's status"
+expect_err "killed by signal 11" "the orphan's death"
+no_heaps "a crashing orphan"
+echo "ok orphan"
+
+# --keep leaves the heap, still orphaned.
+run "$SHMRUN" -d "$D" --keep "$CRASHER" segv
+expect_rc 139 "segfault with --keep"
+[ -n "$(ls -A "$D")" ] || fail "--keep removed the heap"
+rm -f "$D"/heap-*
+echo "ok keep"
+
+# A heap we did not make (an orphan of a process not ours) is left alone.
+RH_SHM_DIR=$D LD_PRELOAD=$SHIM "$CRASHER" segv 2>/dev/null
+foreign=$(ls -A "$D")
+[ -n "$foreign" ] || fail "no foreign orphan made"
+run "$SHMRUN" -d "$D" "$CRASHER" segv
+expect_rc 139 "segfault next to a foreign orphan"
+[ "$(ls -A "$D")" = "$foreign" ] || fail "a heap not ours was touched: $(ls -A "$D")"
+rm -f "$D"/heap-*
+echo "ok foreign"
+
+# Statuses pass through; nothing printed without a crash.
+run "$SHMRUN" -d "$D" sh -c 'exit 7'
+expect_rc 7 "exit status"
+[ ! -s "$D.err" ] || { cat "$D.err"; fail "output without a crash"; }
+run "$SHMRUN" -d "$D" -- env LD_PRELOAD=kept sh -c 'echo "$LD_PRELOAD"'
+expect_rc 0 "LD_PRELOAD kept"
+run "$SHMRUN" -d "$D" sh -c 'echo "$LD_PRELOAD"'
+expect_out "libredhawk-shm-preload.so" "LD_PRELOAD set"
+LD_PRELOAD=/lib/x86_64-linux-gnu/libc.so.6 run "$SHMRUN" -d "$D" sh -c 'echo "$LD_PRELOAD"'
+expect_out "libredhawk-shm-preload.so:/lib/x86_64-linux-gnu/libc.so.6" "LD_PRELOAD prepended"
+no_heaps "plain runs"
+echo "ok status"
+
+# The leak check: 23 by default, the leak's stack, the summary.
+run "$SHMRUN" -d "$D" --leak-check "$LEAKS/dropped"
+expect_rc 23 "leaks found"
+expect_err "100 bytes lost in 1 block, 1 leak:" "leak line"
+expect_err "make (dropped.c:" "leak stack"
+expect_err "leak summary: 100 bytes lost in 1 block (1 leak) in 1 of 1 process" "summary"
+no_heaps "a leak check"
+run "$SHMRUN" -d "$D" --leak-check --error-exitcode=0 "$LEAKS/dropped"
+expect_rc 0 "--error-exitcode=0 keeps COMMAND's status"
+run "$SHMRUN" -d "$D" --leak-check --error-exitcode=42 "$LEAKS/dropped"
+expect_rc 42 "--error-exitcode=42"
+printf '# comment\n\nleak:^make$\n' > "$D.supp"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" "$LEAKS/dropped"
+expect_rc 0 "all leaks suppressed"
+expect_err "suppressed 1 leak, 100 bytes in 1 block" "suppressed counts"
+printf 'leak:dropped.c\n' > "$D.supp"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" "$LEAKS/dropped"
+expect_rc 0 "suppressed by file name"
+printf 'leak:no_such_function\n' > "$D.supp"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" "$LEAKS/dropped"
+expect_rc 23 "a suppression that matches nothing"
+run "$SHMRUN" -d "$D" --leak-check "$LEAKS/reachable"
+expect_rc 0 "reachable is not a leak"
+run "$SHMRUN" -d "$D" --leak-check --show-reachable "$LEAKS/reachable"
+expect_rc 0 "--show-reachable"
+expect_err "1692 bytes still reachable in 9 blocks" "reachable listed"
+expect_err "build (reachable.c:" "reachable stack"
+run "$SHMRUN" -d "$D" --leak-check --json -o "$D.json" "$LEAKS/dropped"
+expect_rc 23 "--json"
+grep -q '"lost_bytes": 100' "$D.json" || { cat "$D.json"; fail "--json summary"; }
+if command -v python3 >/dev/null 2>&1; then
+	python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$D.json" || fail "--json is not JSON"
+fi
+rm -f "$D.json" "$D.supp"
+no_heaps "leak checks"
+echo "ok leak-check"
+
+# Bad input: 125 for our own failures, 126 and 127 for COMMAND's.
+run "$SHMRUN" -d "$D"
+expect_rc 125 "missing COMMAND"
+expect_err "missing COMMAND" "message"
+expect_err "Try 'redhawk-shmrun --help'" "hint"
+run "$SHMRUN" --bogus true
+expect_rc 125 "unknown option"
+run "$SHMRUN" -d "$D" /nonexistent/command
+expect_rc 127 "command not found"
+expect_err "redhawk-shmrun: /nonexistent/command: No such file or directory" "message"
+printf 'x' > "$D.noexec"; chmod 644 "$D.noexec"
+run "$SHMRUN" -d "$D" "$D.noexec"
+expect_rc 126 "not executable"
+rm -f "$D.noexec"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.missing" true
+expect_rc 125 "unreadable suppressions"
+expect_err "$D.missing: No such file or directory" "names the file"
+printf 'race:foo\n' > "$D.supp"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" true
+expect_rc 125 "bad suppressions"
+expect_err "$D.supp:1: not a leak suppression" "names the line"
+rm -f "$D.supp"
+mkdir -p "$D.outside/bin"
+cp "$SHMRUN" "$D.outside/bin/"
+run "$D.outside/bin/redhawk-shmrun" -d "$D" true
+expect_rc 125 "missing shim"
+expect_err "cannot find the shim" "message"
+run "$SHMRUN" --help
+expect_rc 0 "--help"
+expect_out "Usage:" "usage"
+no_heaps "bad input"
+echo "ok bad input"
