@@ -25,6 +25,8 @@ static inline uint32_t caller_site(void *ret)
 		return 0;
 	if (!rh_options.trace_depth)
 		return 0;
+	if (journal_capture)
+		return journal_capture();
 	uint64_t frame = (uint64_t)(uintptr_t)ret;
 	if (last.frame == frame && last.heap == rh_heap)
 		return last.site;

@@ -17,7 +17,7 @@
 
 #include "heap.h"
 
-#define NBUCKETS (1u << 16)
+#define NBUCKETS (1u << 14)
 #define JOURNAL_SB_SIZE (1u << 20)
 #define MAX_MODULES 1024
 
@@ -199,6 +199,8 @@ int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end
 
 /* --- Sites -------------------------------------------------------------------- */
 
+static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth, uint64_t hash, unsigned bucket);
+
 static uint32_t lookup(struct heap_header *hdr, uint32_t head, uint64_t hash, const uint64_t *frames, unsigned depth)
 {
 	for (uint32_t loc = head; loc; loc = site_at(hdr, loc)->next) {
@@ -209,6 +211,18 @@ static uint32_t lookup(struct heap_header *hdr, uint32_t head, uint64_t hash, co
 	return 0;
 }
 
+/* Each thread's most recent sites, by hash: a hit spares the shared table
+ * and the record, which are likely cache misses. An entry matches on the
+ * 64-bit hash, the depth and the outermost and innermost frames. */
+#define RECENT 8
+static __thread struct recent {
+	uint64_t hash, first, last;
+	uint32_t loc, depth;
+	unsigned gen;
+} recent[RECENT];
+static unsigned journal_gen = 1;  /* bumped when the heap changes (fork) */
+uint32_t (*journal_capture)(void);
+
 uint32_t journal_site(const uint64_t *frames, unsigned depth)
 {
 	struct heap *h = rh_heap;
@@ -216,18 +230,33 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 		return 0;
 	if (depth > RH_MAX_TRACE_DEPTH)
 		depth = RH_MAX_TRACE_DEPTH;
-	_Atomic uint32_t *b = atomic_load_explicit(&buckets, memory_order_acquire);
 	uint64_t hash = hash_frames(frames, depth);
+	struct recent *r = &recent[hash % RECENT];
+	if (r->hash == hash && r->depth == depth && r->gen == journal_gen &&
+	    r->first == frames[0] && r->last == frames[depth - 1])
+		return r->loc;
+	_Atomic uint32_t *b = atomic_load_explicit(&buckets, memory_order_acquire);
 	unsigned bucket = (unsigned)(hash & (NBUCKETS - 1));
-	if (b) {
-		uint32_t loc = lookup(h->hdr, atomic_load_explicit(&b[bucket], memory_order_acquire), hash, frames, depth);
-		if (loc)
-			return loc;
-	}
+	uint32_t loc = 0;
+	if (b)
+		loc = lookup(h->hdr, atomic_load_explicit(&b[bucket], memory_order_acquire), hash, frames, depth);
+	if (!loc)
+		loc = site_make(h, frames, depth, hash, bucket);
+	if (loc)
+		*r = (struct recent){ hash, frames[0], frames[depth - 1], loc, depth, journal_gen };
+	return loc;
+}
+
+static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth, uint64_t hash, unsigned bucket)
+{
+	_Atomic uint32_t *b;
 	/* First sight: make sure the modules of these frames are on record so
 	 * the stack can be symbolised after the process is gone. */
-	if (!covered(frames[0]))
-		journal_modules_refresh();
+	for (unsigned i = 0; i < depth; i++)
+		if (!covered(frames[i])) {
+			journal_modules_refresh();
+			break;
+		}
 	uint32_t loc = 0;
 	pthread_mutex_lock(&jlock);
 	if (!buckets) {
@@ -365,6 +394,7 @@ void journal_fork_parent(void)
 /* The child's heap will be a new file with a new journal. */
 void journal_fork_child(void)
 {
+	journal_gen++;
 	jsb = NULL;
 	jfull = false;
 	memset(tables, 0, sizeof(tables));

@@ -60,6 +60,8 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+static uint32_t capture(void);
+
 /* Reads the options once environ exists; until then everything goes to the
  * C library (the loader allocates before libc has set environ). */
 static void init(void)
@@ -75,6 +77,7 @@ static void init(void)
 	/* Per-thread caches spare libunwind its lock, and with it two
 	 * sigprocmask calls per frame looked up. */
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	journal_capture = capture;
 	/* A heap of our PID's previous program image, set aside before exec. */
 	heap_exec_leftover();
 	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
@@ -96,6 +99,11 @@ static inline __attribute__((always_inline)) uint32_t site_here(void)
 		return 0;
 	unsigned d = (unsigned)(n - skip) < depth ? (unsigned)(n - skip) : depth;
 	return journal_site((const uint64_t *)(buf + skip), d);
+}
+
+static __attribute__((noinline)) uint32_t capture(void)
+{
+	return site_here();
 }
 
 /* Ready for a shared allocation of n bytes on this thread? */
