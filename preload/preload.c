@@ -77,7 +77,6 @@ static void init(void)
 	/* Per-thread caches spare libunwind its lock, and with it two
 	 * sigprocmask calls per frame looked up. */
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-	journal_capture = capture;
 	/* A heap of our PID's previous program image, set aside before exec. */
 	heap_exec_leftover();
 	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
@@ -103,7 +102,15 @@ static inline __attribute__((always_inline)) uint32_t site_here(void)
 
 static __attribute__((noinline)) uint32_t capture(void)
 {
+	if (state == UNREADY && !busy)
+		init();
 	return site_here();
+}
+
+/* Blocks made through the API before any malloc get whole stacks too. */
+__attribute__((constructor)) static void preload_init(void)
+{
+	journal_capture = capture;
 }
 
 /* Ready for a shared allocation of n bytes on this thread? */

@@ -25,6 +25,7 @@
 #include <redhawk/shm.h>
 
 #define HEX_LEN (2 * sizeof(struct rh_shm_ref) + 1)
+#define MIB (1024u * 1024u)
 
 static int dir_fd = -1;
 /* Used bytes when the test began: blocks that a SIGKILLed peer still holds
@@ -525,6 +526,135 @@ static void test_multiproc_more_holders_than_slots(void **state)
 	assert_int_equal(wait_used(base), base);
 }
 
+/* A long-lived consumer takes one block from each of many short-lived
+ * producers (components restarting) and drops it after its producer ended.
+ * Each producer's heap must be let go with its last reference: attaching
+ * never runs out of room, and no descriptor or mapping of a dead heap stays. */
+/* 1 when text names one of the heaps: "/heap-123" not followed by a digit. */
+static int names_one_of(const char *text, char names[][RH_HEAP_NAME_LEN], unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		size_t len = strlen(names[i]);
+		for (const char *at = strstr(text, names[i]); at; at = strstr(at + 1, names[i]))
+			if (at > text && at[-1] == '/' && !(at[len] >= '0' && at[len] <= '9'))
+				return 1;
+	}
+	return 0;
+}
+
+/* Mappings of those heaps in this process; the first is copied to found. */
+static int maps_naming(char names[][RH_HEAP_NAME_LEN], unsigned n, char *found, size_t size)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	int hits = 0;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (names_one_of(line, names, n) && !hits++)
+			snprintf(found, size, "%.300s", line);
+	fclose(f);
+	return hits;
+}
+
+/* Descriptors of those heaps open in this process. */
+static int fds_naming(char names[][RH_HEAP_NAME_LEN], unsigned n, char *found, size_t size)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int hits = 0;
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char link[300], target[512];
+		snprintf(link, sizeof(link), "/proc/self/fd/%.250s", e->d_name);
+		ssize_t len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = 0;
+		if (names_one_of(target, names, n) && !hits++)
+			snprintf(found, size, "fd %.20s -> %.300s", e->d_name, target);
+	}
+	closedir(d);
+	return hits;
+}
+
+static void test_multiproc_consumer_outlives_many_producers(void **state)
+{
+	(void)state;
+	enum { N = RH_MAX_FOREIGN + 6 };
+	static char names[N][RH_HEAP_NAME_LEN];
+	char found[600] = "";
+	for (unsigned i = 0; i < N; i++) {
+		struct peer producer;
+		struct rh_shm_ref ref;
+		char reply[256];
+		int id;
+		start(&producer);
+		assert_int_equal(peer_cmd(&producer, reply, sizeof(reply), "alloc %u %u", MIB, i), 0);
+		assert_int_equal(sscanf(reply, "ok %d", &id), 1);
+		assert_int_equal(ref_from_hex(strchr(reply + 3, ' ') + 1, &ref), 0);
+		snprintf(names[i], sizeof(names[i]), "%s", ref.heap);
+		errno = 0;
+		unsigned char *p = rh_shm_attach(&ref);
+		if (!p)
+			fail_msg("producer %u of %u: attach failed: %s", i + 1, (unsigned)N,
+				 strerror(errno));
+		assert_true(pattern_ok(p, MIB, i));
+		/* The producer drops its reference and ends; its file goes. */
+		assert_int_equal(peer_cmd(&producer, NULL, 0, "free %d", id), 0);
+		assert_int_equal(peer_finish(&producer), 0);
+		assert_true(pattern_ok(p, MIB, i));
+		rh_shm_free(p); /* the last reference */
+	}
+	int fds = fds_naming(names, N, found, sizeof(found));
+	if (fds)
+		fail_msg("%d descriptors of dead producers' heaps are still open, e.g. %s", fds,
+			 found);
+	int maps = maps_naming(names, N, found, sizeof(found));
+	if (maps)
+		fail_msg("%d dead producers' heaps are still mapped, e.g. %s", maps, found);
+	assert_int_equal(heap_used(), base);
+}
+
+/* A stale reference to a block whose pages went back to the filesystem:
+ * the attacher says ESTALE and must not bring the punched page back (the
+ * read would allocate it; on a full filesystem it would raise SIGBUS). */
+static void test_multiproc_stale_ref_to_trimmed_block(void **state)
+{
+	(void)state;
+	struct peer peer;
+	struct rh_shm_ref ref;
+	struct stat st;
+	char path[512];
+	start(&peer);
+	unsigned char *p = rh_shm_alloc(MIB);
+	assert_non_null(p);
+	memset(p, 0x77, MIB);
+	assert_int_equal(rh_shm_ref(p, &ref), 0);
+	rh_shm_free(p);
+	rh_shm_trim();
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	assert_int_equal(stat(path, &st), 0);
+	blkcnt_t before = st.st_blocks;
+	for (unsigned i = 0; i < 3; i++) {
+		int err = try_attach(&peer, &ref);
+		if (err != ESTALE)
+			fail_msg("a ref to a freed and trimmed block: expected ESTALE, got %s",
+				 err ? strerror(err) : "success");
+	}
+	assert_int_equal(stat(path, &st), 0);
+	if (st.st_blocks > before)
+		fail_msg("attaching a stale ref grew the heap file from %lld to %lld KiB",
+			 (long long)before / 2, (long long)st.st_blocks / 2);
+	/* Nor does attaching in the creator itself. */
+	errno = 0;
+	assert_null(rh_shm_attach(&ref));
+	assert_int_equal(errno, ESTALE);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_blocks <= before);
+	assert_int_equal(peer_finish(&peer), 0);
+	assert_int_equal(heap_used(), base);
+}
+
 /* --- SIGKILL in the middle of things --------------------------------------- */
 
 static void watchdog(int sig)
@@ -640,6 +770,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiproc_attached_block_outlives_its_creator, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_realloc_of_shared_blocks_copies, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_more_holders_than_slots, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_consumer_outlives_many_producers, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_stale_ref_to_trimmed_block, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_sigkill_while_attached_leaves_heap_usable, baseline, reap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
