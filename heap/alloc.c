@@ -22,7 +22,7 @@ static const uint32_t class_size[RH_NUM_CLASSES] = { RH_SIZE_CLASSES };
 #define SMALL_MAX_REQUEST (RH_SMALL_MAX_SLOT - sizeof(struct block_header))
 #define HDR sizeof(struct block_header)
 /* Free committed pages a pool keeps for reuse before it punches holes. */
-#define RETAIN_BYTES (4u << 20)
+#define RETAIN_BYTES (16u << 20)
 
 struct span_ref {
 	struct superblock *sb;
@@ -288,12 +288,12 @@ static void bits_set(uint64_t *bits, uint32_t from, uint32_t to, bool on)
 	}
 }
 
-/* Pages a pool keeps committed in free spans before it punches holes: 4 MiB,
- * or an eighth of its superblocks when that is more. */
+/* Pages a pool keeps committed in free spans before it punches holes: 16
+ * MiB, or half of its superblocks when that is more. */
 static inline size_t retain_budget(const struct pool *pl)
 {
-	size_t eighth = pl->bytes / 8;
-	return eighth > RETAIN_BYTES ? eighth : RETAIN_BYTES;
+	size_t half = pl->bytes / 2;
+	return half > RETAIN_BYTES ? half : RETAIN_BYTES;
 }
 
 /* Punches the committed pages of [idx, idx+pages) out of the file. */
@@ -321,13 +321,20 @@ static void span_punch(struct heap *h, struct superblock *sb, uint32_t idx, uint
 /* Returns a span's pages to its superblock's free bins, merging neighbours.
  * Past the pool's retention budget the pages are punched out of the file, so
  * the memory is free for every process (df shows it). */
+static void pool_purge(struct heap *h, struct pool *pl);
+
 static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
 	size_t bytes = (size_t)pages << h->page_shift;
-	if (pl->retained + bytes > retain_budget(pl) || pl->punch_next)
+	if (pl->punch_next) {
 		span_punch(h, sb, idx, pages);
-	else
+	} else {
+		/* Past the budget, the pages kept so far go back to the file; the
+		 * span freed now, the likeliest to be asked for again, stays. */
+		if (pl->retained + bytes > retain_budget(pl))
+			pool_purge(h, pl);
 		pl->retained += bytes;
+	}
 	sb->free_pages += pages;
 	uint32_t next = idx + pages;
 	if (next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE) {
@@ -346,6 +353,16 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 	bin_insert(sb, idx, pages);
 	if (!pl->hint || pl->hint->free_pages < sb->free_pages)
 		pl->hint = sb;
+}
+
+/* Punches the committed pages of every free span of the pool (locked). */
+static void pool_purge(struct heap *h, struct pool *pl)
+{
+	for (struct superblock *sb = pl->first; sb; sb = sb_next(h, sb))
+		for (unsigned b = 0; b < 32; b++)
+			for (uint32_t idx = sb->free_bins[b]; idx; idx = sb->pages[idx].next)
+				span_punch(h, sb, idx, sb->pages[idx].span_pages);
+	pl->retained = 0;
 }
 
 /* Takes `pages` from the free span at idx (removed from its bin), returning
@@ -413,7 +430,15 @@ static uint32_t header_pages(const struct heap *h, uint64_t total_pages)
 /* A new DATA superblock for the pool, big enough for a span of `pages`. */
 static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages)
 {
+	/* Superblocks grow with the pool (a quarter of it, up to 64 MiB): big
+	 * blocks then share superblocks, and their free pages merge, instead of
+	 * each standing alone in a superblock of its own size. */
 	uint64_t total = rh_options.superblock_size >> h->page_shift;
+	uint64_t quarter = (pl->bytes / 4) >> h->page_shift, cap = (64u << 20) >> h->page_shift;
+	if (quarter > cap)
+		quarter = cap;
+	if (quarter > total)
+		total = quarter / total * total;
 	uint32_t hp = header_pages(h, total);
 	if (pages + hp > total) {
 		total = pages + 1;
@@ -734,14 +759,20 @@ placed:;
 		data = a - (uintptr_t)span;
 	}
 	uint32_t before = (uint32_t)((data - HDR) >> h->page_shift);
-	if (before) {
-		/* Whole pages before the header's page (alignment above a page):
-		 * back to the bins, punched, rather than held by the block. */
+	uint32_t need = (uint32_t)((data + size + page - 1) >> h->page_shift);
+	if (align > page && (before || need < pages64)) {
+		/* Alignment above a page: the whole pages before the header's
+		 * page and after the block go back to the bins, punched, rather
+		 * than stay committed with it. */
+		uint32_t after = (uint32_t)pages64 - need;
 		struct pool *owner = &pools[r.sb->pool];
 		pthread_mutex_lock(&owner->lock);
-		desc_set(r.sb, r.idx + before, (uint32_t)pages64 - before, RH_PAGE_LARGE, 0);
+		desc_set(r.sb, r.idx + before, need - before, RH_PAGE_LARGE, 0);
 		owner->punch_next = true;
-		span_free(h, owner, r.sb, r.idx, before);
+		if (before)
+			span_free(h, owner, r.sb, r.idx, before);
+		if (after)
+			span_free(h, owner, r.sb, r.idx + need, after);
 		owner->punch_next = false;
 		pthread_mutex_unlock(&owner->lock);
 		r.idx += before;

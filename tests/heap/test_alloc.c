@@ -508,6 +508,45 @@ static void test_alloc_huge_requests_fail_cleanly(void **state)
 	assert_int_equal(heap_used(), 0);
 }
 
+/* realloc of a LARGE block, with free pages after it, to a size near
+ * SIZE_MAX: the page count must not wrap into a small "fits in place". */
+static void test_alloc_realloc_of_large_block_to_huge_size_fails(void **state)
+{
+	(void)state;
+	static const size_t sizes[] = { SIZE_MAX - 100, SIZE_MAX - 4096 - 16, SIZE_MAX,
+					SIZE_MAX / 2 + 1, (size_t)1 << 63 };
+	static const size_t start[] = { 100000, 3 * MIB };
+	rh_shm_trim(); /* so what follows the block is free */
+	for (size_t k = 0; k < sizeof(start) / sizeof(start[0]); k++) {
+		unsigned char *p = rh_shm_alloc(start[k]);
+		assert_non_null(p);
+		size_t usable = rh_shm_usable_size(p);
+		fill(p, start[k], 13);
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			errno = 0;
+			void *q = rh_shm_realloc(p, sizes[i]);
+			if (q)
+				fail_msg("realloc of a %zu-byte block to %zu returned %p (the block was "
+					 "at %p), %zu usable bytes", start[k], sizes[i], q, (void *)p,
+					 rh_shm_usable_size(q));
+			assert_int_equal(errno, ENOMEM);
+			/* The block is as it was. */
+			assert_int_equal(rh_shm_usable_size(p), usable);
+			assert_int_equal(check(p, start[k], 13), (size_t)-1);
+			assert_int_equal(heap_used(), start[k]);
+		}
+		/* And the heap around it is whole: a neighbour does not overlap it. */
+		unsigned char *next = rh_shm_alloc(200000);
+		assert_non_null(next);
+		assert_true(next >= p + usable || next + 200000 <= p);
+		fill(next, 200000, 14);
+		assert_int_equal(check(p, start[k], 13), (size_t)-1);
+		rh_shm_free(next);
+		rh_shm_free(p);
+	}
+	assert_int_equal(heap_used(), 0);
+}
+
 /* Freed pages go back to the filesystem, so df shows them free. */
 static void test_alloc_free_returns_pages_to_filesystem(void **state)
 {
@@ -752,6 +791,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_aligned_blocks_are_complete),
 		cmocka_unit_test(test_alloc_large_blocks_reuse_space),
 		cmocka_unit_test(test_alloc_huge_requests_fail_cleanly),
+		cmocka_unit_test(test_alloc_realloc_of_large_block_to_huge_size_fails),
 		cmocka_unit_test(test_alloc_threads_free_each_others_blocks),
 		cmocka_unit_test(test_alloc_crowd_of_threads_counts_exactly),
 		cmocka_unit_test(test_alloc_free_returns_pages_to_filesystem),

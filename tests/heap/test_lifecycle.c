@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -24,6 +26,8 @@
 #include "peer.h"
 #include "testutil.h"
 #include <redhawk/shm.h>
+
+#define SKIPPED 77
 
 static int dir_fd = -1;
 
@@ -317,6 +321,96 @@ static void test_lifecycle_disabled_allocates_nothing(void **state)
 	}
 }
 
+/* Two processes with the same PID number in different PID namespaces (two
+ * containers sharing the folder): each peer is PID 1 of a namespace of its
+ * own. Both get a heap under names of their own, both are alive to a
+ * reader, they can attach each other's blocks, and both heaps go at exit. */
+static void into_pid_namespace(void *arg)
+{
+	(void)arg;
+	if (unshare(CLONE_NEWPID) != 0)
+		_exit(SKIPPED);
+	pid_t pid = fork();
+	if (pid < 0)
+		_exit(126);
+	if (pid == 0) {
+		/* PID 1 of the namespace: goes on to exec the peer, and dies with
+		 * the process the test knows (which peer_kill kills). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		return;
+	}
+	/* It never execs: close what exec would have (the pipes' other ends,
+	 * other peers' pipes), or the peer would never see end of input. */
+	close(0);
+	close(1);
+	close_range(3, ~0u, 0);
+	int status;
+	if (waitpid(pid, &status, 0) != pid)
+		_exit(126);
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+static int can_unshare_pid(void)
+{
+	int status;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(unshare(CLONE_NEWPID) == 0 ? 0 : 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void test_lifecycle_same_pid_in_two_pid_namespaces(void **state)
+{
+	(void)state;
+	struct peer p[2];
+	char name[2][64], ref[2][256];
+	if (!can_unshare_pid()) {
+		printf("cannot make a PID namespace here (needs CAP_SYS_ADMIN): skipped\n");
+		skip();
+	}
+	struct peer_opts o = { .pre_exec = into_pid_namespace };
+	for (unsigned i = 0; i < 2; i++) {
+		char reply[256];
+		assert_int_equal(peer_start(&p[i], &o), 0);
+		if (peer_cmd(&p[i], reply, sizeof(reply), "alloc 1000 %u", 60 + i) != 0)
+			fail_msg("peer %u, PID 1 of its namespace, could not allocate: %s", i, reply);
+		snprintf(ref[i], sizeof(ref[i]), "%s", strchr(reply + 3, ' ') + 1);
+		assert_int_equal(peer_cmd(&p[i], reply, sizeof(reply), "name"), 0);
+		snprintf(name[i], sizeof(name[i]), "%.60s", reply + 3);
+		/* Named after its PID as it sees it. */
+		if (strcmp(name[i], "heap-1") != 0 && strncmp(name[i], "heap-1-", 7) != 0)
+			fail_msg("peer %u, PID 1 of its namespace, made '%s'", i, name[i]);
+	}
+	if (strcmp(name[0], name[1]) == 0)
+		fail_msg("both peers name their heap %s", name[0]);
+	assert_int_equal(test_dir_count(), 2);
+	for (unsigned i = 0; i < 2; i++) {
+		struct rh_heap *h = NULL;
+		int rc = rh_heap_open(dir_fd, name[i], &h);
+		if (rc != 0)
+			fail_msg("rh_heap_open(%s): %s", name[i], strerror(rc));
+		const struct rh_heap_info *info = rh_heap_info(h);
+		assert_int_equal(info->creator_pid, 1);
+		if (info->orphaned)
+			fail_msg("%s is judged orphaned while its creator runs", name[i]);
+		assert_int_equal(info->refcount, 1);
+		rh_heap_close(h);
+	}
+	/* A reference names the heap: each attaches the other's block. */
+	for (unsigned i = 0; i < 2; i++) {
+		char reply[256];
+		if (peer_cmd(&p[i], reply, sizeof(reply), "attach %s 1000 %u", ref[1 - i], 61 - i) != 0)
+			fail_msg("a peer could not attach a block of %s: %s", name[1 - i], reply);
+	}
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(peer_cmd(&p[i], NULL, 0, "freeall"), 0);
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(peer_finish(&p[i]), 0);
+	assert_int_equal(test_dir_count(), 0);
+}
+
 /* --- fork: scenarios run in children of this process ----------------------- */
 
 /* In a forked child cmocka cannot report: say what failed and exit with the
@@ -446,6 +540,56 @@ static void test_lifecycle_fork_child_leaves_parent_heap_alone(void **state)
 	assert_int_equal(test_dir_count(), 0);
 }
 
+/* A successful first allocation leaves errno alone, even when making the
+ * heap met errors it got past: here a leftover of a dead process under our
+ * name (EEXIST at the rename, then replaced). */
+static void first_allocation_errno_scenario(void)
+{
+	for (unsigned leftover = 0; leftover < 2; leftover++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		CHECK(pid >= 0);
+		if (pid == 0) {
+			if (leftover) {
+				char name[RH_HEAP_NAME_LEN];
+				uint32_t magic = RH_HEAP_MAGIC; /* a heap, its creator gone */
+				heap_name(getpid(), name, sizeof(name));
+				int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+				CHECK(fd >= 0);
+				CHECK(write(fd, &magic, sizeof(magic)) == sizeof(magic));
+				close(fd);
+			}
+			errno = 12345;
+			void *p = rh_shm_alloc(100);
+			int saved = errno;
+			CHECK(p);
+			CHECK(rh_shm_heap_name());
+			if (saved != 12345) {
+				fprintf(stderr, "errno %d (%s) after a successful first allocation%s\n",
+					saved, strerror(saved), leftover ? " over a leftover heap" : "");
+				_exit(3);
+			}
+			errno = 12345;
+			rh_shm_free(p);
+			CHECK(errno == 12345);
+			exit(0);
+		}
+		int status;
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		CHECK(!heap_exists(pid));
+	}
+}
+
+static void test_lifecycle_first_allocation_keeps_errno(void **state)
+{
+	(void)state;
+	int status = run_child(first_allocation_errno_scenario);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("errno scenario failed (status %#x; see the line above)", status);
+	assert_int_equal(test_dir_count(), 0);
+}
+
 /* A child that inherited the heap's descriptor must not keep its creator
  * looking alive: the creator dies by SIGKILL, its child lives on, then ends
  * with exit() and must not remove the heap it inherited either. */
@@ -548,6 +692,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_leftover_of_dead_process_replaced, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_exec_starts_fresh_heap, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_disabled_allocates_nothing, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_same_pid_in_two_pid_namespaces, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_first_allocation_keeps_errno, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 	};

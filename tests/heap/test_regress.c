@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Regressions that need a process of their own: options read at its first
- * allocation and threads numbered from its start. This process never
+ * allocation, threads numbered from its start, spans laid out in a fresh
+ * file. This process never
  * allocates; each scenario runs in a forked child, which makes a fresh heap,
  * and talks to tests/progs/shm_peer for the other side of its references.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -141,6 +140,58 @@ static void test_regress_remote_frees_of_exited_thread_are_reused(void **state)
 	assert_int_equal(test_dir_count(), 0);
 }
 
+/* --- Alignment above a page --------------------------------------------------- */
+
+/* An alignment above a page is had by taking a span larger by the
+ * alignment; the whole pages before the block must go back, not stay
+ * committed with it: 16 small blocks aligned to 1 MiB commit far less than
+ * 16 MiB, round after round. A fresh heap, so that where the spans fall is
+ * always the same. */
+static uint64_t committed(const char *path)
+{
+	struct stat st;
+	CHECK(stat(path, &st) == 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+static void aligned_above_page(void)
+{
+	enum { N = 16 };
+	void *blocks[N];
+	char path[512];
+	rh_shm_free(rh_shm_alloc(16));
+	rh_shm_trim();
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	uint64_t before = committed(path);
+	for (unsigned round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < N; i++) {
+			blocks[i] = rh_shm_alloc_aligned(MIB, 4096);
+			CHECK(blocks[i]);
+			CHECK((uintptr_t)blocks[i] % MIB == 0);
+			pattern_fill(blocks[i], 4096, round * N + i);
+		}
+		uint64_t grown = committed(path) - before;
+		if (grown > 4 * MIB) {
+			fprintf(stderr, "round %u: %u blocks of 4 KiB aligned to 1 MiB grew the heap "
+				"file by %llu KiB\n", round + 1, (unsigned)N,
+				(unsigned long long)grown / 1024);
+			_exit(3);
+		}
+		for (unsigned i = 0; i < N; i++) {
+			CHECK(pattern_ok(blocks[i], 4096, round * N + i));
+			rh_shm_free(blocks[i]);
+		}
+		CHECK(stats_now().heap_used == 0);
+	}
+}
+
+static void test_regress_aligned_above_page_commits_little(void **state)
+{
+	(void)state;
+	run_child(aligned_above_page, "alignment above a page");
+	assert_int_equal(test_dir_count(), 0);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -159,6 +210,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_regress_remote_frees_of_exited_thread_are_reused),
+		cmocka_unit_test(test_regress_aligned_above_page_commits_little),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -198,6 +198,44 @@ static void scenario_full_from_the_start(void)
 	CHECK(entries() == 1);
 }
 
+/* A stale reference to a freed block whose pages went back to the
+ * filesystem, attached while the filesystem is full: reading the punched
+ * block header would need a page the filesystem cannot give (SIGBUS). The
+ * attacher, another process, must get ESTALE instead. */
+static void scenario_stale_ref_on_full_fs(void)
+{
+	unsigned char *p = rh_shm_alloc(1 << 20);
+	CHECK(p);
+	memset(p, 1, 1 << 20);
+	struct rh_shm_ref ref;
+	CHECK(rh_shm_ref(p, &ref) == 0);
+	rh_shm_free(p);
+	rh_shm_trim();
+	fill_fs("filler");
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		/* Die of the signal rather than run cmocka's handler in a copy. */
+		signal(SIGBUS, SIG_DFL);
+		signal(SIGSEGV, SIG_DFL);
+		errno = 0;
+		void *q = rh_shm_attach(&ref);
+		CHECK(!q);
+		CHECK(errno == ESTALE);
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "attaching a stale ref on a full filesystem: killed by signal %d (%s)\n",
+			WTERMSIG(status), strsignal(WTERMSIG(status)));
+		_exit(3);
+	}
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	unfill_fs("filler");
+}
+
 static void in_tmpfs(void (*scenario)(void))
 {
 	/* A private mount namespace: the tmpfs vanishes with this child. */
@@ -254,6 +292,12 @@ static void test_tmpfs_full_first_allocation_fails_cleanly(void **state)
 	run(scenario_full_from_the_start, "full from the start");
 }
 
+static void test_tmpfs_full_stale_ref_attach_fails_cleanly(void **state)
+{
+	(void)state;
+	run(scenario_stale_ref_on_full_fs, "stale ref on a full filesystem");
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -278,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_tmpfs_full_allocation_fails_then_recovers),
 		cmocka_unit_test(test_tmpfs_full_returned_pages_are_reserved_again),
 		cmocka_unit_test(test_tmpfs_full_first_allocation_fails_cleanly),
+		cmocka_unit_test(test_tmpfs_full_stale_ref_attach_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

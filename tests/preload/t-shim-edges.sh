@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: MIT
+# Edge cases of the shim found in review: threads that end after glibc frees
+# their data late, realloc and pvalloc near SIZE_MAX, deep chains of fork,
+# and every way a process ends (quick_exit among them) removing its heap.
+# The programs are tests/progs/shim_edges.c and tests/progs/exit_ways.c.
+set -u
+TOP=${TOP:-$(pwd)}
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$TOP/$BUILD ;; esac
+SHIM=$BUILD/lib/libredhawk-shm-preload.so
+PROGS=$BUILD/tests/progs
+fail() { echo "FAIL: $*"; exit 1; }
+[ "${SANITIZE:-}" = 1 ] && { echo "the shim is not preloaded into sanitizer builds"; exit 77; }
+[ -f "$SHIM" ] || { echo "not built: $SHIM"; exit 77; }
+for p in shim_edges exit_ways; do
+	[ -x "$PROGS/$p" ] || { echo "not built: $PROGS/$p"; exit 77; }
+done
+
+D=$(mktemp -d /dev/shm/rh-shim-edges.XXXXXX) || fail mktemp
+trap 'rm -rf "$D"' EXIT INT TERM
+export RH_SHM_DIR=$D
+unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE \
+	RH_SHMALLOC_THREAD_NUM_POOLS RH_SHMALLOC_POLICY
+
+shim() { LD_PRELOAD=$SHIM "$@"; }
+no_heaps() { # what
+	left=$(ls -A "$D")
+	[ -z "$left" ] || { rm -f "$D"/* "$D"/.[!.]*; fail "$1 left files behind: $left"; }
+}
+
+# 100 threads one after another, each ending after glibc freed its dlerror
+# message (past the shim's thread-exit hook): the heap's counter slots are
+# taken again, not lost one per thread.
+shim "$PROGS/shim_edges" thread-exits 100 || fail "thread-exits: counter slots lost"
+no_heaps thread-exits
+echo "ok thread exits"
+
+# realloc and pvalloc of sizes near SIZE_MAX fail as glibc's do.
+"$PROGS/shim_edges" overflow > /dev/null || fail "overflow without the shim (the test is wrong)"
+shim "$PROGS/shim_edges" overflow || fail "realloc or pvalloc near SIZE_MAX"
+no_heaps overflow
+echo "ok realloc and pvalloc overflow"
+
+# 70 nested generations of fork, each child freeing its parent's block.
+shim "$PROGS/shim_edges" fork-depth 70 || fail "70 nested forks"
+no_heaps fork-depth
+echo "ok fork depth"
+
+# Every normal way to end removes the heap.
+for how in quick_exit pthread_exit return exit _exit _Exit; do
+	shim "$PROGS/exit_ways" $how || fail "exit_ways $how: exit status $?"
+	no_heaps "exit_ways $how"
+done
+echo "ok quick_exit, pthread_exit, return, exit, _exit, _Exit"

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Edge cases of the shim, run under LD_PRELOAD by tests/preload/t-shim-edges.sh.
+ * Plain malloc only (no rh_shm_* calls, which would link a second copy of the
+ * heap into this program); what the shim knows is asked through dlsym.
+ *
+ *   thread-exits N   N threads one after another, each ending after glibc
+ *                    freed its per-thread data late (dlerror's message); the
+ *                    heap's counter slots must not run out
+ *   overflow         realloc and pvalloc of sizes near SIZE_MAX: NULL, ENOMEM
+ *   fork-depth N     N nested fork generations, each child freeing the block
+ *                    its parent allocated
+ * Exit status 0 when the case holds, 1 when it does not (with a message).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "format.h"
+
+static void *thread_body(void *arg)
+{
+	(void)arg;
+	free(malloc(100));
+	/* glibc keeps the message per thread and frees it at thread exit, after
+	 * the key destructors (the shim's among them) have run. */
+	if (!dlopen("/nonexistent/librh-shim-edges.so", RTLD_NOW))
+		(void)dlerror();
+	return NULL;
+}
+
+/* Counter slots of our heap that ever counted an allocation or a free, read
+ * from the file as a tool would (FORMAT.md: the header's counters). */
+static int slots_used(void)
+{
+	const char *(*heap_name)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "rh_shm_heap_name");
+	const char *dir = getenv("RH_SHM_DIR");
+	char path[512];
+	struct heap_counter c[RH_MAX_COUNTERS];
+	if (!heap_name || !heap_name()) {
+		fprintf(stderr, "no heap: run this under the shim\n");
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "/dev/shm", heap_name());
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pread(fd, c, sizeof(c), offsetof(struct heap_header, counters)) != (ssize_t)sizeof(c)) {
+		perror(path);
+		return -1;
+	}
+	close(fd);
+	int n = 0;
+	for (unsigned i = 0; i < RH_MAX_COUNTERS; i++)
+		n += c[i].allocs != 0 || c[i].frees != 0;
+	return n;
+}
+
+static int thread_exits(int n)
+{
+	free(malloc(10)); /* the main thread takes its slot first */
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, thread_body, NULL) != 0 || pthread_join(t, NULL) != 0) {
+			fprintf(stderr, "thread %d: cannot start\n", i);
+			return 1;
+		}
+	}
+	int used = slots_used();
+	if (used < 0)
+		return 1;
+	printf("%d threads, one after another: %d counter slots used\n", n, used);
+	/* The main thread's, the shared slot 0, and one reused by each thread in
+	 * turn; a slot lost per thread would use them all. */
+	if (used > 4) {
+		fprintf(stderr, "%d counter slots used by %d threads that never ran at once\n", used, n);
+		return 1;
+	}
+	return 0;
+}
+
+static int overflow(void)
+{
+	int bad = 0;
+	/* A LARGE block, free pages after it. Volatile: a failed realloc leaves
+	 * it valid, which the compiler's use-after-free warning cannot know. */
+	unsigned char *volatile p = malloc(100000);
+	if (!p)
+		return 1;
+	memset(p, 0x5c, 100000);
+	size_t usable = malloc_usable_size(p);
+	static const size_t sizes[] = { SIZE_MAX - 100, SIZE_MAX - 4096, SIZE_MAX };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		errno = 0;
+		void *q = realloc(p, sizes[i]);
+		if (q || errno != ENOMEM) {
+			fprintf(stderr, "realloc(p, %zu) = %p (p = %p), errno %d: expected NULL, ENOMEM\n",
+				sizes[i], q, (void *)p, errno);
+			return 1; /* p may be gone */
+		}
+		if (malloc_usable_size(p) != usable) {
+			fprintf(stderr, "a failed realloc changed the block's usable size\n");
+			bad = 1;
+		}
+		for (size_t k = 0; k < 100000; k++)
+			if (p[k] != 0x5c) {
+				fprintf(stderr, "a failed realloc changed byte %zu of the block\n", k);
+				bad = 1;
+				break;
+			}
+	}
+	free(p);
+	static const size_t vsizes[] = { SIZE_MAX - 10, SIZE_MAX - 4095, SIZE_MAX };
+	for (size_t i = 0; i < sizeof(vsizes) / sizeof(vsizes[0]); i++) {
+		errno = 0;
+		void *v = pvalloc(vsizes[i]);
+		if (v || errno != ENOMEM) {
+			fprintf(stderr, "pvalloc(%zu) = %p, errno %d: expected NULL, ENOMEM\n", vsizes[i],
+				v, errno);
+			bad = 1;
+		}
+	}
+	if (!bad)
+		printf("realloc and pvalloc near SIZE_MAX: NULL, ENOMEM\n");
+	return bad;
+}
+
+/* Each generation allocates, then forks; the child frees what its parent
+ * allocated (legal: the child owns a private copy, as with glibc malloc). */
+static int fork_depth(int depth)
+{
+	for (int gen = 0; gen < depth; gen++) {
+		char *p = malloc(64);
+		if (!p)
+			return 1;
+		strcpy(p, "parent data");
+		fflush(NULL);
+		pid_t c = fork();
+		if (c < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (c > 0) {
+			int st;
+			if (waitpid(c, &st, 0) != c)
+				_exit(1);
+			if (WIFSIGNALED(st))
+				fprintf(stderr, "generation %d: killed by signal %d\n", gen + 1, WTERMSIG(st));
+			if (gen == 0 && st == 0)
+				printf("%d generations of fork, each freeing its parent's block\n", depth);
+			exit(WIFSIGNALED(st) ? 1 : WEXITSTATUS(st));
+		}
+		if (strcmp(p, "parent data") != 0) {
+			fprintf(stderr, "generation %d: the inherited block changed\n", gen + 1);
+			return 1;
+		}
+		free(p);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *what = argc > 1 ? argv[1] : "";
+	int n = argc > 2 ? atoi(argv[2]) : 0;
+	if (strcmp(what, "thread-exits") == 0)
+		return thread_exits(n > 0 ? n : 100);
+	if (strcmp(what, "overflow") == 0)
+		return overflow();
+	if (strcmp(what, "fork-depth") == 0)
+		return fork_depth(n > 0 ? n : 70);
+	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth [N]\n");
+	return 2;
+}
