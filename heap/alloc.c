@@ -163,6 +163,7 @@ static void tcache_exit(void *arg)
 		tc.bins[c].max = 0;
 	tc.large_bytes = LCACHE_BYTES;  /* the LARGE cache takes nothing more */
 	tc.exited = true;
+	journal_thread_exit();
 }
 
 /* Binds this thread's cache to the process's heap (made if needed). */

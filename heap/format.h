@@ -293,6 +293,6 @@ struct journal_deltas {
 	struct journal_delta entries[]; /* 16 */
 };
 _Static_assert(offsetof(struct journal_deltas, entries) == 16, "format");
-#define RH_DELTA_ENTRIES 256
+#define RH_DELTA_ENTRIES 4096
 
 #endif

@@ -25,7 +25,17 @@ static pthread_mutex_t jlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct superblock *jsb;       /* journal superblock being filled */
 static bool jfull;                   /* the folder had no room for the journal */
-static _Atomic uint32_t *buckets;    /* site locators by hash */
+static _Atomic uint32_t *buckets;    /* site locators by hash: chains through the records */
+/* A private index of sites by 64-bit hash, so that finding a known stack
+ * touches neither the chains nor the records. Open addressing, written
+ * under jlock, read without: an entry's locator is stored before its hash. */
+#define INDEX_SIZE (1u << 16)
+#define INDEX_PROBES 16
+static struct index_entry {
+	uint64_t hash;
+	uint32_t loc, pad;
+} *sindex;
+static unsigned sindex_used;
 static struct {
 	uint64_t start, end;
 } modules[MAX_MODULES];
@@ -214,12 +224,20 @@ static uint32_t lookup(struct heap_header *hdr, uint32_t head, uint64_t hash, co
 /* Each thread's most recent sites, by hash: a hit spares the shared table
  * and the record, which are likely cache misses. An entry matches on the
  * 64-bit hash, the depth and the outermost and innermost frames. */
-#define RECENT 8
-static __thread struct recent {
+#define RECENT 256
+struct recent {
 	uint64_t hash, first, last;
 	uint32_t loc, depth;
 	unsigned gen;
-} recent[RECENT];
+};
+static __thread struct recent *recent;  /* RECENT entries, mmap'd per thread */
+
+void journal_thread_exit(void)
+{
+	if (recent)
+		munmap(recent, RECENT * sizeof(*recent));
+	recent = NULL;
+}
 static unsigned journal_gen = 1;  /* bumped when the heap changes (fork) */
 uint32_t (*journal_capture)(void);
 
@@ -231,14 +249,33 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 	if (depth > RH_MAX_TRACE_DEPTH)
 		depth = RH_MAX_TRACE_DEPTH;
 	uint64_t hash = hash_frames(frames, depth);
-	struct recent *r = &recent[hash % RECENT];
+	if (!recent) {
+		void *m = mmap(NULL, RECENT * sizeof(*recent), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		recent = m == MAP_FAILED ? NULL : m;
+	}
+	static struct recent none;
+	struct recent *r = recent ? &recent[hash % RECENT] : &none;
 	if (r->hash == hash && r->depth == depth && r->gen == journal_gen &&
 	    r->first == frames[0] && r->last == frames[depth - 1])
 		return r->loc;
+	uint32_t loc = 0;
+	struct index_entry *ix = __atomic_load_n(&sindex, __ATOMIC_ACQUIRE);
+	if (ix) {
+		unsigned i = (unsigned)(hash >> 16) & (INDEX_SIZE - 1);
+		for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & (INDEX_SIZE - 1)) {
+			uint64_t eh = __atomic_load_n(&ix[i].hash, __ATOMIC_ACQUIRE);
+			if (eh == hash) {
+				loc = ix[i].loc;
+				break;
+			}
+			if (!eh)
+				break;
+		}
+	}
 	_Atomic uint32_t *b = atomic_load_explicit(&buckets, memory_order_acquire);
 	unsigned bucket = (unsigned)(hash & (NBUCKETS - 1));
-	uint32_t loc = 0;
-	if (b)
+	if (!loc && b && (!ix || sindex_used >= INDEX_SIZE / 4 * 3))
 		loc = lookup(h->hdr, atomic_load_explicit(&b[bucket], memory_order_acquire), hash, frames, depth);
 	if (!loc)
 		loc = site_make(h, frames, depth, hash, bucket);
@@ -265,6 +302,10 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 		if (m == MAP_FAILED)
 			goto out;
 		atomic_store_explicit(&buckets, m, memory_order_release);
+		m = mmap(NULL, INDEX_SIZE * sizeof(struct index_entry), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m != MAP_FAILED)
+			__atomic_store_n(&sindex, m, __ATOMIC_RELEASE);
 	}
 	b = buckets;
 	uint32_t head = atomic_load_explicit(&b[bucket], memory_order_relaxed);
@@ -285,6 +326,16 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 	journal_publish(size);
 	loc = (uint32_t)(off >> 3);
 	atomic_store_explicit(&b[bucket], loc, memory_order_release);
+	if (sindex && sindex_used < INDEX_SIZE / 4 * 3) {
+		unsigned i = (unsigned)(hash >> 16) & (INDEX_SIZE - 1);
+		for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & (INDEX_SIZE - 1))
+			if (!sindex[i].hash) {
+				sindex[i].loc = loc;
+				__atomic_store_n(&sindex[i].hash, hash, __ATOMIC_RELEASE);
+				sindex_used++;
+				break;
+			}
+	}
 out:
 	pthread_mutex_unlock(&jlock);
 	return loc;
@@ -331,7 +382,7 @@ static struct journal_delta *delta_of(unsigned slot, uint32_t site)
 	struct journal_deltas *t = table_of(slot);
 	if (!t)
 		return NULL;
-	unsigned i = (site * 0x9e3779b1u) >> 24;
+	unsigned i = (site * 0x9e3779b1u) >> 20;  /* 12 bits: RH_DELTA_ENTRIES */
 	for (unsigned n = 0; n < 8; n++, i = (i + 1) & (RH_DELTA_ENTRIES - 1)) {
 		struct journal_delta *e = &t->entries[i];
 		if (e->site == site)
@@ -402,6 +453,10 @@ void journal_fork_child(void)
 	if (buckets)
 		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
 	buckets = NULL;
+	if (sindex)
+		munmap(sindex, INDEX_SIZE * sizeof(struct index_entry));
+	sindex = NULL;
+	sindex_used = 0;
 	atomic_store(&nmodules, 0);
 	pthread_mutex_init(&jlock, NULL);
 	pthread_mutex_init(&module_lock, NULL);

@@ -30,7 +30,7 @@
 #define CHUNK (64 * 1024)
 /* The journal window holds the longest record prefix we ever parse: a module
  * record's fixed part and a path of up to 65535 bytes. */
-#define JOURNAL_WINDOW (80 * 1024)
+#define JOURNAL_WINDOW (256 * 1024)
 /* Frames per site: heap.h's RH_MAX_TRACE_DEPTH, the most any writer records. */
 #define SITE_MAX_DEPTH 64
 

@@ -12,6 +12,7 @@
 #include <link.h>
 #include <stdio.h>
 #include <libunwind.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static size_t min_size;
 static unsigned depth;
 static size_t (*libc_usable)(void *);
 static __thread int busy __attribute__((tls_model("initial-exec")));
+static __thread int capturing __attribute__((tls_model("initial-exec")));
 
 /* Our own code's address range: frames inside it are not call sites. */
 static uintptr_t self_lo, self_hi;
@@ -77,6 +79,7 @@ static void init(void)
 	/* Per-thread caches spare libunwind its lock, and with it two
 	 * sigprocmask calls per frame looked up. */
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	unw_set_cache_size(unw_local_addr_space, 1u << 14, 0);
 	/* A heap of our PID's previous program image, set aside before exec. */
 	heap_exec_leftover();
 	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
@@ -90,7 +93,9 @@ static inline __attribute__((always_inline)) uint32_t site_here(void)
 	if (!depth)
 		return 0;
 	void *buf[RH_MAX_TRACE_DEPTH + 4];
+	capturing = 1;
 	int n = unw_backtrace(buf, (int)depth + 2);
+	capturing = 0;
 	int skip = 0;
 	while (skip < n && (uintptr_t)buf[skip] - self_lo < self_hi - self_lo)
 		skip++;
@@ -298,6 +303,39 @@ EXPORT void *pvalloc(size_t n)
 EXPORT size_t malloc_usable_size(void *p)
 {
 	return p ? usable(p) : 0;
+}
+
+/* --- Signal masks ---------------------------------------------------------------- */
+
+/* libunwind blocks all signals around its caches with sigprocmask, two
+ * system calls per frame it has not seen; inside our own stack capture no
+ * signal handler can re-enter it through us (the hooks take the C library's
+ * path while busy), so there the masks are left as they are. Every other
+ * call goes to the C library. */
+typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
+
+static void *next_sym(const char *name);
+
+static int mask_passthrough(const char *name, sigmask_fn *real, int how, const sigset_t *set, sigset_t *old)
+{
+	if (capturing)
+		return 0; /* libunwind saves the mask here and restores it here */
+	if (!*real)
+		*real = (sigmask_fn)next_sym(name);
+	return *real ? (*real)(how, set, old) : (errno = ENOSYS, -1);
+}
+
+EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	static sigmask_fn real;
+	int r = mask_passthrough("pthread_sigmask", &real, how, set, old);
+	return r < 0 ? errno : r;
+}
+
+EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	static sigmask_fn real;
+	return mask_passthrough("sigprocmask", &real, how, set, old);
 }
 
 /* --- Process ends and program images ------------------------------------------ */
