@@ -47,6 +47,21 @@ static inline void test_dir_remove(void)
 	test_dir[0] = 0;
 }
 
+/* cmocka setup and teardown making and removing the private folder. */
+static inline int test_setup(void **state)
+{
+	(void)state;
+	test_dir_make();
+	return 0;
+}
+
+static inline int test_teardown(void **state)
+{
+	(void)state;
+	test_dir_remove();
+	return 0;
+}
+
 /* Number of entries in the private folder. */
 static inline int test_dir_count(void)
 {

@@ -774,13 +774,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	test_dir_remove();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -796,5 +789,5 @@ int main(void)
 		cmocka_unit_test(test_alloc_crowd_of_threads_counts_exactly),
 		cmocka_unit_test(test_alloc_free_returns_pages_to_filesystem),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, test_teardown);
 }

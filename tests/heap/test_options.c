@@ -265,13 +265,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	test_dir_remove();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,5 +274,5 @@ int main(void)
 		cmocka_unit_test(test_options_bad_value_reported_once_by_program),
 		cmocka_unit_test(test_options_metrics_printed_at_exit),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, test_teardown);
 }

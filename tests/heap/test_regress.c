@@ -192,25 +192,11 @@ static void test_regress_aligned_above_page_commits_little(void **state)
 	assert_int_equal(test_dir_count(), 0);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	test_dir_make();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	test_dir_remove();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_regress_remote_frees_of_exited_thread_are_reused),
 		cmocka_unit_test(test_regress_aligned_above_page_commits_little),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_setup, test_teardown);
 }

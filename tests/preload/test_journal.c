@@ -76,20 +76,6 @@ static int on_block(const struct rh_block_info *b, void *arg)
 	return 0;
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	test_dir_make();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	test_dir_remove();
-	return 0;
-}
-
 static void test_journal_matches_known_program(void **state)
 {
 	(void)state;
@@ -170,7 +156,7 @@ static void test_journal_matches_known_program(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_journal_matches_known_program, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_matches_known_program, test_setup, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,20 +18,6 @@
 #include "report.h"
 #include "testutil.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	test_dir_make();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	test_dir_remove();
-	return 0;
-}
-
 /* Sites: A 3 blocks of 1000 (one with two refs), B 1 of 1000, C one large
  * block of 40000, and one block of 500 without a site; one freed slot. */
 static void write_fixture(const char *name, const uint64_t *fa, unsigned na)
@@ -275,11 +261,11 @@ static void test_symbolize_ignores_hostile_paths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_report_sums_live_blocks_by_site, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_report_prints_sites_and_other_sites, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_report_sums_live_blocks_by_site, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_report_prints_sites_and_other_sites, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_own_frames_to_function_and_line),
 		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
-		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, test_setup, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

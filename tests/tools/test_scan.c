@@ -17,20 +17,6 @@
 #include "scan.h"
 #include "testutil.h"
 
-static int setup(void **state)
-{
-	(void)state;
-	test_dir_make();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	test_dir_remove();
-	return 0;
-}
-
 static void write_heap(const char *name, int32_t creator)
 {
 	struct heapfix f;
@@ -150,8 +136,8 @@ static void test_scan_name_in_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_scan_classifies_every_kind, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_scan_open_dir_refuses_a_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_classifies_every_kind, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_scan_open_dir_refuses_a_link, test_setup, test_teardown),
 		cmocka_unit_test(test_scan_name_in_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
