@@ -104,9 +104,10 @@ static inline unsigned size_class(size_t size)
 	return 15 + (e - 8) * 4 + (k - 1);
 }
 
+/* The superblock named by a block header's sb_page field (its low bits). */
 static inline struct superblock *sb_at(const struct heap *h, uint32_t sb_page)
 {
-	return (struct superblock *)(h->base + ((uint64_t)sb_page << h->page_shift));
+	return (struct superblock *)(h->base + ((uint64_t)(sb_page & RH_SB_PAGE_MASK) << h->page_shift));
 }
 
 static inline char *span_start(const struct heap *h, const struct superblock *sb, uint32_t idx)
@@ -620,7 +621,7 @@ static void *refill(unsigned c)
 		} else if (d->bumped < span_capacity(h, d)) {
 			slot = span + (size_t)d->bumped * class_size[c];
 			struct block_header *bh = (struct block_header *)slot;
-			bh->sb_page = (uint32_t)(sb->offset >> h->page_shift);
+			bh->sb_page = (uint32_t)(sb->offset >> h->page_shift) | (uint32_t)c << RH_CLASS_SHIFT;
 			bh->span_index = (uint16_t)cur->idx;
 			bh->site = 0;
 			bh->refcount = 0;
@@ -785,7 +786,7 @@ placed:;
 	d->bumped = (uint32_t)size;
 	d->used = (uint32_t)((uint64_t)size >> 32);
 	struct block_header *bh = (struct block_header *)(span + data) - 1;
-	bh->sb_page = (uint32_t)(r.sb->offset >> h->page_shift);
+	bh->sb_page = (uint32_t)(r.sb->offset >> h->page_shift) | RH_CLASS_LARGE << RH_CLASS_SHIFT;
 	bh->span_index = (uint16_t)r.idx;
 	bh->slack = 0;
 	bh->site = site;
@@ -902,23 +903,20 @@ void free_block(void *p)
 	struct heap *h = rh_heap;
 	struct block_header *bh = (struct block_header *)p - 1;
 	uint32_t r = bh->refcount;
-	if (likely(r == 1 && tc.heap == h)) {
-		struct superblock *sb = sb_at(h, bh->sb_page);
-		struct page_desc *d = &sb->pages[bh->span_index];
-		if (likely(d->kind == RH_PAGE_SMALL)) {
-			unsigned c = d->size_class;
-			struct tbin *b = &tc.bins[c];
-			if (likely(b->count < b->max)) {
-				uint64_t size = class_size[c] - HDR - bh->slack;
-				bh->refcount = 0;
-				count(-(int64_t)size, -1);
-				if (bh->site)
-					journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(size), -1);
-				*(void **)p = b->head;
-				b->head = p;
-				b->count++;
-				return;
-			}
+	/* The size class is in the header: the common free reads nothing else. */
+	unsigned c = bh->sb_page >> RH_CLASS_SHIFT;
+	if (likely(r == 1 && c < RH_NUM_CLASSES && tc.heap == h)) {
+		struct tbin *b = &tc.bins[c];
+		if (likely(b->count < b->max)) {
+			uint64_t size = class_size[c] - HDR - bh->slack;
+			bh->refcount = 0;
+			count(-(int64_t)size, -1);
+			if (bh->site)
+				journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(size), -1);
+			*(void **)p = b->head;
+			b->head = p;
+			b->count++;
+			return;
 		}
 	}
 	if (!tcache_init()) {
@@ -952,7 +950,7 @@ void free_foreign(struct heap *h, void *p)
 	uint64_t off = (uint64_t)((char *)p - h->base);
 	struct block_header *bh = (struct block_header *)p - 1;
 	int saved = errno;
-	if (!check_block(h, (uint64_t)bh->sb_page << h->page_shift, off)) {
+	if (!check_block(h, (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift, off)) {
 		errno = saved;
 		rh_warn("free(%p): not a block of %s", p, h->name);
 		return;
@@ -1181,7 +1179,7 @@ static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_
 		errno = ESTALE;
 		return NULL;
 	}
-	if (((uint64_t)bh->sb_page << h->page_shift) != sb_off)
+	if (((uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift) != sb_off)
 		return NULL;
 	uint32_t idx = bh->span_index;
 	if ((uint64_t)idx * page < hsize || idx >= npages)
@@ -1234,7 +1232,7 @@ int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off)
 {
 	struct block_header *bh = (struct block_header *)p - 1;
 	uint64_t o = (uint64_t)((const char *)p - h->base);
-	uint64_t s = (uint64_t)bh->sb_page << h->page_shift;
+	uint64_t s = (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift;
 	if (!check_block(h, s, o))
 		return -1;
 	uint32_t r = __atomic_fetch_or(&bh->refcount, RH_REF_SHARED, __ATOMIC_ACQ_REL);

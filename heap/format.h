@@ -208,7 +208,8 @@ _Static_assert(offsetof(struct superblock, pages) == 384, "format");
  * refcount: 0 free; otherwise the low 29 bits count references.
  */
 struct block_header {
-	uint32_t sb_page;      /*  0 offset of the superblock, in pages */
+	uint32_t sb_page;      /*  0 low 26 bits: offset of the superblock, in pages;
+	                        *    high 6 bits: size class, RH_CLASS_LARGE for LARGE */
 	uint16_t span_index;   /*  4 page index of the span in its superblock */
 	uint16_t slack;        /*  6 SMALL: usable size minus requested size */
 	uint32_t site;         /*  8 call site: journal record offset / 8, 0: none */
@@ -216,6 +217,9 @@ struct block_header {
 };
 _Static_assert(sizeof(struct block_header) == 16, "format");
 
+#define RH_SB_PAGE_MASK    0x03ffffffu
+#define RH_CLASS_SHIFT     26
+#define RH_CLASS_LARGE     63u
 #define RH_REF_COUNT_MASK  0x1fffffffu
 #define RH_REF_REACHABLE   0x20000000u /* the exit scan found a pointer to it */
 #define RH_REF_SHARED      0x80000000u /* a ref was taken: frees use atomics */

@@ -75,8 +75,12 @@ static size_t reserve_size(int dirfd, uint64_t at_least)
 		want = (uint64_t)vfs.f_blocks * vfs.f_frsize;
 	if (want < at_least)
 		want = at_least;
+	/* Block headers name superblocks by page number in 26 bits. */
+	uint64_t cap = (uint64_t)(RH_SB_PAGE_MASK + 1) * os_page_size();
+	if (cap > (1ULL << 40))
+		cap = 1ULL << 40;
 	uint64_t r = 1ULL << 30;
-	while (r < want && r < (1ULL << 40))
+	while (r < want && r < cap)
 		r <<= 1;
 	return (size_t)r;
 }

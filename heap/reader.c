@@ -542,10 +542,10 @@ static int report_block(struct block_walk *w, const struct block_header *bh, uin
 {
 	uint64_t sb_page = w->sb->offset / w->h->page_size;
 	/* span_index is 16 bits wide: it holds the low bits of larger indices. */
-	if (bh->sb_page != sb_page || bh->span_index != (uint16_t)span)
+	if ((bh->sb_page & RH_SB_PAGE_MASK) != sb_page || bh->span_index != (uint16_t)span)
 		return fail(w->h, "block header at offset %" PRIu64 ": names superblock page %" PRIu32
 			" span %u, but lies in superblock page %" PRIu64 " span %" PRIu32,
-			hdr_off, bh->sb_page, bh->span_index, sb_page, span);
+			hdr_off, bh->sb_page & RH_SB_PAGE_MASK, bh->span_index, sb_page, span);
 	struct rh_block_info b = {
 		.offset = hdr_off + sizeof(*bh),
 		.size = size,
