@@ -898,6 +898,31 @@ static bool unref(struct block_header *bh)
 	}
 }
 
+/* Everything but an ordinary block going back to the thread's cache. */
+static __attribute__((noinline)) void free_slow(struct heap *h, struct block_header *bh, uint32_t r)
+{
+	if (!tcache_init()) {
+		/* No heap of our own any more (cannot happen for our blocks). */
+		return;
+	}
+	if (r == 1) {
+		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELAXED);
+	} else if (!unref(bh)) {
+		return;
+	}
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	struct page_desc *d = &sb->pages[bh->span_index];
+	if (d->kind == RH_PAGE_SMALL) {
+		struct tbin *b = &tc.bins[d->size_class];
+		if (b->count >= b->max)
+			tcache_flush(d->size_class, b->max / 2);
+	}
+	/* release() reads the geometry bit; restore it for displaced blocks. */
+	if (r & RH_REF_DISPLACED)
+		bh->refcount = RH_REF_DISPLACED;
+	release(h, bh, true);
+}
+
 void free_block(void *p)
 {
 	struct heap *h = rh_heap;
@@ -919,26 +944,7 @@ void free_block(void *p)
 			return;
 		}
 	}
-	if (!tcache_init()) {
-		/* No heap of our own any more (cannot happen for our blocks). */
-		return;
-	}
-	if (r == 1) {
-		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELAXED);
-	} else if (!unref(bh)) {
-		return;
-	}
-	struct superblock *sb = sb_at(h, bh->sb_page);
-	struct page_desc *d = &sb->pages[bh->span_index];
-	if (d->kind == RH_PAGE_SMALL) {
-		struct tbin *b = &tc.bins[d->size_class];
-		if (b->count >= b->max)
-			tcache_flush(d->size_class, b->max / 2);
-	}
-	/* release() reads the geometry bit; restore it for displaced blocks. */
-	if (r & RH_REF_DISPLACED)
-		bh->refcount = RH_REF_DISPLACED;
-	release(h, bh, true);
+	free_slow(h, bh, r);
 }
 
 static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off);
@@ -1043,18 +1049,14 @@ static void *small_aligned(size_t size, size_t align, uint32_t site)
 	return data;
 }
 
-void *alloc_block(size_t size, size_t align, uint32_t site)
+/* Everything but a small block from the thread's cache. */
+static __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uint32_t site)
 {
-	if (likely(align <= HDR && size <= SMALL_MAX_REQUEST)) {
+	if (align <= HDR && size <= SMALL_MAX_REQUEST) {
 		unsigned c = size_class(size);
-		struct tbin *b = &tc.bins[c];
-		void *p = b->head;
-		if (likely(p && tc.heap == rh_heap)) {
-			b->head = *(void **)p;
-			b->count--;
-		} else if (!(p = refill(c))) {
+		void *p = refill(c);
+		if (!p)
 			return NULL;
-		}
 		struct block_header *bh = (struct block_header *)p - 1;
 		bh->slack = (uint16_t)(class_size[c] - HDR - size);
 		bh->site = site;
@@ -1067,6 +1069,28 @@ void *alloc_block(size_t size, size_t align, uint32_t site)
 	if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR)
 		return small_aligned(size, align, site);
 	return large_alloc(size, align, site);
+}
+
+void *alloc_block(size_t size, size_t align, uint32_t site)
+{
+	if (likely(align <= HDR && size <= SMALL_MAX_REQUEST)) {
+		unsigned c = size_class(size);
+		struct tbin *b = &tc.bins[c];
+		void *p = b->head;
+		if (likely(p && tc.heap == rh_heap)) {
+			b->head = *(void **)p;
+			b->count--;
+			struct block_header *bh = (struct block_header *)p - 1;
+			bh->slack = (uint16_t)(class_size[c] - HDR - size);
+			bh->site = site;
+			__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
+			count((int64_t)size, 1);
+			if (site)
+				journal_count(tc.heap->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
+			return p;
+		}
+	}
+	return alloc_slow(size, align, site);
 }
 
 size_t block_usable(const void *p)

@@ -21,8 +21,6 @@ static __thread struct {
 /* The call site of an API call: its caller's return address. */
 static inline uint32_t caller_site(void *ret)
 {
-	if (!rh_heap && !heap_get_slow())
-		return 0;
 	if (!rh_options.trace_depth)
 		return 0;
 	if (journal_capture)
@@ -109,7 +107,7 @@ RH_SHM_API void *rh_shm_realloc(void *ptr, size_t size)
 		return NULL;
 	}
 	if (o == OWNER_SELF) {
-		void *p = realloc_block(ptr, size, caller_site(__builtin_return_address(0)));
+		void *p = realloc_block(ptr, size, rh_heap ? caller_site(__builtin_return_address(0)) : 0);
 		if (!p)
 			errno = ENOMEM;
 		return p;

@@ -407,7 +407,23 @@ static inline void add(int64_t *counter, int64_t v, bool shared)
  * shared (other processes, threads past the 63rd): atomic adds on the record. */
 void journal_count(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks)
 {
-	struct journal_delta *e = slot ? delta_of(slot, site) : NULL;
+	/* The thread's last entry first: a loop allocating at one site. */
+	static __thread struct {
+		struct journal_delta *e;
+		uint32_t site;
+		unsigned slot, gen;
+	} last;
+	struct journal_delta *e = NULL;
+	if (slot) {
+		if (last.site == site && last.slot == slot && last.gen == journal_gen) {
+			e = last.e;
+		} else if ((e = delta_of(slot, site))) {
+			last.e = e;
+			last.site = site;
+			last.slot = slot;
+			last.gen = journal_gen;
+		}
+	}
 	if (e) {
 		add(&e->live_bytes, bytes * blocks, false);
 		add(&e->live_blocks, blocks, false);
