@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "heap.h"
@@ -36,6 +37,7 @@ struct pool {
 	struct superblock *hint;               /* last one with free pages */
 	size_t retained;                       /* free committed bytes kept */
 	bool punch_next;                       /* span_free: punch, whatever the budget */
+	uint64_t purged_ns;                    /* last time retained pages were punched */
 	size_t bytes;                          /* in its superblocks */
 	bool used;
 };
@@ -325,6 +327,26 @@ static void span_punch(struct heap *h, struct superblock *sb, uint32_t idx, uint
  * the memory is free for every process (df shows it). */
 static void pool_purge(struct heap *h, struct pool *pl);
 
+/* Free pages kept for reuse go back to the file once a second of activity
+ * has passed without their being asked for (checked on the pool's slow
+ * paths; rh_shm_trim returns them at once). */
+#define PURGE_NS 1000000000ull
+
+static void pool_decay(struct heap *h, struct pool *pl)
+{
+	if (!pl->retained)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (!pl->purged_ns) {
+		pl->purged_ns = now;
+	} else if (now - pl->purged_ns >= PURGE_NS) {
+		pool_purge(h, pl);
+		pl->purged_ns = now;
+	}
+}
+
 static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
 	size_t bytes = (size_t)pages << h->page_shift;
@@ -335,6 +357,8 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 		 * span freed now, the likeliest to be asked for again, stays. */
 		if (pl->retained + bytes > retain_budget(pl))
 			pool_purge(h, pl);
+		else
+			pool_decay(h, pl);
 		pl->retained += bytes;
 	}
 	sb->free_pages += pages;
@@ -602,8 +626,10 @@ static void *refill(unsigned c)
 	void *first = NULL;
 	pthread_mutex_lock(&pl->lock);
 	drain_remote(h, pl);
-	if (!pl->cur[c].sb)
+	if (!pl->cur[c].sb) {
 		drain_others(h, pl);
+		pool_decay(h, pl);
+	}
 	while (got < want) {
 		struct span_ref *cur = &pl->cur[c];
 		if (!cur->sb) {
