@@ -88,9 +88,13 @@ $(PRELOAD_SO): $(PRELOAD_OBJ) $(HEAP_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -shared -Wl,-z,defs -Wl,-z,nodelete -o $@ $^ -lunwind -ldl $(LDLIBS_CORE)
 
+# libdw and libstdc++ are opened with dlopen when a frame is symbolised
+# (tools/symbolize.c); dlopen is in libc since glibc 2.34, in libdl before.
+LDLIBS_TOOLS := -Wl,--push-state,--as-needed -ldl -Wl,--pop-state $(LDLIBS_CORE)
+
 $(BUILD)/bin/redhawk-%: tools/%.c $(TOOL_OBJ) $(LIB_A) $(wildcard tools/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(LIB_A) -ldw -lelf $(LDLIBS_CORE)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(LIB_A) $(LDLIBS_TOOLS)
 
 # Unit tests link the objects directly so that internal functions are
 # reachable. Static pattern rules: each set of files has exactly one recipe.
@@ -106,7 +110,7 @@ $(HEAP_TESTS) $(PRELOAD_TESTS): $(BUILD)/tests/%: tests/%.c $(HEAP_OBJ) $(wildca
 
 $(TOOL_TESTS): $(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_OBJ) $(HEAP_OBJ) $(wildcard tests/*.h tools/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests -Itools $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(HEAP_OBJ) -lcmocka -ldw -lelf $(LDLIBS_CORE)
+	$(CC) $(CPPFLAGS) -Itests -Itools $(CFLAGS) -o $@ $< $(TOOL_OBJ) $(HEAP_OBJ) -lcmocka $(LDLIBS_TOOLS)
 
 # Replays tests/fuzz/corpus/ through the fuzz target (tests/fuzz/README.md).
 $(BUILD)/tests/fuzz/replay: tests/fuzz/replay.c tests/fuzz/fuzz_reader.c $(HEAP_OBJ)

@@ -1075,22 +1075,26 @@ static void *small_aligned(size_t size, size_t align, uint32_t site)
 	return data;
 }
 
+/* A small block of class c taken from a span or cache becomes live. */
+static inline void *small_start(void *p, unsigned c, size_t size, uint32_t site)
+{
+	struct block_header *bh = (struct block_header *)p - 1;
+	bh->slack = (uint16_t)(class_size[c] - HDR - size);
+	bh->site = site;
+	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
+	count((int64_t)size, 1);
+	if (site)
+		journal_count(tc.heap->hdr, site, (unsigned)tc.slot, (int64_t)size, 1);
+	return p;
+}
+
 /* Everything but a small block from the thread's cache. */
 static __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uint32_t site)
 {
 	if (align <= HDR && size <= SMALL_MAX_REQUEST) {
 		unsigned c = size_class(size);
 		void *p = refill(c);
-		if (!p)
-			return NULL;
-		struct block_header *bh = (struct block_header *)p - 1;
-		bh->slack = (uint16_t)(class_size[c] - HDR - size);
-		bh->site = site;
-		__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
-		count((int64_t)size, 1);
-		if (site)
-			journal_count(tc.heap->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
-		return p;
+		return p ? small_start(p, c, size, site) : NULL;
 	}
 	if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR)
 		return small_aligned(size, align, site);
@@ -1106,14 +1110,7 @@ void *alloc_block(size_t size, size_t align, uint32_t site)
 		if (likely(p && tc.heap == rh_heap)) {
 			b->head = *(void **)p;
 			b->count--;
-			struct block_header *bh = (struct block_header *)p - 1;
-			bh->slack = (uint16_t)(class_size[c] - HDR - size);
-			bh->site = site;
-			__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
-			count((int64_t)size, 1);
-			if (site)
-				journal_count(tc.heap->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
-			return p;
+			return small_start(p, c, size, site);
 		}
 	}
 	return alloc_slow(size, align, site);

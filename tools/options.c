@@ -184,3 +184,21 @@ enum parse_result shmclean_parse(int argc, char **argv, struct shmclean_options 
 	o->first_arg = optind;
 	return PARSE_OK;
 }
+
+void options_finish(enum parse_result r, const char *prog, void (*usage)(FILE *out),
+	int bad_usage, int write_failed)
+{
+	switch (r) {
+	case PARSE_HELP:
+		usage(stdout);
+		break;
+	case PARSE_VERSION:
+		printf("%s from redhawk-shm %s\n", prog, RH_VERSION);
+		break;
+	default:
+		fprintf(stderr, "Try '%s --help' for more information.\n", prog);
+		exit(bad_usage);
+	}
+	/* A full disk or a closed pipe must not pass for success. */
+	exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : write_failed);
+}

@@ -2,7 +2,8 @@
 /*
  * Command lines of redhawk-shminfo and redhawk-shmclean, parsed without side
  * effects other than messages on the given stream, so that tests can check
- * every case; the mains act on the result.
+ * every case; the mains act on the result, and all three tools end --help,
+ * --version and bad usage with options_finish.
  */
 #ifndef RH_TOOLS_OPTIONS_H
 #define RH_TOOLS_OPTIONS_H
@@ -43,5 +44,14 @@ enum parse_result shmclean_parse(int argc, char **argv, struct shmclean_options 
 
 void shminfo_usage(FILE *out);
 void shmclean_usage(FILE *out);
+
+/* Ends a run whose command line said not to go on (R is not PARSE_OK), the
+ * same way for every tool: PARSE_HELP prints USAGE, PARSE_VERSION "PROG from
+ * redhawk-shm VERSION", both to stdout, and exit 0, or WRITE_FAILED when
+ * stdout could not take them; PARSE_USAGE (the parser said what was wrong)
+ * prints "Try 'PROG --help' for more information." to stderr and exits
+ * BAD_USAGE. */
+_Noreturn void options_finish(enum parse_result r, const char *prog, void (*usage)(FILE *out),
+	int bad_usage, int write_failed);
 
 #endif

@@ -31,21 +31,6 @@ static struct shmclean_options opt;
 static struct fmt_ctx fmt;
 static int status;
 
-static _Noreturn void finish_parse(enum parse_result r)
-{
-	switch (r) {
-	case PARSE_HELP:
-		shmclean_usage(stdout);
-		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
-	case PARSE_VERSION:
-		printf("%s from redhawk-shm %s\n", prog, RH_VERSION);
-		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
-	default:
-		fprintf(stderr, "Try '%s --help' for more information.\n", prog);
-		exit(2);
-	}
-}
-
 __attribute__((format(printf, 2, 3)))
 static void error(const char *object, const char *fmt_, ...)
 {
@@ -257,7 +242,7 @@ int main(int argc, char **argv)
 {
 	enum parse_result pr = shmclean_parse(argc, argv, &opt, stderr);
 	if (pr != PARSE_OK)
-		finish_parse(pr);
+		options_finish(pr, prog, shmclean_usage, 2, EXIT_FAILURE);
 	int dirfd = scan_open_dir(opt.dir);
 	if (dirfd < 0) {
 		error(opt.dir, "%s", strerror(errno));

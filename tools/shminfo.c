@@ -24,21 +24,6 @@
 
 static const char *prog = "redhawk-shminfo";
 
-static _Noreturn void finish_parse(enum parse_result r)
-{
-	switch (r) {
-	case PARSE_HELP:
-		shminfo_usage(stdout);
-		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
-	case PARSE_VERSION:
-		printf("%s from redhawk-shm %s\n", prog, RH_VERSION);
-		exit(fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1);
-	default:
-		fprintf(stderr, "Try '%s --help' for more information.\n", prog);
-		exit(2);
-	}
-}
-
 static int status;
 
 __attribute__((format(printf, 2, 3)))
@@ -157,7 +142,7 @@ int main(int argc, char **argv)
 	struct shminfo_options o;
 	enum parse_result pr = shminfo_parse(argc, argv, &o, stderr);
 	if (pr != PARSE_OK)
-		finish_parse(pr);
+		options_finish(pr, prog, shminfo_usage, 2, EXIT_FAILURE);
 
 	static char buf[1 << 16];
 	setvbuf(stdout, buf, _IOFBF, sizeof(buf));

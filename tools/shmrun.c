@@ -38,6 +38,7 @@
 #include "../preload/leakscan.h"
 #include "format.h"
 #include "fmt.h"
+#include "options.h"
 #include "report.h"
 #include "scan.h"
 #include "symbolize.h"
@@ -90,8 +91,8 @@ static void usage(FILE *out)
 		"\nFor more details see redhawk-shmrun(1).\n", out);
 }
 
-/* 0: go on; 1: help or version printed; -1: bad usage, reported. */
-static int parse(int argc, char **argv)
+/* Bad usage is reported here; options_finish ends the other cases. */
+static enum parse_result parse(int argc, char **argv)
 {
 	enum { OPT_KEEP = 256, OPT_LEAK, OPT_REACH, OPT_SUPP, OPT_EXIT, OPT_FORMAT, OPT_JSON, OPT_WAIT };
 	static const struct option longopts[] = {
@@ -127,7 +128,7 @@ static int parse(int argc, char **argv)
 			const char **v = realloc(opt.suppressions, (opt.nsuppressions + 1) * sizeof(*v));
 			if (!v) {
 				fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
-				return -1;
+				return PARSE_USAGE;
 			}
 			opt.suppressions = v;
 			v[opt.nsuppressions++] = optarg;
@@ -139,7 +140,7 @@ static int parse(int argc, char **argv)
 			long n = strtol(optarg, &end, 10);
 			if (errno || end == optarg || *end || n < 0 || n > 255) {
 				fprintf(stderr, "%s: invalid exit status '%s' (0 to 255)\n", prog, optarg);
-				return -1;
+				return PARSE_USAGE;
 			}
 			opt.error_exitcode = (int)n;
 			break;
@@ -147,36 +148,34 @@ static int parse(int argc, char **argv)
 		case OPT_FORMAT:
 			if (fmt_parse_size_format(optarg, &opt.fmt.size) != 0) {
 				fprintf(stderr, "%s: invalid format '%s'\n", prog, optarg);
-				return -1;
+				return PARSE_USAGE;
 			}
 			break;
 		case 'h':
-			usage(stdout);
-			return 1;
+			return PARSE_HELP;
 		case 'V':
-			printf("%s from redhawk-shm %s\n", prog, RH_VERSION);
-			return 1;
+			return PARSE_VERSION;
 		case ':':
 			fprintf(stderr, "%s: option '%s' requires an argument\n", prog, argv[optind - 1]);
-			return -1;
+			return PARSE_USAGE;
 		default:
 			if (optopt)
 				fprintf(stderr, "%s: invalid option -- '%c'\n", prog, optopt);
 			else
 				fprintf(stderr, "%s: unrecognized option '%s'\n", prog, argv[optind - 1]);
-			return -1;
+			return PARSE_USAGE;
 		}
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "%s: missing COMMAND\n", prog);
-		return -1;
+		return PARSE_USAGE;
 	}
 	if (!opt.dir) {
 		const char *env = getenv("RH_SHM_DIR");
 		opt.dir = env && *env ? env : "/dev/shm";
 	}
 	opt.first_arg = optind;
-	return 0;
+	return PARSE_OK;
 }
 
 static _Noreturn void die(int status, const char *fmt_, ...) __attribute__((format(printf, 2, 3)));
@@ -265,15 +264,16 @@ static void load_suppressions(const char *path)
 	fclose(f);
 }
 
-/* Whether any frame's function, file or module matches a pattern. */
+/* Whether any frame's function (demangled, as LeakSanitizer matches it, or
+ * its linkage name), file or module matches a pattern. */
 static int suppressed(struct symbolizer *sym, const struct site_stat *s)
 {
 	for (unsigned i = 0; i < s->depth; i++) {
 		struct frame f;
 		symbolizer_frame(sym, s->frames[i], &f);
 		for (size_t k = 0; k < npatterns; k++)
-			if (template_match(patterns[k], f.function) || template_match(patterns[k], f.file) ||
-			    template_match(patterns[k], f.module))
+			if (template_match(patterns[k], f.function) || template_match(patterns[k], f.symbol) ||
+			    template_match(patterns[k], f.file) || template_match(patterns[k], f.module))
 				return 1;
 	}
 	return 0;
@@ -829,13 +829,9 @@ static void finish_json(int status, int command_status)
 
 int main(int argc, char **argv)
 {
-	int r = parse(argc, argv);
-	if (r > 0)
-		return fflush(stdout) == 0 && !ferror(stdout) ? 0 : EXIT_FAILED;
-	if (r < 0) {
-		fprintf(stderr, "Try '%s --help' for more information.\n", prog);
-		return EXIT_FAILED;
-	}
+	enum parse_result pr = parse(argc, argv);
+	if (pr != PARSE_OK)
+		options_finish(pr, prog, usage, EXIT_FAILED, EXIT_FAILED);
 	for (size_t i = 0; i < opt.nsuppressions; i++)
 		load_suppressions(opt.suppressions[i]);
 	char *shim = find_shim();

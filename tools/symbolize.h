@@ -18,7 +18,8 @@ struct symbolizer;
 
 struct frame {
 	uint64_t addr;
-	const char *function;   /* NULL when unknown */
+	const char *function;   /* NULL when unknown; C++ names demangled */
+	const char *symbol;     /* the symbol's own (linkage) name, NULL when unknown */
 	const char *file;       /* NULL when no line information */
 	int line;
 	const char *module;     /* the module's recorded path, NULL when none covers addr */
@@ -37,6 +38,16 @@ int symbolizer_add(struct symbolizer *s, const struct rh_module_info *m);
 /* Fills *f for a return address (the call instruction is looked up, one byte
  * before). Strings stay valid until symbolizer_free. */
 void symbolizer_frame(struct symbolizer *s, uint64_t addr, struct frame *f);
+
+/* A C++ linkage name (_Z...) demangled by libstdc++'s __cxa_demangle,
+ * loaded on first use; the caller frees it. NULL when NAME is no such name or
+ * libstdc++ is not there. */
+char *symbolizer_demangle(const char *name);
+
+/* The libraries opened on first use (tests point them elsewhere). libdw
+ * missing: said once on stderr, frames then print as module+0xOFF. */
+extern const char *symbolizer_libdw;
+extern const char *symbolizer_libstdcxx;
 
 /* Writes a frame as "function (file:line)", "function (module+0xOFF)",
  * "module+0xOFF" or "0xADDR", the richest that is known. */

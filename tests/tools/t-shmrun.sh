@@ -133,6 +133,18 @@ expect_rc 0 "suppressed by file name"
 printf 'leak:no_such_function\n' > "$D.supp"
 run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" "$LEAKS/dropped"
 expect_rc 23 "a suppression that matches nothing"
+# C++: frames show demangled names; a suppression matches the demangled name
+# (LeakSanitizer's habit) or the linkage name.
+if [ -x "$LEAKS/widget" ]; then
+	run "$SHMRUN" -d "$D" --leak-check "$LEAKS/widget"
+	expect_rc 23 "C++ leaks"
+	expect_err "Widget::Widget(unsigned int) (widget.cc:" "demangled frame"
+	for p in '^Widget::Widget(' '^_ZN6WidgetC'; do
+		printf 'leak:%s\n' "$p" > "$D.supp"
+		run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" "$LEAKS/widget"
+		expect_err "suppressed 1 leak, 500 bytes in 1 block" "suppressed by $p"
+	done
+fi
 run "$SHMRUN" -d "$D" --leak-check "$LEAKS/reachable"
 expect_rc 0 "reachable is not a leak"
 run "$SHMRUN" -d "$D" --leak-check --show-reachable "$LEAKS/reachable"

@@ -3,7 +3,8 @@
  * Call-site reports and symbolisation: live blocks summed by site from a
  * fixture heap, "other sites" making the listed lines add up to the heap's
  * used bytes, and frames of this very program symbolised from a synthetic
- * journal (function and file:line), or not when the build-id differs.
+ * journal (function and file:line), or not when the build-id differs; C++
+ * names demangled, and module+offset frames when libdw cannot be loaded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,8 +12,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <elf.h>
+#include <inttypes.h>
 #include <link.h>
+#include <sys/wait.h>
 
 #include "heapfix.h"
 #include "report.h"
@@ -258,14 +262,159 @@ static void test_symbolize_ignores_hostile_paths(void **state)
 	symbolizer_free(sym);
 }
 
-int main(void)
+static void test_symbolize_demangles_cxx_names(void **state)
 {
+	(void)state;
+	void *h = dlopen(symbolizer_libstdcxx, RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		skip(); /* no libstdc++: names stay as they are */
+	dlclose(h);
+	char *d = symbolizer_demangle("_ZN6WidgetC2Ej");
+	assert_non_null(d);
+	assert_string_equal(d, "Widget::Widget(unsigned int)");
+	free(d);
+	d = symbolizer_demangle("_ZL11make_widgetj");
+	assert_non_null(d);
+	assert_string_equal(d, "make_widget(unsigned int)");
+	free(d);
+	/* C names, and what is not a valid mangled name, are left alone. */
+	assert_null(symbolizer_demangle("main"));
+	assert_null(symbolizer_demangle("_Z"));
+	assert_null(symbolizer_demangle("_Z!!"));
+	assert_null(symbolizer_demangle(NULL));
+}
+
+static int phdr_find(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct self *s = arg;
+	uint64_t start = UINT64_MAX, end = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
+		if (p->p_type != PT_LOAD)
+			continue;
+		uint64_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
+		start = lo < start ? lo : start;
+		end = hi > end ? hi : end;
+	}
+	if (s->base < start || s->base >= end)
+		return 0;
+	/* Found: s->base held the address looked for. */
+	s->base = info->dlpi_addr;
+	s->start = start;
+	s->end = end;
+	snprintf(s->path, sizeof(s->path), "%s", info->dlpi_name);
+	return 1;
+}
+
+static void test_symbolize_frames_with_demangled_names(void **state)
+{
+	(void)state;
+	/* operator new, in libstdc++: its .dynsym names it _Znwm. */
+	void *h = dlopen(symbolizer_libstdcxx, RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		skip();
+	void *op_new = dlsym(h, "_Znwm");
+	if (!op_new) {
+		dlclose(h);
+		skip();
+	}
+	struct self s;
+	memset(&s, 0, sizeof(s));
+	s.base = (uint64_t)(uintptr_t)op_new;
+	assert_int_equal(dl_iterate_phdr(phdr_find, &s), 1);
+	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end, .path = s.path };
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	/* A return address one byte in: the call looked up is op_new itself. */
+	struct frame f;
+	for (int round = 0; round < 2; round++) { /* the second from the cache */
+		symbolizer_frame(sym, (uint64_t)(uintptr_t)op_new + 1, &f);
+		assert_non_null(f.function);
+		assert_string_equal(f.function, "operator new(unsigned long)");
+		assert_non_null(f.symbol);
+		assert_string_equal(f.symbol, "_Znwm");
+	}
+	symbolizer_free(sym);
+	dlclose(h);
+}
+
+/* Run as "test_report no-libdw": symbolises as if libdw were missing, in a
+ * process of its own (libdw is loaded once per process). Exits 0 when both
+ * frames print as module+offset. */
+static int no_libdw_child(void)
+{
+	symbolizer_libdw = "libdw-missing.so.0";
+	struct self s;
+	self_module(&s);
+	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end,
+		.build_id = s.id, .build_id_len = s.id_len, .path = s.path };
+	int bad = 0;
+	for (int i = 0; i < 2; i++) { /* two symbolizers: the warning is said once */
+		struct symbolizer *sym = symbolizer_new();
+		if (symbolizer_add(sym, &m) != 0)
+			return 2;
+		struct frame f;
+		uint64_t addr = allocate_frame();
+		symbolizer_frame(sym, addr, &f);
+		char got[4200], want[4200];
+		FILE *o = fmemopen(got, sizeof(got), "w");
+		symbolizer_print(o, &f);
+		fclose(o);
+		snprintf(want, sizeof(want), "%s+0x%" PRIx64, s.path, addr - s.base);
+		if (f.function || f.file || strcmp(got, want) != 0) {
+			fprintf(stdout, "got '%s', want '%s'\n", got, want);
+			bad = 1;
+		}
+		symbolizer_free(sym);
+	}
+	return bad;
+}
+
+static void test_symbolize_without_libdw_prints_module_offset(void **state)
+{
+	(void)state;
+	char err[512];
+	snprintf(err, sizeof(err), "%s/stderr", test_dir);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(3);
+		execl("/proc/self/exe", "test_report", "no-libdw", (char *)NULL);
+		_exit(4);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	FILE *f = fopen(err, "r");
+	assert_non_null(f);
+	char line[1024];
+	int said = 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "test_report: libdw-missing.so.0: ") == line &&
+		    strstr(line, "; call sites shown as module+offset\n"))
+			said++;
+	fclose(f);
+	assert_int_equal(said, 1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "no-libdw") == 0)
+		return no_libdw_child();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_report_sums_live_blocks_by_site, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_report_prints_sites_and_other_sites, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_own_frames_to_function_and_line),
 		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
 		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, test_setup, test_teardown),
+		cmocka_unit_test(test_symbolize_demangles_cxx_names),
+		cmocka_unit_test(test_symbolize_frames_with_demangled_names),
+		cmocka_unit_test_setup_teardown(test_symbolize_without_libdw_prints_module_offset,
+			test_setup, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
