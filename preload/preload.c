@@ -87,14 +87,15 @@ static void init(void)
 }
 
 /* The call site of the current allocation: its stack, innermost caller
- * first, without our own frames. Inlined into each hook. */
-static inline __attribute__((always_inline)) uint32_t site_here(void)
+ * first, without our own frames (`ours` of them at most: 1 in a hook, more
+ * through the API). Inlined into each hook. */
+static inline __attribute__((always_inline)) uint32_t site_here(int ours)
 {
 	if (!depth)
 		return 0;
 	void *buf[RH_MAX_TRACE_DEPTH + 4];
 	capturing = 1;
-	int n = unw_backtrace(buf, (int)depth + 2);
+	int n = unw_backtrace(buf, (int)depth + ours);
 	capturing = 0;
 	int skip = 0;
 	while (skip < n && (uintptr_t)buf[skip] - self_lo < self_hi - self_lo)
@@ -109,7 +110,7 @@ static __attribute__((noinline)) uint32_t capture(void)
 {
 	if (state == UNREADY && !busy)
 		init();
-	return site_here();
+	return site_here(4);
 }
 
 /* Blocks made through the API before any malloc get whole stacks too. */
@@ -151,7 +152,7 @@ EXPORT void *malloc(size_t n)
 		return __libc_malloc(n);
 	if (unlikely(!rh_heap) && !heap_get_slow())
 		return done(fallback(16, n));
-	void *p = alloc_block(n, 16, site_here());
+	void *p = alloc_block(n, 16, site_here(1));
 	return done(p ? p : fallback(16, n));
 }
 
@@ -189,7 +190,7 @@ EXPORT void *calloc(size_t count, size_t size)
 		return __libc_calloc(count, size);
 	if (unlikely(!rh_heap) && !heap_get_slow())
 		return done(__libc_calloc(count, size));
-	void *p = alloc_block(n, 16, site_here());
+	void *p = alloc_block(n, 16, site_here(1));
 	if (!p)
 		return done(__libc_calloc(count, size));
 	memset(p, 0, n);
@@ -215,7 +216,7 @@ EXPORT void *realloc(void *p, size_t n)
 	if (o == OWNER_NONE && state != ENABLED)
 		return __libc_realloc(p, n);
 	if (o == OWNER_SELF && take(n)) {
-		void *q = realloc_block(p, n, site_here());
+		void *q = realloc_block(p, n, site_here(1));
 		busy = 0;
 		if (q)
 			return q;
@@ -251,7 +252,7 @@ static void *aligned(size_t align, size_t n)
 		return __libc_memalign(align, n);
 	if (unlikely(!rh_heap) && !heap_get_slow())
 		return done(fallback(align, n));
-	void *p = alloc_block(n, align, site_here());
+	void *p = alloc_block(n, align, site_here(1));
 	return done(p ? p : fallback(align, n));
 }
 
