@@ -956,7 +956,9 @@ void free_block(void *p)
 	uint32_t r = bh->refcount;
 	/* The size class is in the header: the common free reads nothing else. */
 	unsigned c = bh->sb_page >> RH_CLASS_SHIFT;
-	if (likely(r == 1 && c < RH_NUM_CLASSES && tc.heap == h)) {
+	if (likely(r == 1 && c < RH_NUM_CLASSES)) {
+		/* max is 0 until the cache is bound to this heap, and again after
+		 * the thread's exit. */
 		struct tbin *b = &tc.bins[c];
 		if (likely(b->count < b->max)) {
 			uint64_t size = class_size[c] - HDR - bh->slack;
@@ -1107,7 +1109,9 @@ void *alloc_block(size_t size, size_t align, uint32_t site)
 		unsigned c = size_class(size);
 		struct tbin *b = &tc.bins[c];
 		void *p = b->head;
-		if (likely(p && tc.heap == rh_heap)) {
+		/* A cache holds blocks only while bound to the current heap: it
+		 * is emptied at thread exit and cleared in a forked child. */
+		if (likely(p)) {
 			b->head = *(void **)p;
 			b->count--;
 			return small_start(p, c, size, site);
