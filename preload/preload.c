@@ -80,8 +80,6 @@ static void init(void)
 	 * sigprocmask calls per frame looked up. */
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	unw_set_cache_size(unw_local_addr_space, 1u << 14, 0);
-	/* A heap of our PID's previous program image, set aside before exec. */
-	heap_exec_leftover();
 	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
 	busy = 0;
 }
@@ -113,10 +111,14 @@ static __attribute__((noinline)) uint32_t capture(void)
 	return site_here(4);
 }
 
-/* Blocks made through the API before any malloc get whole stacks too. */
+/* At load: blocks made through the API before any malloc get whole stacks
+ * too, and the heap our PID's previous image set aside before exec goes,
+ * even if this image never allocates. */
 __attribute__((constructor)) static void preload_init(void)
 {
 	journal_capture = capture;
+	if (environ)
+		heap_exec_leftover();
 }
 
 /* Ready for a shared allocation of n bytes on this thread? */
