@@ -308,6 +308,19 @@ EXPORT size_t malloc_usable_size(void *p)
 	return p ? usable(p) : 0;
 }
 
+static void *next_sym(const char *name);
+
+/* malloc_trim: our free pages go back to the file too. */
+EXPORT int malloc_trim(size_t pad)
+{
+	static int (*real)(size_t);
+	if (state == ENABLED && !busy)
+		alloc_trim();
+	if (!real)
+		real = (int (*)(size_t))next_sym("malloc_trim");
+	return real ? real(pad) : 0;
+}
+
 /* --- Signal masks ---------------------------------------------------------------- */
 
 /* libunwind blocks all signals around its caches with sigprocmask, two
@@ -316,8 +329,6 @@ EXPORT size_t malloc_usable_size(void *p)
  * path while busy), so there the masks are left as they are. Every other
  * call goes to the C library. */
 typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
-
-static void *next_sym(const char *name);
 
 static int mask_passthrough(const char *name, sigmask_fn *real, int how, const sigset_t *set, sigset_t *old)
 {

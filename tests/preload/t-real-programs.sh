@@ -85,6 +85,13 @@ RH_SHMALLOC=disable shim "$PROGS/exit_ways" big || fail "exit_ways with RH_SHMAL
 no_heaps "RH_SHMALLOC=disable"
 echo "ok exit, _exit, _Exit, abort, keep, disable"
 
+# malloc_trim returns the shim's free pages too.
+RH_SHMALLOC_METRICS=1 shim "$PROGS/trim" 2> "$W/trim.err" || fail "trim"
+grep -q 'bytes returned to the filesystem *[1-9]' "$W/trim.err" ||
+	{ cat "$W/trim.err"; fail "malloc_trim returned nothing to the filesystem"; }
+no_heaps trim
+echo "ok malloc_trim"
+
 # A full filesystem: a 4 MiB tmpfs of our own; 64 MiB still allocate, from
 # private memory, and the program ends well.
 if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
