@@ -870,7 +870,7 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 	struct superblock *sb = sb_at(h, bh->sb_page);
 	struct page_desc *d = &sb->pages[bh->span_index];
 	if (account) {
-		uint64_t size = d->kind == RH_PAGE_LARGE ? large_size(d) : usable_in(h, bh) - bh->slack;
+		uint64_t size = size_in(h, bh);
 		count(-(int64_t)size, -1);
 		if (bh->site)
 			journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(size), -1);
@@ -996,8 +996,7 @@ void free_foreign(struct heap *h, void *p)
 		return;
 	}
 	struct superblock *sb = sb_at(h, bh->sb_page);
-	struct page_desc *d = &sb->pages[bh->span_index];
-	uint64_t size = d->kind == RH_PAGE_LARGE ? large_size(d) : usable_in(h, bh) - bh->slack;
+	uint64_t size = size_in(h, bh);
 	struct heap_header *hdr = h->hdr;
 	__atomic_fetch_add(&hdr->counters[0].used_bytes, -(int64_t)size, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&hdr->counters[0].live_blocks, -1, __ATOMIC_RELAXED);
@@ -1132,13 +1131,6 @@ size_t block_usable(const void *p)
 	if (heap_inherited_view(p, &tmp))
 		return usable_in(&tmp, bh);
 	return 0;
-}
-
-size_t block_size(const void *p)
-{
-	const struct block_header *bh = (const struct block_header *)p - 1;
-	struct heap *h = heap_of(p);
-	return h ? (size_t)size_in(h, bh) : 0;
 }
 
 /* Grows or shrinks in place where the block's slot or span allows. */

@@ -117,7 +117,6 @@ void free_block(void *p);                        /* a block of rh_heap */
 void free_foreign(struct heap *h, void *p);     /* a block of an attached heap */
 void *realloc_block(void *p, size_t size, uint32_t site);
 size_t block_usable(const void *p);
-size_t block_size(const void *p);                /* requested bytes */
 void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off);
 int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off);
 void alloc_trim(void);
