@@ -132,14 +132,12 @@ static inline void count(int64_t bytes, int64_t blocks)
 	if (likely(tc.slot)) {
 		/* Single writer: plain stores, atomic only so readers see no tearing. */
 		__atomic_store_n(&k->used_bytes, k->used_bytes + bytes, __ATOMIC_RELAXED);
-		__atomic_store_n(&k->live_blocks, k->live_blocks + blocks, __ATOMIC_RELAXED);
 		if (blocks > 0)
 			__atomic_store_n(&k->allocs, k->allocs + 1, __ATOMIC_RELAXED);
 		else if (blocks < 0)
 			__atomic_store_n(&k->frees, k->frees + 1, __ATOMIC_RELAXED);
 	} else {
 		__atomic_fetch_add(&k->used_bytes, bytes, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&k->live_blocks, blocks, __ATOMIC_RELAXED);
 		if (blocks)
 			__atomic_fetch_add(blocks > 0 ? &k->allocs : &k->frees, 1, __ATOMIC_RELAXED);
 	}
@@ -999,7 +997,6 @@ void free_foreign(struct heap *h, void *p)
 	uint64_t size = size_in(h, bh);
 	struct heap_header *hdr = h->hdr;
 	__atomic_fetch_add(&hdr->counters[0].used_bytes, -(int64_t)size, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&hdr->counters[0].live_blocks, -1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&hdr->counters[0].frees, 1, __ATOMIC_RELAXED);
 	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
 		journal_count(hdr, bh->site, 0, (int64_t)(size), -1);

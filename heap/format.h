@@ -82,13 +82,14 @@ struct heap_pool_shared {
 
 /* Used-byte counters. Each slot has a single writer (a thread of the creator)
  * except slot 0, which other processes update with atomic adds; the heap's
- * used bytes and live blocks are the sums over all slots. Values are signed:
+ * used bytes are the sum over all slots, its live blocks the sum of allocs
+ * minus the sum of frees. Values are signed:
  * a block allocated by one thread and freed by another moves two slots. */
 struct heap_counter {
 	int64_t used_bytes;     /* requested bytes of live blocks */
-	int64_t live_blocks;
+	int64_t reserved0;      /* zero */
 	int64_t allocs;         /* blocks made, ever */
-	int64_t frees;          /* blocks freed, ever */
+	int64_t frees;          /* blocks freed, ever; live blocks: allocs - frees */
 	int64_t reserved[4];    /* one cache line per slot */
 };
 

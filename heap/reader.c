@@ -302,7 +302,8 @@ static int open_native(struct rh_heap *h, const struct heap_header *hdr, size_t 
 	for (unsigned i = 0; i < RH_MAX_COUNTERS; i++) {
 		/* Wrapping adds: a hostile file must not reach signed overflow. */
 		used = (int64_t)((uint64_t)used + (uint64_t)hdr->counters[i].used_bytes);
-		live = (int64_t)((uint64_t)live + (uint64_t)hdr->counters[i].live_blocks);
+		live = (int64_t)((uint64_t)live + (uint64_t)hdr->counters[i].allocs -
+			(uint64_t)hdr->counters[i].frees);
 	}
 	/* Counters of different threads move at different times: a sum can
 	 * dip below zero for a moment. */

@@ -95,10 +95,14 @@ static inline void heapfix_init(struct heapfix *f, uint32_t page)
 	h->holders[0].state = RH_HOLDER_CLAIMED;
 }
 
+/* A counter slot holding `used` bytes and `live` blocks (allocs minus frees). */
 static inline void heapfix_counter(struct heapfix *f, unsigned slot, int64_t used, int64_t live)
 {
 	heapfix_header(f)->counters[slot].used_bytes = used;
-	heapfix_header(f)->counters[slot].live_blocks = live;
+	if (live >= 0)
+		heapfix_header(f)->counters[slot].allocs = live;
+	else
+		heapfix_header(f)->counters[slot].frees = -live;
 }
 
 /* Sets the descriptors of a span's first and last page. */
