@@ -28,8 +28,9 @@
 /* Reads go through buffers of this size: large enough that a 1 GiB heap
  * needs few system calls, small enough to sit in the L2 cache. */
 #define CHUNK (64 * 1024)
-/* The journal window holds the longest record prefix we ever parse: a module
- * record's fixed part and a path of up to 65535 bytes. */
+/* The journal window holds the longest record we ever parse whole: a
+ * thread's counter table (16 + 40 x 4096 bytes), or a module record's fixed
+ * part and a path of up to 65535 bytes. */
 #define JOURNAL_WINDOW (256 * 1024)
 /* Frames per site: heap.h's RH_MAX_TRACE_DEPTH, the most any writer records. */
 #define SITE_MAX_DEPTH 64
