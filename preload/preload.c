@@ -148,7 +148,9 @@ static void *fallback(size_t align, size_t n)
 	return align <= 16 ? __libc_malloc(n) : __libc_memalign(align, n);
 }
 
-EXPORT void *malloc(size_t n)
+/* malloc's body, inlined where it is used so that the stack capture sees
+ * one frame of ours: in malloc, or in realloc when a block moves. */
+static inline __attribute__((always_inline)) void *shared_malloc(size_t n)
 {
 	if (!take(n))
 		return __libc_malloc(n);
@@ -156,6 +158,11 @@ EXPORT void *malloc(size_t n)
 		return done(fallback(16, n));
 	void *p = alloc_block(n, 16, site_here(1));
 	return done(p ? p : fallback(16, n));
+}
+
+EXPORT void *malloc(size_t n)
+{
+	return shared_malloc(n);
 }
 
 EXPORT void free(void *p)
@@ -209,7 +216,7 @@ static size_t usable(void *p)
 EXPORT void *realloc(void *p, size_t n)
 {
 	if (!p)
-		return malloc(n);
+		return shared_malloc(n);
 	if (n == 0) {
 		free(p);
 		return NULL;
@@ -227,7 +234,7 @@ EXPORT void *realloc(void *p, size_t n)
 		return __libc_realloc(p, n);
 	/* Move: between the C library and us, out of an inherited or attached
 	 * block, or when the heap is full. */
-	void *q = malloc(n);
+	void *q = shared_malloc(n);
 	if (!q)
 		return NULL;
 	size_t old = usable(p);
