@@ -15,13 +15,9 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "alloc.h"
 
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
-
-static const uint32_t class_size[RH_NUM_CLASSES] = { RH_SIZE_CLASSES };
-#define SMALL_MAX_REQUEST (RH_SMALL_MAX_SLOT - sizeof(struct block_header))
-#define HDR sizeof(struct block_header)
+const uint32_t rh_class_size[RH_NUM_CLASSES] = { RH_SIZE_CLASSES };
 /* Free committed pages a pool keeps for reuse before it punches holes. */
 #define RETAIN_BYTES (16u << 20)
 
@@ -47,32 +43,7 @@ static unsigned npools;
 static _Atomic unsigned thread_seq;
 static _Atomic uint64_t counter_slots = 1; /* bit i: slot i taken; 0 is shared */
 
-#define LCACHE_ENTRIES 8
-#define LCACHE_BYTES (8u << 20)
-
-struct tbin {
-	void *head;
-	uint32_t count;
-	uint32_t max;
-};
-
-struct tcache {
-	struct tbin bins[RH_NUM_CLASSES];
-	struct heap *heap;             /* the heap the cached blocks belong to */
-	struct pool *pool;
-	struct heap_counter *counter;
-	int slot;                      /* counter slot, 0: shared (atomic) */
-	/* Recently freed LARGE spans, reused without the pool lock. */
-	struct lentry {
-		struct superblock *sb;
-		uint32_t idx, pages;
-	} large[LCACHE_ENTRIES];
-	unsigned nlarge;
-	size_t large_bytes;
-	bool exited;                   /* past tcache_exit: cache nothing */
-};
-
-static __thread struct tcache tc;
+__thread struct tcache rh_tc;
 static pthread_key_t tc_key;
 
 unsigned alloc_npools(void)
@@ -94,18 +65,6 @@ unsigned alloc_npools(void)
 	return npools;
 }
 
-/* Request size to class: 16-byte steps up to 256, then four per doubling. */
-static inline unsigned size_class(size_t size)
-{
-	size_t need = size + HDR;
-	if (need <= 256)
-		return need <= 32 ? 0 : (unsigned)((need + 15) >> 4) - 2;
-	unsigned e = 63u - (unsigned)__builtin_clzl(need - 1);
-	size_t base = (size_t)1 << e;
-	unsigned k = (unsigned)((need - base + (base >> 2) - 1) >> (e - 2));
-	return 15 + (e - 8) * 4 + (k - 1);
-}
-
 /* The superblock named by a block header's sb_page field (its low bits). */
 static inline struct superblock *sb_at(const struct heap *h, uint32_t sb_page)
 {
@@ -124,25 +83,6 @@ static inline struct superblock *sb_next(const struct heap *h, const struct supe
 
 /* --- Counters ------------------------------------------------------------ */
 
-/* Adds to the thread's counter slot: bytes and blocks made (blocks > 0),
- * freed (blocks < 0) or resized (blocks == 0). */
-static inline void count(int64_t bytes, int64_t blocks)
-{
-	struct heap_counter *k = tc.counter;
-	if (likely(tc.slot)) {
-		/* Single writer: plain stores, atomic only so readers see no tearing. */
-		__atomic_store_n(&k->used_bytes, k->used_bytes + bytes, __ATOMIC_RELAXED);
-		if (blocks > 0)
-			__atomic_store_n(&k->allocs, k->allocs + 1, __ATOMIC_RELAXED);
-		else if (blocks < 0)
-			__atomic_store_n(&k->frees, k->frees + 1, __ATOMIC_RELAXED);
-	} else {
-		__atomic_fetch_add(&k->used_bytes, bytes, __ATOMIC_RELAXED);
-		if (blocks)
-			__atomic_fetch_add(blocks > 0 ? &k->allocs : &k->frees, 1, __ATOMIC_RELAXED);
-	}
-}
-
 /* --- Thread caches -------------------------------------------------------- */
 
 static void tcache_flush_all(void);
@@ -153,17 +93,17 @@ static void tcache_flush_all(void);
 static void tcache_exit(void *arg)
 {
 	(void)arg;
-	if (!tc.heap)
+	if (!rh_tc.heap)
 		return;
 	tcache_flush_all();
-	if (tc.slot)
-		atomic_fetch_and(&counter_slots, ~(1ULL << tc.slot));
-	tc.slot = 0;
-	tc.counter = &tc.heap->hdr->counters[0];
+	if (rh_tc.slot)
+		atomic_fetch_and(&counter_slots, ~(1ULL << rh_tc.slot));
+	rh_tc.slot = 0;
+	rh_tc.counter = &rh_tc.heap->hdr->counters[0];
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
-		tc.bins[c].max = 0;
-	tc.large_bytes = LCACHE_BYTES;  /* the LARGE cache takes nothing more */
-	tc.exited = true;
+		rh_tc.bins[c].max = 0;
+	rh_tc.large_bytes = LCACHE_BYTES;  /* the LARGE cache takes nothing more */
+	rh_tc.exited = true;
 	journal_thread_exit();
 }
 
@@ -173,32 +113,32 @@ static bool tcache_init(void)
 	struct heap *h = rh_heap ? rh_heap : heap_get_slow();
 	if (!h)
 		return false;
-	if (tc.heap == h)
+	if (rh_tc.heap == h)
 		return true;
-	if (tc.heap && !tc.exited)
+	if (rh_tc.heap && !rh_tc.exited)
 		tcache_exit(NULL);
-	tc.exited = false;
+	rh_tc.exited = false;
 	unsigned n = alloc_npools();
 	unsigned seq = atomic_fetch_add(&thread_seq, 1);
-	tc.pool = &pools[seq % n];
+	rh_tc.pool = &pools[seq % n];
 	uint64_t bits = atomic_load(&counter_slots);
-	tc.slot = 0;
+	rh_tc.slot = 0;
 	while (~bits) {
 		int i = __builtin_ctzll(~bits);
 		if (atomic_compare_exchange_weak(&counter_slots, &bits, bits | (1ULL << i))) {
-			tc.slot = i;
+			rh_tc.slot = i;
 			break;
 		}
 	}
-	tc.counter = &h->hdr->counters[tc.slot];
-	tc.nlarge = 0;
-	tc.large_bytes = 0;
+	rh_tc.counter = &h->hdr->counters[rh_tc.slot];
+	rh_tc.nlarge = 0;
+	rh_tc.large_bytes = 0;
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++) {
-		uint32_t m = (64u << 10) / class_size[c];
-		tc.bins[c].max = m < 8 ? 8 : m > 128 ? 128 : m;
+		uint32_t m = (64u << 10) / rh_class_size[c];
+		rh_tc.bins[c].max = m < 8 ? 8 : m > 128 ? 128 : m;
 	}
-	pthread_setspecific(tc_key, &tc);
-	tc.heap = h;
+	pthread_setspecific(tc_key, &rh_tc);
+	rh_tc.heap = h;
 	return true;
 }
 
@@ -522,7 +462,7 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct sp
 
 static uint32_t small_span_pages(const struct heap *h, unsigned c)
 {
-	size_t bytes = (size_t)class_size[c] * 8;
+	size_t bytes = (size_t)rh_class_size[c] * 8;
 	if (bytes < (64u << 10))
 		bytes = 64u << 10;
 	return (uint32_t)((bytes + ((size_t)1 << h->page_shift) - 1) >> h->page_shift);
@@ -530,7 +470,7 @@ static uint32_t small_span_pages(const struct heap *h, unsigned c)
 
 static inline uint32_t span_capacity(const struct heap *h, const struct page_desc *d)
 {
-	return (uint32_t)(((uint64_t)d->span_pages << h->page_shift) / class_size[d->size_class]);
+	return (uint32_t)(((uint64_t)d->span_pages << h->page_shift) / rh_class_size[d->size_class]);
 }
 
 static inline bool is_current(const struct pool *pl, unsigned c, const struct superblock *sb, uint32_t idx)
@@ -543,7 +483,7 @@ static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb,
 {
 	struct page_desc *d = &sb->pages[idx];
 	unsigned c = d->size_class;
-	uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / class_size[c]);
+	uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[c]);
 	*(uint32_t *)(slot + HDR) = d->free_head;
 	d->free_head = k + 1;
 	d->used--;
@@ -613,13 +553,13 @@ static void *refill(unsigned c)
 {
 	if (!tcache_init())
 		return NULL;
-	struct heap *h = tc.heap;
-	struct pool *pl = tc.pool;
+	struct heap *h = rh_tc.heap;
+	struct pool *pl = rh_tc.pool;
 	if (rh_options.policy == POLICY_CPU) {
 		int cpu = sched_getcpu();
 		pl = &pools[(unsigned)(cpu < 0 ? 0 : cpu) / rh_options.cpus_per_pool % npools];
 	}
-	struct tbin *b = &tc.bins[c];
+	struct tbin *b = &rh_tc.bins[c];
 	uint32_t want = b->max / 2 + 1, got = 0;  /* 1 once the thread has exited */
 	void *first = NULL;
 	pthread_mutex_lock(&pl->lock);
@@ -640,10 +580,10 @@ static void *refill(unsigned c)
 		char *span = span_start(h, sb, cur->idx);
 		char *slot;
 		if (d->free_head) {
-			slot = span + (size_t)(d->free_head - 1) * class_size[c];
+			slot = span + (size_t)(d->free_head - 1) * rh_class_size[c];
 			d->free_head = *(uint32_t *)(slot + HDR);
 		} else if (d->bumped < span_capacity(h, d)) {
-			slot = span + (size_t)d->bumped * class_size[c];
+			slot = span + (size_t)d->bumped * rh_class_size[c];
 			struct block_header *bh = (struct block_header *)slot;
 			bh->sb_page = (uint32_t)(sb->offset >> h->page_shift) | (uint32_t)c << RH_CLASS_SHIFT;
 			bh->span_index = (uint16_t)cur->idx;
@@ -678,8 +618,8 @@ static void *refill(unsigned c)
 /* Returns cached blocks of class c to their spans until `keep` remain. */
 static void tcache_flush(unsigned c, uint32_t keep)
 {
-	struct heap *h = tc.heap;
-	struct tbin *b = &tc.bins[c];
+	struct heap *h = rh_tc.heap;
+	struct tbin *b = &rh_tc.bins[c];
 	struct pool *locked = NULL;
 	while (b->count > keep) {
 		void *p = b->head;
@@ -703,16 +643,16 @@ static void tcache_flush(unsigned c, uint32_t keep)
 static void tcache_flush_all(void)
 {
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
-		if (tc.bins[c].count)
+		if (rh_tc.bins[c].count)
 			tcache_flush(c, 0);
-	while (tc.nlarge) {
-		struct lentry *e = &tc.large[--tc.nlarge];
+	while (rh_tc.nlarge) {
+		struct lentry *e = &rh_tc.large[--rh_tc.nlarge];
 		struct pool *pl = &pools[e->sb->pool];
 		pthread_mutex_lock(&pl->lock);
-		span_free(tc.heap, pl, e->sb, e->idx, e->pages);
+		span_free(rh_tc.heap, pl, e->sb, e->idx, e->pages);
 		pthread_mutex_unlock(&pl->lock);
 	}
-	tc.large_bytes = 0;
+	rh_tc.large_bytes = 0;
 }
 
 /* --- Large blocks ---------------------------------------------------------- */
@@ -721,7 +661,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 {
 	if (!tcache_init())
 		return NULL;
-	struct heap *h = tc.heap;
+	struct heap *h = rh_tc.heap;
 	size_t page = (size_t)1 << h->page_shift;
 	size_t lead = align <= HDR ? HDR : align > page ? align + HDR : align;
 	if (size > ((size_t)1 << 46) || align > ((size_t)1 << 30)) {
@@ -733,16 +673,16 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 		errno = ENOMEM;
 		return NULL;
 	}
-	struct pool *pl = tc.pool;
+	struct pool *pl = rh_tc.pool;
 	struct span_ref r = { NULL, 0 };
-	for (unsigned i = 0; i < tc.nlarge; i++) {
-		struct lentry *e = &tc.large[i];
+	for (unsigned i = 0; i < rh_tc.nlarge; i++) {
+		struct lentry *e = &rh_tc.large[i];
 		if (e->pages >= pages64 && e->pages - pages64 <= pages64 / 8) {
 			r.sb = e->sb;
 			r.idx = e->idx;
 			pages64 = e->pages;
-			tc.large_bytes -= (size_t)e->pages << h->page_shift;
-			*e = tc.large[--tc.nlarge];
+			rh_tc.large_bytes -= (size_t)e->pages << h->page_shift;
+			*e = rh_tc.large[--rh_tc.nlarge];
 			break;
 		}
 	}
@@ -817,7 +757,7 @@ placed:;
 	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
 	if (site)
-		journal_count(h->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
+		journal_count(h->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), 1);
 	return bh + 1;
 }
 
@@ -835,7 +775,7 @@ static inline char *slot_of(const struct heap *h, struct superblock *sb, const s
 		return (char *)bh;
 	struct page_desc *d = &sb->pages[bh->span_index];
 	char *span = span_start(h, sb, bh->span_index);
-	uint32_t slot = class_size[d->size_class];
+	uint32_t slot = rh_class_size[d->size_class];
 	return span + (size_t)(((char *)bh - span) / slot) * slot;
 }
 
@@ -847,7 +787,7 @@ static size_t usable_in(const struct heap *h, const struct block_header *bh)
 	if (d->kind == RH_PAGE_LARGE)
 		return ((size_t)d->span_pages << h->page_shift) - d->free_head;
 	char *slot = slot_of(h, sb, bh);
-	return (size_t)(slot + class_size[d->size_class] - (char *)(bh + 1));
+	return (size_t)(slot + rh_class_size[d->size_class] - (char *)(bh + 1));
 }
 
 static uint64_t size_in(const struct heap *h, const struct block_header *bh)
@@ -871,14 +811,14 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 		uint64_t size = size_in(h, bh);
 		count(-(int64_t)size, -1);
 		if (bh->site)
-			journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(size), -1);
+			journal_count(h->hdr, bh->site, (unsigned)rh_tc.slot, (int64_t)(size), -1);
 	}
 	if (d->kind == RH_PAGE_LARGE) {
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
 		size_t bytes = (size_t)d->span_pages << h->page_shift;
-		if (tc.heap == h && tc.nlarge < LCACHE_ENTRIES && tc.large_bytes + bytes <= LCACHE_BYTES) {
-			tc.large[tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages };
-			tc.large_bytes += bytes;
+		if (rh_tc.heap == h && rh_tc.nlarge < LCACHE_ENTRIES && rh_tc.large_bytes + bytes <= LCACHE_BYTES) {
+			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages };
+			rh_tc.large_bytes += bytes;
 			return;
 		}
 		struct pool *pl = &pools[sb->pool];
@@ -892,8 +832,8 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 	((struct block_header *)slot)->refcount = 0;  /* clears a displacement marker */
 	void *p = slot + HDR;
 	unsigned c = d->size_class;
-	struct tbin *b = &tc.bins[c];
-	if (tc.heap == h && b->count < b->max) {
+	struct tbin *b = &rh_tc.bins[c];
+	if (rh_tc.heap == h && b->count < b->max) {
 		*(void **)p = b->head;
 		b->head = p;
 		b->count++;
@@ -923,7 +863,7 @@ static bool unref(struct block_header *bh)
 }
 
 /* Everything but an ordinary block going back to the thread's cache. */
-static __attribute__((noinline)) void free_slow(struct heap *h, struct block_header *bh, uint32_t r)
+__attribute__((noinline)) void free_slow(struct heap *h, struct block_header *bh, uint32_t r)
 {
 	if (!tcache_init()) {
 		/* No heap of our own any more (cannot happen for our blocks). */
@@ -937,7 +877,7 @@ static __attribute__((noinline)) void free_slow(struct heap *h, struct block_hea
 	struct superblock *sb = sb_at(h, bh->sb_page);
 	struct page_desc *d = &sb->pages[bh->span_index];
 	if (d->kind == RH_PAGE_SMALL) {
-		struct tbin *b = &tc.bins[d->size_class];
+		struct tbin *b = &rh_tc.bins[d->size_class];
 		if (b->count >= b->max)
 			tcache_flush(d->size_class, b->max / 2);
 	}
@@ -945,32 +885,6 @@ static __attribute__((noinline)) void free_slow(struct heap *h, struct block_hea
 	if (r & RH_REF_DISPLACED)
 		bh->refcount = RH_REF_DISPLACED;
 	release(h, bh, true);
-}
-
-void free_block(void *p)
-{
-	struct heap *h = rh_heap;
-	struct block_header *bh = (struct block_header *)p - 1;
-	uint32_t r = bh->refcount;
-	/* The size class is in the header: the common free reads nothing else. */
-	unsigned c = bh->sb_page >> RH_CLASS_SHIFT;
-	if (likely(r == 1 && c < RH_NUM_CLASSES)) {
-		/* max is 0 until the cache is bound to this heap, and again after
-		 * the thread's exit. */
-		struct tbin *b = &tc.bins[c];
-		if (likely(b->count < b->max)) {
-			uint64_t size = class_size[c] - HDR - bh->slack;
-			bh->refcount = 0;
-			count(-(int64_t)size, -1);
-			if (bh->site)
-				journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(size), -1);
-			*(void **)p = b->head;
-			b->head = p;
-			b->count++;
-			return;
-		}
-	}
-	free_slow(h, bh, r);
 }
 
 static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off);
@@ -1044,15 +958,15 @@ static void *small_aligned(size_t size, size_t align, uint32_t site)
 {
 	size_t room = size ? size : 1;  /* data must start inside its slot */
 	unsigned c = size_class(room + align - HDR);
-	struct tbin *b = &tc.bins[c];
+	struct tbin *b = &rh_tc.bins[c];
 	void *p = b->head;
-	if (p && tc.heap == rh_heap) {
+	if (p && rh_tc.heap == rh_heap) {
 		b->head = *(void **)p;
 		b->count--;
 	} else if (!(p = refill(c))) {
 		return NULL;
 	}
-	struct heap *h = tc.heap;
+	struct heap *h = rh_tc.heap;
 	char *slot = (char *)p - HDR;
 	char *data = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
 	struct block_header *bh = (struct block_header *)data - 1;
@@ -1064,30 +978,17 @@ static void *small_aligned(size_t size, size_t align, uint32_t site)
 		__atomic_store_n(&m->refcount, RH_REF_MARKER, __ATOMIC_RELEASE);
 		flags = RH_REF_DISPLACED;
 	}
-	bh->slack = (uint16_t)(slot + class_size[c] - data - size);
+	bh->slack = (uint16_t)(slot + rh_class_size[c] - data - size);
 	bh->site = site;
 	__atomic_store_n(&bh->refcount, 1 | flags, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
 	if (site)
-		journal_count(h->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
+		journal_count(h->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), 1);
 	return data;
 }
 
-/* A small block of class c taken from a span or cache becomes live. */
-static inline void *small_start(void *p, unsigned c, size_t size, uint32_t site)
-{
-	struct block_header *bh = (struct block_header *)p - 1;
-	bh->slack = (uint16_t)(class_size[c] - HDR - size);
-	bh->site = site;
-	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
-	count((int64_t)size, 1);
-	if (site)
-		journal_count(tc.heap->hdr, site, (unsigned)tc.slot, (int64_t)size, 1);
-	return p;
-}
-
 /* Everything but a small block from the thread's cache. */
-static __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uint32_t site)
+__attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uint32_t site)
 {
 	if (align <= HDR && size <= SMALL_MAX_REQUEST) {
 		unsigned c = size_class(size);
@@ -1097,23 +998,6 @@ static __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uin
 	if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR)
 		return small_aligned(size, align, site);
 	return large_alloc(size, align, site);
-}
-
-void *alloc_block(size_t size, size_t align, uint32_t site)
-{
-	if (likely(align <= HDR && size <= SMALL_MAX_REQUEST)) {
-		unsigned c = size_class(size);
-		struct tbin *b = &tc.bins[c];
-		void *p = b->head;
-		/* A cache holds blocks only while bound to the current heap: it
-		 * is emptied at thread exit and cleared in a forked child. */
-		if (likely(p)) {
-			b->head = *(void **)p;
-			b->count--;
-			return small_start(p, c, size, site);
-		}
-	}
-	return alloc_slow(size, align, site);
 }
 
 size_t block_usable(const void *p)
@@ -1139,7 +1023,7 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 		return NULL;
 	}
 	struct block_header *bh = (struct block_header *)p - 1;
-	if (bh->refcount == 1 && tc.heap == h) {
+	if (bh->refcount == 1 && rh_tc.heap == h) {
 		struct superblock *sb = sb_at(h, bh->sb_page);
 		struct page_desc *d = &sb->pages[bh->span_index];
 		size_t usable = usable_in(h, bh);
@@ -1175,10 +1059,10 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 			}
 			count((int64_t)size - (int64_t)old, 0);
 			if (bh->site)
-				journal_count(h->hdr, bh->site, (unsigned)tc.slot, (int64_t)(old), -1);
+				journal_count(h->hdr, bh->site, (unsigned)rh_tc.slot, (int64_t)(old), -1);
 			bh->site = site;
 			if (site)
-				journal_count(h->hdr, site, (unsigned)tc.slot, (int64_t)(size), 1);
+				journal_count(h->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), 1);
 			return p;
 		}
 	}
@@ -1237,7 +1121,7 @@ static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_
 	uint8_t cls = d->size_class;
 	if (d->kind != RH_PAGE_SMALL || cls >= RH_NUM_CLASSES)
 		return NULL;
-	uint32_t slot = class_size[cls];
+	uint32_t slot = rh_class_size[cls];
 	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
 	if (!(r & RH_REF_DISPLACED) && ((char *)bh - span) % slot)
 		return NULL;
@@ -1290,7 +1174,7 @@ void alloc_trim(void)
 	struct heap *h = rh_heap;
 	if (!h)
 		return;
-	if (tc.heap == h)
+	if (rh_tc.heap == h)
 		tcache_flush_all();
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++) {
 		struct pool *pl = &pools[i];
@@ -1326,7 +1210,7 @@ void alloc_fork_child(void)
 	memset(pools, 0, sizeof(pools));
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
 		pthread_mutex_init(&pools[i].lock, NULL);
-	memset(&tc, 0, sizeof(tc));
+	memset(&rh_tc, 0, sizeof(rh_tc));
 	atomic_store(&counter_slots, 1);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "heap.h"
+#include "alloc.h"
 #include "redhawk/shm.h"
 
 /* The last call site each thread saw, to spare the journal lookup when a

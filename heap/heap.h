@@ -112,8 +112,6 @@ int heap_ref(const void *p, struct rh_shm_ref *ref);
 
 /* --- alloc.c: the allocator. site is a journal locator or 0. ------------- */
 unsigned alloc_npools(void);
-void *alloc_block(size_t size, size_t align, uint32_t site);
-void free_block(void *p);                        /* a block of rh_heap */
 void free_foreign(struct heap *h, void *p);     /* a block of an attached heap */
 void *realloc_block(void *p, size_t size, uint32_t site);
 size_t block_usable(const void *p);

@@ -21,10 +21,9 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "alloc.h"
 #include "leakscan.h"
 
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
 #define EXPORT __attribute__((visibility("default")))
 
 /* The C library's allocator, for private memory. */

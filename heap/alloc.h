@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocator's fast paths, inlined into the API and the shim: a small
+ * block from the thread's cache and back. Everything else is in alloc.c.
+ * Internal; included after heap.h.
+ */
+#ifndef RH_ALLOC_H
+#define RH_ALLOC_H
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define HDR sizeof(struct block_header)
+#define SMALL_MAX_REQUEST (RH_SMALL_MAX_SLOT - sizeof(struct block_header))
+
+extern const uint32_t rh_class_size[RH_NUM_CLASSES];
+
+#define LCACHE_ENTRIES 8
+#define LCACHE_BYTES (8u << 20)
+
+struct tbin {
+	void *head;
+	uint32_t count;
+	uint32_t max;
+};
+
+struct tcache {
+	struct tbin bins[RH_NUM_CLASSES];
+	struct heap *heap;             /* the heap the cached blocks belong to */
+	struct pool *pool;
+	struct heap_counter *counter;
+	int slot;                      /* counter slot, 0: shared (atomic) */
+	/* Recently freed LARGE spans, reused without the pool lock. */
+	struct lentry {
+		struct superblock *sb;
+		uint32_t idx, pages;
+	} large[LCACHE_ENTRIES];
+	unsigned nlarge;
+	size_t large_bytes;
+	bool exited;                   /* past tcache_exit: cache nothing */
+};
+
+extern __thread struct tcache rh_tc __attribute__((tls_model("initial-exec")));
+
+void *alloc_slow(size_t size, size_t align, uint32_t site);
+void free_slow(struct heap *h, struct block_header *bh, uint32_t r);
+
+/* Request size to class: 16-byte steps up to 256, then four per doubling. */
+static inline unsigned size_class(size_t size)
+{
+	size_t need = size + HDR;
+	if (need <= 256)
+		return need <= 32 ? 0 : (unsigned)((need + 15) >> 4) - 2;
+	unsigned e = 63u - (unsigned)__builtin_clzl(need - 1);
+	size_t base = (size_t)1 << e;
+	unsigned k = (unsigned)((need - base + (base >> 2) - 1) >> (e - 2));
+	return 15 + (e - 8) * 4 + (k - 1);
+}
+
+/* Adds to the thread's counter slot: bytes and blocks made (blocks > 0),
+ * freed (blocks < 0) or resized (blocks == 0). */
+static inline void count(int64_t bytes, int64_t blocks)
+{
+	struct heap_counter *k = rh_tc.counter;
+	if (likely(rh_tc.slot)) {
+		/* Single writer: plain stores, atomic only so readers see no tearing. */
+		__atomic_store_n(&k->used_bytes, k->used_bytes + bytes, __ATOMIC_RELAXED);
+		if (blocks > 0)
+			__atomic_store_n(&k->allocs, k->allocs + 1, __ATOMIC_RELAXED);
+		else if (blocks < 0)
+			__atomic_store_n(&k->frees, k->frees + 1, __ATOMIC_RELAXED);
+	} else {
+		__atomic_fetch_add(&k->used_bytes, bytes, __ATOMIC_RELAXED);
+		if (blocks)
+			__atomic_fetch_add(blocks > 0 ? &k->allocs : &k->frees, 1, __ATOMIC_RELAXED);
+	}
+}
+
+/* A small block of class c taken from a span or cache becomes live. */
+static inline void *small_start(void *p, unsigned c, size_t size, uint32_t site)
+{
+	struct block_header *bh = (struct block_header *)p - 1;
+	bh->slack = (uint16_t)(rh_class_size[c] - HDR - size);
+	bh->site = site;
+	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
+	count((int64_t)size, 1);
+	if (site)
+		journal_count(rh_tc.heap->hdr, site, (unsigned)rh_tc.slot, (int64_t)size, 1);
+	return p;
+}
+
+/* A block of size bytes aligned to align (at most HDR, or more through the
+ * slow path), with its call site. */
+static inline void *alloc_block(size_t size, size_t align, uint32_t site)
+{
+	if (likely(align <= HDR && size <= SMALL_MAX_REQUEST)) {
+		unsigned c = size_class(size);
+		struct tbin *b = &rh_tc.bins[c];
+		void *p = b->head;
+		/* A cache holds blocks only while bound to the current heap: it
+		 * is emptied at thread exit and cleared in a forked child. */
+		if (likely(p)) {
+			b->head = *(void **)p;
+			b->count--;
+			return small_start(p, c, size, site);
+		}
+	}
+	return alloc_slow(size, align, site);
+}
+
+/* A block of this process's heap, with its last reference (or one of them)
+ * dropped. */
+static inline void free_block(void *p)
+{
+	struct heap *h = rh_heap;
+	struct block_header *bh = (struct block_header *)p - 1;
+	uint32_t r = bh->refcount;
+	/* The size class is in the header: the common free reads nothing else. */
+	unsigned c = bh->sb_page >> RH_CLASS_SHIFT;
+	if (likely(r == 1 && c < RH_NUM_CLASSES)) {
+		/* max is 0 until the cache is bound to this heap, and again after
+		 * the thread's exit. */
+		struct tbin *b = &rh_tc.bins[c];
+		if (likely(b->count < b->max)) {
+			uint64_t size = rh_class_size[c] - HDR - bh->slack;
+			bh->refcount = 0;
+			count(-(int64_t)size, -1);
+			if (bh->site)
+				journal_count(h->hdr, bh->site, (unsigned)rh_tc.slot, (int64_t)(size), -1);
+			*(void **)p = b->head;
+			b->head = p;
+			b->count++;
+			return;
+		}
+	}
+	free_slow(h, bh, r);
+}
+
+#endif
