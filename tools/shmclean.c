@@ -48,6 +48,9 @@ static void error(const char *object, const char *fmt_, ...)
 	status = 1;
 }
 
+/* One for the run: heaps that load the same files share their parsing. */
+static struct symbolizer *run_sym;
+
 /* What a heap still held, by call site: the leak attribution of a crash. */
 static void print_held(struct rh_heap *heap, const char *name)
 {
@@ -60,20 +63,21 @@ static void print_held(struct rh_heap *heap, const char *name)
 		return;
 	}
 	struct site_report r;
-	struct symbolizer *sym = symbolizer_new();
+	if (!run_sym)
+		run_sym = symbolizer_new();
+	struct symbolizer *sym = run_sym;
 	if (!sym || report_collect(heap, &r) != 0) {
 		putchar('\n');
 		error(name, "cannot list its call sites: %s", sym ? rh_heap_error(heap) : strerror(ENOMEM));
-		symbolizer_free(sym);
 		return;
 	}
+	symbolizer_clear(sym);
 	symbolizer_load(sym, heap);
 	printf(" held %s in %llu block%s", fmt_size(size, info->heap_used, fmt.size),
 		(unsigned long long)r.blocks, r.blocks == 1 ? "" : "s");
 	puts(r.n || r.blocks ? ":" : "");
 	report_print(stdout, &fmt, sym, &r, SIZE_MAX, info->heap_used, "    ", 0);
 	report_free(&r);
-	symbolizer_free(sym);
 }
 
 /* Unlinks NAME if it still is the file *ST describes. */
@@ -259,6 +263,7 @@ int main(int argc, char **argv)
 				clean(dirfd, name, 1);
 		}
 	}
+	symbolizer_free(run_sym);
 	close(dirfd);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		error(NULL, "write error: %s", strerror(errno ? errno : EIO));

@@ -42,6 +42,9 @@ static void error(const char *object, const char *fmt, ...)
 	status = 1;
 }
 
+/* One for the run: heaps that load the same files share their parsing. */
+static struct symbolizer *run_sym;
+
 /* A heap's call sites, read again from the file at print time. */
 struct breakdown {
 	int ok;
@@ -66,14 +69,15 @@ static void breakdown_load(int dirfd, const struct scan_entry *e, struct breakdo
 		rh_heap_close(heap);
 		return;
 	}
-	b->sym = symbolizer_new();
-	if (!b->sym || report_collect(heap, &b->report) != 0) {
-		error(e->name, "breakdown: %s", b->sym ? rh_heap_error(heap) : strerror(ENOMEM));
-		symbolizer_free(b->sym);
-		b->sym = NULL;
+	if (!run_sym)
+		run_sym = symbolizer_new();
+	if (!run_sym || report_collect(heap, &b->report) != 0) {
+		error(e->name, "breakdown: %s", run_sym ? rh_heap_error(heap) : strerror(ENOMEM));
 		rh_heap_close(heap);
 		return;
 	}
+	b->sym = run_sym;
+	symbolizer_clear(b->sym);
 	/* Modules are read now; files are opened only when a frame needs them. */
 	if (symbolizer_load(b->sym, heap) != 0)
 		error(e->name, "breakdown: module table: %s", rh_heap_error(heap));
@@ -84,7 +88,6 @@ static void breakdown_load(int dirfd, const struct scan_entry *e, struct breakdo
 static void breakdown_free(struct breakdown *b)
 {
 	report_free(&b->report);
-	symbolizer_free(b->sym);
 	b->sym = NULL;
 }
 
@@ -212,6 +215,7 @@ int main(int argc, char **argv)
 		break;
 	}
 
+	symbolizer_free(run_sym);
 	free(shown);
 	scan_free(&scan);
 	close(dirfd);

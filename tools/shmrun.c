@@ -536,6 +536,9 @@ static int unlink_checked(const char *name, const struct stat *st)
 	return unlinkat(heap_dir, name, 0);
 }
 
+/* One for the run: heaps that load the same files share their parsing. */
+static struct symbolizer *run_sym;
+
 /* The heap of process PID (started at START), if it left one: reported and
  * removed. STATUS is its wait status, -1 when another process reaped it.
  * Returns 1 when its heap was found, 0 when there is none, -1 while the
@@ -584,13 +587,16 @@ static int examine(pid_t pid, uint64_t start, int status)
 			fputs(", \"exit_code\": null, \"signal\": null", json);
 		fprintf(json, ", \"crashed\": %s", crashed ? "true" : "false");
 	}
-	struct symbolizer *sym = symbolizer_new();
+	if (!run_sym)
+		run_sym = symbolizer_new();
+	struct symbolizer *sym = run_sym;
 	if (err == EPROTO || !sym) {
 		fflush(out);
 		fprintf(stderr, "%s: %s: unreadable heap: %s\n", prog, name, sym ? rh_heap_error(heap) : strerror(ENOMEM));
 		if (opt.json)
 			fputs(", \"checked\": false, \"error\": \"unreadable heap\"", json);
 	} else {
+		symbolizer_clear(sym);
 		symbolizer_load(sym, heap);
 		int r = checked ? leak_report(heap, sym, pid, info->command, status)
 			: held_report(heap, sym, pid, info->command, status, name);
@@ -601,7 +607,6 @@ static int examine(pid_t pid, uint64_t start, int status)
 				fputs(", \"checked\": false, \"error\": \"unreadable heap\"", json);
 		}
 	}
-	symbolizer_free(sym);
 	int removed = 0;
 	if (!opt.keep) {
 		removed = unlink_checked(name, &st) == 0;
@@ -898,6 +903,8 @@ int main(int argc, char **argv)
 	 * parents reaped. Processes still running are left alone. */
 	reap(&command_status);
 	sweep();
+	symbolizer_free(run_sym);
+	run_sym = NULL;
 
 	int status = WIFEXITED(command_status) ? WEXITSTATUS(command_status) : 128 + WTERMSIG(command_status);
 	if (opt.leak_check && lost_blocks && opt.error_exitcode)

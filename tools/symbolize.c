@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Offline symbolisation with libdwfl. Each journal module gets its own Dwfl,
- * made on first use: the file is opened by us (regular files only, so a
- * hostile path naming a FIFO cannot hang the tool), reported at its recorded
- * load base with dwfl_report_elf, and dropped when its build-id differs from
- * the recorded one (the library was upgraded since). Results are cached per
- * address.
+ * Offline symbolisation with libdwfl. One symbolizer serves a whole run: its
+ * module table is the current heap's, but the files it parses are kept, one
+ * Dwfl each, keyed by path, recorded build-id and the file's identity (device,
+ * inode, size, mtime), and so are the frames looked up in them. A file is
+ * opened by us on the first frame of a heap that needs it (regular files
+ * only, so a hostile path naming a FIFO cannot hang the tool) and dropped when
+ * its build-id differs from the recorded one (the library was upgraded
+ * since). A shared object is reported at bias 0 and looked up at addresses
+ * relative to its load base, so heaps that load it at different bases share
+ * its debug information and frames; any other file (an executable, whose base
+ * libdwfl ignores, or what a hostile journal names) is reported at its
+ * recorded base, which is then part of its key.
  *
  * libdw and libstdc++ (for __cxa_demangle) are opened with dlopen on first
  * need, not linked: mapping libdw, libelf and their compression libraries
@@ -14,6 +20,7 @@
 #include "symbolize.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,29 +31,60 @@
 #include <unistd.h>
 #include <uthash.h>
 
-enum { MOD_UNTRIED, MOD_READY, MOD_UNUSABLE };
-
-struct sym_module {
-	uint64_t base, start, end;
-	char *path;
+/* A file as parsed: one per path, recorded build-id and file identity, so
+ * the heaps of one run that load the same library share its Dwfl and its
+ * looked-up frames, whatever its load base in each. A shared object (ET_DYN)
+ * is reported at bias 0 and looked up at addresses relative to the load base;
+ * any other file is reported at its recorded base, then part of its key. */
+struct sym_key {
+	uint64_t dev, ino, size;
+	int64_t mtime_sec, mtime_nsec;
+	uint64_t base;          /* 0 for a shared object */
+	uint64_t build_id_len;
 	uint8_t build_id[40];
-	size_t build_id_len;
-	int state;
-	Dwfl *dwfl;
-	Dwfl_Module *mod;
+	char path[];            /* NUL-terminated */
 };
 
 struct sym_cached {
-	uint64_t addr;
-	struct frame frame;
-	char *demangled;        /* frame.function, when it is ours to free */
+	uint64_t pc;            /* as looked up in the file's Dwfl */
+	const char *function, *symbol, *file;
+	int line;
+	char *demangled;        /* function, when it is ours to free */
 	UT_hash_handle hh;
+};
+
+struct sym_file {
+	struct sym_key *key;
+	size_t keylen;
+	int relative;           /* a shared object, reported at bias 0 */
+	int ready;              /* parsed, and its build-id is the recorded one */
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+	struct sym_cached *frames;
+	UT_hash_handle hh;
+};
+
+/* A recorded path, kept until symbolizer_free: frames point to it. */
+struct sym_path {
+	UT_hash_handle hh;
+	char path[];
+};
+
+/* A module of the current heap. */
+struct sym_module {
+	uint64_t base, start, end;
+	const char *path;       /* interned; "" when none was recorded */
+	uint8_t build_id[40];
+	size_t build_id_len;
+	int resolved;
+	struct sym_file *file;  /* NULL: no usable file */
 };
 
 struct symbolizer {
 	struct sym_module *mods;
 	size_t n, cap;
-	struct sym_cached *cache;
+	struct sym_path *paths;
+	struct sym_file *files;
 };
 
 /* --- libdw, loaded on first use ------------------------------------------ */
@@ -147,19 +185,47 @@ void symbolizer_free(struct symbolizer *s)
 {
 	if (!s)
 		return;
-	struct sym_cached *c, *tmp;
-	HASH_ITER(hh, s->cache, c, tmp) {
-		HASH_DEL(s->cache, c);
-		free(c->demangled);
-		free(c);
+	struct sym_file *f, *ftmp;
+	HASH_ITER(hh, s->files, f, ftmp) {
+		struct sym_cached *c, *tmp;
+		HASH_ITER(hh, f->frames, c, tmp) {
+			HASH_DEL(f->frames, c);
+			free(c->demangled);
+			free(c);
+		}
+		HASH_DEL(s->files, f);
+		if (f->dwfl)
+			dw.dwfl_end(f->dwfl);
+		free(f->key);
+		free(f);
 	}
-	for (size_t i = 0; i < s->n; i++) {
-		if (s->mods[i].dwfl)
-			dw.dwfl_end(s->mods[i].dwfl);
-		free(s->mods[i].path);
+	struct sym_path *p, *ptmp;
+	HASH_ITER(hh, s->paths, p, ptmp) {
+		HASH_DEL(s->paths, p);
+		free(p);
 	}
 	free(s->mods);
 	free(s);
+}
+
+void symbolizer_clear(struct symbolizer *s)
+{
+	s->n = 0;
+}
+
+static const char *intern(struct symbolizer *s, const char *path)
+{
+	struct sym_path *p;
+	size_t len = strlen(path);
+	HASH_FIND(hh, s->paths, path, len, p);
+	if (p)
+		return p->path;
+	p = malloc(sizeof(*p) + len + 1);
+	if (!p)
+		return NULL;
+	memcpy(p->path, path, len + 1);
+	HASH_ADD_KEYPTR(hh, s->paths, p->path, len, p);
+	return p->path;
 }
 
 int symbolizer_add(struct symbolizer *s, const struct rh_module_info *m)
@@ -174,7 +240,7 @@ int symbolizer_add(struct symbolizer *s, const struct rh_module_info *m)
 	}
 	struct sym_module *mod = &s->mods[s->n];
 	memset(mod, 0, sizeof(*mod));
-	mod->path = strdup(m->path ? m->path : "");
+	mod->path = intern(s, m->path ? m->path : "");
 	if (!mod->path)
 		return -1;
 	mod->base = m->base;
@@ -197,45 +263,105 @@ int symbolizer_load(struct symbolizer *s, struct rh_heap *heap)
 	return rh_heap_walk_modules(heap, add_cb, s) == 0 ? 0 : -1;
 }
 
-static void prepare(struct sym_module *m)
+/* The file is a shared object (ET_DYN): libdwfl then takes the load base as
+ * its bias, so its lookups depend on addr - base only. */
+static int is_shared_object(int fd)
 {
-	m->state = MOD_UNUSABLE;
+	unsigned char h[EI_NIDENT + 2];
+	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, ELFMAG, SELFMAG) != 0)
+		return 0;
+	unsigned type;
+	if (h[EI_DATA] == ELFDATA2LSB)
+		type = h[EI_NIDENT] | h[EI_NIDENT + 1] << 8;
+	else if (h[EI_DATA] == ELFDATA2MSB)
+		type = h[EI_NIDENT] << 8 | h[EI_NIDENT + 1];
+	else
+		return 0;
+	return (h[EI_CLASS] == ELFCLASS32 || h[EI_CLASS] == ELFCLASS64) && type == ET_DYN;
+}
+
+/* Parses the file open on FD (consumed) into F: reported at F's key base,
+ * dropped when its build-id differs from the recorded one (the library was
+ * upgraded since). */
+static void prepare(struct sym_file *f, int fd)
+{
+	const char *path = f->key->path;
+	f->dwfl = dw.dwfl_begin(&callbacks);
+	if (!f->dwfl) {
+		close(fd);
+		return;
+	}
+	dw.dwfl_report_begin(f->dwfl);
+	const char *name = strrchr(path, '/');
+	/* add_p_vaddr: BASE is the load bias (dlpi_addr), as recorded. */
+	f->mod = dw.dwfl_report_elf(f->dwfl, name ? name + 1 : path, path, fd, f->key->base, true);
+	dw.dwfl_report_end(f->dwfl, NULL, NULL);
+	if (!f->mod) {
+		close(fd); /* consumed only on success */
+		return;
+	}
+	if (f->key->build_id_len) {
+		const unsigned char *bits;
+		GElf_Addr vaddr;
+		int len = dw.dwfl_module_build_id(f->mod, &bits, &vaddr);
+		if (len != (int)f->key->build_id_len ||
+		    memcmp(bits, f->key->build_id, f->key->build_id_len) != 0)
+			return; /* another build of the file: its symbols would lie */
+	}
+	f->ready = 1;
+}
+
+/* Finds or makes the parsed file of M, on its first frame in this heap. */
+static void resolve(struct symbolizer *s, struct sym_module *m)
+{
+	m->resolved = 1;
 	if (!m->path[0])
 		return;
 	int fd = open(m->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return;
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !dw_load()) {
 		close(fd);
 		return;
 	}
-	if (!dw_load()) {
+	size_t plen = strlen(m->path);
+	size_t keylen = sizeof(struct sym_key) + plen + 1;
+	struct sym_key *key = calloc(1, keylen); /* zeroed: padding is hashed */
+	if (!key) {
 		close(fd);
 		return;
 	}
-	m->dwfl = dw.dwfl_begin(&callbacks);
-	if (!m->dwfl) {
+	int relative = is_shared_object(fd);
+	key->dev = st.st_dev;
+	key->ino = st.st_ino;
+	key->size = st.st_size;
+	key->mtime_sec = st.st_mtim.tv_sec;
+	key->mtime_nsec = st.st_mtim.tv_nsec;
+	key->base = relative ? 0 : m->base;
+	key->build_id_len = m->build_id_len;
+	memcpy(key->build_id, m->build_id, m->build_id_len);
+	memcpy(key->path, m->path, plen + 1);
+	struct sym_file *f;
+	HASH_FIND(hh, s->files, key, keylen, f);
+	if (f) {
+		free(key);
 		close(fd);
-		return;
+	} else {
+		f = calloc(1, sizeof(*f));
+		if (!f) {
+			free(key);
+			close(fd);
+			return;
+		}
+		f->key = key;
+		f->keylen = keylen;
+		f->relative = relative;
+		prepare(f, fd);
+		HASH_ADD_KEYPTR(hh, s->files, f->key, f->keylen, f);
 	}
-	dw.dwfl_report_begin(m->dwfl);
-	const char *name = strrchr(m->path, '/');
-	/* add_p_vaddr: BASE is the load bias (dlpi_addr), as recorded. */
-	m->mod = dw.dwfl_report_elf(m->dwfl, name ? name + 1 : m->path, m->path, fd, m->base, true);
-	dw.dwfl_report_end(m->dwfl, NULL, NULL);
-	if (!m->mod) {
-		close(fd); /* consumed only on success */
-		return;
-	}
-	if (m->build_id_len) {
-		const unsigned char *bits;
-		GElf_Addr vaddr;
-		int len = dw.dwfl_module_build_id(m->mod, &bits, &vaddr);
-		if (len != (int)m->build_id_len || memcmp(bits, m->build_id, m->build_id_len) != 0)
-			return; /* another build of the file: its symbols would lie */
-	}
-	m->state = MOD_READY;
+	if (f->ready)
+		m->file = f;
 }
 
 static struct sym_module *module_of(struct symbolizer *s, uint64_t addr)
@@ -247,66 +373,70 @@ static struct sym_module *module_of(struct symbolizer *s, uint64_t addr)
 	return NULL;
 }
 
-/* Fills *F; returns the demangled function name when F->function is one
- * (the caller frees it), else NULL. */
-static char *lookup(struct symbolizer *s, uint64_t addr, struct frame *f)
+/* Looks PC up in F into *C; C->demangled is then set when C->function is a
+ * demangled name (the caller frees it). */
+static void lookup(struct sym_file *f, uint64_t pc, struct sym_cached *c)
 {
-	memset(f, 0, sizeof(*f));
-	f->addr = addr;
-	struct sym_module *m = module_of(s, addr);
-	if (!m)
-		return NULL;
-	f->module = m->path[0] ? m->path : NULL;
-	f->offset = addr - m->base;
-	if (m->state == MOD_UNTRIED)
-		prepare(m);
-	if (m->state != MOD_READY)
-		return NULL;
-	/* A return address points after the call: look up the call itself. */
-	Dwarf_Addr pc = addr ? addr - 1 : addr;
+	memset(c, 0, sizeof(*c));
+	c->pc = pc;
 	GElf_Off off;
 	GElf_Sym sym;
-	const char *name = dw.dwfl_module_addrinfo(m->mod, pc, &off, &sym, NULL, NULL, NULL);
-	char *demangled = NULL;
+	const char *name = dw.dwfl_module_addrinfo(f->mod, pc, &off, &sym, NULL, NULL, NULL);
 	if (name && name[0]) {
-		f->symbol = name;
-		demangled = symbolizer_demangle(name);
-		f->function = demangled ? demangled : name;
+		c->symbol = name;
+		c->demangled = symbolizer_demangle(name);
+		c->function = c->demangled ? c->demangled : name;
 	}
-	Dwfl_Line *line = dw.dwfl_module_getsrc(m->mod, pc);
+	Dwfl_Line *line = dw.dwfl_module_getsrc(f->mod, pc);
 	if (line) {
 		int lineno = 0;
 		const char *file = dw.dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
 		if (file && file[0]) {
 			const char *base = strrchr(file, '/');
-			f->file = base ? base + 1 : file;
-			f->line = lineno;
+			c->file = base ? base + 1 : file;
+			c->line = lineno;
 		}
 	}
-	return demangled;
 }
 
 void symbolizer_frame(struct symbolizer *s, uint64_t addr, struct frame *f)
 {
-	struct sym_cached *c;
-	HASH_FIND(hh, s->cache, &addr, sizeof(addr), c);
-	if (c) {
-		*f = c->frame;
+	memset(f, 0, sizeof(*f));
+	f->addr = addr;
+	struct sym_module *m = module_of(s, addr);
+	if (!m)
 		return;
-	}
-	char *demangled = lookup(s, addr, f);
-	c = malloc(sizeof(*c));
+	f->module = m->path[0] ? m->path : NULL;
+	f->offset = addr - m->base;
+	if (!m->resolved)
+		resolve(s, m);
+	struct sym_file *file = m->file;
+	if (!file)
+		return;
+	/* A return address points after the call: look up the call itself,
+	 * relative to the load base when the file was reported at bias 0. */
+	uint64_t pc = (addr ? addr - 1 : addr) - (file->relative ? m->base : 0);
+	struct sym_cached *c, tmp;
+	HASH_FIND(hh, file->frames, &pc, sizeof(pc), c);
 	if (!c) {
-		/* Nowhere to keep the demangled name: the raw one lives on. */
-		if (demangled)
-			f->function = f->symbol;
-		free(demangled);
-		return;
+		lookup(file, pc, &tmp);
+		c = malloc(sizeof(*c));
+		if (!c) {
+			/* Nowhere to keep the demangled name: the raw one lives on. */
+			if (tmp.demangled)
+				tmp.function = tmp.symbol;
+			free(tmp.demangled);
+			tmp.demangled = NULL;
+			c = &tmp;
+		} else {
+			*c = tmp;
+			HASH_ADD(hh, file->frames, pc, sizeof(c->pc), c);
+		}
 	}
-	c->addr = addr;
-	c->frame = *f;
-	c->demangled = demangled;
-	HASH_ADD(hh, s->cache, addr, sizeof(c->addr), c);
+	f->function = c->function;
+	f->symbol = c->symbol;
+	f->file = c->file;
+	f->line = c->line;
 }
 
 void symbolizer_print(FILE *out, const struct frame *f)

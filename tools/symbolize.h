@@ -4,6 +4,9 @@
  * (file:line)" after the process is gone: the journal's module table (path,
  * load base, build-id) is reported to elfutils' libdwfl one module at a time,
  * offline, and a file is trusted only when its build-id matches the record.
+ * One symbolizer serves a run of many heaps (symbolizer_clear between them):
+ * the files it parsed and the frames it looked up are shared by every heap
+ * that loaded the same file, at whatever base.
  */
 #ifndef RH_TOOLS_SYMBOLIZE_H
 #define RH_TOOLS_SYMBOLIZE_H
@@ -29,6 +32,9 @@ struct frame {
 struct symbolizer *symbolizer_new(void);
 void symbolizer_free(struct symbolizer *s);
 
+/* Forgets the module table (of the previous heap); parsed files and looked-up
+ * frames are kept for the next. */
+void symbolizer_clear(struct symbolizer *s);
 /* Adds the modules of a heap (rh_heap_walk_modules). 0, or -1 when the walk
  * failed part way (modules read so far are kept). */
 int symbolizer_load(struct symbolizer *s, struct rh_heap *heap);

@@ -3,7 +3,8 @@
  * Call-site reports and symbolisation: live blocks summed by site from a
  * fixture heap, "other sites" making the listed lines add up to the heap's
  * used bytes, and frames of this very program symbolised from a synthetic
- * journal (function and file:line), or not when the build-id differs; C++
+ * journal (function and file:line), or not when the build-id differs, and
+ * at another load base by the same symbolizer in the next heap; C++
  * names demangled, and module+offset frames when libdw cannot be loaded.
  */
 #include <setjmp.h>
@@ -243,6 +244,58 @@ static void test_symbolize_refuses_a_file_with_another_build_id(void **state)
 	symbolizer_free(sym);
 }
 
+/* One symbolizer over several heaps (as a tool's run): the same library
+ * loaded at another base in the next heap shares the parsed file and its
+ * frames, and still resolves; the same path with another build-id is another
+ * file, refused even after the good one was parsed. */
+static void test_symbolize_one_module_at_two_bases(void **state)
+{
+	(void)state;
+	struct self s;
+	self_module(&s);
+	if (s.id_len == 0)
+		skip();
+	uint64_t addr = allocate_frame();
+	struct symbolizer *sym = symbolizer_new();
+	struct frame want, f;
+	/* Heaps 1 and 2: this program at its base, then 16 MiB higher (as
+	 * another process of it under ASLR); heap 4 at its base again. */
+	const uint64_t shift[] = { 0, 0x1000000, 0, 0 };
+	for (int heap = 0; heap < 4; heap++) {
+		uint8_t id[sizeof(s.id)];
+		memcpy(id, s.id, sizeof(id));
+		if (heap == 2)
+			id[0] ^= 0xff; /* heap 3: a rebuilt program at the same path */
+		uint64_t d = shift[heap];
+		struct rh_module_info m = { .base = s.base + d, .start = s.start + d, .end = s.end + d,
+			.build_id = id, .build_id_len = s.id_len, .path = s.path };
+		symbolizer_clear(sym);
+		assert_int_equal(symbolizer_add(sym, &m), 0);
+		symbolizer_frame(sym, addr + d, &f);
+		assert_int_equal(f.addr, addr + d);
+		assert_string_equal(f.module, s.path);
+		assert_int_equal(f.offset, addr - s.base);
+		if (heap == 2) {
+			assert_null(f.function);
+			assert_null(f.file);
+			continue;
+		}
+		assert_non_null(f.function);
+		assert_string_equal(f.function, "allocate_frame");
+		assert_non_null(f.file);
+		assert_string_equal(f.file, "test_report.c");
+		if (heap == 0)
+			want = f;
+		assert_int_equal(f.line, want.line);
+		/* An address of no module of this heap is no module's. */
+		symbolizer_frame(sym, s.end + d, &f);
+		assert_null(f.module);
+		if (s.base == 0)
+			break; /* not a PIE: an executable has no other base */
+	}
+	symbolizer_free(sym);
+}
+
 static void test_symbolize_ignores_hostile_paths(void **state)
 {
 	(void)state;
@@ -410,6 +463,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_report_prints_sites_and_other_sites, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_own_frames_to_function_and_line),
 		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
+		cmocka_unit_test(test_symbolize_one_module_at_two_bases),
 		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_demangles_cxx_names),
 		cmocka_unit_test(test_symbolize_frames_with_demangled_names),
