@@ -1004,8 +1004,16 @@ size_t block_usable(const void *p)
 {
 	const struct block_header *bh = (const struct block_header *)p - 1;
 	struct heap *h = heap_of(p);
-	if (h)
+	if (h == rh_heap && h)
 		return usable_in(h, bh);
+	if (h) {
+		/* Another process's heap: its metadata is checked before use. */
+		int saved = errno;
+		uint64_t off = (uint64_t)((const char *)p - h->base);
+		bool ok = check_block(h, (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift, off) != NULL;
+		errno = saved;
+		return ok ? usable_in(h, bh) : 0;
+	}
 	/* An inherited private copy: its geometry is intact, its base is not a
 	 * heap of ours any more. */
 	struct heap tmp;
