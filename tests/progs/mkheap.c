@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "../heapfix.h"
+#include "../selfmod.h"
 
 static int usage(void)
 {
@@ -46,47 +47,6 @@ static int r22(int argc, char **argv)
 	int rc = heapfix_write(&f, argv[2], argv[3]);
 	heapfix_free(&f);
 	return rc ? 1 : 0;
-}
-
-/* This program as a journal module: path, load bias, extent, build-id. */
-struct self {
-	uint64_t base, start, end;
-	uint8_t id[40];
-	uint16_t id_len;
-};
-
-static int phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	(void)size;
-	struct self *s = arg;
-	/* The first object is the executable. */
-	s->base = info->dlpi_addr;
-	s->start = UINT64_MAX;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
-		if (p->p_type == PT_LOAD) {
-			uint64_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
-			if (lo < s->start)
-				s->start = lo;
-			if (hi > s->end)
-				s->end = hi;
-		} else if (p->p_type == PT_NOTE) {
-			const uint8_t *n = (const uint8_t *)(info->dlpi_addr + p->p_vaddr);
-			const uint8_t *end = n + p->p_memsz;
-			while (n + sizeof(ElfW(Nhdr)) <= end) {
-				const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)n;
-				const uint8_t *name = n + sizeof(*nh);
-				const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
-				if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-				    !memcmp(name, "GNU", 4) && nh->n_descsz <= sizeof(s->id)) {
-					memcpy(s->id, desc, nh->n_descsz);
-					s->id_len = (uint16_t)nh->n_descsz;
-				}
-				n = desc + ((nh->n_descsz + 3) & ~3u);
-			}
-		}
-	}
-	return 1;
 }
 
 int main(int argc, char **argv);
@@ -127,14 +87,10 @@ static int native(int argc, char **argv)
 	uint64_t a[3], b[2], c[1];
 	uint32_t da = 3, db = 2, dc = 1;
 	if (!strcmp(mode, "self")) {
-		struct self s = { 0 };
-		dl_iterate_phdr(phdr_cb, &s);
-		char exe[4096];
-		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-		if (n <= 0)
+		struct self_module s;
+		if (self_module(&s))
 			return 1;
-		exe[n] = 0;
-		heapfix_module(&f, jsb, exe, s.base, s.start, s.end, s.id, s.id_len);
+		heapfix_module(&f, jsb, s.path, s.base, s.start, s.end, s.id, s.id_len);
 		a[0] = make_buffer();
 		a[1] = (uint64_t)(uintptr_t)main + 1;
 		da = 2;

@@ -21,6 +21,7 @@
 
 #include "heapfix.h"
 #include "report.h"
+#include "selfmod.h"
 #include "testutil.h"
 
 /* Sites: A 3 blocks of 1000 (one with two refs), B 1 of 1000, C one large
@@ -133,44 +134,6 @@ static void test_report_prints_sites_and_other_sites(void **state)
 
 /* --- symbolisation of this program ---------------------------------------- */
 
-struct self {
-	uint64_t base, start, end;
-	uint8_t id[40];
-	uint16_t id_len;
-	char path[4096];
-};
-
-static int phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	(void)size;
-	struct self *s = arg;
-	s->base = info->dlpi_addr;
-	s->start = UINT64_MAX;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
-		if (p->p_type == PT_LOAD) {
-			uint64_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
-			s->start = lo < s->start ? lo : s->start;
-			s->end = hi > s->end ? hi : s->end;
-		} else if (p->p_type == PT_NOTE) {
-			const uint8_t *n = (const uint8_t *)(info->dlpi_addr + p->p_vaddr);
-			const uint8_t *end = n + p->p_memsz;
-			while (n + sizeof(ElfW(Nhdr)) <= end) {
-				const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)n;
-				const uint8_t *name = n + sizeof(*nh);
-				const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
-				if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
-				    nh->n_descsz <= sizeof(s->id)) {
-					memcpy(s->id, desc, nh->n_descsz);
-					s->id_len = (uint16_t)nh->n_descsz;
-				}
-				n = desc + ((nh->n_descsz + 3) & ~3u);
-			}
-		}
-	}
-	return 1; /* the executable only */
-}
-
 static __attribute__((noinline)) uint64_t return_address(void)
 {
 	return (uint64_t)(uintptr_t)__builtin_return_address(0);
@@ -183,20 +146,11 @@ static __attribute__((noinline)) uint64_t allocate_frame(void)
 	return r;
 }
 
-static void self_module(struct self *s)
-{
-	memset(s, 0, sizeof(*s));
-	dl_iterate_phdr(phdr_cb, s);
-	ssize_t n = readlink("/proc/self/exe", s->path, sizeof(s->path) - 1);
-	assert_true(n > 0);
-	s->path[n] = 0;
-}
-
 static void test_symbolize_own_frames_to_function_and_line(void **state)
 {
 	(void)state;
-	struct self s;
-	self_module(&s);
+	struct self_module s;
+	assert_int_equal(self_module(&s), 0);
 	if (s.id_len == 0)
 		skip(); /* built without a build-id: nothing to check against */
 	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end,
@@ -225,8 +179,8 @@ static void test_symbolize_own_frames_to_function_and_line(void **state)
 static void test_symbolize_refuses_a_file_with_another_build_id(void **state)
 {
 	(void)state;
-	struct self s;
-	self_module(&s);
+	struct self_module s;
+	assert_int_equal(self_module(&s), 0);
 	if (s.id_len == 0)
 		skip();
 	s.id[0] ^= 0xff; /* as if the program had been rebuilt since */
@@ -251,8 +205,8 @@ static void test_symbolize_refuses_a_file_with_another_build_id(void **state)
 static void test_symbolize_one_module_at_two_bases(void **state)
 {
 	(void)state;
-	struct self s;
-	self_module(&s);
+	struct self_module s;
+	assert_int_equal(self_module(&s), 0);
 	if (s.id_len == 0)
 		skip();
 	uint64_t addr = allocate_frame();
@@ -340,7 +294,7 @@ static void test_symbolize_demangles_cxx_names(void **state)
 static int phdr_find(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
-	struct self *s = arg;
+	struct self_module *s = arg;
 	uint64_t start = UINT64_MAX, end = 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *p = &info->dlpi_phdr[i];
@@ -372,7 +326,7 @@ static void test_symbolize_frames_with_demangled_names(void **state)
 		dlclose(h);
 		skip();
 	}
-	struct self s;
+	struct self_module s;
 	memset(&s, 0, sizeof(s));
 	s.base = (uint64_t)(uintptr_t)op_new;
 	assert_int_equal(dl_iterate_phdr(phdr_find, &s), 1);
@@ -398,8 +352,8 @@ static void test_symbolize_frames_with_demangled_names(void **state)
 static int no_libdw_child(void)
 {
 	symbolizer_libdw = "libdw-missing.so.0";
-	struct self s;
-	self_module(&s);
+	struct self_module s;
+	assert_int_equal(self_module(&s), 0);
 	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end,
 		.build_id = s.id, .build_id_len = s.id_len, .path = s.path };
 	int bad = 0;
