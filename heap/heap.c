@@ -319,22 +319,6 @@ out:
 	return sb;
 }
 
-enum owner heap_owner(const void *p)
-{
-	uintptr_t a = (uintptr_t)p;
-	if (a - (uintptr_t)own.base < own.reserve && rh_heap)
-		return OWNER_SELF;
-	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
-	for (unsigned i = 0; i < n; i++)
-		if (a - (uintptr_t)foreign[i].base < foreign[i].mapped_end)
-			return foreign[i].fd >= 0 ? OWNER_FOREIGN : OWNER_INHERITED;
-	n = atomic_load_explicit(&ninherited, memory_order_acquire);
-	for (unsigned i = 0; i < n; i++)
-		if (a - (uintptr_t)inherited[i].base < inherited[i].size)
-			return OWNER_INHERITED;
-	return OWNER_NONE;
-}
-
 struct heap *heap_of(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
@@ -345,6 +329,19 @@ struct heap *heap_of(const void *p)
 		if (a - (uintptr_t)foreign[i].base < foreign[i].mapped_end)
 			return &foreign[i];
 	return NULL;
+}
+
+enum owner heap_owner(const void *p)
+{
+	struct heap *h = heap_of(p);
+	if (h)
+		return h == &own ? OWNER_SELF : h->fd >= 0 ? OWNER_FOREIGN : OWNER_INHERITED;
+	uintptr_t a = (uintptr_t)p;
+	unsigned n = atomic_load_explicit(&ninherited, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (a - (uintptr_t)inherited[i].base < inherited[i].size)
+			return OWNER_INHERITED;
+	return OWNER_NONE;
 }
 
 bool heap_inherited_view(const void *p, struct heap *view)

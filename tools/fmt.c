@@ -644,3 +644,15 @@ void fmt_prometheus(FILE *out, const struct fmt_ctx *ctx, const struct fs_info *
 		}
 	}
 }
+
+void fmt_error(const char *prog, const char *object, const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fprintf(stderr, "%s: ", prog);
+	if (object) {
+		fmt_name(stderr, object);
+		fputs(": ", stderr);
+	}
+	vfprintf(stderr, fmt, ap);
+	putc('\n', stderr);
+}

@@ -9,6 +9,7 @@
 #define RH_TOOLS_FMT_H
 
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -38,6 +39,10 @@ void fmt_label(FILE *out, const char *label, const char *value);
 /* Writes NAME for a terminal or a pipe: control characters and backslashes
  * as C escapes, so that a hostile file name cannot forge output lines. */
 void fmt_name(FILE *out, const char *name);
+/* "PROG: OBJECT: message" on stderr (OBJECT may be NULL), after flushing
+ * stdout so that results and errors keep their order on a terminal. */
+void fmt_error(const char *prog, const char *object, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 /* Writes S as a JSON string, quotes included; invalid UTF-8 becomes U+FFFD. */
 void fmt_json_string(FILE *out, const char *s);
 /* Writes S as a Prometheus label value, quotes included. */

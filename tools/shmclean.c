@@ -36,14 +36,7 @@ static void error(const char *object, const char *fmt_, ...)
 {
 	va_list ap;
 	va_start(ap, fmt_);
-	fflush(stdout); /* keep "unlinking" lines and errors in order on a terminal */
-	fprintf(stderr, "%s: ", prog);
-	if (object) {
-		fmt_name(stderr, object);
-		fputs(": ", stderr);
-	}
-	vfprintf(stderr, fmt_, ap);
-	putc('\n', stderr);
+	fmt_error(prog, object, fmt_, ap);
 	va_end(ap);
 	status = 1;
 }

@@ -31,13 +31,7 @@ static void error(const char *object, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "%s: ", prog);
-	if (object) {
-		fmt_name(stderr, object);
-		fputs(": ", stderr);
-	}
-	vfprintf(stderr, fmt, ap);
-	putc('\n', stderr);
+	fmt_error(prog, object, fmt, ap);
 	va_end(ap);
 	status = 1;
 }
