@@ -19,7 +19,7 @@
 
 const uint32_t rh_class_size[RH_NUM_CLASSES] = { RH_SIZE_CLASSES };
 /* Free committed pages a pool keeps for reuse before it punches holes. */
-#define RETAIN_BYTES (16u << 20)
+#define RETAIN_BYTES (32u << 20)
 
 struct span_ref {
 	struct superblock *sb;
@@ -30,7 +30,6 @@ struct pool {
 	pthread_mutex_t lock;
 	struct span_ref cur[RH_NUM_CLASSES];   /* span each class refills from */
 	struct superblock *first;              /* chain through pool_next */
-	struct superblock *hint;               /* last one with free pages */
 	size_t retained;                       /* free committed bytes kept */
 	bool punch_next;                       /* span_free: punch, whatever the budget */
 	uint64_t purged_ns;                    /* last time retained pages were punched */
@@ -230,7 +229,7 @@ static void bits_set(uint64_t *bits, uint32_t from, uint32_t to, bool on)
 	}
 }
 
-/* Pages a pool keeps committed in free spans before it punches holes: 16
+/* Pages a pool keeps committed in free spans before it punches holes: 32
  * MiB, or half of its superblocks when that is more. */
 static inline size_t retain_budget(const struct pool *pl)
 {
@@ -238,9 +237,11 @@ static inline size_t retain_budget(const struct pool *pl)
 	return half > RETAIN_BYTES ? half : RETAIN_BYTES;
 }
 
-/* Punches the committed pages of [idx, idx+pages) out of the file. */
-static void span_punch(struct heap *h, struct superblock *sb, uint32_t idx, uint32_t pages)
+/* Punches the committed pages of [idx, idx+pages) out of the file; the
+ * bytes punched. */
+static size_t span_punch(struct heap *h, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
+	size_t punched = 0;
 	uint64_t *bits = commit_bits(sb);
 	uint32_t end = idx + pages;
 	for (uint32_t i = idx; i < end;) {
@@ -255,20 +256,51 @@ static void span_punch(struct heap *h, struct superblock *sb, uint32_t idx, uint
 		if (os_decommit(h->fd, sb->offset + ((uint64_t)i << h->page_shift), bytes) == 0) {
 			bits_set(bits, i, j, false);
 			stat_add(bytes_punched, bytes);
+			punched += bytes;
 		}
 		i = j;
 	}
+	return punched;
 }
 
-/* Returns a span's pages to its superblock's free bins, merging neighbours.
- * Past the pool's retention budget the pages are punched out of the file, so
- * the memory is free for every process (df shows it). */
-static void pool_purge(struct heap *h, struct pool *pl);
+/* Free pages kept for reuse go back to the file once they have been free
+ * for a second (checked on the pool's slow paths at most four times a
+ * second; rh_shm_trim returns them at once), or, oldest first, when the
+ * pool keeps more than its budget. */
+#define PURGE_AGE_MS 1000u
+#define PURGE_EVERY_NS 250000000ull
 
-/* Free pages kept for reuse go back to the file once a second of activity
- * has passed without their being asked for (checked on the pool's slow
- * paths; rh_shm_trim returns them at once). */
-#define PURGE_NS 1000000000ull
+/* Coarse monotonic milliseconds, for the age of free spans (wraps). */
+static uint32_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+/* Punches the committed pages of the pool's free spans (locked) that have
+ * been free for at least age_ms, until at most `keep` bytes are kept. */
+static void pool_purge_older(struct heap *h, struct pool *pl, uint32_t age_ms, size_t keep)
+{
+	uint32_t now = now_ms();
+	for (struct superblock *sb = pl->first; sb; sb = sb_next(h, sb))
+		for (unsigned b = 0; b < 32; b++)
+			for (uint32_t idx = sb->free_bins[b]; idx; idx = sb->pages[idx].next) {
+				if (pl->retained <= keep && keep)
+					return;
+				if (now - sb->pages[idx].freed_ms < age_ms)
+					continue;
+				size_t n = span_punch(h, sb, idx, sb->pages[idx].span_pages);
+				pl->retained -= pl->retained < n ? pl->retained : n;
+			}
+}
+
+/* Every free committed page of the pool goes back to the file. */
+static void pool_purge(struct heap *h, struct pool *pl)
+{
+	pool_purge_older(h, pl, 0, 0);
+	pl->retained = 0;
+}
 
 static void pool_decay(struct heap *h, struct pool *pl)
 {
@@ -277,56 +309,78 @@ static void pool_decay(struct heap *h, struct pool *pl)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	if (!pl->purged_ns) {
-		pl->purged_ns = now;
-	} else if (now - pl->purged_ns >= PURGE_NS) {
-		pool_purge(h, pl);
-		pl->purged_ns = now;
+	if (now - pl->purged_ns < PURGE_EVERY_NS)
+		return;
+	pool_purge_older(h, pl, PURGE_AGE_MS, 0);
+	pl->purged_ns = now;
+	/* Pools whose threads are gone or idle age too. */
+	for (unsigned i = 0; i < npools; i++) {
+		struct pool *o = &pools[i];
+		if (o == pl || !o->used || !o->retained || now - o->purged_ns < PURGE_EVERY_NS ||
+		    pthread_mutex_trylock(&o->lock))
+			continue;
+		pool_purge_older(h, o, PURGE_AGE_MS, 0);
+		o->purged_ns = now;
+		pthread_mutex_unlock(&o->lock);
 	}
 }
 
-static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
+/* Returns a span's pages to its superblock's free bins, merging neighbours.
+ * The pages stay committed for reuse (see above) unless punch_next is set;
+ * punched pages are free for every process (df shows it). */
+static void span_free_at(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx,
+	uint32_t pages, uint32_t freed)
 {
 	size_t bytes = (size_t)pages << h->page_shift;
 	if (pl->punch_next) {
 		span_punch(h, sb, idx, pages);
 	} else {
-		/* Past the budget, the pages kept so far go back to the file; the
-		 * span freed now, the likeliest to be asked for again, stays. */
-		if (pl->retained + bytes > retain_budget(pl))
-			pool_purge(h, pl);
-		else
-			pool_decay(h, pl);
+		/* Past the budget, the oldest pages kept go back to the file
+		 * until half the budget is left; the span freed now stays. */
+		size_t budget = retain_budget(pl);
+		if (pl->retained + bytes > budget) {
+			size_t keep = budget / 2 > bytes ? budget / 2 - bytes : 1;
+			static const uint32_t ages[] = { PURGE_AGE_MS, 100, 10, 0 };
+			for (unsigned i = 0; i < 4 && pl->retained > keep; i++)
+				pool_purge_older(h, pl, ages[i], keep);
+		}
 		pl->retained += bytes;
 	}
 	sb->free_pages += pages;
+	uint32_t now = now_ms();
+	if (!pl->punch_next && now - freed >= PURGE_AGE_MS) {
+		/* Freed long ago, out of a thread's cache: it goes at once. */
+		size_t n = span_punch(h, sb, idx, pages);
+		pl->retained -= pl->retained < n ? pl->retained : n;
+	}
+	/* A merged span is as young as its youngest part. */
 	uint32_t next = idx + pages;
 	if (next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE) {
 		uint32_t np = sb->pages[next].span_pages;
+		if (now - sb->pages[next].freed_ms < now - freed)
+			freed = sb->pages[next].freed_ms;
 		bin_remove(sb, next);
 		pages += np;
 	}
 	if (idx > 0 && sb->pages[idx - 1].kind == RH_PAGE_FREE) {
 		uint32_t pp = sb->pages[idx - 1].span_pages;
 		uint32_t start = idx - pp;
+		if (now - sb->pages[start].freed_ms < now - freed)
+			freed = sb->pages[start].freed_ms;
 		bin_remove(sb, start);
 		idx = start;
 		pages += pp;
 	}
 	desc_set(sb, idx, pages, RH_PAGE_FREE, 0);
+	sb->pages[idx].freed_ms = freed;
 	bin_insert(sb, idx, pages);
-	if (!pl->hint || pl->hint->free_pages < sb->free_pages)
-		pl->hint = sb;
+	if (!pl->punch_next)
+		pool_decay(h, pl);
 }
 
-/* Punches the committed pages of every free span of the pool (locked). */
-static void pool_purge(struct heap *h, struct pool *pl)
+static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
-	for (struct superblock *sb = pl->first; sb; sb = sb_next(h, sb))
-		for (unsigned b = 0; b < 32; b++)
-			for (uint32_t idx = sb->free_bins[b]; idx; idx = sb->pages[idx].next)
-				span_punch(h, sb, idx, sb->pages[idx].span_pages);
-	pl->retained = 0;
+	span_free_at(h, pl, sb, idx, pages, now_ms());
 }
 
 /* Takes `pages` from the free span at idx (removed from its bin), returning
@@ -358,6 +412,7 @@ static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uin
 	pl->retained -= pl->retained < kept ? pl->retained : kept;
 	if (have > pages) {
 		desc_set(sb, idx + pages, have - pages, RH_PAGE_FREE, 0);
+		sb->pages[idx + pages].freed_ms = sb->pages[idx].freed_ms;
 		bin_insert(sb, idx + pages, have - pages);
 	}
 	sb->free_pages -= pages;
@@ -372,14 +427,26 @@ static bool sb_find(struct superblock *sb, uint32_t pages, uint32_t *idx)
 {
 	if (sb->free_pages < pages)
 		return false;
+	/* Best fit in the first bin that has a fit (looking at a few spans of
+	 * a long bin): small holes fill up and large spans stay whole. */
 	for (unsigned b = bin_of(pages); b < 32; b++) {
 		if (!(sb->bin_mask >> b))
 			return false;
-		for (uint32_t i = sb->free_bins[b]; i; i = sb->pages[i].next)
-			if (sb->pages[i].span_pages >= pages && i <= UINT16_MAX) {
-				*idx = i;
-				return true;
+		uint32_t best = 0, looked = 0;
+		for (uint32_t i = sb->free_bins[b]; i && looked < 16; i = sb->pages[i].next, looked++) {
+			uint32_t n = sb->pages[i].span_pages;
+			if (n >= pages && i <= UINT16_MAX &&
+			    (!best || n < sb->pages[best].span_pages ||
+			     (n == sb->pages[best].span_pages && i < best))) {
+				best = i;
+				if (n == pages)
+					break;
 			}
+		}
+		if (best) {
+			*idx = best;
+			return true;
+		}
 	}
 	return false;
 }
@@ -394,15 +461,15 @@ static uint32_t header_pages(const struct heap *h, uint64_t total_pages)
 /* A new DATA superblock for the pool, big enough for a span of `pages`. */
 static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages)
 {
-	/* Superblocks grow with the pool (a quarter of it, up to 64 MiB): big
+	/* Superblocks grow with the pool (doubling it, up to 64 MiB): big
 	 * blocks then share superblocks, and their free pages merge, instead of
 	 * each standing alone in a superblock of its own size. */
 	uint64_t total = rh_options.superblock_size >> h->page_shift;
-	uint64_t quarter = (pl->bytes / 4) >> h->page_shift, cap = (64u << 20) >> h->page_shift;
-	if (quarter > cap)
-		quarter = cap;
-	if (quarter > total)
-		total = quarter / total * total;
+	uint64_t grown = pl->bytes >> h->page_shift, cap = (64u << 20) >> h->page_shift;
+	if (grown > cap)
+		grown = cap;
+	if (grown > total)
+		total = grown / total * total;
 	uint32_t hp = header_pages(h, total);
 	if (pages + hp > total) {
 		total = pages + 1;
@@ -421,11 +488,11 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 	bits_set(commit_bits(sb), 0, hp, true);
 	pl->bytes += sb->size;
 	desc_set(sb, hp, (uint32_t)total - hp, RH_PAGE_FREE, 0);
+	sb->pages[hp].freed_ms = now_ms();
 	bin_insert(sb, hp, (uint32_t)total - hp);
 	sb->free_pages = (uint32_t)total - hp;
 	sb->pool_next = pl->first ? pl->first->offset : 0;
 	pl->first = sb;
-	pl->hint = sb;
 	pl->used = true;
 	return sb;
 }
@@ -433,21 +500,26 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 /* Finds and takes `pages` in the pool, growing the heap when needed. */
 static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct span_ref *out, bool grow)
 {
-	uint32_t idx;
-	struct superblock *sb = pl->hint;
-	if (!sb || !sb_find(sb, pages, &idx)) {
-		for (sb = pl->first; sb; sb = sb_next(h, sb))
-			if (sb_find(sb, pages, &idx))
+	/* The tightest fit over the pool's superblocks, the oldest on a tie. */
+	uint32_t idx = 0, i;
+	struct superblock *sb = NULL;
+	for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
+		if (sb_find(s, pages, &i) &&
+		    (!sb || s->pages[i].span_pages <= sb->pages[idx].span_pages)) {
+			sb = s;
+			idx = i;
+			if (sb->pages[idx].span_pages == pages)
 				break;
-		if (!sb) {
-			if (!grow)
-				return ENOMEM;
-			sb = sb_new(h, pl, pages);
-			if (!sb)
-				return errno ? errno : ENOMEM;
-			if (!sb_find(sb, pages, &idx))
-				return ENOMEM;
 		}
+	}
+	if (!sb) {
+		if (!grow)
+			return ENOMEM;
+		sb = sb_new(h, pl, pages);
+		if (!sb)
+			return errno ? errno : ENOMEM;
+		if (!sb_find(sb, pages, &idx))
+			return ENOMEM;
 	}
 	bin_remove(sb, idx);
 	int err = span_take(h, pl, sb, idx, pages);
@@ -640,19 +712,25 @@ static void tcache_flush(unsigned c, uint32_t keep)
 		pthread_mutex_unlock(&locked->lock);
 }
 
+/* The thread's cached LARGE spans go back to their pools. */
+static void lcache_flush(void)
+{
+	while (rh_tc.nlarge) {
+		struct lentry *e = &rh_tc.large[--rh_tc.nlarge];
+		struct pool *pl = &pools[e->sb->pool];
+		pthread_mutex_lock(&pl->lock);
+		span_free_at(rh_tc.heap, pl, e->sb, e->idx, e->pages, e->freed_ms);
+		pthread_mutex_unlock(&pl->lock);
+	}
+	rh_tc.large_bytes = 0;
+}
+
 static void tcache_flush_all(void)
 {
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
 		if (rh_tc.bins[c].count)
 			tcache_flush(c, 0);
-	while (rh_tc.nlarge) {
-		struct lentry *e = &rh_tc.large[--rh_tc.nlarge];
-		struct pool *pl = &pools[e->sb->pool];
-		pthread_mutex_lock(&pl->lock);
-		span_free(rh_tc.heap, pl, e->sb, e->idx, e->pages);
-		pthread_mutex_unlock(&pl->lock);
-	}
-	rh_tc.large_bytes = 0;
+	lcache_flush();
 }
 
 /* --- Large blocks ---------------------------------------------------------- */
@@ -687,6 +765,9 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 		}
 	}
 	if (!r.sb) {
+		/* A miss: the cached spans go back first, so they merge with
+		 * their neighbours instead of fragmenting the pool. */
+		lcache_flush();
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
 		drain_others(h, pl);
@@ -817,7 +898,7 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
 		size_t bytes = (size_t)d->span_pages << h->page_shift;
 		if (rh_tc.heap == h && rh_tc.nlarge < LCACHE_ENTRIES && rh_tc.large_bytes + bytes <= LCACHE_BYTES) {
-			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages };
+			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages, now_ms() };
 			rh_tc.large_bytes += bytes;
 			return;
 		}
@@ -1190,11 +1271,7 @@ void alloc_trim(void)
 			continue;
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
-		for (struct superblock *sb = pl->first; sb; sb = sb_next(h, sb))
-			for (unsigned b = 0; b < 32; b++)
-				for (uint32_t idx = sb->free_bins[b]; idx; idx = sb->pages[idx].next)
-					span_punch(h, sb, idx, sb->pages[idx].span_pages);
-		pl->retained = 0;
+		pool_purge(h, pl);
 		pthread_mutex_unlock(&pl->lock);
 	}
 }

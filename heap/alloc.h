@@ -34,6 +34,7 @@ struct tcache {
 	struct lentry {
 		struct superblock *sb;
 		uint32_t idx, pages;
+		uint32_t freed_ms;
 	} large[LCACHE_ENTRIES];
 	unsigned nlarge;
 	size_t large_bytes;

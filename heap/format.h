@@ -172,7 +172,7 @@ struct page_desc {
 	uint32_t bumped;       /* 16 SMALL: slots handed out at least once; the reader walks [0, bumped) */
 	uint32_t used;         /* 20 SMALL: slots not on the span's free list */
 	uint32_t free_head;    /* 24 SMALL: first free slot + 1, 0: none. LARGE: data offset in span */
-	uint32_t reserved;     /* 28 */
+	uint32_t freed_ms;     /* 28 FREE (span head): when freed, coarse monotonic ms (allocator-private) */
 };
 _Static_assert(sizeof(struct page_desc) == 32, "format");
 /* For LARGE spans, bumped and used together hold the block's requested size. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -579,6 +580,69 @@ static void test_alloc_free_returns_pages_to_filesystem(void **state)
 	assert_int_equal(stats.heap_used, 0);
 }
 
+static uint64_t file_bytes(void)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* Without a trim, freed pages are kept for reuse only within a budget (32
+ * MiB or half the heap), and go back once they have been free for a second
+ * and the allocator next works on that pool. */
+static void test_alloc_freed_pages_are_kept_within_budget_and_age(void **state)
+{
+	(void)state;
+	enum { N = 48, SIZE = 3 * MIB };
+	void *blocks[N];
+	rh_shm_trim(); /* what earlier tests left */
+	uint64_t start = file_bytes();
+	for (unsigned i = 0; i < N; i++) {
+		blocks[i] = rh_shm_alloc(SIZE);
+		assert_non_null(blocks[i]);
+		memset(blocks[i], 0x33, SIZE);
+	}
+	uint64_t full = file_bytes();
+	assert_true(full >= (uint64_t)N * SIZE);
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(blocks[i]);
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	uint64_t budget = st.heap_size / 2 > 32 * MIB ? st.heap_size / 2 : 32 * MIB;
+	uint64_t kept = file_bytes();
+	/* The budget, the thread's cache of LARGE spans (8 MiB), headers. */
+	if (kept > budget + 8 * MIB + 2 * MIB)
+		fail_msg("%u MiB freed in a heap of %llu MiB: the file keeps %llu MiB, over the "
+			 "budget of %llu MiB", N * SIZE / MIB, (unsigned long long)st.heap_size / MIB,
+			 (unsigned long long)kept / MIB, (unsigned long long)budget / MIB);
+	assert_true(st.bytes_punched > 0);
+	/* A block reused soon after is served from kept pages: nothing new. */
+	void *again = rh_shm_alloc(SIZE);
+	assert_non_null(again);
+	memset(again, 0x44, SIZE);
+	assert_true(file_bytes() <= kept);
+	rh_shm_free(again);
+	/* A second later, the next slow-path free returns what aged. A block
+	 * of an odd size misses the thread's cache, which goes to the pool. */
+	struct timespec pause = { 1, 300 * 1000 * 1000 };
+	nanosleep(&pause, NULL);
+	void *odd = rh_shm_alloc(SIZE + 5 * MIB);
+	assert_non_null(odd);
+	rh_shm_free(odd);
+	void *odd2 = rh_shm_alloc(SIZE + 9 * MIB);
+	assert_non_null(odd2);
+	rh_shm_free(odd2);
+	/* What is left: odd2's pages, freed just now, and no more. */
+	uint64_t left = file_bytes();
+	if (left > start + SIZE + 9 * MIB + 2 * MIB)
+		fail_msg("1.3 s after freeing, the file still keeps %llu MiB (was %llu MiB, "
+			 "%llu MiB at the start)", (unsigned long long)left / MIB,
+			 (unsigned long long)kept / MIB, (unsigned long long)start / MIB);
+	assert_int_equal(heap_used(), 0);
+}
+
 /* --- Threads: each allocates, and frees blocks other threads made. --------- */
 
 #define EXCHANGE 64
@@ -788,6 +852,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_threads_free_each_others_blocks),
 		cmocka_unit_test(test_alloc_crowd_of_threads_counts_exactly),
 		cmocka_unit_test(test_alloc_free_returns_pages_to_filesystem),
+		cmocka_unit_test(test_alloc_freed_pages_are_kept_within_budget_and_age),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
