@@ -78,7 +78,7 @@ static inline void count(int64_t bytes, int64_t blocks)
 }
 
 /* A small block of class c taken from a span or cache becomes live. */
-static inline void *small_start(void *p, unsigned c, size_t size, uint32_t site)
+static inline __attribute__((always_inline)) void *small_start(void *p, unsigned c, size_t size, uint32_t site)
 {
 	struct block_header *bh = (struct block_header *)p - 1;
 	bh->slack = (uint16_t)(rh_class_size[c] - HDR - size);
@@ -90,11 +90,11 @@ static inline void *small_start(void *p, unsigned c, size_t size, uint32_t site)
 	return p;
 }
 
-/* A block of size bytes aligned to align (at most HDR, or more through the
- * slow path), with its call site. */
-static inline void *alloc_block(size_t size, size_t align, uint32_t site)
+/* A small block from the thread's cache, or NULL: alloc_block's fast path,
+ * which the shim also calls on its own (it makes no call when site is 0). */
+static inline __attribute__((always_inline)) void *alloc_cached(size_t size, uint32_t site)
 {
-	if (likely(align <= HDR && size <= SMALL_MAX_REQUEST)) {
+	if (likely(size <= SMALL_MAX_REQUEST)) {
 		unsigned c = size_class(size);
 		struct tbin *b = &rh_tc.bins[c];
 		void *p = b->head;
@@ -105,6 +105,18 @@ static inline void *alloc_block(size_t size, size_t align, uint32_t site)
 			b->count--;
 			return small_start(p, c, size, site);
 		}
+	}
+	return NULL;
+}
+
+/* A block of size bytes aligned to align (at most HDR, or more through the
+ * slow path), with its call site. */
+static inline void *alloc_block(size_t size, size_t align, uint32_t site)
+{
+	if (likely(align <= HDR)) {
+		void *p = alloc_cached(size, site);
+		if (likely(p))
+			return p;
 	}
 	return alloc_slow(size, align, site);
 }
@@ -124,13 +136,15 @@ static inline void free_block(void *p)
 		struct tbin *b = &rh_tc.bins[c];
 		if (likely(b->count < b->max)) {
 			uint64_t size = rh_class_size[c] - HDR - bh->slack;
+			uint32_t site = bh->site;
 			bh->refcount = 0;
 			count(-(int64_t)size, -1);
-			if (bh->site)
-				journal_count(h->hdr, bh->site, (unsigned)rh_tc.slot, (int64_t)(size), -1);
 			*(void **)p = b->head;
 			b->head = p;
 			b->count++;
+			/* Last, so the common free makes no call before it is done. */
+			if (site)
+				journal_count(h->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), -1);
 			return;
 		}
 	}

@@ -38,7 +38,7 @@ static inline uint32_t caller_site(void *ret)
 	return site;
 }
 
-static void *alloc_api(size_t size, size_t align, void *ret)
+static __attribute__((noinline)) void *alloc_api(size_t size, size_t align, void *ret)
 {
 	if (!rh_heap && !heap_get_slow())
 		return NULL;
@@ -50,7 +50,21 @@ static void *alloc_api(size_t size, size_t align, void *ret)
 
 RH_SHM_API void *rh_shm_alloc(size_t size)
 {
-	return alloc_api(size, 16, __builtin_return_address(0));
+	/* The common case inline: a block from the thread's cache, for a caller
+	 * seen last time (or with provenance off). */
+	void *ret = __builtin_return_address(0);
+	if (likely(rh_heap)) {
+		uint32_t site = 0;
+		if (rh_options.trace_depth) {
+			if (journal_capture || last.frame != (uint64_t)(uintptr_t)ret || last.heap != rh_heap)
+				return alloc_api(size, 16, ret);
+			site = last.site;
+		}
+		void *p = alloc_cached(size, site);
+		if (likely(p))
+			return p;
+	}
+	return alloc_api(size, 16, ret);
 }
 
 RH_SHM_API void *rh_shm_alloc_aligned(size_t alignment, size_t size)
@@ -75,14 +89,21 @@ RH_SHM_API void *rh_shm_calloc(size_t count, size_t size)
 	return p;
 }
 
+static __attribute__((noinline)) void free_other(void *ptr);
+
 RH_SHM_API void rh_shm_free(void *ptr)
 {
-	if (!ptr)
-		return;
-	if (heap_is_own(ptr)) {
+	if (likely(heap_is_own(ptr))) {
 		free_block(ptr);
 		return;
 	}
+	free_other(ptr);
+}
+
+static void free_other(void *ptr)
+{
+	if (!ptr)
+		return;
 	switch (heap_owner(ptr)) {
 	case OWNER_SELF:
 		free_block(ptr);

@@ -135,8 +135,37 @@ void journal_thread_exit(void);
  * frames left out), so blocks made through the API get whole stacks too. */
 extern uint32_t (*journal_capture)(void);
 /* A block of `bytes` made (blocks 1) or freed (-1) at a site, counted by the
- * thread with counter slot `slot`. */
-void journal_count(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks);
+ * thread with counter slot `slot` (0: shared, atomic). Inline: the thread's
+ * last entry, for a loop allocating at one site. */
+void journal_count_slow(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks);
+struct journal_last {
+	struct journal_delta *e;
+	uint32_t site;
+	unsigned slot, gen;
+};
+extern __thread struct journal_last rh_jlast __attribute__((tls_model("initial-exec")));
+extern unsigned journal_gen;        /* bumped when the heap changes (fork) */
+
+/* Single writer: plain stores, atomic only so readers see no tearing. */
+static inline void journal_delta_add(struct journal_delta *e, int64_t bytes, int blocks)
+{
+	__atomic_store_n(&e->live_bytes, e->live_bytes + bytes * blocks, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->live_blocks, e->live_blocks + blocks, __ATOMIC_RELAXED);
+	if (blocks > 0) {
+		__atomic_store_n(&e->total_allocs, e->total_allocs + 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->total_bytes, e->total_bytes + bytes, __ATOMIC_RELAXED);
+	}
+}
+
+static inline void journal_count(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks)
+{
+	if (__builtin_expect(slot && rh_jlast.site == site && rh_jlast.slot == slot &&
+			     rh_jlast.gen == journal_gen, 1)) {
+		journal_delta_add(rh_jlast.e, bytes, blocks);
+		return;
+	}
+	journal_count_slow(hdr, site, slot, bytes, blocks);
+}
 void journal_fork_prepare(void);
 void journal_fork_parent(void);
 void journal_fork_child(void);

@@ -238,7 +238,7 @@ void journal_thread_exit(void)
 		munmap(recent, RECENT * sizeof(*recent));
 	recent = NULL;
 }
-static unsigned journal_gen = 1;  /* bumped when the heap changes (fork) */
+unsigned journal_gen = 1;  /* bumped when the heap changes (fork) */
 uint32_t (*journal_capture)(void);
 
 uint32_t journal_site(const uint64_t *frames, unsigned depth)
@@ -395,52 +395,29 @@ static struct journal_delta *delta_of(unsigned slot, uint32_t site)
 	return NULL;
 }
 
-static inline void add(int64_t *counter, int64_t v, bool shared)
-{
-	if (shared)
-		__atomic_fetch_add(counter, v, __ATOMIC_RELAXED);
-	else
-		__atomic_store_n(counter, *counter + v, __ATOMIC_RELAXED);
-}
-
 /* Counts a block made (blocks 1) or freed (blocks -1) at a site. Slot 0 is
  * shared (other processes, threads past the 63rd): atomic adds on the record. */
-void journal_count(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks)
+__thread struct journal_last rh_jlast;
+
+void journal_count_slow(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks)
 {
-	/* The thread's last entry first: a loop allocating at one site. */
-	static __thread struct {
-		struct journal_delta *e;
-		uint32_t site;
-		unsigned slot, gen;
-	} last;
 	struct journal_delta *e = NULL;
-	if (slot) {
-		if (last.site == site && last.slot == slot && last.gen == journal_gen) {
-			e = last.e;
-		} else if ((e = delta_of(slot, site))) {
-			last.e = e;
-			last.site = site;
-			last.slot = slot;
-			last.gen = journal_gen;
-		}
-	}
-	if (e) {
-		add(&e->live_bytes, bytes * blocks, false);
-		add(&e->live_blocks, blocks, false);
-		if (blocks > 0) {
-			add(&e->total_allocs, 1, false);
-			add(&e->total_bytes, bytes, false);
-		}
+	if (slot && (e = delta_of(slot, site))) {
+		rh_jlast.e = e;
+		rh_jlast.site = site;
+		rh_jlast.slot = slot;
+		rh_jlast.gen = journal_gen;
+		journal_delta_add(e, bytes, blocks);
 		return;
 	}
 	struct journal_site *s = site_at(hdr, site);
 	if (s->rec.tag != RH_REC_SITE)
 		return; /* a bad locator from another process's heap */
-	add(&s->live_bytes, bytes * blocks, true);
-	add(&s->live_blocks, blocks, true);
+	__atomic_fetch_add(&s->live_bytes, bytes * blocks, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->live_blocks, blocks, __ATOMIC_RELAXED);
 	if (blocks > 0) {
-		add((int64_t *)&s->total_allocs, 1, true);
-		add((int64_t *)&s->total_bytes, bytes, true);
+		__atomic_fetch_add(&s->total_allocs, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&s->total_bytes, (uint64_t)bytes, __ATOMIC_RELAXED);
 	}
 }
 

@@ -147,31 +147,50 @@ static void *fallback(size_t align, size_t n)
 	return align <= 16 ? __libc_malloc(n) : __libc_memalign(align, n);
 }
 
-/* malloc's body, inlined where it is used so that the stack capture sees
- * one frame of ours: in malloc, or in realloc when a block moves. */
-static inline __attribute__((always_inline)) void *shared_malloc(size_t n)
+/* malloc's body, inlined where it is used; `ours` is the number of our
+ * frames above the caller: 2 through malloc, 1 in realloc. */
+static inline __attribute__((always_inline)) void *shared_malloc(size_t n, int ours)
 {
 	if (!take(n))
 		return __libc_malloc(n);
 	if (unlikely(!rh_heap) && !heap_get_slow())
 		return done(fallback(16, n));
-	void *p = alloc_block(n, 16, site_here(1));
+	void *p = alloc_block(n, 16, site_here(ours));
 	return done(p ? p : fallback(16, n));
+}
+
+static __attribute__((noinline)) void *malloc_slow(size_t n)
+{
+	return shared_malloc(n, 2);
 }
 
 EXPORT void *malloc(size_t n)
 {
-	return shared_malloc(n);
+	/* The common case with provenance off: a block from the thread's
+	 * cache. It makes no call, so it needs no guard against re-entry. */
+	if (likely(state == ENABLED && !depth && !busy && n >= min_size && rh_heap)) {
+		void *p = alloc_cached(n, 0);
+		if (likely(p))
+			return p;
+	}
+	return malloc_slow(n);
 }
+
+static __attribute__((noinline)) void free_other(void *p);
 
 EXPORT void free(void *p)
 {
-	if (!p)
-		return;
-	if (heap_is_own(p)) {
+	if (likely(heap_is_own(p))) {
 		free_block(p);
 		return;
 	}
+	free_other(p);
+}
+
+static void free_other(void *p)
+{
+	if (!p)
+		return;
 	switch (heap_owner(p)) {
 	case OWNER_SELF:
 		free_block(p);
@@ -215,7 +234,7 @@ static size_t usable(void *p)
 EXPORT void *realloc(void *p, size_t n)
 {
 	if (!p)
-		return shared_malloc(n);
+		return shared_malloc(n, 1);
 	if (n == 0) {
 		free(p);
 		return NULL;
@@ -233,7 +252,7 @@ EXPORT void *realloc(void *p, size_t n)
 		return __libc_realloc(p, n);
 	/* Move: between the C library and us, out of an inherited or attached
 	 * block, or when the heap is full. */
-	void *q = shared_malloc(n);
+	void *q = shared_malloc(n, 1);
 	if (!q)
 		return NULL;
 	size_t old = usable(p);
