@@ -735,7 +735,9 @@ static void tcache_flush_all(void)
 
 /* --- Large blocks ---------------------------------------------------------- */
 
-static void *large_alloc(size_t size, size_t align, uint32_t site)
+/* A LARGE block of `size` bytes, its span `room` bytes longer (for realloc
+ * growth). */
+static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 {
 	if (!tcache_init())
 		return NULL;
@@ -746,7 +748,9 @@ static void *large_alloc(size_t size, size_t align, uint32_t site)
 		errno = ENOMEM;
 		return NULL;
 	}
-	uint64_t pages64 = (size + lead + page - 1) >> h->page_shift;
+	if (room > size || align > HDR)
+		room = 0;
+	uint64_t pages64 = (size + room + lead + page - 1) >> h->page_shift;
 	if (pages64 > UINT32_MAX) {
 		errno = ENOMEM;
 		return NULL;
@@ -1078,7 +1082,7 @@ __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uint32_t s
 	}
 	if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR)
 		return small_aligned(size, align, site);
-	return large_alloc(size, align, site);
+	return large_alloc(size, align, site, 0);
 }
 
 size_t block_usable(const void *p)
@@ -1155,10 +1159,15 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 			return p;
 		}
 	}
-	void *n = alloc_block(size, HDR, site);
+	/* Moved. A LARGE block that grows gets a quarter more room, so that a
+	 * block grown in small steps is copied a logarithmic number of times. */
+	size_t keep = block_usable(p);
+	void *n = size > SMALL_MAX_REQUEST && size > keep
+		? large_alloc(size, HDR, site, size / 4) : alloc_block(size, HDR, site);
 	if (!n)
 		return NULL;
-	size_t keep = block_usable(p);
+	if (bh->refcount == 1 && rh_tc.heap == h)
+		keep = size_in(h, bh);
 	memcpy(n, p, keep < size ? keep : size);
 	free_block(p);
 	return n;

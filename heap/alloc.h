@@ -121,6 +121,41 @@ static inline void *alloc_block(size_t size, size_t align, uint32_t site)
 	return alloc_slow(size, align, site);
 }
 
+/* realloc's fast path, for blocks without a call site: a block of this
+ * heap resized in place, small within its class, LARGE within its span
+ * (down to half of it); NULL when that cannot be. */
+static inline __attribute__((always_inline)) void *realloc_unsited(void *p, size_t size)
+{
+	struct block_header *bh = (struct block_header *)p - 1;
+	unsigned c = bh->sb_page >> RH_CLASS_SHIFT;
+	/* refcount 1 exactly: one holder, not displaced by alignment. */
+	if (unlikely(bh->refcount != 1 || bh->site || rh_tc.heap != rh_heap))
+		return NULL;
+	if (likely(c < RH_NUM_CLASSES)) {
+		size_t usable = rh_class_size[c] - HDR;
+		if (size <= usable && (size >= usable / 4 || usable <= 64)) {
+			int64_t old = (int64_t)(usable - bh->slack);
+			bh->slack = (uint16_t)(usable - size);
+			count((int64_t)size - old, 0);
+			return p;
+		}
+	} else if (c == RH_CLASS_LARGE) {
+		const struct heap *h = rh_heap;
+		struct superblock *sb = (struct superblock *)(h->base +
+			((uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift));
+		struct page_desc *d = &sb->pages[bh->span_index];
+		size_t usable = ((size_t)d->span_pages << h->page_shift) - d->free_head;
+		if (size <= usable && size >= usable / 2 && size > SMALL_MAX_REQUEST) {
+			int64_t old = (int64_t)((uint64_t)d->used << 32 | d->bumped);
+			d->bumped = (uint32_t)size;
+			d->used = (uint32_t)((uint64_t)size >> 32);
+			count((int64_t)size - old, 0);
+			return p;
+		}
+	}
+	return NULL;
+}
+
 /* A block of this process's heap, with its last reference (or one of them)
  * dropped. */
 static inline void free_block(void *p)
