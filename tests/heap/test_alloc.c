@@ -580,6 +580,36 @@ static void test_alloc_free_returns_pages_to_filesystem(void **state)
 	assert_int_equal(stats.heap_used, 0);
 }
 
+/* A LARGE block grown a few bytes at a time moves a logarithmic number of
+ * times (each move leaves a quarter more room), and keeps its contents. */
+static void test_alloc_realloc_growth_moves_rarely(void **state)
+{
+	(void)state;
+	size_t len = 40000;
+	unsigned char *p = rh_shm_alloc(len);
+	assert_non_null(p);
+	fill(p, len, 21);
+	unsigned moves = 0;
+	while (len < 2 * MIB) {
+		size_t grown = len + 1 + len % 61;
+		unsigned char *q = rh_shm_realloc(p, grown);
+		assert_non_null(q);
+		moves += q != p;
+		memset(q + len, 0, grown - len);
+		p = q;
+		len = grown;
+	}
+	assert_int_equal(check(p, 40000, 21), (size_t)-1);
+	/* 40 KB to 2 MiB is 18 steps of a quarter; free pages after a block
+	 * let it grow in place sometimes (without the room, it moves at every
+	 * page it cannot take in place: 23 times here, up to 500). */
+	if (moves > 18)
+		fail_msg("growing a block from 40 KB to 2 MiB moved it %u times", moves);
+	assert_int_equal(heap_used(), len);
+	rh_shm_free(p);
+	assert_int_equal(heap_used(), 0);
+}
+
 static uint64_t file_bytes(void)
 {
 	char path[512];
@@ -853,6 +883,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_crowd_of_threads_counts_exactly),
 		cmocka_unit_test(test_alloc_free_returns_pages_to_filesystem),
 		cmocka_unit_test(test_alloc_freed_pages_are_kept_within_budget_and_age),
+		cmocka_unit_test(test_alloc_realloc_growth_moves_rarely),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
