@@ -688,28 +688,63 @@ static void *refill(unsigned c)
 }
 
 /* Returns cached blocks of class c to their spans until `keep` remain. */
+/* Pushes a chain of free blocks (header offsets, each linked through its
+ * first data word) onto a pool's remote-free list, for its owner to take. */
+static void remote_push(struct heap *h, unsigned pool, uint64_t first, uint64_t last, uint64_t n)
+{
+	uint64_t *head = &h->hdr->pools[pool].remote_free;
+	uint64_t *link = (uint64_t *)(h->base + last + HDR);
+	uint64_t old = __atomic_load_n(head, __ATOMIC_RELAXED);
+	do
+		*link = old;
+	while (!__atomic_compare_exchange_n(head, &old, first, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	__atomic_fetch_add(&h->hdr->pools[pool].remote_count, n, __ATOMIC_RELAXED);
+}
+
+/* Returns all but `keep` blocks of the thread's bin: those of its own pool
+ * under the pool's lock, those of other pools (freed here, made by another
+ * thread) onto their remote-free lists, without taking their locks. */
 static void tcache_flush(unsigned c, uint32_t keep)
 {
 	struct heap *h = rh_tc.heap;
 	struct tbin *b = &rh_tc.bins[c];
-	struct pool *locked = NULL;
+	struct pool *mine = rh_tc.pool;
+	bool locked = false;
+	struct { uint64_t first, last, n; } chain[RH_MAX_POOLS];
+	uint64_t pending = 0;  /* bit i: chain[i] holds blocks */
 	while (b->count > keep) {
 		void *p = b->head;
 		b->head = *(void **)p;
 		b->count--;
 		struct block_header *bh = (struct block_header *)p - 1;
 		struct superblock *sb = sb_at(h, bh->sb_page);
-		struct pool *pl = &pools[sb->pool];
-		if (pl != locked) {
-			if (locked)
-				pthread_mutex_unlock(&locked->lock);
-			pthread_mutex_lock(&pl->lock);
-			locked = pl;
+		unsigned i = sb->pool % RH_MAX_POOLS;
+		if (&pools[i] == mine) {
+			if (!locked) {
+				pthread_mutex_lock(&mine->lock);
+				locked = true;
+			}
+			slot_release(h, mine, sb, bh->span_index, (char *)bh);
+			continue;
 		}
-		slot_release(h, pl, sb, bh->span_index, (char *)bh);
+		uint64_t off = (uint64_t)((char *)bh - h->base);
+		if (pending >> i & 1) {
+			*(uint64_t *)(h->base + chain[i].last + HDR) = off;
+			chain[i].last = off;
+			chain[i].n++;
+		} else {
+			chain[i].first = chain[i].last = off;
+			chain[i].n = 1;
+			pending |= 1ULL << i;
+		}
 	}
 	if (locked)
-		pthread_mutex_unlock(&locked->lock);
+		pthread_mutex_unlock(&mine->lock);
+	while (pending) {
+		unsigned i = (unsigned)__builtin_ctzll(pending);
+		pending &= pending - 1;
+		remote_push(h, i, chain[i].first, chain[i].last, chain[i].n);
+	}
 }
 
 /* The thread's cached LARGE spans go back to their pools. */
@@ -1000,12 +1035,7 @@ void free_foreign(struct heap *h, void *p)
 	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
 		journal_count(hdr, bh->site, 0, (int64_t)(size), -1);
 	off = (uint64_t)((char *)bh - h->base);
-	uint64_t *head = &hdr->pools[sb->pool % RH_MAX_POOLS].remote_free;
-	uint64_t old = __atomic_load_n(head, __ATOMIC_RELAXED);
-	do
-		*(uint64_t *)p = old;
-	while (!__atomic_compare_exchange_n(head, &old, off, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-	__atomic_fetch_add(&hdr->pools[sb->pool % RH_MAX_POOLS].remote_count, 1, __ATOMIC_RELAXED);
+	remote_push(h, sb->pool % RH_MAX_POOLS, off, off, 1);
 	heap_foreign_dropped(h);
 }
 
