@@ -270,12 +270,13 @@ static size_t span_punch(struct heap *h, struct superblock *sb, uint32_t idx, ui
 #define PURGE_AGE_MS 1000u
 #define PURGE_EVERY_NS 250000000ull
 
-/* Coarse monotonic milliseconds, for the age of free spans (wraps). */
+/* Coarse monotonic milliseconds, for the age of free spans (wraps); also
+ * kept as the thread's clock, which its LARGE cache reads for free. */
 static uint32_t now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+	return rh_tc.ms = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 
 /* Punches the committed pages of the pool's free spans (locked) that have
@@ -806,6 +807,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 	if (!r.sb) {
 		/* A miss: the cached spans go back first, so they merge with
 		 * their neighbours instead of fragmenting the pool. */
+		now_ms();
 		lcache_flush();
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
@@ -937,7 +939,9 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
 		size_t bytes = (size_t)d->span_pages << h->page_shift;
 		if (rh_tc.heap == h && rh_tc.nlarge < LCACHE_ENTRIES && rh_tc.large_bytes + bytes <= LCACHE_BYTES) {
-			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages, now_ms() };
+			/* Stamped with the thread's clock as of its last slow path: a
+			 * clock read here would cost a fair part of the whole free. */
+			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages, rh_tc.ms };
 			rh_tc.large_bytes += bytes;
 			return;
 		}

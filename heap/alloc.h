@@ -38,6 +38,7 @@ struct tcache {
 	} large[LCACHE_ENTRIES];
 	unsigned nlarge;
 	size_t large_bytes;
+	uint32_t ms;                   /* coarse clock at the thread's last slow path */
 	bool exited;                   /* past tcache_exit: cache nothing */
 };
 
