@@ -24,7 +24,9 @@
 static pthread_mutex_t jlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct superblock *jsb;       /* journal superblock being filled */
+static uint64_t jcommitted;          /* bytes of jsb that hold memory, from its start */
 static bool jfull;                   /* the folder had no room for the journal */
+#define JOURNAL_COMMIT (64u << 10)   /* pages are reserved this many bytes at a time */
 static _Atomic uint32_t *buckets;    /* site locators by hash: chains through the records */
 /* A private index of sites by 64-bit hash, so that finding a known stack
  * touches neither the chains nor the records. Open addressing, written
@@ -70,14 +72,26 @@ static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
 		struct superblock *sb = heap_grow(h, bytes, (uint32_t)page, RH_SB_JOURNAL, 0);
 		if (!sb)
 			return NULL;
-		/* Reserve the pages now: a full filesystem stops the journal, it
-		 * never makes a later write fault. */
-		if (os_commit(h->fd, sb->offset + page, bytes - page)) {
-			/* It stays an empty journal superblock; no more are made. */
-			jfull = true;
+		jsb = sb;
+		jcommitted = page;  /* the header page */
+	}
+	/* Pages are reserved before a record is written into them: a full
+	 * filesystem stops the journal, it never makes a later write fault.
+	 * A short journal reserves little. */
+	uint64_t need = jsb->journal_end + size;
+	if (need > jcommitted) {
+		if (jfull)
+			return NULL;
+		size_t page = (size_t)1 << h->page_shift;
+		uint64_t upto = (need + JOURNAL_COMMIT - 1) & ~(uint64_t)(JOURNAL_COMMIT - 1);
+		upto = (upto + page - 1) & ~(uint64_t)(page - 1);
+		if (upto > jsb->size)
+			upto = jsb->size;
+		if (os_commit(h->fd, jsb->offset + jcommitted, upto - jcommitted)) {
+			jfull = true;  /* what is recorded stays; no more is made */
 			return NULL;
 		}
-		jsb = sb;
+		jcommitted = upto;
 	}
 	*off = jsb->offset + jsb->journal_end;
 	return (char *)jsb + jsb->journal_end;
@@ -361,7 +375,9 @@ static struct journal_deltas *table_of(unsigned slot)
 	pthread_mutex_lock(&jlock);
 	t = journal_reserve(h, size, &off);
 	if (t) {
-		memset(t, 0, size);
+		/* The journal only ever appends into pages fresh from the file,
+		 * which read as zeros: the entries need no clearing (which would
+		 * fault in all 160 KiB at once). */
 		t->rec.tag = RH_REC_DELTAS;
 		t->rec.size = size;
 		t->slot = slot;
@@ -440,6 +456,7 @@ void journal_fork_child(void)
 {
 	journal_gen++;
 	jsb = NULL;
+	jcommitted = 0;
 	jfull = false;
 	memset(tables, 0, sizeof(tables));
 	tables_full = false;
