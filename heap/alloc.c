@@ -270,13 +270,12 @@ static size_t span_punch(struct heap *h, struct superblock *sb, uint32_t idx, ui
 #define PURGE_AGE_MS 1000u
 #define PURGE_EVERY_NS 250000000ull
 
-/* Coarse monotonic milliseconds, for the age of free spans (wraps); also
- * kept as the thread's clock, which its LARGE cache reads for free. */
+/* Coarse monotonic milliseconds, for the age of free spans (wraps). */
 static uint32_t now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return rh_tc.ms = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 
 /* Punches the committed pages of the pool's free spans (locked) that have
@@ -317,20 +316,21 @@ static void pool_decay(struct heap *h, struct pool *pl)
 	/* Pools whose threads are gone or idle age too. */
 	for (unsigned i = 0; i < npools; i++) {
 		struct pool *o = &pools[i];
-		if (o == pl || !o->used || !o->retained || now - o->purged_ns < PURGE_EVERY_NS ||
-		    pthread_mutex_trylock(&o->lock))
+		if (o == pl || pthread_mutex_trylock(&o->lock))
 			continue;
-		pool_purge_older(h, o, PURGE_AGE_MS, 0);
-		o->purged_ns = now;
+		if (o->used && o->retained && now - o->purged_ns >= PURGE_EVERY_NS) {
+			pool_purge_older(h, o, PURGE_AGE_MS, 0);
+			o->purged_ns = now;
+		}
 		pthread_mutex_unlock(&o->lock);
 	}
 }
 
-/* Returns a span's pages to its superblock's free bins, merging neighbours.
- * The pages stay committed for reuse (see above) unless punch_next is set;
- * punched pages are free for every process (df shows it). */
-static void span_free_at(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx,
-	uint32_t pages, uint32_t freed)
+/* Returns a span's pages to its superblock's free bins, merging neighbours;
+ * the merged span counts as freed now. The pages stay committed for reuse
+ * (see above) unless punch_next is set; punched pages are free for every
+ * process (df shows it). */
+static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
 	size_t bytes = (size_t)pages << h->page_shift;
 	if (pl->punch_next) {
@@ -348,40 +348,24 @@ static void span_free_at(struct heap *h, struct pool *pl, struct superblock *sb,
 		pl->retained += bytes;
 	}
 	sb->free_pages += pages;
-	uint32_t now = now_ms();
-	if (!pl->punch_next && now - freed >= PURGE_AGE_MS) {
-		/* Freed long ago, out of a thread's cache: it goes at once. */
-		size_t n = span_punch(h, sb, idx, pages);
-		pl->retained -= pl->retained < n ? pl->retained : n;
-	}
-	/* A merged span is as young as its youngest part. */
 	uint32_t next = idx + pages;
 	if (next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE) {
 		uint32_t np = sb->pages[next].span_pages;
-		if (now - sb->pages[next].freed_ms < now - freed)
-			freed = sb->pages[next].freed_ms;
 		bin_remove(sb, next);
 		pages += np;
 	}
 	if (idx > 0 && sb->pages[idx - 1].kind == RH_PAGE_FREE) {
 		uint32_t pp = sb->pages[idx - 1].span_pages;
 		uint32_t start = idx - pp;
-		if (now - sb->pages[start].freed_ms < now - freed)
-			freed = sb->pages[start].freed_ms;
 		bin_remove(sb, start);
 		idx = start;
 		pages += pp;
 	}
 	desc_set(sb, idx, pages, RH_PAGE_FREE, 0);
-	sb->pages[idx].freed_ms = freed;
+	sb->pages[idx].freed_ms = now_ms();
 	bin_insert(sb, idx, pages);
 	if (!pl->punch_next)
 		pool_decay(h, pl);
-}
-
-static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
-{
-	span_free_at(h, pl, sb, idx, pages, now_ms());
 }
 
 /* Takes `pages` from the free span at idx (removed from its bin), returning
@@ -428,13 +412,14 @@ static bool sb_find(struct superblock *sb, uint32_t pages, uint32_t *idx)
 {
 	if (sb->free_pages < pages)
 		return false;
-	/* Best fit in the first bin that has a fit (looking at a few spans of
-	 * a long bin): small holes fill up and large spans stay whole. */
+	/* Best fit in the first bin that has a fit (among its first 16 spans,
+	 * or the first fit after them): small holes fill up and large spans
+	 * stay whole. */
 	for (unsigned b = bin_of(pages); b < 32; b++) {
 		if (!(sb->bin_mask >> b))
 			return false;
 		uint32_t best = 0, looked = 0;
-		for (uint32_t i = sb->free_bins[b]; i && looked < 16; i = sb->pages[i].next, looked++) {
+		for (uint32_t i = sb->free_bins[b]; i; i = sb->pages[i].next, looked++) {
 			uint32_t n = sb->pages[i].span_pages;
 			if (n >= pages && i <= UINT16_MAX &&
 			    (!best || n < sb->pages[best].span_pages ||
@@ -443,6 +428,8 @@ static bool sb_find(struct superblock *sb, uint32_t pages, uint32_t *idx)
 				if (n == pages)
 					break;
 			}
+			if (best && looked >= 16)
+				break;  /* past 16 spans, the first fit will do */
 		}
 		if (best) {
 			*idx = best;
@@ -755,10 +742,11 @@ static void lcache_flush(void)
 		struct lentry *e = &rh_tc.large[--rh_tc.nlarge];
 		struct pool *pl = &pools[e->sb->pool];
 		pthread_mutex_lock(&pl->lock);
-		span_free_at(rh_tc.heap, pl, e->sb, e->idx, e->pages, e->freed_ms);
+		span_free(rh_tc.heap, pl, e->sb, e->idx, e->pages);
 		pthread_mutex_unlock(&pl->lock);
 	}
-	rh_tc.large_bytes = 0;
+	/* Past the thread's exit the cache stays closed (see tcache_exit). */
+	rh_tc.large_bytes = rh_tc.exited ? LCACHE_BYTES : 0;
 }
 
 static void tcache_flush_all(void)
@@ -807,7 +795,6 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 	if (!r.sb) {
 		/* A miss: the cached spans go back first, so they merge with
 		 * their neighbours instead of fragmenting the pool. */
-		now_ms();
 		lcache_flush();
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
@@ -939,9 +926,7 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
 		size_t bytes = (size_t)d->span_pages << h->page_shift;
 		if (rh_tc.heap == h && rh_tc.nlarge < LCACHE_ENTRIES && rh_tc.large_bytes + bytes <= LCACHE_BYTES) {
-			/* Stamped with the thread's clock as of its last slow path: a
-			 * clock read here would cost a fair part of the whole free. */
-			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages, rh_tc.ms };
+			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages };
 			rh_tc.large_bytes += bytes;
 			return;
 		}
@@ -1195,13 +1180,12 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 	}
 	/* Moved. A LARGE block that grows gets a quarter more room, so that a
 	 * block grown in small steps is copied a logarithmic number of times. */
-	size_t keep = block_usable(p);
-	void *n = size > SMALL_MAX_REQUEST && size > keep
-		? large_alloc(size, HDR, site, size / 4) : alloc_block(size, HDR, site);
-	if (!n)
+	size_t keep = block_usable(p);  /* programs may fill what usable_size says */
+	void *n = NULL;
+	if (size > SMALL_MAX_REQUEST && size > keep)
+		n = large_alloc(size, HDR, site, size / 4);
+	if (!n && !(n = alloc_block(size, HDR, site)))
 		return NULL;
-	if (bh->refcount == 1 && rh_tc.heap == h)
-		keep = size_in(h, bh);
 	memcpy(n, p, keep < size ? keep : size);
 	free_block(p);
 	return n;

@@ -34,11 +34,9 @@ struct tcache {
 	struct lentry {
 		struct superblock *sb;
 		uint32_t idx, pages;
-		uint32_t freed_ms;
 	} large[LCACHE_ENTRIES];
 	unsigned nlarge;
 	size_t large_bytes;
-	uint32_t ms;                   /* coarse clock at the thread's last slow path */
 	bool exited;                   /* past tcache_exit: cache nothing */
 };
 

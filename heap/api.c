@@ -12,11 +12,12 @@
 #include "redhawk/shm.h"
 
 /* The last call site each thread saw, to spare the journal lookup when a
- * caller allocates in a loop. */
+ * caller allocates in a loop; valid for the journal of its generation (a
+ * forked child has a journal of its own). */
 static __thread struct {
 	uint64_t frame;
 	uint32_t site;
-	const struct heap *heap;
+	unsigned gen;
 } last;
 
 /* The call site of an API call: its caller's return address. */
@@ -27,13 +28,13 @@ static inline uint32_t caller_site(void *ret)
 	if (journal_capture)
 		return journal_capture();
 	uint64_t frame = (uint64_t)(uintptr_t)ret;
-	if (last.frame == frame && last.heap == rh_heap)
+	if (last.frame == frame && last.gen == journal_gen)
 		return last.site;
 	uint32_t site = journal_site(&frame, 1);
 	if (site) {
 		last.frame = frame;
 		last.site = site;
-		last.heap = rh_heap;
+		last.gen = journal_gen;
 	}
 	return site;
 }
@@ -53,10 +54,10 @@ RH_SHM_API void *rh_shm_alloc(size_t size)
 	/* The common case inline: a block from the thread's cache, for a caller
 	 * seen last time (or with provenance off). */
 	void *ret = __builtin_return_address(0);
-	if (likely(rh_heap)) {
+	if (likely(__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE))) {
 		uint32_t site = 0;
 		if (rh_options.trace_depth) {
-			if (journal_capture || last.frame != (uint64_t)(uintptr_t)ret || last.heap != rh_heap)
+			if (journal_capture || last.frame != (uint64_t)(uintptr_t)ret || last.gen != journal_gen)
 				return alloc_api(size, 16, ret);
 			site = last.site;
 		}

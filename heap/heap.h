@@ -98,7 +98,7 @@ enum owner heap_owner(const void *p);
 /* The common case of heap_owner, inlined: a block of this process's heap. */
 static inline bool heap_is_own(const void *p)
 {
-	struct heap *h = rh_heap;
+	struct heap *h = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE);
 	return h && (uintptr_t)p - (uintptr_t)h->base < h->reserve;
 }
 struct heap *heap_of(const void *p);  /* own or attached heap holding p */

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -655,7 +657,8 @@ static void test_alloc_freed_pages_are_kept_within_budget_and_age(void **state)
 	assert_true(file_bytes() <= kept);
 	rh_shm_free(again);
 	/* A second later, the next slow-path free returns what aged. A block
-	 * of an odd size misses the thread's cache, which goes to the pool. */
+	 * of an odd size misses the thread's cache, which goes to the pool
+	 * (as freed now). */
 	struct timespec pause = { 1, 300 * 1000 * 1000 };
 	nanosleep(&pause, NULL);
 	void *odd = rh_shm_alloc(SIZE + 5 * MIB);
@@ -664,13 +667,130 @@ static void test_alloc_freed_pages_are_kept_within_budget_and_age(void **state)
 	void *odd2 = rh_shm_alloc(SIZE + 9 * MIB);
 	assert_non_null(odd2);
 	rh_shm_free(odd2);
-	/* What is left: odd2's pages, freed just now, and no more. */
+	/* What is left: odd2's pages, freed just now, and what the thread's
+	 * LARGE cache held until odd's miss returned it (8 MiB at most). */
 	uint64_t left = file_bytes();
-	if (left > start + SIZE + 9 * MIB + 2 * MIB)
+	if (left > start + SIZE + 9 * MIB + 8 * MIB + 2 * MIB)
 		fail_msg("1.3 s after freeing, the file still keeps %llu MiB (was %llu MiB, "
 			 "%llu MiB at the start)", (unsigned long long)left / MIB,
 			 (unsigned long long)kept / MIB, (unsigned long long)start / MIB);
 	assert_int_equal(heap_used(), 0);
+}
+
+/* A program may fill a block up to its usable size: a realloc that moves
+ * the block keeps every one of those bytes, not just the requested ones. */
+static void test_alloc_realloc_keeps_every_usable_byte(void **state)
+{
+	(void)state;
+	static const size_t from[] = { 20, 100, 40000, 300000 };
+	static const size_t to[] = { 4000, 100000, 3 * MIB, 5 * MIB };
+	for (unsigned i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+		unsigned char *p = rh_shm_alloc(from[i]);
+		assert_non_null(p);
+		size_t usable = rh_shm_usable_size(p);
+		assert_true(usable >= from[i]);
+		fill(p, usable, 30 + i);
+		unsigned char *q = rh_shm_realloc(p, to[i]);
+		assert_non_null(q);
+		size_t bad = check(q, usable, 30 + i);
+		if (bad != (size_t)-1)
+			fail_msg("realloc(%zu -> %zu): byte %zu of %zu usable bytes lost", from[i], to[i],
+				 bad, usable);
+		rh_shm_free(q);
+	}
+	assert_int_equal(heap_used(), 0);
+}
+
+/* Key destructors that run after the allocator's own (it closed the
+ * thread's caches) may still allocate and free: a LARGE block freed then
+ * goes back to its pool, not into a cache no one will empty again. */
+static pthread_key_t late_key;
+
+static void late_destructor(void *arg)
+{
+	(void)arg;
+	unsigned char *p = rh_shm_alloc(MIB);
+	if (p) {
+		memset(p, 7, MIB);
+		rh_shm_free(p);
+	}
+}
+
+static void *late_thread(void *arg)
+{
+	(void)arg;
+	pthread_setspecific(late_key, (void *)1);
+	rh_shm_free(rh_shm_alloc(64));
+	return NULL;
+}
+
+static uint64_t file_bytes(void);
+
+static void test_alloc_large_free_after_thread_exit_is_kept_by_no_one(void **state)
+{
+	(void)state;
+	rh_shm_free(rh_shm_alloc(64)); /* the allocator's key first: its destructor runs first */
+	assert_int_equal(pthread_key_create(&late_key, late_destructor), 0);
+	rh_shm_trim();
+	uint64_t start = file_bytes(), used = heap_used();
+	for (unsigned i = 0; i < 20; i++) {
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, late_thread, NULL), 0);
+		assert_int_equal(pthread_join(t, NULL), 0);
+	}
+	rh_shm_trim();
+	uint64_t left = file_bytes();
+	pthread_key_delete(late_key);
+	if (left > start + 2 * MIB)
+		fail_msg("20 threads each freed 1 MiB in a late key destructor: after a trim the "
+			 "file holds %llu KiB more than before", (unsigned long long)(left - start) / 1024);
+	assert_int_equal(heap_used(), used);
+}
+
+/* A forked child records its blocks' call sites in its own journal, even
+ * for a caller its parent had just seen. */
+static __attribute__((noinline)) void *alloc_here(size_t n)
+{
+	void *p = rh_shm_alloc(n);
+	__asm__ volatile("" ::: "memory");
+	return p;
+}
+
+static bool site_is_recorded(void *p)
+{
+	struct block_header *bh = (struct block_header *)p - 1;
+	uint64_t off = (uint64_t)bh->site << 3;
+	if (!off || off + sizeof(struct journal_site) > rh_heap->mapped_end)
+		return false;
+	const struct journal_site *s = (const struct journal_site *)(rh_heap->base + off);
+	return s->rec.tag == RH_REC_SITE;
+}
+
+static void test_alloc_forked_child_records_its_own_sites(void **state)
+{
+	(void)state;
+	if (!rh_options.trace_depth)
+		skip();
+	/* Sites enough that the parent's locator lies past a fresh journal's. */
+	for (unsigned i = 0; i < 64; i++)
+		rh_shm_free(rh_shm_alloc(8 + i));
+	void *p = alloc_here(40);
+	assert_non_null(p);
+	assert_true(site_is_recorded(p));
+	rh_shm_free(p);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		void *q = alloc_here(40);
+		int ok = q && site_is_recorded(q);
+		rh_shm_free(q);
+		exit(ok ? 0 : 3);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("the child's block points at no call-site record of its own journal");
 }
 
 /* --- Threads: each allocates, and frees blocks other threads made. --------- */
@@ -884,6 +1004,9 @@ int main(void)
 		cmocka_unit_test(test_alloc_free_returns_pages_to_filesystem),
 		cmocka_unit_test(test_alloc_freed_pages_are_kept_within_budget_and_age),
 		cmocka_unit_test(test_alloc_realloc_growth_moves_rarely),
+		cmocka_unit_test(test_alloc_realloc_keeps_every_usable_byte),
+		cmocka_unit_test(test_alloc_large_free_after_thread_exit_is_kept_by_no_one),
+		cmocka_unit_test(test_alloc_forked_child_records_its_own_sites),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
