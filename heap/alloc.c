@@ -130,6 +130,7 @@ static bool tcache_init(void)
 		}
 	}
 	rh_tc.counter = &h->hdr->counters[rh_tc.slot];
+	journal_forget_last();  /* a new counter slot */
 	rh_tc.nlarge = 0;
 	rh_tc.large_bytes = 0;
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++) {

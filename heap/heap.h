@@ -138,13 +138,18 @@ extern uint32_t (*journal_capture)(void);
  * thread with counter slot `slot` (0: shared, atomic). Inline: the thread's
  * last entry, for a loop allocating at one site. */
 void journal_count_slow(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks);
+/* The thread's last entry: valid for its counter slot and heap, so it is
+ * forgotten when either changes (journal_forget_last). */
 struct journal_last {
 	struct journal_delta *e;
 	uint32_t site;
-	unsigned slot, gen;
 };
 extern __thread struct journal_last rh_jlast __attribute__((tls_model("initial-exec")));
 extern unsigned journal_gen;        /* bumped when the heap changes (fork) */
+static inline void journal_forget_last(void)
+{
+	rh_jlast.site = 0;
+}
 
 /* Single writer: plain stores, atomic only so readers see no tearing. */
 static inline void journal_delta_add(struct journal_delta *e, int64_t bytes, int blocks)
@@ -159,8 +164,7 @@ static inline void journal_delta_add(struct journal_delta *e, int64_t bytes, int
 
 static inline void journal_count(struct heap_header *hdr, uint32_t site, unsigned slot, int64_t bytes, int blocks)
 {
-	if (__builtin_expect(slot && rh_jlast.site == site && rh_jlast.slot == slot &&
-			     rh_jlast.gen == journal_gen, 1)) {
+	if (__builtin_expect(slot && rh_jlast.site == site, 1)) {
 		journal_delta_add(rh_jlast.e, bytes, blocks);
 		return;
 	}

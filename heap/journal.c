@@ -248,6 +248,7 @@ static __thread struct recent *recent;  /* RECENT entries, mmap'd per thread */
 
 void journal_thread_exit(void)
 {
+	journal_forget_last();  /* the thread's counter slot goes */
 	if (recent)
 		munmap(recent, RECENT * sizeof(*recent));
 	recent = NULL;
@@ -421,8 +422,6 @@ void journal_count_slow(struct heap_header *hdr, uint32_t site, unsigned slot, i
 	if (slot && (e = delta_of(slot, site))) {
 		rh_jlast.e = e;
 		rh_jlast.site = site;
-		rh_jlast.slot = slot;
-		rh_jlast.gen = journal_gen;
 		journal_delta_add(e, bytes, blocks);
 		return;
 	}
@@ -455,6 +454,7 @@ void journal_fork_parent(void)
 void journal_fork_child(void)
 {
 	journal_gen++;
+	journal_forget_last();  /* the only thread left in the child */
 	jsb = NULL;
 	jcommitted = 0;
 	jfull = false;
