@@ -550,29 +550,34 @@ static void test_alloc_realloc_of_large_block_to_huge_size_fails(void **state)
 	assert_int_equal(heap_used(), 0);
 }
 
+/* Bytes the heap file holds (pages allocated to it). */
+static uint64_t file_bytes(void)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
 /* Freed pages go back to the filesystem, so df shows them free. */
 static void test_alloc_free_returns_pages_to_filesystem(void **state)
 {
 	(void)state;
 	enum { N = 128 };
 	void *blocks[N];
-	char path[512];
-	struct stat st;
 	struct rh_shm_stats stats;
 	for (unsigned i = 0; i < N; i++) {
 		blocks[i] = rh_shm_alloc(256 * 1024);
 		assert_non_null(blocks[i]);
 		memset(blocks[i], 0x5a, 256 * 1024);
 	}
-	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
-	assert_int_equal(stat(path, &st), 0);
-	uint64_t full = (uint64_t)st.st_blocks * 512;
+	uint64_t full = file_bytes();
 	assert_true(full >= (uint64_t)N * 256 * 1024);
 	for (unsigned i = 0; i < N; i++)
 		rh_shm_free(blocks[i]);
 	rh_shm_trim();
-	assert_int_equal(stat(path, &st), 0);
-	uint64_t left = (uint64_t)st.st_blocks * 512;
+	uint64_t left = file_bytes();
 	assert_int_equal(rh_shm_stats(&stats), 0);
 	/* Nearly all of what we freed must be gone from the file. */
 	if (left + (uint64_t)N * 256 * 1024 * 7 / 8 > full)
@@ -610,15 +615,6 @@ static void test_alloc_realloc_growth_moves_rarely(void **state)
 	assert_int_equal(heap_used(), len);
 	rh_shm_free(p);
 	assert_int_equal(heap_used(), 0);
-}
-
-static uint64_t file_bytes(void)
-{
-	char path[512];
-	struct stat st;
-	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
-	assert_int_equal(stat(path, &st), 0);
-	return (uint64_t)st.st_blocks * 512;
 }
 
 /* Without a trim, freed pages are kept for reuse only within a budget (32
@@ -723,8 +719,6 @@ static void *late_thread(void *arg)
 	rh_shm_free(rh_shm_alloc(64));
 	return NULL;
 }
-
-static uint64_t file_bytes(void);
 
 static void test_alloc_large_free_after_thread_exit_is_kept_by_no_one(void **state)
 {
