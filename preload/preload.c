@@ -14,10 +14,12 @@
 #include <libunwind.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "heap.h"
@@ -147,6 +149,49 @@ static void *fallback(size_t align, size_t n)
 	return align <= 16 ? __libc_malloc(n) : __libc_memalign(align, n);
 }
 
+/* A full filesystem: a large request the heap could not serve is not tried
+ * again at a system call each time. For a tenth of a second after a
+ * failure, large requests at least as big as the smallest that failed go
+ * straight to private memory. */
+#define FULL_BACKOFF_NS 100000000ull
+static _Atomic uint64_t full_since;  /* coarse clock of the last failure, 0: none */
+static _Atomic size_t full_size;     /* the smallest large request that failed since */
+
+static uint64_t coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + 1;
+}
+
+static inline bool heap_full_for(size_t n)
+{
+	uint64_t t = atomic_load_explicit(&full_since, memory_order_relaxed);
+	if (likely(!t) || n <= SMALL_MAX_REQUEST || n < atomic_load_explicit(&full_size, memory_order_relaxed))
+		return false;
+	if (coarse_ns() - t < FULL_BACKOFF_NS)
+		return true;
+	atomic_store_explicit(&full_since, 0, memory_order_relaxed);
+	return false;
+}
+
+/* The heap could not serve n bytes: the backoff above. */
+static void heap_failed(size_t n)
+{
+	if (n > SMALL_MAX_REQUEST) {
+		size_t was = atomic_load_explicit(&full_size, memory_order_relaxed);
+		if (!atomic_load_explicit(&full_since, memory_order_relaxed) || n < was)
+			atomic_store_explicit(&full_size, n, memory_order_relaxed);
+		atomic_store_explicit(&full_since, coarse_ns(), memory_order_relaxed);
+	}
+}
+
+static void *failed(size_t align, size_t n)
+{
+	heap_failed(n);
+	return fallback(align, n);
+}
+
 /* malloc's body, inlined where it is used; `ours` is the number of our
  * frames above the caller: 2 through malloc, 1 in realloc. */
 static inline __attribute__((always_inline)) void *shared_malloc(size_t n, int ours)
@@ -155,8 +200,10 @@ static inline __attribute__((always_inline)) void *shared_malloc(size_t n, int o
 		return __libc_malloc(n);
 	if (unlikely(!rh_heap) && !heap_get_slow())
 		return done(fallback(16, n));
+	if (heap_full_for(n))
+		return done(fallback(16, n));
 	void *p = alloc_block(n, 16, site_here(ours));
-	return done(p ? p : fallback(16, n));
+	return done(p ? p : failed(16, n));
 }
 
 static __attribute__((noinline)) void *malloc_slow(size_t n)
@@ -215,13 +262,14 @@ EXPORT void *calloc(size_t count, size_t size)
 	}
 	if (!take(n))
 		return __libc_calloc(count, size);
-	if (unlikely(!rh_heap) && !heap_get_slow())
-		return done(__libc_calloc(count, size));
-	void *p = alloc_block(n, 16, site_here(1));
-	if (!p)
-		return done(__libc_calloc(count, size));
-	memset(p, 0, n);
-	return done(p);
+	void *p = NULL;
+	if ((likely(rh_heap) || heap_get_slow()) && !heap_full_for(n)) {
+		if ((p = alloc_block(n, 16, site_here(1))))
+			return done(memset(p, 0, n));
+		heap_failed(n);
+	}
+	stat_add(private_fallbacks, 1);
+	return done(__libc_calloc(count, size));
 }
 
 static size_t usable(void *p)
@@ -255,7 +303,7 @@ EXPORT void *realloc(void *p, size_t n)
 		if (q)
 			return q;
 	}
-	if (o == OWNER_NONE && (busy || n < min_size))
+	if (o == OWNER_NONE && (busy || n < min_size || heap_full_for(n)))
 		return __libc_realloc(p, n);
 	/* Move: between the C library and us, out of an inherited or attached
 	 * block, or when the heap is full. */
@@ -286,8 +334,10 @@ static void *aligned(size_t align, size_t n)
 		return __libc_memalign(align, n);
 	if (unlikely(!rh_heap) && !heap_get_slow())
 		return done(fallback(align, n));
+	if (heap_full_for(n))
+		return done(fallback(align, n));
 	void *p = alloc_block(n, align, site_here(1));
-	return done(p ? p : fallback(align, n));
+	return done(p ? p : failed(align, n));
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t n)
