@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -25,7 +26,8 @@ static pthread_mutex_t jlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct superblock *jsb;       /* journal superblock being filled */
 static uint64_t jcommitted;          /* bytes of jsb that hold memory, from its start */
-static bool jfull;                   /* the folder had no room for the journal */
+static uint64_t jretry;              /* the folder was full: nothing is reserved before this */
+#define JOURNAL_RETRY_NS 1000000000ull
 #define JOURNAL_COMMIT (64u << 10)   /* pages are reserved this many bytes at a time */
 static _Atomic uint32_t *buckets;    /* site locators by hash: chains through the records */
 /* A private index of sites by 64-bit hash, so that finding a known stack
@@ -59,19 +61,44 @@ static uint64_t hash_frames(const uint64_t *frames, unsigned depth)
 	return h ? h : 1;
 }
 
+static uint64_t coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* After the folder was found full, the journal waits a second before it
+ * tries to reserve again (jlock held). */
+static bool journal_waiting(void)
+{
+	if (!jretry)
+		return false;
+	if (coarse_ns() < jretry)
+		return true;
+	jretry = 0;
+	return false;
+}
+
+static void *journal_full(void)
+{
+	jretry = coarse_ns() + JOURNAL_RETRY_NS;
+	return NULL;
+}
+
 /* Room for a record of `size` bytes (jlock held); NULL when the file cannot
  * grow. The record's offset in the file goes to *off. */
 static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
 {
+	if (journal_waiting())
+		return NULL;
 	if (!jsb || jsb->journal_end + size > jsb->size) {
-		if (jfull)
-			return NULL;
 		size_t page = (size_t)1 << h->page_shift;
 		size_t bytes = JOURNAL_SB_SIZE > size + page ? JOURNAL_SB_SIZE : size + page;
 		bytes = (bytes + page - 1) & ~(page - 1);
 		struct superblock *sb = heap_grow(h, bytes, (uint32_t)page, RH_SB_JOURNAL, 0);
 		if (!sb)
-			return NULL;
+			return journal_full();
 		jsb = sb;
 		jcommitted = page;  /* the header page */
 	}
@@ -80,17 +107,13 @@ static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
 	 * A short journal reserves little. */
 	uint64_t need = jsb->journal_end + size;
 	if (need > jcommitted) {
-		if (jfull)
-			return NULL;
 		size_t page = (size_t)1 << h->page_shift;
 		uint64_t upto = (need + JOURNAL_COMMIT - 1) & ~(uint64_t)(JOURNAL_COMMIT - 1);
 		upto = (upto + page - 1) & ~(uint64_t)(page - 1);
 		if (upto > jsb->size)
 			upto = jsb->size;
-		if (os_commit(h->fd, jsb->offset + jcommitted, upto - jcommitted)) {
-			jfull = true;  /* what is recorded stays; no more is made */
-			return NULL;
-		}
+		if (os_commit(h->fd, jsb->offset + jcommitted, upto - jcommitted))
+			return journal_full();  /* what is recorded stays */
 		jcommitted = upto;
 	}
 	*off = jsb->offset + jsb->journal_end;
@@ -359,13 +382,12 @@ out:
 /* --- Site counters ------------------------------------------------------------- */
 
 static struct journal_deltas *tables[RH_MAX_COUNTERS]; /* by counter slot */
-static bool tables_full;
 
 /* The counter slot's table, made on first use (a journal record). */
 static struct journal_deltas *table_of(unsigned slot)
 {
 	struct journal_deltas *t = __atomic_load_n(&tables[slot], __ATOMIC_ACQUIRE);
-	if (t || tables_full)
+	if (t)
 		return t;
 	struct heap *h = rh_heap;
 	if (!h)
@@ -385,8 +407,6 @@ static struct journal_deltas *table_of(unsigned slot)
 		t->count = RH_DELTA_ENTRIES;
 		journal_publish(size);
 		__atomic_store_n(&tables[slot], t, __ATOMIC_RELEASE);
-	} else {
-		tables_full = true;
 	}
 	pthread_mutex_unlock(&jlock);
 	return t;
@@ -457,9 +477,8 @@ void journal_fork_child(void)
 	journal_forget_last();  /* the only thread left in the child */
 	jsb = NULL;
 	jcommitted = 0;
-	jfull = false;
+	jretry = 0;
 	memset(tables, 0, sizeof(tables));
-	tables_full = false;
 	if (buckets)
 		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
 	buckets = NULL;

@@ -188,7 +188,10 @@ static void heap_failed(size_t n)
 
 static void *failed(size_t align, size_t n)
 {
-	heap_failed(n);
+	/* Not for a request the heap refuses whatever the filesystem holds
+	 * (an alignment over 1 GiB, 16 TiB or more). */
+	if (align <= ((size_t)1 << 30) && n < ((size_t)1 << 44))
+		heap_failed(n);
 	return fallback(align, n);
 }
 
@@ -297,11 +300,14 @@ EXPORT void *realloc(void *p, size_t n)
 	enum owner o = own ? OWNER_SELF : heap_owner(p);
 	if (o == OWNER_NONE && state != ENABLED)
 		return __libc_realloc(p, n);
-	if (o == OWNER_SELF && take(n)) {
+	/* During the full-filesystem backoff the block moves to private memory
+	 * below, without trying the filesystem again. */
+	if (o == OWNER_SELF && !heap_full_for(n) && take(n)) {
 		void *q = realloc_block(p, n, site_here(1));
 		busy = 0;
 		if (q)
 			return q;
+		heap_failed(n);
 	}
 	if (o == OWNER_NONE && (busy || n < min_size || heap_full_for(n)))
 		return __libc_realloc(p, n);

@@ -236,6 +236,32 @@ static void scenario_stale_ref_on_full_fs(void)
 	unfill_fs("filler");
 }
 
+/* The journal stops while the filesystem is full and records again once
+ * there is room (it tries again a second later). Its sites here are made
+ * directly, a thousand pages' worth. */
+static void scenario_journal_resumes(void)
+{
+	void *p = rh_shm_alloc(100);
+	CHECK(p);
+	uint64_t frame = 0x10000;
+	unsigned made = 0;
+	for (unsigned i = 0; i < 100; i++, frame += 16)
+		made += journal_site(&frame, 1) != 0;
+	CHECK(made == 100);
+	fill_fs("filler");
+	unsigned refused = 0;
+	for (unsigned i = 0; i < 4000; i++, frame += 16)
+		refused += journal_site(&frame, 1) == 0;
+	CHECK(refused > 0); /* past the pages reserved before, nothing more */
+	unfill_fs("filler");
+	usleep(1100 * 1000);
+	made = 0;
+	for (unsigned i = 0; i < 100; i++, frame += 16)
+		made += journal_site(&frame, 1) != 0;
+	CHECK(made == 100);
+	rh_shm_free(p);
+}
+
 static void in_tmpfs(void (*scenario)(void))
 {
 	/* A private mount namespace: the tmpfs vanishes with this child. */
@@ -292,6 +318,12 @@ static void test_tmpfs_full_first_allocation_fails_cleanly(void **state)
 	run(scenario_full_from_the_start, "full from the start");
 }
 
+static void test_tmpfs_full_journal_resumes_when_room_returns(void **state)
+{
+	(void)state;
+	run(scenario_journal_resumes, "journal resumes");
+}
+
 static void test_tmpfs_full_stale_ref_attach_fails_cleanly(void **state)
 {
 	(void)state;
@@ -322,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_tmpfs_full_allocation_fails_then_recovers),
 		cmocka_unit_test(test_tmpfs_full_returned_pages_are_reserved_again),
 		cmocka_unit_test(test_tmpfs_full_first_allocation_fails_cleanly),
+		cmocka_unit_test(test_tmpfs_full_journal_resumes_when_room_returns),
 		cmocka_unit_test(test_tmpfs_full_stale_ref_attach_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

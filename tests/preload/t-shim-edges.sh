@@ -41,6 +41,12 @@ shim "$PROGS/shim_edges" overflow || fail "realloc or pvalloc near SIZE_MAX"
 no_heaps overflow
 echo "ok realloc and pvalloc overflow"
 
+# An alignment the heap refuses goes to the C library, and later large
+# blocks still go to the heap.
+shim "$PROGS/shim_edges" huge-align || fail "huge-align"
+no_heaps huge-align
+echo "ok huge alignment"
+
 # 70 nested generations of fork, each child freeing its parent's block.
 shim "$PROGS/shim_edges" fork-depth 70 || fail "70 nested forks"
 no_heaps fork-depth

@@ -10,6 +10,8 @@
  *   overflow         realloc and pvalloc of sizes near SIZE_MAX: NULL, ENOMEM
  *   fork-depth N     N nested fork generations, each child freeing the block
  *                    its parent allocated
+ *   huge-align       an alignment the heap refuses (2 GiB) is served by the C
+ *                    library, and the next large block is shared all the same
  * Exit status 0 when the case holds, 1 when it does not (with a message).
  */
 #include <dlfcn.h>
@@ -166,6 +168,32 @@ static int fork_depth(int depth)
 	return 0;
 }
 
+/* The heap refuses alignments over 1 GiB whatever the filesystem holds: the
+ * C library serves them, and that is no reason to keep later large blocks
+ * out of shared memory. */
+static int huge_align(void)
+{
+	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
+	if (!owns) {
+		fprintf(stderr, "huge-align: the shim's rh_shm_owns is not there\n");
+		return 1;
+	}
+	void *a = NULL;
+	if (posix_memalign(&a, (size_t)1 << 31, 1 << 20) != 0 || ((uintptr_t)a & (((size_t)1 << 31) - 1))) {
+		fprintf(stderr, "huge-align: posix_memalign(2 GiB, 1 MiB) failed\n");
+		return 1;
+	}
+	void *b = malloc(2 << 20);
+	int shared = b && owns(b);
+	free(b);
+	free(a);
+	if (!shared) {
+		fprintf(stderr, "huge-align: a 2 MiB block right after it is not in the heap\n");
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *what = argc > 1 ? argv[1] : "";
@@ -176,6 +204,8 @@ int main(int argc, char **argv)
 		return overflow();
 	if (strcmp(what, "fork-depth") == 0)
 		return fork_depth(n > 0 ? n : 70);
-	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth [N]\n");
+	if (strcmp(what, "huge-align") == 0)
+		return huge_align();
+	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n");
 	return 2;
 }
