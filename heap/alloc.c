@@ -274,9 +274,7 @@ static size_t span_punch(struct heap *h, struct superblock *sb, uint32_t idx, ui
 /* Coarse monotonic milliseconds, for the age of free spans (wraps). */
 static uint32_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+	return (uint32_t)(os_now_ns(CLOCK_MONOTONIC_COARSE) / 1000000u);
 }
 
 /* Punches the committed pages of the pool's free spans (locked) that have
@@ -307,9 +305,7 @@ static void pool_decay(struct heap *h, struct pool *pl)
 {
 	if (!pl->retained)
 		return;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	uint64_t now = os_now_ns(CLOCK_MONOTONIC_COARSE);
 	if (now - pl->purged_ns < PURGE_EVERY_NS)
 		return;
 	pool_purge_older(h, pl, PURGE_AGE_MS, 0);

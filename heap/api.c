@@ -20,18 +20,31 @@ static __thread struct {
 	unsigned gen;
 } last;
 
-/* The call site of an API call: its caller's return address. */
+/* The call site of an API call when it needs no lookup: none with
+ * provenance off, or the caller seen last time. False when it does. */
+static inline bool known_site(void *ret, uint32_t *site)
+{
+	if (!rh_options.trace_depth) {
+		*site = 0;
+		return true;
+	}
+	if (journal_capture || last.frame != (uint64_t)(uintptr_t)ret || last.gen != journal_gen)
+		return false;
+	*site = last.site;
+	return true;
+}
+
+/* The call site of an API call: its caller's return address (or, under the
+ * shim, its whole stack). */
 static inline uint32_t caller_site(void *ret)
 {
-	if (!rh_options.trace_depth)
-		return 0;
+	uint32_t site;
+	if (known_site(ret, &site))
+		return site;
 	if (journal_capture)
 		return journal_capture();
 	uint64_t frame = (uint64_t)(uintptr_t)ret;
-	if (last.frame == frame && last.gen == journal_gen)
-		return last.site;
-	uint32_t site = journal_site(&frame, 1);
-	if (site) {
+	if ((site = journal_site(&frame, 1))) {
 		last.frame = frame;
 		last.site = site;
 		last.gen = journal_gen;
@@ -54,13 +67,8 @@ RH_SHM_API void *rh_shm_alloc(size_t size)
 	/* The common case inline: a block from the thread's cache, for a caller
 	 * seen last time (or with provenance off). */
 	void *ret = __builtin_return_address(0);
-	if (likely(__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE))) {
-		uint32_t site = 0;
-		if (rh_options.trace_depth) {
-			if (journal_capture || last.frame != (uint64_t)(uintptr_t)ret || last.gen != journal_gen)
-				return alloc_api(size, 16, ret);
-			site = last.site;
-		}
+	uint32_t site;
+	if (likely(__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) && known_site(ret, &site))) {
 		void *p = alloc_cached(size, site);
 		if (likely(p))
 			return p;

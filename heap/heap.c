@@ -58,13 +58,6 @@ const struct options *options_get(void)
 	return &rh_options;
 }
 
-static uint64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Address space to reserve for a heap: the filesystem's size rounded up to a
  * power of two, between 1 GiB and 1 TiB. A heap cannot outgrow its folder. */
 static size_t reserve_size(int dirfd, uint64_t at_least)
@@ -113,12 +106,12 @@ static void fill_header(struct heap_header *hdr, const struct options *opt, size
 	hdr->header_size = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
 	hdr->page_size = (uint32_t)page;
 	if (getrandom(&hdr->instance, sizeof(hdr->instance), GRND_NONBLOCK) != sizeof(hdr->instance))
-		hdr->instance = now_ns(CLOCK_MONOTONIC) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+		hdr->instance = os_now_ns(CLOCK_MONOTONIC) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
 	hdr->superblocks_end = hdr->header_size;
 	hdr->creator_pid = getpid();
 	hdr->creator_uid = getuid();
 	os_proc_start_time(hdr->creator_pid, &hdr->creator_start);
-	hdr->created_ns = now_ns(CLOCK_REALTIME);
+	hdr->created_ns = os_now_ns(CLOCK_REALTIME);
 	struct stat st;
 	if (stat("/proc/self/ns/pid", &st) == 0)
 		hdr->pid_ns = st.st_ino;
@@ -170,7 +163,7 @@ static int create(struct heap *h)
 	h->pid = getpid();
 	h->page_shift = (unsigned)__builtin_ctzl(page);
 	snprintf(h->name, sizeof(h->name), "heap-%d", (int)h->pid);
-	snprintf(tmp, sizeof(tmp), ".heap-%d.%lx.tmp", (int)h->pid, (unsigned long)now_ns(CLOCK_MONOTONIC));
+	snprintf(tmp, sizeof(tmp), ".heap-%d.%lx.tmp", (int)h->pid, (unsigned long)os_now_ns(CLOCK_MONOTONIC));
 
 	int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -249,7 +242,7 @@ struct heap *heap_get_slow(void)
 	}
 	/* After a failure (full or missing folder), try again at most once a
 	 * second rather than on every allocation. */
-	uint64_t t = now_ns(CLOCK_MONOTONIC_COARSE);
+	uint64_t t = os_now_ns(CLOCK_MONOTONIC_COARSE);
 	if (create_errno && t < create_retry_ns) {
 		errno = create_errno;
 		goto out;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "format.h"
 #include "redhawk/shm.h"
@@ -56,6 +57,7 @@ int os_commit(int fd, uint64_t offset, size_t size);    /* posix_fallocate */
 int os_decommit(int fd, uint64_t offset, size_t size);  /* FALLOC_FL_PUNCH_HOLE */
 int os_grow(int fd, uint64_t size);                     /* ftruncate */
 int os_lock_byte(int fd, uint64_t offset);              /* F_OFD_SETLK write lock */
+uint64_t os_now_ns(clockid_t clock);                    /* clock_gettime, in ns */
 int os_lock_held(int fd, uint64_t offset, bool *held);  /* F_OFD_GETLK */
 int os_proc_start_time(pid_t pid, uint64_t *ticks);     /* /proc/<pid>/stat field 22 */
 int os_read_small(const char *path, char *buf, size_t size);

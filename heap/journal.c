@@ -12,7 +12,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -61,20 +60,13 @@ static uint64_t hash_frames(const uint64_t *frames, unsigned depth)
 	return h ? h : 1;
 }
 
-static uint64_t coarse_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* After the folder was found full, the journal waits a second before it
  * tries to reserve again (jlock held). */
 static bool journal_waiting(void)
 {
 	if (!jretry)
 		return false;
-	if (coarse_ns() < jretry)
+	if (os_now_ns(CLOCK_MONOTONIC_COARSE) < jretry)
 		return true;
 	jretry = 0;
 	return false;
@@ -82,7 +74,7 @@ static bool journal_waiting(void)
 
 static void *journal_full(void)
 {
-	jretry = coarse_ns() + JOURNAL_RETRY_NS;
+	jretry = os_now_ns(CLOCK_MONOTONIC_COARSE) + JOURNAL_RETRY_NS;
 	return NULL;
 }
 

@@ -166,3 +166,10 @@ int os_read_small(const char *path, char *buf, size_t size)
 	buf[n] = 0;
 	return 0;
 }
+
+uint64_t os_now_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

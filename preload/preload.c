@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "heap.h"
@@ -157,19 +156,12 @@ static void *fallback(size_t align, size_t n)
 static _Atomic uint64_t full_since;  /* coarse clock of the last failure, 0: none */
 static _Atomic size_t full_size;     /* the smallest large request that failed since */
 
-static uint64_t coarse_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + 1;
-}
-
 static inline bool heap_full_for(size_t n)
 {
 	uint64_t t = atomic_load_explicit(&full_since, memory_order_relaxed);
 	if (likely(!t) || n <= SMALL_MAX_REQUEST || n < atomic_load_explicit(&full_size, memory_order_relaxed))
 		return false;
-	if (coarse_ns() - t < FULL_BACKOFF_NS)
+	if (os_now_ns(CLOCK_MONOTONIC_COARSE) - t < FULL_BACKOFF_NS)
 		return true;
 	atomic_store_explicit(&full_since, 0, memory_order_relaxed);
 	return false;
@@ -182,7 +174,7 @@ static void heap_failed(size_t n)
 		size_t was = atomic_load_explicit(&full_size, memory_order_relaxed);
 		if (!atomic_load_explicit(&full_since, memory_order_relaxed) || n < was)
 			atomic_store_explicit(&full_size, n, memory_order_relaxed);
-		atomic_store_explicit(&full_since, coarse_ns(), memory_order_relaxed);
+		atomic_store_explicit(&full_since, os_now_ns(CLOCK_MONOTONIC_COARSE) | 1, memory_order_relaxed);
 	}
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char test_dir[256];
@@ -48,6 +49,21 @@ static inline void test_dir_remove(void)
 }
 
 /* cmocka setup and teardown making and removing the private folder. */
+/* Runs fn in a forked child that then exits 0; the child's wait status. */
+static inline int test_in_child(void (*fn)(void))
+{
+	int status;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fn();
+		exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
 static inline int test_setup(void **state)
 {
 	(void)state;

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -760,6 +759,15 @@ static bool site_is_recorded(void *p)
 	return s->rec.tag == RH_REC_SITE;
 }
 
+static void child_alloc_here(void)
+{
+	void *q = alloc_here(40);
+	int ok = q && site_is_recorded(q);
+	rh_shm_free(q);
+	if (!ok)
+		exit(3);
+}
+
 static void test_alloc_forked_child_records_its_own_sites(void **state)
 {
 	(void)state;
@@ -772,16 +780,7 @@ static void test_alloc_forked_child_records_its_own_sites(void **state)
 	assert_non_null(p);
 	assert_true(site_is_recorded(p));
 	rh_shm_free(p);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		void *q = alloc_here(40);
-		int ok = q && site_is_recorded(q);
-		rh_shm_free(q);
-		exit(ok ? 0 : 3);
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	int status = test_in_child(child_alloc_here);
 	assert_true(WIFEXITED(status));
 	if (WEXITSTATUS(status) != 0)
 		fail_msg("the child's block points at no call-site record of its own journal");

@@ -440,20 +440,6 @@ static uint64_t used_now(void)
 	return st.heap_used;
 }
 
-static int run_child(void (*fn)(void))
-{
-	int status;
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		fn();
-		exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return status;
-}
-
 static const size_t fork_sizes[] = { 24, 500, 5000, 70000, 3 << 20 };
 #define NFORK (sizeof(fork_sizes) / sizeof(fork_sizes[0]))
 
@@ -534,7 +520,7 @@ static void fork_scenario(void)
 static void test_lifecycle_fork_child_leaves_parent_heap_alone(void **state)
 {
 	(void)state;
-	int status = run_child(fork_scenario);
+	int status = test_in_child(fork_scenario);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fail_msg("fork scenario failed (status %#x; see the line above)", status);
 	assert_int_equal(test_dir_count(), 0);
@@ -584,7 +570,7 @@ static void first_allocation_errno_scenario(void)
 static void test_lifecycle_first_allocation_keeps_errno(void **state)
 {
 	(void)state;
-	int status = run_child(first_allocation_errno_scenario);
+	int status = test_in_child(first_allocation_errno_scenario);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fail_msg("errno scenario failed (status %#x; see the line above)", status);
 	assert_int_equal(test_dir_count(), 0);

@@ -33,15 +33,7 @@
 
 static void run_child(void (*fn)(void), const char *what)
 {
-	int status;
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		fn();
-		exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	int status = test_in_child(fn);
 	if (WIFSIGNALED(status))
 		fail_msg("%s: the child died of signal %d (%s)", what, WTERMSIG(status),
 			 strsignal(WTERMSIG(status)));
