@@ -149,11 +149,16 @@ static void *fallback(size_t align, size_t n)
 }
 
 /* A full filesystem: a large request the heap could not serve is not tried
- * again at a system call each time. For a tenth of a second after a
- * failure, large requests at least as big as the smallest that failed go
- * straight to private memory. */
+ * again at a system call each time. For a while after a failure, large
+ * requests at least as big as the smallest that failed go straight to
+ * private memory. The while is a tenth of a second, doubled by each failure
+ * that follows the last within twice its while, up to 1.6 s; a quiet spell
+ * starts it over. */
 #define FULL_BACKOFF_NS 100000000ull
-static _Atomic uint64_t full_since;  /* coarse clock of the last failure, 0: none */
+#define FULL_BACKOFF_MAX 4                /* doublings: 0.1 s << 4 = 1.6 s */
+static _Atomic uint64_t full_since;  /* coarse clock of the last failure, 0: backoff over */
+static _Atomic uint64_t full_last;   /* the same, kept after the backoff ends */
+static _Atomic unsigned full_level;  /* doublings of the current backoff */
 static _Atomic size_t full_size;     /* the smallest large request that failed since */
 
 static inline bool heap_full_for(size_t n)
@@ -161,21 +166,35 @@ static inline bool heap_full_for(size_t n)
 	uint64_t t = atomic_load_explicit(&full_since, memory_order_relaxed);
 	if (likely(!t) || n <= SMALL_MAX_REQUEST || n < atomic_load_explicit(&full_size, memory_order_relaxed))
 		return false;
-	if (os_now_ns(CLOCK_MONOTONIC_COARSE) - t < FULL_BACKOFF_NS)
+	unsigned level = atomic_load_explicit(&full_level, memory_order_relaxed);
+	/* Signed: t is the clock's reading with its low bit set, so a reading
+	 * in the same tick is one nanosecond before it. */
+	if ((int64_t)(os_now_ns(CLOCK_MONOTONIC_COARSE) - t) < (int64_t)(FULL_BACKOFF_NS << level))
 		return true;
 	atomic_store_explicit(&full_since, 0, memory_order_relaxed);
 	return false;
 }
 
-/* The heap could not serve n bytes: the backoff above. */
+/* The heap could not serve n bytes: the backoff above. Threads race here
+ * only over how long the next backoff lasts. */
 static void heap_failed(size_t n)
 {
-	if (n > SMALL_MAX_REQUEST) {
-		size_t was = atomic_load_explicit(&full_size, memory_order_relaxed);
-		if (!atomic_load_explicit(&full_since, memory_order_relaxed) || n < was)
-			atomic_store_explicit(&full_size, n, memory_order_relaxed);
-		atomic_store_explicit(&full_since, os_now_ns(CLOCK_MONOTONIC_COARSE) | 1, memory_order_relaxed);
+	if (n <= SMALL_MAX_REQUEST)
+		return;
+	uint64_t now = os_now_ns(CLOCK_MONOTONIC_COARSE) | 1;
+	uint64_t last = atomic_load_explicit(&full_last, memory_order_relaxed);
+	unsigned level = atomic_load_explicit(&full_level, memory_order_relaxed);
+	if (last && (int64_t)(now - last) < (int64_t)((2 * FULL_BACKOFF_NS) << level)) {
+		if (!atomic_load_explicit(&full_since, memory_order_relaxed) && level < FULL_BACKOFF_MAX)
+			atomic_store_explicit(&full_level, level + 1, memory_order_relaxed);
+	} else if (level) {
+		atomic_store_explicit(&full_level, 0, memory_order_relaxed);
 	}
+	size_t was = atomic_load_explicit(&full_size, memory_order_relaxed);
+	if (!atomic_load_explicit(&full_since, memory_order_relaxed) || n < was)
+		atomic_store_explicit(&full_size, n, memory_order_relaxed);
+	atomic_store_explicit(&full_last, now, memory_order_relaxed);
+	atomic_store_explicit(&full_since, now, memory_order_relaxed);
 }
 
 static void *failed(size_t align, size_t n)
