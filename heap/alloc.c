@@ -245,6 +245,9 @@ static size_t span_punch(struct heap *h, struct superblock *sb, uint32_t idx, ui
 	size_t punched = 0;
 	uint64_t *bits = commit_bits(sb);
 	uint32_t end = idx + pages;
+	int fd = heap_fd(h);
+	if (fd < 0)
+		return 0;
 	for (uint32_t i = idx; i < end;) {
 		if (!bit_get(bits, i)) {
 			i++;
@@ -254,7 +257,7 @@ static size_t span_punch(struct heap *h, struct superblock *sb, uint32_t idx, ui
 		while (j < end && bit_get(bits, j))
 			j++;
 		size_t bytes = (size_t)(j - i) << h->page_shift;
-		if (os_decommit(h->fd, sb->offset + ((uint64_t)i << h->page_shift), bytes) == 0) {
+		if (os_decommit(fd, sb->offset + ((uint64_t)i << h->page_shift), bytes) == 0) {
 			bits_set(bits, i, j, false);
 			stat_add(bytes_punched, bytes);
 			punched += bytes;
@@ -373,6 +376,7 @@ static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uin
 	uint32_t have = sb->pages[idx].span_pages;
 	uint64_t *bits = commit_bits(sb);
 	uint32_t end = idx + pages, reused = 0;
+	int fd = -1;
 	for (uint32_t i = idx; i < end;) {
 		if (bit_get(bits, i)) {
 			i++;
@@ -382,7 +386,9 @@ static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uin
 		uint32_t j = i;
 		while (j < end && !bit_get(bits, j))
 			j++;
-		int err = os_commit(h->fd, sb->offset + ((uint64_t)i << h->page_shift), (size_t)(j - i) << h->page_shift);
+		if (fd < 0)
+			fd = heap_fd(h);
+		int err = fd < 0 ? ENOMEM : os_commit(fd, sb->offset + ((uint64_t)i << h->page_shift), (size_t)(j - i) << h->page_shift);
 		if (err) {
 			bin_insert(sb, idx, have);
 			return err == ENOSPC ? ENOMEM : err;

@@ -38,6 +38,7 @@ static _Atomic unsigned ninherited;
 static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t foreign_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool options_loaded;
 static uint64_t create_retry_ns;  /* no new attempt before this (monotonic) */
 static int create_errno;
@@ -155,7 +156,7 @@ static int create(struct heap *h)
 
 	if (!opt->enabled)
 		return ENOMEM;
-	int dirfd = open(opt->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dirfd = os_fd_high(open(opt->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 	if (dirfd < 0)
 		return errno;
 
@@ -165,12 +166,14 @@ static int create(struct heap *h)
 	snprintf(h->name, sizeof(h->name), "heap-%d", (int)h->pid);
 	snprintf(tmp, sizeof(tmp), ".heap-%d.%lx.tmp", (int)h->pid, (unsigned long)os_now_ns(CLOCK_MONOTONIC));
 
-	int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = os_fd_high(openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
 	if (fd < 0) {
 		err = errno;
 		close(dirfd);
 		return err;
 	}
+	if ((err = os_file_id(fd, &h->id)) || (err = os_file_id(dirfd, &h->dir_id)))
+		goto fail;
 	/* Exactly the mode asked for, whatever the umask. */
 	if (fchmod(fd, opt->mode) != 0 && fchmod(fd, opt->mode & 0777) != 0)
 		goto fail_errno;
@@ -266,6 +269,74 @@ out:
 	return h;
 }
 
+/* Opens path again when it is still the file id names: a descriptor moved
+ * out of the way, or -1. The folder may be anyone's: the name may now be a
+ * symlink, a FIFO or another file, none of which is taken. */
+static int reopen(const char *path, int flags, const struct os_file_id *id)
+{
+	int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	if (!os_fd_is(fd, id)) {
+		close(fd);
+		return -1;
+	}
+	return os_fd_high(fd);
+}
+
+int heap_fd(struct heap *h)
+{
+	int fd = __atomic_load_n(&h->fd, __ATOMIC_ACQUIRE);
+	if (os_fd_is(fd, &h->id))
+		return fd;
+	/* The program closed our descriptor, or put another file under its
+	 * number. That number is the program's now and is left alone. The
+	 * lock went with the last descriptor of its open file: take it again
+	 * on the new one (it fails harmlessly where the old one lives on). */
+	pthread_mutex_lock(&fd_lock);
+	fd = h->fd;
+	if (fd >= 0 && !os_fd_is(fd, &h->id)) {
+		fd = h->path[0] ? reopen(h->path, O_RDWR, &h->id) : -1;
+		if (fd >= 0) {
+			int slot = h == &own ? 0 : h->holder;
+			if (slot >= 0)
+				os_lock_byte(fd, RH_LOCK_BASE + (uint64_t)slot);
+			__atomic_store_n(&h->fd, fd, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&fd_lock);
+	if (fd < 0)
+		errno = EBADF;
+	return fd;
+}
+
+int heap_dirfd(struct heap *h)
+{
+	int fd = __atomic_load_n(&h->dirfd, __ATOMIC_ACQUIRE);
+	if (os_fd_is(fd, &h->dir_id))
+		return fd;
+	pthread_mutex_lock(&fd_lock);
+	fd = h->dirfd;
+	if (fd >= 0 && !os_fd_is(fd, &h->dir_id)) {
+		fd = reopen(options_get()->dir, O_RDONLY | O_DIRECTORY, &h->dir_id);
+		if (fd >= 0)
+			__atomic_store_n(&h->dirfd, fd, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&fd_lock);
+	if (fd < 0)
+		errno = EBADF;
+	return fd;
+}
+
+/* Closes what is still ours of h's descriptors. */
+static void heap_close(struct heap *h)
+{
+	if (os_fd_is(h->fd, &h->id))
+		close(h->fd);
+	if (h->dir_id.ino && os_fd_is(h->dirfd, &h->dir_id))
+		close(h->dirfd);
+}
+
 /* Appends a superblock of `size` bytes (a multiple of the page size) with a
  * header of `header_size` bytes. The header pages are reserved with
  * fallocate; data pages stay holes until spans are carved from them. */
@@ -280,16 +351,22 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		errno = ENOMEM;
 		goto out;
 	}
-	if ((err = os_grow(h->fd, off + size))) {
+	int fd = heap_fd(h);
+	if (fd < 0) {
+		errno = ENOMEM;
+		stat_add(alloc_failures, 1);
+		goto out;
+	}
+	if ((err = os_grow(fd, off + size))) {
 		errno = err;
 		goto out;
 	}
-	if ((err = os_map_shared(h->fd, off, size, h->base + off)) ||
-	    (err = os_commit(h->fd, off, header_size))) {
+	if ((err = os_map_shared(fd, off, size, h->base + off)) ||
+	    (err = os_commit(fd, off, header_size))) {
 		/* Give the address range back to the reservation, the bytes to the
 		 * filesystem. */
 		mmap(h->base + off, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-		os_grow(h->fd, off);
+		os_grow(fd, off);
 		errno = err == ENOSPC ? ENOMEM : err;
 		stat_add(alloc_failures, 1);
 		goto out;
@@ -369,10 +446,11 @@ void heap_unlink_at_exit(void)
 		return;
 	h->unlinked = true;
 	/* Remove the name only if it is still our file. */
-	struct stat mine, there;
-	if (fstat(h->fd, &mine) == 0 && fstatat(h->dirfd, h->name, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    mine.st_dev == there.st_dev && mine.st_ino == there.st_ino)
-		unlinkat(h->dirfd, h->name, 0);
+	struct stat there;
+	int dirfd = heap_dirfd(h);
+	if (dirfd >= 0 && fstatat(dirfd, h->name, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (uint64_t)there.st_dev == h->id.dev && (uint64_t)there.st_ino == h->id.ino)
+		unlinkat(dirfd, h->name, 0);
 }
 
 __attribute__((destructor)) static void heap_fini(void)
@@ -391,11 +469,19 @@ static bool anything_mapped(void)
 
 void heap_fork_prepare(void)
 {
+	/* The child copies the heaps through their descriptors: still ours? */
+	if (rh_heap)
+		heap_fd(&own);
 	pthread_mutex_lock(&create_lock);
 	pthread_mutex_lock(&foreign_lock);
+	unsigned n = atomic_load(&nforeign);
+	for (unsigned i = 0; i < n; i++)
+		if (foreign[i].fd >= 0)
+			heap_fd(&foreign[i]);
 	journal_fork_prepare();
 	alloc_fork_prepare();
 	pthread_mutex_lock(&grow_lock);
+	pthread_mutex_lock(&fd_lock);
 	if (anything_mapped() && pipe2(fork_pipe, O_CLOEXEC) != 0)
 		fork_pipe[0] = fork_pipe[1] = -1;
 }
@@ -413,6 +499,7 @@ void heap_fork_parent(void)
 		close(fork_pipe[0]);
 		fork_pipe[0] = fork_pipe[1] = -1;
 	}
+	pthread_mutex_unlock(&fd_lock);
 	pthread_mutex_unlock(&grow_lock);
 	alloc_fork_parent();
 	journal_fork_parent();
@@ -446,10 +533,10 @@ static void inherit(char *base, size_t size)
 void heap_fork_child(void)
 {
 	if (rh_heap) {
-		if (os_map_private_copy(own.fd, own.base, own.mapped_end))
+		int fd = os_fd_is(own.fd, &own.id) ? own.fd : -1;
+		if (os_map_private_copy(fd, own.base, own.mapped_end))
 			rh_warn("fork: cannot copy the parent's heap; the child shares it");
-		close(own.fd);
-		close(own.dirfd);
+		heap_close(&own);
 		inherit(own.base, own.reserve);
 		rh_heap = NULL;
 		memset(&own, 0, sizeof(own));
@@ -460,8 +547,9 @@ void heap_fork_child(void)
 			continue;
 		/* Blocks the parent attached are private copies in the child;
 		 * the parent still holds the references. */
-		os_map_private_copy(foreign[i].fd, foreign[i].base, foreign[i].mapped_end);
-		close(foreign[i].fd);
+		int fd = os_fd_is(foreign[i].fd, &foreign[i].id) ? foreign[i].fd : -1;
+		os_map_private_copy(fd, foreign[i].base, foreign[i].mapped_end);
+		heap_close(&foreign[i]);
 		foreign[i].fd = -1;
 	}
 	if (fork_pipe[1] >= 0) {
@@ -475,6 +563,7 @@ void heap_fork_child(void)
 	create_errno = 0;
 	memset(&rh_stats, 0, sizeof(rh_stats));
 	pthread_mutex_init(&grow_lock, NULL);
+	pthread_mutex_init(&fd_lock, NULL);
 	pthread_mutex_init(&foreign_lock, NULL);
 	pthread_mutex_init(&create_lock, NULL);
 	alloc_fork_child();
@@ -527,14 +616,15 @@ void heap_exec_leftover(void)
 static int map_more(struct heap *h)
 {
 	struct stat st;
-	if (fstat(h->fd, &st) != 0)
+	int fd = heap_fd(h);
+	if (fd < 0 || fstat(fd, &st) != 0)
 		return errno;
 	uint64_t end = (uint64_t)st.st_size & ~(((uint64_t)1 << h->page_shift) - 1);
 	if (end > h->reserve)
 		end = h->reserve;
 	if (end <= h->mapped_end)
 		return 0;
-	int err = os_map_shared(h->fd, h->mapped_end, end - h->mapped_end, h->base + h->mapped_end);
+	int err = os_map_shared(fd, h->mapped_end, end - h->mapped_end, h->base + h->mapped_end);
 	if (err)
 		return err;
 	__atomic_store_n(&h->mapped_end, end, __ATOMIC_RELEASE);
@@ -578,7 +668,7 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 	int dirfd = open(opt->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return NULL;
-	int fd = openat(dirfd, ref->heap, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	int fd = os_fd_high(openat(dirfd, ref->heap, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
 	int err = errno;
 	close(dirfd);
 	if (fd < 0) {
@@ -604,6 +694,9 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 	struct heap *h = &foreign[slot];
 	memset(h, 0, sizeof(*h));
 	h->fd = fd;
+	h->id.dev = (uint64_t)st.st_dev;
+	h->id.ino = (uint64_t)st.st_ino;
+	snprintf(h->path, sizeof(h->path), "%s/%s", opt->dir, ref->heap);
 	h->page_shift = (unsigned)__builtin_ctzl(os_page_size());
 	h->reserve = reserve_size(fd, (uint64_t)st.st_size);
 	h->instance = hdr.instance;
@@ -640,7 +733,7 @@ void heap_foreign_dropped(struct heap *h)
 	if (__atomic_load_n(&h->attached, __ATOMIC_ACQUIRE) == 0 && h->fd >= 0) {
 		__atomic_store_n(&h->mapped_end, 0, __ATOMIC_RELEASE);
 		os_release(h->base, h->reserve);
-		close(h->fd);
+		heap_close(h);
 		h->fd = FOREIGN_RELEASED;
 		h->base = NULL;
 	}

@@ -53,6 +53,14 @@ int os_reserve(size_t size, size_t align, void **addr); /* PROT_NONE, no memory 
 int os_release(void *addr, size_t size);
 int os_map_shared(int fd, uint64_t offset, size_t size, void *at); /* MAP_FIXED */
 int os_map_private_copy(int fd, void *at, size_t size); /* after fork */
+/* Which file a descriptor is: a program may close our descriptor or put
+ * another file under its number (dup2), so we check before we write. */
+struct os_file_id {
+	uint64_t dev, ino;
+};
+int os_file_id(int fd, struct os_file_id *id);
+bool os_fd_is(int fd, const struct os_file_id *id);
+int os_fd_high(int fd);                                 /* moved out of the way */
 int os_commit(int fd, uint64_t offset, size_t size);    /* posix_fallocate */
 int os_decommit(int fd, uint64_t offset, size_t size);  /* FALLOC_FL_PUNCH_HOLE */
 int os_grow(int fd, uint64_t size);                     /* ftruncate */
@@ -74,8 +82,9 @@ struct heap {
 	size_t reserve;             /* address space reserved at base */
 	uint64_t mapped_end;        /* file bytes mapped */
 	unsigned page_shift;
-	int fd;                     /* -1: a foreign heap inherited over fork */
-	int dirfd;
+	int fd;                     /* -1: a foreign heap inherited over fork; see heap_fd */
+	int dirfd;                  /* see heap_dirfd */
+	struct os_file_id id, dir_id;
 	int holder;                 /* holder slot (attached heaps) */
 	pid_t pid;                  /* creator */
 	uint64_t instance;
@@ -89,6 +98,10 @@ extern struct heap *rh_heap;    /* this process's heap, NULL until made */
 const struct options *options_get(void);
 /* Makes this process's heap when needed; NULL with errno when it cannot. */
 struct heap *heap_get_slow(void);
+/* h's descriptor of its file, or of its folder, checked to still be that
+ * (reopened if the program closed it or reused its number); -1 if lost. */
+int heap_fd(struct heap *h);
+int heap_dirfd(struct heap *h);
 /* Appends a superblock; NULL with errno (ENOMEM when the folder is full). */
 struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, unsigned kind, unsigned pool);
 void heap_unlink_at_exit(void);

@@ -104,7 +104,8 @@ static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
 		upto = (upto + page - 1) & ~(uint64_t)(page - 1);
 		if (upto > jsb->size)
 			upto = jsb->size;
-		if (os_commit(h->fd, jsb->offset + jcommitted, upto - jcommitted))
+		int fd = heap_fd(h);
+		if (fd < 0 || os_commit(fd, jsb->offset + jcommitted, upto - jcommitted))
 			return journal_full();  /* what is recorded stays */
 		jcommitted = upto;
 	}

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "heap.h"
@@ -59,12 +61,20 @@ int os_map_shared(int fd, uint64_t offset, size_t size, void *at)
  * costs little; the switch itself is one mremap(MREMAP_FIXED). */
 int os_map_private_copy(int fd, void *at, size_t size)
 {
+	/* The descriptor tells which pages hold data: without it, nothing. */
+	if (fd < 0)
+		return EBADF;
 	char *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (copy == MAP_FAILED)
 		return errno;
 	off_t pos = 0;
 	while ((uint64_t)pos < size) {
 		off_t data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0 && errno != ENXIO) {
+			int e = errno;
+			munmap(copy, size);
+			return e;
+		}
 		if (data < 0 || (uint64_t)data >= size)
 			break;
 		off_t hole = lseek(fd, data, SEEK_HOLE);
@@ -79,6 +89,41 @@ int os_map_private_copy(int fd, void *at, size_t size)
 		munmap(copy, size);
 		return e;
 	}
+	return 0;
+}
+
+/* Descriptors of ours sit high, out of the way of the numbers programs
+ * pick themselves (`exec 6>file` in a shell, dup2 onto 3 in a daemon):
+ * 32 below the soft limit, or below 1024 when the limit is higher, so the
+ * kernel's descriptor table stays small. */
+int os_fd_high(int fd)
+{
+	struct rlimit rl;
+	if (fd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return fd;
+	rlim_t top = rl.rlim_cur < 1024 ? rl.rlim_cur : 1024;
+	if (top < 128 || (rlim_t)fd >= top - 32)
+		return fd;
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, (int)(top - 32));
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
+bool os_fd_is(int fd, const struct os_file_id *id)
+{
+	struct stat st;
+	return fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino;
+}
+
+int os_file_id(int fd, struct os_file_id *id)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return errno;
+	id->dev = (uint64_t)st.st_dev;
+	id->ino = (uint64_t)st.st_ino;
 	return 0;
 }
 

@@ -476,7 +476,8 @@ static int exec_aside(void)
 		return 0;
 	char aside[64];
 	snprintf(aside, sizeof(aside), ".heap-%d.exec", (int)h->pid);
-	if (renameat(h->dirfd, h->name, h->dirfd, aside) != 0)
+	int dirfd = heap_dirfd(h);
+	if (dirfd < 0 || renameat(dirfd, h->name, dirfd, aside) != 0)
 		return 0;
 	return 1;
 }
@@ -489,7 +490,9 @@ static void exec_failed(int aside)
 	int e = errno;
 	char name[64];
 	snprintf(name, sizeof(name), ".heap-%d.exec", (int)h->pid);
-	renameat2(h->dirfd, name, h->dirfd, h->name, RENAME_NOREPLACE);
+	int dirfd = heap_dirfd(h);
+	if (dirfd >= 0)
+		renameat2(dirfd, name, dirfd, h->name, RENAME_NOREPLACE);
 	errno = e;
 }
 

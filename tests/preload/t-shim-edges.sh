@@ -17,7 +17,8 @@ for p in shim_edges exit_ways; do
 done
 
 D=$(mktemp -d /dev/shm/rh-shim-edges.XXXXXX) || fail mktemp
-trap 'rm -rf "$D"' EXIT INT TERM
+V=$(mktemp "${TMPDIR:-/tmp}/rh-shim-edges.XXXXXX") || fail mktemp
+trap 'rm -rf "$D" "$V"' EXIT INT TERM
 export RH_SHM_DIR=$D
 unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE \
 	RH_SHMALLOC_THREAD_NUM_POOLS RH_SHMALLOC_POLICY
@@ -46,6 +47,18 @@ echo "ok realloc and pvalloc overflow"
 shim "$PROGS/shim_edges" huge-align || fail "huge-align"
 no_heaps huge-align
 echo "ok huge alignment"
+
+# The program takes the numbers of the heap's descriptors for a file of its
+# own (dup2 over them, or close everything and dup2): the heap reopens its
+# file, locks it again, grows, forks and is removed at exit; the file is
+# never written.
+for mode in dup2 closeall; do
+	printf 'victim\n' > "$V"
+	shim "$PROGS/shim_edges" fd-taken $mode "$V" || fail "fd-taken $mode"
+	[ "$(cat "$V")" = victim ] || fail "fd-taken $mode: the program's file was written"
+	no_heaps "fd-taken $mode"
+done
+echo "ok descriptors taken by the program"
 
 # 70 nested generations of fork, each child freeing its parent's block.
 shim "$PROGS/shim_edges" fork-depth 70 || fail "70 nested forks"

@@ -12,6 +12,11 @@
  *                    its parent allocated
  *   huge-align       an alignment the heap refuses (2 GiB) is served by the C
  *                    library, and the next large block is shared all the same
+ *   fd-taken MODE F  the program takes the numbers of the heap's descriptors
+ *                    (of its file and its folder) for file F: with dup2 over
+ *                    them (MODE dup2) or after closing every descriptor from 3
+ *                    up (MODE closeall). The heap goes on growing, stays
+ *                    locked, forks right, and F is never written.
  * Exit status 0 when the case holds, 1 when it does not (with a message).
  */
 #include <dlfcn.h>
@@ -24,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,6 +201,138 @@ static int huge_align(void)
 	return 0;
 }
 
+/* The descriptor whose link is `target` exactly, or -1. */
+static int fd_of(const char *target)
+{
+	for (int fd = 0; fd < 4096; fd++) {
+		char link[64], to[600];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, to, sizeof(to) - 1);
+		if (n < 0)
+			continue;
+		to[n] = 0;
+		if (strcmp(to, target) == 0)
+			return fd;
+	}
+	return -1;
+}
+
+static int fill_check(unsigned char **b, int n, size_t size, int set)
+{
+	for (int i = 0; i < n; i++)
+		for (size_t k = 0; k < size; k += 512) {
+			unsigned char want = (unsigned char)(i * 7 + k / 512);
+			if (set)
+				b[i][k] = want;
+			else if (b[i][k] != want)
+				return 1;
+		}
+	return 0;
+}
+
+static int fd_taken(const char *mode, const char *victim)
+{
+	const char *(*heap_name)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "rh_shm_heap_name");
+	const char *dir = getenv("RH_SHM_DIR");
+	char path[600], dirpath[512];
+	enum { SMALL = 2000, BIG = 8 };
+	static unsigned char *small[SMALL], *big[BIG];
+	for (int i = 0; i < SMALL; i++)
+		small[i] = malloc(100);
+	for (int i = 0; i < BIG; i++)
+		big[i] = malloc(1 << 20);
+	if (!heap_name || !heap_name() || !dir || !realpath(dir, dirpath)) {
+		fprintf(stderr, "fd-taken: run this under the shim with RH_SHM_DIR set\n");
+		return 1;
+	}
+	fill_check(small, SMALL, 100, 1);
+	fill_check(big, BIG, 1 << 20, 1);
+	snprintf(path, sizeof(path), "%s/%s", dirpath, heap_name());
+	int hfd = fd_of(path), dfd = fd_of(dirpath);
+	if (hfd < 0 || dfd < 0) {
+		fprintf(stderr, "fd-taken: no descriptor of %s or of %s\n", path, dirpath);
+		return 1;
+	}
+	/* Out of the way of the numbers programs pick. */
+	if (hfd < 100 || dfd < 100) {
+		fprintf(stderr, "fd-taken: the heap's descriptors are %d and %d, not kept high\n", hfd, dfd);
+		return 1;
+	}
+	int v = open(victim, O_RDWR);
+	if (v < 0) {
+		perror(victim);
+		return 1;
+	}
+	if (strcmp(mode, "closeall") == 0 && syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
+		perror("close_range");
+		return 1;
+	}
+	if (strcmp(mode, "closeall") == 0)
+		v = open(victim, O_RDWR);
+	if (v < 0 || dup2(v, hfd) != hfd || dup2(v, dfd) != dfd) {
+		perror("dup2");
+		return 1;
+	}
+	/* Growth: new superblocks, pages committed, the journal extended. */
+	enum { MORE = 64 };
+	static unsigned char *more[MORE];
+	for (int i = 0; i < MORE; i++) {
+		more[i] = malloc(1 << 20);
+		if (!more[i])
+			return 1;
+		memset(more[i], i, 1 << 20);
+	}
+	for (int i = 0; i < 20000; i++)
+		free(malloc(50 + i % 3000));
+	/* Still locked, as a live heap must be (FORMAT.md: the lock byte). */
+	int probe = open(path, O_RDONLY | O_CLOEXEC);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = RH_LOCK_BASE, .l_len = 1 };
+	if (probe < 0 || fcntl(probe, F_OFD_GETLK, &fl) != 0 || fl.l_type == F_UNLCK) {
+		fprintf(stderr, "fd-taken: the heap is no longer locked\n");
+		return 1;
+	}
+	close(probe);
+	fflush(NULL);
+	pid_t c = fork();
+	if (c < 0)
+		return 1;
+	if (c == 0) {
+		if (fill_check(small, SMALL, 100, 0) || fill_check(big, BIG, 1 << 20, 0)) {
+			fprintf(stderr, "fd-taken: the child's inherited blocks differ\n");
+			_exit(1);
+		}
+		memset(big[0], 0xee, 1 << 20);
+		for (int i = 0; i < BIG; i++)
+			free(big[i]);
+		free(malloc(3 << 20));
+		exit(0);
+	}
+	int st;
+	if (waitpid(c, &st, 0) != c || st != 0) {
+		fprintf(stderr, "fd-taken: the child failed (status %#x)\n", st);
+		return 1;
+	}
+	if (fill_check(small, SMALL, 100, 0) || fill_check(big, BIG, 1 << 20, 0)) {
+		fprintf(stderr, "fd-taken: the parent's blocks changed\n");
+		return 1;
+	}
+	for (int i = 0; i < MORE; i++)
+		free(more[i]);
+	for (int i = 0; i < BIG; i++)
+		free(big[i]);
+	for (int i = 0; i < SMALL; i++)
+		free(small[i]);
+	char got[64] = "";
+	ssize_t n = pread(v, got, sizeof(got) - 1, 0);
+	struct stat vs;
+	if (n != 7 || memcmp(got, "victim\n", 7) != 0 || fstat(v, &vs) != 0 || vs.st_size != 7) {
+		fprintf(stderr, "fd-taken: %s was written to\n", victim);
+		return 1;
+	}
+	printf("fd-taken %s: descriptors %d and %d taken, the heap went on\n", mode, hfd, dfd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *what = argc > 1 ? argv[1] : "";
@@ -206,6 +345,9 @@ int main(int argc, char **argv)
 		return fork_depth(n > 0 ? n : 70);
 	if (strcmp(what, "huge-align") == 0)
 		return huge_align();
-	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n");
+	if (strcmp(what, "fd-taken") == 0 && argc > 3)
+		return fd_taken(argv[2], argv[3]);
+	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
+		"       shim_edges fd-taken dup2|closeall FILE\n");
 	return 2;
 }
