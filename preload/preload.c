@@ -77,9 +77,14 @@ static void init(void)
 	libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)find_self);
 	/* Per-thread caches spare libunwind its lock, and with it two
-	 * sigprocmask calls per frame looked up. */
-	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-	unw_set_cache_size(unw_local_addr_space, 1u << 14, 0);
+	 * sigprocmask calls per frame looked up. libunwind starts up here,
+	 * its pipe made as in a capture (see pipe2). */
+	if (depth) {
+		capturing = 1;
+		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+		unw_set_cache_size(unw_local_addr_space, 1u << 14, 0);
+		capturing = 0;
+	}
 	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
 	busy = 0;
 }
@@ -449,6 +454,29 @@ EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
 	static sigmask_fn real;
 	return mask_passthrough("sigprocmask", &real, how, set, old);
+}
+
+/* --- libunwind's pipe ------------------------------------------------------------ */
+
+/* To check addresses while it unwinds a frame without unwind information,
+ * libunwind writes to a pipe it keeps open, made (and made again when the
+ * program closed it) inside our stack capture. Its descriptors are moved out
+ * of the way of the numbers programs choose, as the heap's are: a program
+ * that put a file of its own under the number would have bytes of the stack
+ * written into it. Every other pipe is the program's, made as it asked. */
+EXPORT int pipe2(int fds[2], int flags)
+{
+	int r = (int)syscall(SYS_pipe2, fds, flags);
+	if (r == 0 && capturing) {
+		fds[0] = os_fd_high(fds[0]);
+		fds[1] = os_fd_high(fds[1]);
+	}
+	return r;
+}
+
+EXPORT int pipe(int fds[2])
+{
+	return pipe2(fds, 0);
 }
 
 /* --- Process ends and program images ------------------------------------------ */

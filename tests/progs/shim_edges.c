@@ -253,10 +253,29 @@ static int fd_taken(const char *mode, const char *victim)
 		fprintf(stderr, "fd-taken: no descriptor of %s or of %s\n", path, dirpath);
 		return 1;
 	}
-	/* Out of the way of the numbers programs pick. */
+	/* Out of the way of the numbers programs pick; so is libunwind's
+	 * pipe, the one pipe with both ends open here. */
 	if (hfd < 100 || dfd < 100) {
 		fprintf(stderr, "fd-taken: the heap's descriptors are %d and %d, not kept high\n", hfd, dfd);
 		return 1;
+	}
+	char seen[128][64];
+	int seen_fd[128], nseen = 0;
+	for (int fd = 3; fd < 4096 && nseen < 128; fd++) {
+		char link[64];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, seen[nseen], sizeof(seen[0]) - 1);
+		if (n <= 0)
+			continue;
+		seen[nseen][n] = 0;
+		if (strncmp(seen[nseen], "pipe:", 5) != 0)
+			continue;
+		for (int i = 0; i < nseen; i++)
+			if (strcmp(seen[i], seen[nseen]) == 0 && (seen_fd[i] < 100 || fd < 100)) {
+				fprintf(stderr, "fd-taken: a pipe of ours at %d and %d\n", seen_fd[i], fd);
+				return 1;
+			}
+		seen_fd[nseen++] = fd;
 	}
 	int v = open(victim, O_RDWR);
 	if (v < 0) {
