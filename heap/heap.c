@@ -358,7 +358,8 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		goto out;
 	}
 	if ((err = os_grow(fd, off + size))) {
-		errno = err;
+		errno = err == EFBIG ? ENOMEM : err;
+		stat_add(alloc_failures, 1);
 		goto out;
 	}
 	if ((err = os_map_shared(fd, off, size, h->base + off)) ||

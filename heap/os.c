@@ -143,6 +143,11 @@ int os_decommit(int fd, uint64_t offset, size_t size)
 
 int os_grow(int fd, uint64_t size)
 {
+	/* Past the file size limit (ulimit -f) the kernel would end the
+	 * process with SIGXFSZ. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && size > rl.rlim_cur)
+		return EFBIG;
 	return ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -576,6 +577,45 @@ static void test_lifecycle_first_allocation_keeps_errno(void **state)
 	assert_int_equal(test_dir_count(), 0);
 }
 
+/* Under a file size limit (ulimit -f), growing the heap file past it would
+ * have the kernel end the process with SIGXFSZ: allocation fails with
+ * ENOMEM instead, and the heap goes on serving what fits. */
+static void file_size_limit_scenario(void)
+{
+	struct rlimit rl;
+	CHECK(getrlimit(RLIMIT_FSIZE, &rl) == 0);
+	rl.rlim_cur = 6u << 20;
+	CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+	void *b[64];
+	int made = 0;
+	for (int i = 0; i < 64; i++) {
+		errno = 0;
+		b[i] = rh_shm_alloc(1 << 20);
+		if (b[i]) {
+			memset(b[i], i, 1 << 20);
+			made++;
+		} else {
+			CHECK(errno == ENOMEM);
+		}
+	}
+	CHECK(made >= 1 && made < 64);
+	for (int i = 0; i < 64; i++)
+		rh_shm_free(b[i]);
+	CHECK(rh_shm_alloc(1000));
+	exit(0);
+}
+
+static void test_lifecycle_file_size_limit_fails_cleanly(void **state)
+{
+	(void)state;
+	int status = test_in_child(file_size_limit_scenario);
+	if (WIFSIGNALED(status))
+		fail_msg("the process died of signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("file size limit scenario failed (status %#x; see the line above)", status);
+	assert_int_equal(test_dir_count(), 0);
+}
+
 /* A child that inherited the heap's descriptor must not keep its creator
  * looking alive: the creator dies by SIGKILL, its child lives on, then ends
  * with exit() and must not remove the heap it inherited either. */
@@ -682,6 +722,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_first_allocation_keeps_errno, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -60,6 +60,12 @@ for mode in dup2 closeall; do
 done
 echo "ok descriptors taken by the program"
 
+# Under a file size limit the heap stops growing at it, and the program
+# goes on with private memory instead of dying of SIGXFSZ.
+(ulimit -f 2000 && shim "$PROGS/exit_ways" big) || fail "ulimit -f: exit status $?"
+no_heaps "ulimit -f"
+echo "ok file size limit"
+
 # 70 nested generations of fork, each child freeing its parent's block.
 shim "$PROGS/shim_edges" fork-depth 70 || fail "70 nested forks"
 no_heaps fork-depth
