@@ -455,24 +455,33 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 	/* Superblocks grow with the pool (doubling it, up to 64 MiB): big
 	 * blocks then share superblocks, and their free pages merge, instead of
 	 * each standing alone in a superblock of its own size. */
-	uint64_t total = rh_options.superblock_size >> h->page_shift;
+	uint64_t base = rh_options.superblock_size >> h->page_shift;
 	uint64_t grown = pl->bytes >> h->page_shift, cap = (64u << 20) >> h->page_shift;
 	if (grown > cap)
 		grown = cap;
-	if (grown > total)
-		total = grown / total * total;
-	uint32_t hp = header_pages(h, total);
-	if (pages + hp > total) {
-		total = pages + 1;
-		while ((hp = header_pages(h, total)) + pages > total)
-			total = pages + hp;
+	struct superblock *sb = NULL;
+	uint64_t total;
+	uint32_t hp;
+	/* When the grown size does not fit (the end of the reservation, a
+	 * nearly full folder), the least that holds the span. */
+	for (int least = 0; least < 2 && !sb; least++) {
+		total = base;
+		if (!least && grown > total)
+			total = grown / total * total;
+		else if (least && grown <= total)
+			break;
+		hp = header_pages(h, total);
+		if (pages + hp > total) {
+			total = pages + 1;
+			while ((hp = header_pages(h, total)) + pages > total)
+				total = pages + hp;
+		}
+		if (total > UINT32_MAX || (total > 65535 && pages + hp < total)) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		sb = heap_grow(h, total << h->page_shift, hp << h->page_shift, RH_SB_DATA, (unsigned)(pl - pools));
 	}
-	if (total > UINT32_MAX || (total > 65535 && pages + hp < total)) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	struct superblock *sb = heap_grow(h, total << h->page_shift, hp << h->page_shift,
-		RH_SB_DATA, (unsigned)(pl - pools));
 	if (!sb)
 		return NULL;
 	desc_set(sb, 0, hp, RH_PAGE_HEADER, 0);

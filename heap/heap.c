@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -60,9 +61,19 @@ const struct options *options_get(void)
 }
 
 /* Address space to reserve for a heap: the filesystem's size rounded up to a
- * power of two, between 1 GiB and 1 TiB. A heap cannot outgrow its folder. */
+ * power of two, between 1 GiB and 1 TiB. A heap cannot outgrow its folder.
+ * Under an address space limit (ulimit -v), at most a quarter of it. */
 static size_t reserve_size(int dirfd, uint64_t at_least)
 {
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		uint64_t r = 1ULL << 21;
+		while (r * 2 <= rl.rlim_cur / 4)
+			r <<= 1;
+		while (r < at_least)
+			r <<= 1;
+		return (size_t)r;
+	}
 	struct statvfs vfs;
 	uint64_t want = 1ULL << 30;
 	if (fstatvfs(dirfd, &vfs) == 0)
@@ -255,7 +266,10 @@ struct heap *heap_get_slow(void)
 	errno = saved;  /* a heap made is no error for the caller to see */
 	if (err) {
 		if (!create_errno && rh_options.enabled)
-			rh_warn("cannot create a heap in %s: %s", rh_options.dir, strerror(err));
+			/* Not strerror: it takes the C library's locale lock, which
+			 * setlocale holds when it allocates. */
+			rh_warn("cannot create a heap in %s: %s", rh_options.dir,
+				strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error");
 		create_errno = err == ENOSPC ? ENOMEM : err;
 		create_retry_ns = t + 1000000000u;
 		errno = create_errno;

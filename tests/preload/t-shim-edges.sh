@@ -18,7 +18,7 @@ done
 
 D=$(mktemp -d /dev/shm/rh-shim-edges.XXXXXX) || fail mktemp
 V=$(mktemp "${TMPDIR:-/tmp}/rh-shim-edges.XXXXXX") || fail mktemp
-trap 'rm -rf "$D" "$V"' EXIT INT TERM
+trap 'rm -rf "$D" "$V" "$V.err"' EXIT INT TERM
 export RH_SHM_DIR=$D
 unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE \
 	RH_SHMALLOC_THREAD_NUM_POOLS RH_SHMALLOC_POLICY
@@ -65,6 +65,26 @@ echo "ok descriptors taken by the program"
 (ulimit -f 2000 && shim "$PROGS/exit_ways" big) || fail "ulimit -f: exit status $?"
 no_heaps "ulimit -f"
 echo "ok file size limit"
+
+# Under an address space limit the heap reserves a quarter of it (here
+# 128 MiB), and 64 blocks of 1 MiB all fit: none goes private.
+(ulimit -v 1000000 && RH_SHMALLOC_METRICS=1 shim "$PROGS/exit_ways" big) 2> "$V.err" ||
+	{ cat "$V.err"; fail "ulimit -v: exit status $?"; }
+grep -q 'served from private memory  *0$' "$V.err" || { cat "$V.err"; fail "ulimit -v: blocks went private"; }
+no_heaps "ulimit -v"
+echo "ok address space limit"
+
+# A folder that is not there: the program runs on private memory, with one
+# warning. bash allocates first inside setlocale, which holds the C
+# library's locale lock: the warning must not take it again.
+if command -v bash > /dev/null; then
+	out=$(RH_SHM_DIR=$D/missing timeout 20 env LD_PRELOAD="$SHIM" bash -c 'echo hi' 2> "$V.err")
+	rc=$?
+	[ "$out" = hi ] || { cat "$V.err"; fail "a missing folder: bash printed '$out' (status $rc, 124: hung)"; }
+	grep -q "cannot create a heap in $D/missing: No such file or directory" "$V.err" ||
+		{ cat "$V.err"; fail "a missing folder: no warning"; }
+	echo "ok missing folder"
+fi
 
 # 70 nested generations of fork, each child freeing its parent's block.
 shim "$PROGS/shim_edges" fork-depth 70 || fail "70 nested forks"
