@@ -304,19 +304,15 @@ int heap_fd(struct heap *h)
 	if (os_fd_is(fd, &h->id))
 		return fd;
 	/* The program closed our descriptor, or put another file under its
-	 * number. That number is the program's now and is left alone. The
-	 * lock went with the last descriptor of its open file: take it again
-	 * on the new one (it fails harmlessly where the old one lives on). */
+	 * number. That number is the program's now and is left alone. Our
+	 * locks stay: they belong to the open file, which our mappings keep
+	 * open until exit or exec. */
 	pthread_mutex_lock(&fd_lock);
 	fd = h->fd;
 	if (fd >= 0 && !os_fd_is(fd, &h->id)) {
 		fd = h->path[0] ? reopen(h->path, O_RDWR, &h->id) : -1;
-		if (fd >= 0) {
-			int slot = h == &own ? 0 : h->holder;
-			if (slot >= 0)
-				os_lock_byte(fd, RH_LOCK_BASE + (uint64_t)slot);
+		if (fd >= 0)
 			__atomic_store_n(&h->fd, fd, __ATOMIC_RELEASE);
-		}
 	}
 	pthread_mutex_unlock(&fd_lock);
 	if (fd < 0)

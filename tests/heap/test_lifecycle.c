@@ -616,6 +616,48 @@ static void test_lifecycle_file_size_limit_fails_cleanly(void **state)
 	assert_int_equal(test_dir_count(), 0);
 }
 
+/* The program puts a file of its own under the heap's descriptor (dup2):
+ * the heap reopens its file, stays locked (the lock is the open file's,
+ * which the mappings keep open), grows, and never writes to the program's
+ * file; at exit it still removes its own name. */
+static void descriptor_taken_scenario(void)
+{
+	char path[512], victim[512], link[64], to[512];
+	CHECK(rh_shm_alloc(100));
+	snprintf(path, sizeof(path), "%s/heap-%d", test_dir, (int)getpid());
+	int hfd = -1;
+	for (int fd = 3; fd < 4096 && hfd < 0; fd++) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, to, sizeof(to) - 1);
+		if (n > 0 && (to[n] = 0, strcmp(to, path) == 0))
+			hfd = fd;
+	}
+	CHECK(hfd >= 100); /* kept out of the way of the program's numbers */
+	snprintf(victim, sizeof(victim), "%s.victim", test_dir);
+	int v = open(victim, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(v >= 0 && write(v, "victim", 6) == 6);
+	CHECK(dup2(v, hfd) == hfd);
+	for (int i = 0; i < 24; i++)
+		CHECK(rh_shm_alloc(1 << 20)); /* superblocks and pages: writes to the file */
+	int probe = open(path, O_RDONLY | O_CLOEXEC);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = RH_LOCK_BASE, .l_len = 1 };
+	CHECK(probe >= 0 && fcntl(probe, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK);
+	close(probe);
+	struct stat st;
+	CHECK(fstat(v, &st) == 0 && st.st_size == 6);
+	unlink(victim);
+	exit(0);
+}
+
+static void test_lifecycle_descriptor_taken_by_the_program(void **state)
+{
+	(void)state;
+	int status = test_in_child(descriptor_taken_scenario);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("descriptor scenario failed (status %#x; see the line above)", status);
+	assert_int_equal(test_dir_count(), 0);
+}
+
 /* A child that inherited the heap's descriptor must not keep its creator
  * looking alive: the creator dies by SIGKILL, its child lives on, then ends
  * with exit() and must not remove the heap it inherited either. */
@@ -723,6 +765,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_descriptor_taken_by_the_program, empty, reap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -50,8 +50,8 @@ echo "ok huge alignment"
 
 # The program takes the numbers of the heap's descriptors for a file of its
 # own (dup2 over them, or close everything and dup2): the heap reopens its
-# file, locks it again, grows, forks and is removed at exit; the file is
-# never written.
+# file, stays locked, grows, forks and is removed at exit; the file is never
+# written.
 for mode in dup2 closeall; do
 	printf 'victim\n' > "$V"
 	shim "$PROGS/shim_edges" fd-taken $mode "$V" || fail "fd-taken $mode"

@@ -16,7 +16,8 @@
  *                    (of its file and its folder) for file F: with dup2 over
  *                    them (MODE dup2) or after closing every descriptor from 3
  *                    up (MODE closeall). The heap goes on growing, stays
- *                    locked, forks right, and F is never written.
+ *                    locked (its mappings keep the locked open file), forks
+ *                    right, and F is never written.
  * Exit status 0 when the case holds, 1 when it does not (with a message).
  */
 #include <dlfcn.h>
