@@ -460,16 +460,15 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 	if (grown > cap)
 		grown = cap;
 	struct superblock *sb = NULL;
-	uint64_t total;
+	uint64_t total, tried = 0;
 	uint32_t hp;
+	int saved = errno;
 	/* When the grown size does not fit (the end of the reservation, a
 	 * nearly full folder), the least that holds the span. */
 	for (int least = 0; least < 2 && !sb; least++) {
 		total = base;
 		if (!least && grown > total)
 			total = grown / total * total;
-		else if (least && grown <= total)
-			break;
 		hp = header_pages(h, total);
 		if (pages + hp > total) {
 			total = pages + 1;
@@ -480,10 +479,14 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 			errno = ENOMEM;
 			return NULL;
 		}
+		if (least && total >= tried)
+			break;
+		tried = total;
 		sb = heap_grow(h, total << h->page_shift, hp << h->page_shift, RH_SB_DATA, (unsigned)(pl - pools));
 	}
 	if (!sb)
 		return NULL;
+	errno = saved;
 	desc_set(sb, 0, hp, RH_PAGE_HEADER, 0);
 	bits_set(commit_bits(sb), 0, hp, true);
 	pl->bytes += sb->size;
@@ -831,7 +834,6 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 		}
 		if (err) {
 			pthread_mutex_unlock(&pl->lock);
-			stat_add(alloc_failures, 1);
 			errno = ENOMEM;
 			return NULL;
 		}
@@ -1106,14 +1108,20 @@ static void *small_aligned(size_t size, size_t align, uint32_t site)
 /* Everything but a small block from the thread's cache. */
 __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uint32_t site)
 {
+	void *p;
 	if (align <= HDR && size <= SMALL_MAX_REQUEST) {
 		unsigned c = size_class(size);
-		void *p = refill(c);
-		return p ? small_start(p, c, size, site) : NULL;
+		p = refill(c);
+		if (p)
+			return small_start(p, c, size, site);
+	} else if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR) {
+		p = small_aligned(size, align, site);
+	} else {
+		p = large_alloc(size, align, site, 0);
 	}
-	if (align > HDR && align < RH_SMALL_MAX_SLOT / 4 && size <= SMALL_MAX_REQUEST - align + HDR)
-		return small_aligned(size, align, site);
-	return large_alloc(size, align, site, 0);
+	if (!p)
+		stat_add(alloc_failures, 1);
+	return p;
 }
 
 size_t block_usable(const void *p)
@@ -1360,6 +1368,40 @@ void alloc_stats(struct rh_shm_stats *st)
 		struct superblock *sb = (struct superblock *)(h->base + off);
 		if (sb->kind == RH_SB_DATA)
 			st->heap_size += sb->size - sb->header_size;
+		off += sb->size;
+	}
+}
+
+void alloc_copy_data(char *copy, const void *arg)
+{
+	const struct heap *h = arg;
+	uint64_t page = (uint64_t)1 << h->page_shift;
+	uint64_t end = h->hdr->superblocks_end, hsize = h->hdr->header_size;
+	if (end > h->mapped_end)
+		end = h->mapped_end;
+	memcpy(copy, h->base, hsize < end ? hsize : end);
+	for (uint64_t off = hsize; off < end;) {
+		struct superblock *sb = (struct superblock *)(h->base + off);
+		if (sb->size < page || sb->size > end - off)
+			break;
+		if (sb->kind == RH_SB_JOURNAL) {
+			uint64_t n = (sb->journal_end + page - 1) & ~(page - 1);
+			memcpy(copy + off, sb, n < sb->size ? n : sb->size);
+		} else {
+			const uint64_t *bits = commit_bits(sb);
+			for (uint32_t i = 0; i < sb->npages;) {
+				if (!bit_get(bits, i)) {
+					i++;
+					continue;
+				}
+				uint32_t j = i;
+				while (j < sb->npages && bit_get(bits, j))
+					j++;
+				memcpy(copy + off + ((uint64_t)i << h->page_shift), (char *)sb + ((uint64_t)i << h->page_shift),
+					(size_t)(j - i) << h->page_shift);
+				i = j;
+			}
+		}
 		off += sb->size;
 	}
 }

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -62,32 +63,46 @@ const struct options *options_get(void)
 
 /* Address space to reserve for a heap: the filesystem's size rounded up to a
  * power of two, between 1 GiB and 1 TiB. A heap cannot outgrow its folder.
- * Under an address space limit (ulimit -v), at most a quarter of it. */
-static size_t reserve_size(int dirfd, uint64_t at_least)
+ * Under an address space limit (ulimit -v), at most a share of it (a quarter
+ * for our own heap, a sixteenth for each attached one), but never less than
+ * at_least. */
+static size_t reserve_size(int fd, uint64_t at_least, unsigned share)
 {
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-		uint64_t r = 1ULL << 21;
-		while (r * 2 <= rl.rlim_cur / 4)
-			r <<= 1;
-		while (r < at_least)
-			r <<= 1;
-		return (size_t)r;
-	}
 	struct statvfs vfs;
 	uint64_t want = 1ULL << 30;
-	if (fstatvfs(dirfd, &vfs) == 0)
+	if (fstatvfs(fd, &vfs) == 0)
 		want = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-	if (want < at_least)
-		want = at_least;
 	/* Block headers name superblocks by page number in 26 bits. */
 	uint64_t cap = (uint64_t)(RH_SB_PAGE_MASK + 1) * os_page_size();
 	if (cap > (1ULL << 40))
 		cap = 1ULL << 40;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / share < cap) {
+		cap = 1ULL << 21;
+		while (cap * 2 <= rl.rlim_cur / share)
+			cap <<= 1;
+	}
 	uint64_t r = 1ULL << 30;
+	if (r > cap)
+		r = cap;
 	while (r < want && r < cap)
 		r <<= 1;
+	while (r < at_least)
+		r <<= 1;
 	return (size_t)r;
+}
+
+/* Absolute paths of h's folder and file, to open them again by (a program
+ * may chdir, or take our descriptors); empty when they do not fit. */
+static void set_paths(struct heap *h, const char *dir, const char *name)
+{
+	char real[PATH_MAX];
+	h->dir[0] = h->path[0] = 0;
+	if (!realpath(dir, real) || strlen(real) >= sizeof(h->dir))
+		return;
+	strcpy(h->dir, real);
+	if ((size_t)snprintf(h->path, sizeof(h->path), "%s/%s", real, name) >= sizeof(h->path))
+		h->path[0] = 0;
 }
 
 static void parse_boot_id(uint8_t out[16])
@@ -191,7 +206,7 @@ static int create(struct heap *h)
 	uint32_t hsize = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
 	if ((err = os_grow(fd, hsize)) || (err = os_commit(fd, 0, hsize)))
 		goto fail;
-	h->reserve = reserve_size(dirfd, hsize);
+	h->reserve = reserve_size(dirfd, hsize, 4);
 	void *base;
 	if ((err = os_reserve(h->reserve, 1u << 21, &base)))
 		goto fail;
@@ -224,7 +239,7 @@ static int create(struct heap *h)
 				(unsigned long long)h->hdr->pid_ns);
 		}
 	}
-	snprintf(h->path, sizeof(h->path), "%s/%s", opt->dir, h->name);
+	set_paths(h, opt->dir, h->name);
 	h->dirfd = dirfd;
 	stat_add(files_created, 1);
 	return 0;
@@ -285,10 +300,11 @@ out:
 
 /* Opens path again when it is still the file id names: a descriptor moved
  * out of the way, or -1. The folder may be anyone's: the name may now be a
- * symlink, a FIFO or another file, none of which is taken. */
+ * symlink (the file is opened with O_NOFOLLOW, the folder only as one), a
+ * FIFO or another file, none of which is taken. */
 static int reopen(const char *path, int flags, const struct os_file_id *id)
 {
-	int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -1;
 	if (!os_fd_is(fd, id)) {
@@ -310,7 +326,7 @@ int heap_fd(struct heap *h)
 	pthread_mutex_lock(&fd_lock);
 	fd = h->fd;
 	if (fd >= 0 && !os_fd_is(fd, &h->id)) {
-		fd = h->path[0] ? reopen(h->path, O_RDWR, &h->id) : -1;
+		fd = h->path[0] ? reopen(h->path, O_RDWR | O_NOFOLLOW, &h->id) : -1;
 		if (fd >= 0)
 			__atomic_store_n(&h->fd, fd, __ATOMIC_RELEASE);
 	}
@@ -328,7 +344,7 @@ int heap_dirfd(struct heap *h)
 	pthread_mutex_lock(&fd_lock);
 	fd = h->dirfd;
 	if (fd >= 0 && !os_fd_is(fd, &h->dir_id)) {
-		fd = reopen(options_get()->dir, O_RDONLY | O_DIRECTORY, &h->dir_id);
+		fd = h->dir[0] ? reopen(h->dir, O_RDONLY | O_DIRECTORY, &h->dir_id) : -1;
 		if (fd >= 0)
 			__atomic_store_n(&h->dirfd, fd, __ATOMIC_RELEASE);
 	}
@@ -364,12 +380,10 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 	int fd = heap_fd(h);
 	if (fd < 0) {
 		errno = ENOMEM;
-		stat_add(alloc_failures, 1);
 		goto out;
 	}
 	if ((err = os_grow(fd, off + size))) {
 		errno = err == EFBIG ? ENOMEM : err;
-		stat_add(alloc_failures, 1);
 		goto out;
 	}
 	if ((err = os_map_shared(fd, off, size, h->base + off)) ||
@@ -377,9 +391,8 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		/* Give the address range back to the reservation, the bytes to the
 		 * filesystem. */
 		mmap(h->base + off, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-		os_grow(fd, off);
+		os_shrink(fd, off);
 		errno = err == ENOSPC ? ENOMEM : err;
-		stat_add(alloc_failures, 1);
 		goto out;
 	}
 	sb = (struct superblock *)(h->base + off);
@@ -544,8 +557,10 @@ static void inherit(char *base, size_t size)
 void heap_fork_child(void)
 {
 	if (rh_heap) {
+		/* Without our descriptor (the program took its number), the heap's
+		 * own records tell which pages hold data. */
 		int fd = os_fd_is(own.fd, &own.id) ? own.fd : -1;
-		if (os_map_private_copy(fd, own.base, own.mapped_end))
+		if (os_map_private_copy(fd, own.base, own.mapped_end, alloc_copy_data, &own))
 			rh_warn("fork: cannot copy the parent's heap; the child shares it");
 		heap_close(&own);
 		inherit(own.base, own.reserve);
@@ -559,7 +574,8 @@ void heap_fork_child(void)
 		/* Blocks the parent attached are private copies in the child;
 		 * the parent still holds the references. */
 		int fd = os_fd_is(foreign[i].fd, &foreign[i].id) ? foreign[i].fd : -1;
-		os_map_private_copy(fd, foreign[i].base, foreign[i].mapped_end);
+		if (os_map_private_copy(fd, foreign[i].base, foreign[i].mapped_end, NULL, NULL))
+			rh_warn("fork: cannot copy %s; the child shares it", foreign[i].name);
 		heap_close(&foreign[i]);
 		foreign[i].fd = -1;
 	}
@@ -707,9 +723,9 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 	h->fd = fd;
 	h->id.dev = (uint64_t)st.st_dev;
 	h->id.ino = (uint64_t)st.st_ino;
-	snprintf(h->path, sizeof(h->path), "%s/%s", opt->dir, ref->heap);
+	set_paths(h, opt->dir, ref->heap);
 	h->page_shift = (unsigned)__builtin_ctzl(os_page_size());
-	h->reserve = reserve_size(fd, (uint64_t)st.st_size);
+	h->reserve = reserve_size(fd, (uint64_t)st.st_size, 16);
 	h->instance = hdr.instance;
 	h->pid = hdr.creator_pid;
 	memcpy(h->name, ref->heap, strlen(ref->heap) + 1);
@@ -723,7 +739,7 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 	h->hdr = base;
 	if ((err = map_more(h))) {
 		os_release(base, h->reserve);
-		close(fd);
+		heap_close(h);
 		h->fd = FOREIGN_RELEASED;
 		errno = err;
 		return NULL;

@@ -52,7 +52,9 @@ size_t os_page_size(void);
 int os_reserve(size_t size, size_t align, void **addr); /* PROT_NONE, no memory */
 int os_release(void *addr, size_t size);
 int os_map_shared(int fd, uint64_t offset, size_t size, void *at); /* MAP_FIXED */
-int os_map_private_copy(int fd, void *at, size_t size); /* after fork */
+/* After fork: the shared mapping at `at` becomes a private copy. The pages
+ * that hold data are found through fd, or copied by fill when fd is -1. */
+int os_map_private_copy(int fd, void *at, size_t size, void (*fill)(char *copy, const void *arg), const void *arg);
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */
 struct os_file_id {
@@ -63,7 +65,8 @@ bool os_fd_is(int fd, const struct os_file_id *id);
 int os_fd_high(int fd);                                 /* moved out of the way */
 int os_commit(int fd, uint64_t offset, size_t size);    /* posix_fallocate */
 int os_decommit(int fd, uint64_t offset, size_t size);  /* FALLOC_FL_PUNCH_HOLE */
-int os_grow(int fd, uint64_t size);                     /* ftruncate */
+int os_grow(int fd, uint64_t size);                     /* ftruncate, within RLIMIT_FSIZE */
+int os_shrink(int fd, uint64_t size);                   /* ftruncate */
 int os_lock_byte(int fd, uint64_t offset);              /* F_OFD_SETLK write lock */
 uint64_t os_now_ns(clockid_t clock);                    /* clock_gettime, in ns */
 int os_lock_held(int fd, uint64_t offset, bool *held);  /* F_OFD_GETLK */
@@ -91,7 +94,8 @@ struct heap {
 	bool unlinked;
 	long attached;              /* references held through it (attached heaps) */
 	char name[RH_HEAP_NAME_LEN];
-	char path[320];
+	char dir[320];              /* the folder's absolute path ("": too long) */
+	char path[320];             /* the file's, the same way */
 };
 extern struct heap *rh_heap;    /* this process's heap, NULL until made */
 
@@ -136,6 +140,11 @@ void alloc_trim(void);
 void alloc_fork_prepare(void);
 void alloc_fork_parent(void);
 void alloc_fork_child(void);
+/* Copies the pages of the heap `arg` that hold data into copy, at the same
+ * offsets, from its own records: the header, the committed pages of data
+ * superblocks, the journals up to their last record. For fork, when the
+ * heap's descriptor is lost; its locks must be held. */
+void alloc_copy_data(char *copy, const void *arg);
 void alloc_stats(struct rh_shm_stats *st);
 
 /* --- journal.c: modules and call sites. ---------------------------------- */

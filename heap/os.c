@@ -59,15 +59,16 @@ int os_map_shared(int fd, uint64_t offset, size_t size, void *at)
  * anonymous copy at the same address. Only ranges that hold data are copied
  * (lseek SEEK_DATA/SEEK_HOLE, which tmpfs supports), so a large sparse heap
  * costs little; the switch itself is one mremap(MREMAP_FIXED). */
-int os_map_private_copy(int fd, void *at, size_t size)
+int os_map_private_copy(int fd, void *at, size_t size, void (*fill)(char *copy, const void *arg), const void *arg)
 {
-	/* The descriptor tells which pages hold data: without it, nothing. */
-	if (fd < 0)
+	if (fd < 0 && !fill)
 		return EBADF;
 	char *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (copy == MAP_FAILED)
 		return errno;
-	off_t pos = 0;
+	if (fd < 0)
+		fill(copy, arg);
+	off_t pos = fd < 0 ? (off_t)size : 0;
 	while ((uint64_t)pos < size) {
 		off_t data = lseek(fd, pos, SEEK_DATA);
 		if (data < 0 && errno != ENXIO) {
@@ -139,6 +140,11 @@ int os_decommit(int fd, uint64_t offset, size_t size)
 	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)size) == 0)
 		return 0;
 	return errno;
+}
+
+int os_shrink(int fd, uint64_t size)
+{
+	return ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
 }
 
 int os_grow(int fd, uint64_t size)

@@ -649,6 +649,65 @@ static void descriptor_taken_scenario(void)
 	exit(0);
 }
 
+/* Worse: the descriptor taken and the name gone, so the heap cannot open its
+ * file again. A forked child still gets private copies (the heap's own
+ * records tell which pages hold data), and writes nothing into its parent. */
+static void descriptor_lost_fork_scenario(void)
+{
+	enum { N = 40 };
+	unsigned char *b[N];
+	char path[512], moved[520], link[64], to[512];
+	for (int i = 0; i < N; i++) {
+		size_t n = i % 4 == 3 ? (size_t)300000 : (size_t)(40 + i * 70);
+		CHECK((b[i] = rh_shm_alloc(n)));
+		memset(b[i], 0x40 + i, n);
+	}
+	snprintf(path, sizeof(path), "%s/heap-%d", test_dir, (int)getpid());
+	snprintf(moved, sizeof(moved), "%s.moved", path);
+	int hfd = -1;
+	for (int fd = 3; fd < 4096 && hfd < 0; fd++) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, to, sizeof(to) - 1);
+		if (n > 0 && (to[n] = 0, strcmp(to, path) == 0))
+			hfd = fd;
+	}
+	CHECK(hfd >= 0);
+	CHECK(rename(path, moved) == 0);
+	int v = open("/dev/null", O_RDWR | O_CLOEXEC);
+	CHECK(v >= 0 && dup2(v, hfd) == hfd);
+	fflush(NULL);
+	pid_t c = fork();
+	CHECK(c >= 0);
+	if (c == 0) {
+		for (int i = 0; i < N; i++) {
+			size_t n = i % 4 == 3 ? (size_t)300000 : (size_t)(40 + i * 70);
+			for (size_t k = 0; k < n; k++)
+				if (b[i][k] != 0x40 + i)
+					_exit(3);
+			memset(b[i], 0xee, n);
+		}
+		_exit(0);
+	}
+	int st;
+	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (int i = 0; i < N; i++) {
+		size_t n = i % 4 == 3 ? (size_t)300000 : (size_t)(40 + i * 70);
+		for (size_t k = 0; k < n; k++)
+			CHECK(b[i][k] == 0x40 + i);
+	}
+	CHECK(rename(moved, path) == 0);
+	exit(0);
+}
+
+static void test_lifecycle_fork_without_the_heap_descriptor(void **state)
+{
+	(void)state;
+	int status = test_in_child(descriptor_lost_fork_scenario);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("descriptor lost scenario failed (status %#x; see the line above)", status);
+	assert_int_equal(test_dir_count(), 0);
+}
+
 static void test_lifecycle_descriptor_taken_by_the_program(void **state)
 {
 	(void)state;
@@ -766,6 +825,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_descriptor_taken_by_the_program, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_without_the_heap_descriptor, empty, reap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

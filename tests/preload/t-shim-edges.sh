@@ -18,7 +18,7 @@ done
 
 D=$(mktemp -d /dev/shm/rh-shim-edges.XXXXXX) || fail mktemp
 V=$(mktemp "${TMPDIR:-/tmp}/rh-shim-edges.XXXXXX") || fail mktemp
-trap 'rm -rf "$D" "$V" "$V.err"' EXIT INT TERM
+trap 'rm -rf "$D" "$V" "$V.err" "$V.link"' EXIT INT TERM
 export RH_SHM_DIR=$D
 unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE \
 	RH_SHMALLOC_THREAD_NUM_POOLS RH_SHMALLOC_POLICY
@@ -52,11 +52,14 @@ echo "ok huge alignment"
 # own (dup2 over them, or close everything and dup2): the heap reopens its
 # file, stays locked, grows, forks and is removed at exit; the file is never
 # written.
+ln -s "$D" "$V.link" || fail "ln -s"
 for mode in dup2 closeall; do
-	printf 'victim\n' > "$V"
-	shim "$PROGS/shim_edges" fd-taken $mode "$V" || fail "fd-taken $mode"
-	[ "$(cat "$V")" = victim ] || fail "fd-taken $mode: the program's file was written"
-	no_heaps "fd-taken $mode"
+	for dir in "$D" "$V.link"; do
+		printf 'victim\n' > "$V"
+		RH_SHM_DIR=$dir shim "$PROGS/shim_edges" fd-taken $mode "$V" || fail "fd-taken $mode in $dir"
+		[ "$(cat "$V")" = victim ] || fail "fd-taken $mode: the program's file was written"
+		no_heaps "fd-taken $mode in $dir"
+	done
 done
 echo "ok descriptors taken by the program"
 
