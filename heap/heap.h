@@ -31,7 +31,7 @@ struct options {
 	size_t min_size;           /* RH_SHMALLOC_MIN_SIZE */
 	bool keep;                 /* RH_SHMALLOC_KEEP */
 	bool leak_scan;            /* RH_SHMALLOC_LEAK_SCAN (preload/leakscan.c) */
-	char dir[256];             /* RH_SHM_DIR */
+	char dir[4096];            /* RH_SHM_DIR */
 };
 #define RH_DEFAULT_TRACE_DEPTH 12
 #define RH_MAX_TRACE_DEPTH 64

@@ -127,6 +127,10 @@ __attribute__((constructor)) static void preload_init(void)
 }
 
 /* Ready for a shared allocation of n bytes on this thread? */
+static void *next_sym(const char *name);
+
+static __thread int saved_errno __attribute__((tls_model("initial-exec")));
+
 static inline bool take(size_t n)
 {
 	if (unlikely(state != ENABLED)) {
@@ -138,11 +142,16 @@ static inline bool take(size_t n)
 	if (busy || n < min_size)
 		return false;
 	busy = 1;
+	saved_errno = errno;
 	return true;
 }
 
+/* An allocation made leaves errno as it was, whatever failed on the way
+ * (making the heap, a full folder, libunwind's probes). */
 static inline void *done(void *p)
 {
+	if (p)
+		errno = saved_errno;
 	busy = 0;
 	return p;
 }
@@ -375,7 +384,14 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 
 EXPORT void *aligned_alloc(size_t align, size_t n)
 {
+	/* An alignment that is not a power of two: glibc before 2.38 rounds it
+	 * up, later ones refuse it. Its own answer, whichever it gives. */
 	if (align == 0 || (align & (align - 1))) {
+		static void *(*real)(size_t, size_t);
+		if (!real)
+			real = (void *(*)(size_t, size_t))next_sym("aligned_alloc");
+		if (real)
+			return real(align, n);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -384,9 +400,14 @@ EXPORT void *aligned_alloc(size_t align, size_t n)
 
 EXPORT void *memalign(size_t align, size_t n)
 {
-	/* As glibc: an alignment that is not a power of two is rounded up. */
+	/* As glibc: an alignment that is not a power of two is rounded up;
+	 * one past the largest power of two is invalid. */
+	if (align > SIZE_MAX / 2 + 1) {
+		errno = EINVAL;
+		return NULL;
+	}
 	size_t a = 1;
-	while (a < align && a < ((size_t)1 << 40))
+	while (a < align)
 		a <<= 1;
 	return aligned(a, n);
 }
@@ -411,8 +432,6 @@ EXPORT size_t malloc_usable_size(void *p)
 {
 	return p ? usable(p) : 0;
 }
-
-static void *next_sym(const char *name);
 
 /* malloc_trim: our free pages go back to the file too. */
 EXPORT int malloc_trim(size_t pad)

@@ -18,7 +18,7 @@ done
 
 D=$(mktemp -d /dev/shm/rh-shim-edges.XXXXXX) || fail mktemp
 V=$(mktemp "${TMPDIR:-/tmp}/rh-shim-edges.XXXXXX") || fail mktemp
-trap 'rm -rf "$D" "$V" "$V.err" "$V.link"' EXIT INT TERM
+trap 'rm -rf "$D" "$V" "$V.err" "$V.link" "$V.plain" "$V.shim"' EXIT INT TERM
 export RH_SHM_DIR=$D
 unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE \
 	RH_SHMALLOC_THREAD_NUM_POOLS RH_SHMALLOC_POLICY
@@ -41,6 +41,16 @@ echo "ok thread exits"
 shim "$PROGS/shim_edges" overflow || fail "realloc or pvalloc near SIZE_MAX"
 no_heaps overflow
 echo "ok realloc and pvalloc overflow"
+
+# malloc's corner cases return what the C library's return and leave errno
+# as it leaves it, also when the heap cannot be made (a missing folder).
+"$PROGS/shim_edges" api-corners > "$V.plain" || fail "api-corners without the shim"
+for dir in "$D" "$D/missing"; do
+	RH_SHM_DIR=$dir shim "$PROGS/shim_edges" api-corners > "$V.shim" 2> "$V.err" || fail "api-corners in $dir"
+	diff "$V.plain" "$V.shim" || fail "api-corners in $dir: not as the C library"
+done
+no_heaps api-corners
+echo "ok return values and errno as the C library's"
 
 # An alignment the heap refuses goes to the C library, and later large
 # blocks still go to the heap.

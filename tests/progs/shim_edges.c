@@ -12,6 +12,9 @@
  *                    its parent allocated
  *   huge-align       an alignment the heap refuses (2 GiB) is served by the C
  *                    library, and the next large block is shared all the same
+ *   api-corners      prints what malloc's corner cases return and leave in
+ *                    errno; run with and without the shim, the two outputs
+ *                    must be the same
  *   fd-taken MODE F  the program takes the numbers of the heap's descriptors
  *                    (of its file and its folder) for file F: with dup2 over
  *                    them (MODE dup2) or after closing every descriptor from 3
@@ -202,6 +205,47 @@ static int huge_align(void)
 	return 0;
 }
 
+static int api_corners(void)
+{
+	void *p, *q;
+	int r;
+	errno = 0;
+	p = malloc(100);
+	printf("malloc(100): errno %d\n", errno);
+	free(p);
+	errno = 0;
+	p = calloc(3, 1000);
+	printf("calloc(3, 1000): errno %d\n", errno);
+	free(p);
+	static const size_t aligns[] = { 0, 3, 24, 48, 64 };
+	for (size_t i = 0; i < sizeof(aligns) / sizeof(aligns[0]); i++) {
+		errno = 0;
+		p = aligned_alloc(aligns[i], 10);
+		printf("aligned_alloc(%zu, 10): %s, errno %d\n", aligns[i], p ? "a block" : "NULL", errno);
+		free(p);
+	}
+	errno = 0;
+	p = memalign(SIZE_MAX / 2 + 2, 1);
+	printf("memalign(SIZE_MAX / 2 + 2, 1): %s, errno %d\n", p ? "a block" : "NULL", errno);
+	errno = 0;
+	p = memalign((size_t)1 << 41, 16);
+	printf("memalign(2^41, 16): %s, errno %d\n", p ? ((uintptr_t)p & (((size_t)1 << 41) - 1) ? "misaligned" : "a block") : "NULL", errno);
+	free(p);
+	errno = 0;
+	r = posix_memalign(&q, (size_t)1 << 31, 100);
+	printf("posix_memalign(2^31, 100): %d, errno %d\n", r, errno);
+	if (r == 0)
+		free(q);
+	errno = 0;
+	r = posix_memalign(&q, 24, 100);
+	printf("posix_memalign(24, 100): %d, errno %d\n", r, errno);
+	errno = 0;
+	p = realloc(NULL, 50);
+	printf("realloc(NULL, 50): errno %d\n", errno);
+	free(p);
+	return 0;
+}
+
 /* The descriptor whose link is `target` exactly, or -1. */
 static int fd_of(const char *target)
 {
@@ -365,9 +409,11 @@ int main(int argc, char **argv)
 		return fork_depth(n > 0 ? n : 70);
 	if (strcmp(what, "huge-align") == 0)
 		return huge_align();
+	if (strcmp(what, "api-corners") == 0)
+		return api_corners();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
-		"       shim_edges fd-taken dup2|closeall FILE\n");
+		"       shim_edges api-corners | fd-taken dup2|closeall FILE\n");
 	return 2;
 }
