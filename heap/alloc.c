@@ -1372,38 +1372,52 @@ void alloc_stats(struct rh_shm_stats *st)
 	}
 }
 
-void alloc_copy_data(char *copy, const void *arg)
+int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end)
 {
 	const struct heap *h = arg;
 	uint64_t page = (uint64_t)1 << h->page_shift;
-	uint64_t end = h->hdr->superblocks_end, hsize = h->hdr->header_size;
-	if (end > h->mapped_end)
-		end = h->mapped_end;
-	memcpy(copy, h->base, hsize < end ? hsize : end);
-	for (uint64_t off = hsize; off < end;) {
+	uint64_t top = h->hdr->superblocks_end, hsize = h->hdr->header_size;
+	if (top > h->mapped_end)
+		top = h->mapped_end;
+	if (pos < hsize) {
+		*start = pos;
+		*end = hsize < top ? hsize : top;
+		return *end > pos;
+	}
+	for (uint64_t off = hsize; off < top;) {
 		struct superblock *sb = (struct superblock *)(h->base + off);
-		if (sb->size < page || sb->size > end - off)
+		if (sb->size < page || sb->size > top - off)
 			break;
-		if (sb->kind == RH_SB_JOURNAL) {
-			uint64_t n = (sb->journal_end + page - 1) & ~(page - 1);
-			memcpy(copy + off, sb, n < sb->size ? n : sb->size);
-		} else {
-			const uint64_t *bits = commit_bits(sb);
-			for (uint32_t i = 0; i < sb->npages;) {
-				if (!bit_get(bits, i)) {
-					i++;
-					continue;
+		uint64_t sb_end = off + sb->size;
+		if (pos < sb_end) {
+			if (sb->kind == RH_SB_JOURNAL) {
+				uint64_t n = (sb->journal_end + page - 1) & ~(page - 1);
+				uint64_t s = pos > off ? pos : off, e = off + (n < sb->size ? n : sb->size);
+				if (s < e) {
+					*start = s;
+					*end = e;
+					return 1;
 				}
-				uint32_t j = i;
-				while (j < sb->npages && bit_get(bits, j))
-					j++;
-				memcpy(copy + off + ((uint64_t)i << h->page_shift), (char *)sb + ((uint64_t)i << h->page_shift),
-					(size_t)(j - i) << h->page_shift);
-				i = j;
+			} else {
+				const uint64_t *bits = commit_bits(sb);
+				uint32_t npages = sb->npages < (sb->size >> h->page_shift) ? sb->npages :
+					(uint32_t)(sb->size >> h->page_shift);
+				uint32_t i = pos > off ? (uint32_t)((pos - off) >> h->page_shift) : 0;
+				while (i < npages && !bit_get(bits, i))
+					i++;
+				if (i < npages) {
+					uint32_t j = i;
+					while (j < npages && bit_get(bits, j))
+						j++;
+					*start = off + ((uint64_t)i << h->page_shift);
+					*end = off + ((uint64_t)j << h->page_shift);
+					return 1;
+				}
 			}
 		}
-		off += sb->size;
+		off = sb_end;
 	}
+	return 0;
 }
 
 __attribute__((constructor)) static void alloc_init(void)

@@ -559,9 +559,14 @@ void heap_fork_child(void)
 	if (rh_heap) {
 		/* Without our descriptor (the program took its number), the heap's
 		 * own records tell which pages hold data. */
-		int fd = os_fd_is(own.fd, &own.id) ? own.fd : -1;
-		if (os_map_private_copy(fd, own.base, own.mapped_end, alloc_copy_data, &own))
-			rh_warn("fork: cannot copy the parent's heap; the child shares it");
+		int fd = own.fd, err = os_fd_is(fd, &own.id) ?
+			os_map_private_copy(own.base, own.mapped_end, os_fd_data_runs, &fd) :
+			os_map_private_copy(own.base, own.mapped_end, alloc_data_runs, &own);
+		if (err) {
+			rh_warn("fork: cannot copy the parent's heap (%s); the child cannot use it",
+				strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error");
+			os_map_none(own.base, own.mapped_end);
+		}
 		heap_close(&own);
 		inherit(own.base, own.reserve);
 		rh_heap = NULL;
@@ -573,9 +578,12 @@ void heap_fork_child(void)
 			continue;
 		/* Blocks the parent attached are private copies in the child;
 		 * the parent still holds the references. */
-		int fd = os_fd_is(foreign[i].fd, &foreign[i].id) ? foreign[i].fd : -1;
-		if (os_map_private_copy(fd, foreign[i].base, foreign[i].mapped_end, NULL, NULL))
-			rh_warn("fork: cannot copy %s; the child shares it", foreign[i].name);
+		int fd = foreign[i].fd;
+		if (!os_fd_is(fd, &foreign[i].id) ||
+		    os_map_private_copy(foreign[i].base, foreign[i].mapped_end, os_fd_data_runs, &fd)) {
+			rh_warn("fork: cannot copy %s; the child cannot use it", foreign[i].name);
+			os_map_none(foreign[i].base, foreign[i].mapped_end);
+		}
 		heap_close(&foreign[i]);
 		foreign[i].fd = -1;
 	}

@@ -52,9 +52,14 @@ size_t os_page_size(void);
 int os_reserve(size_t size, size_t align, void **addr); /* PROT_NONE, no memory */
 int os_release(void *addr, size_t size);
 int os_map_shared(int fd, uint64_t offset, size_t size, void *at); /* MAP_FIXED */
-/* After fork: the shared mapping at `at` becomes a private copy. The pages
- * that hold data are found through fd, or copied by fill when fd is -1. */
-int os_map_private_copy(int fd, void *at, size_t size, void (*fill)(char *copy, const void *arg), const void *arg);
+/* Where data is in a heap: the first run [*start, *end) at or after pos.
+ * 1, 0 when there is none, or minus an errno. */
+typedef int (*os_data_runs_fn)(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end);
+int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end); /* arg: int *fd */
+/* After fork: the shared mapping at `at` becomes a private copy of its runs
+ * of data, its holes zeros. 0 or an errno (the rest still shared). */
+int os_map_private_copy(void *at, size_t size, os_data_runs_fn runs, const void *arg);
+void os_map_none(void *at, size_t size);
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */
 struct os_file_id {
@@ -140,11 +145,11 @@ void alloc_trim(void);
 void alloc_fork_prepare(void);
 void alloc_fork_parent(void);
 void alloc_fork_child(void);
-/* Copies the pages of the heap `arg` that hold data into copy, at the same
- * offsets, from its own records: the header, the committed pages of data
- * superblocks, the journals up to their last record. For fork, when the
- * heap's descriptor is lost; its locks must be held. */
-void alloc_copy_data(char *copy, const void *arg);
+/* The runs of data of the heap `arg` (os_data_runs_fn), from its own
+ * records: the header, the committed pages of data superblocks, the
+ * journals up to their last record. For fork, when the heap's descriptor is
+ * lost; its locks must be held. */
+int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end);
 void alloc_stats(struct rh_shm_stats *st);
 
 /* --- journal.c: modules and call sites. ---------------------------------- */

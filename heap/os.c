@@ -59,38 +59,70 @@ int os_map_shared(int fd, uint64_t offset, size_t size, void *at)
  * anonymous copy at the same address. Only ranges that hold data are copied
  * (lseek SEEK_DATA/SEEK_HOLE, which tmpfs supports), so a large sparse heap
  * costs little; the switch itself is one mremap(MREMAP_FIXED). */
-int os_map_private_copy(int fd, void *at, size_t size, void (*fill)(char *copy, const void *arg), const void *arg)
+int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end)
 {
-	if (fd < 0 && !fill)
-		return EBADF;
-	char *copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (copy == MAP_FAILED)
-		return errno;
-	if (fd < 0)
-		fill(copy, arg);
-	off_t pos = fd < 0 ? (off_t)size : 0;
-	while ((uint64_t)pos < size) {
-		off_t data = lseek(fd, pos, SEEK_DATA);
-		if (data < 0 && errno != ENXIO) {
-			int e = errno;
-			munmap(copy, size);
-			return e;
-		}
-		if (data < 0 || (uint64_t)data >= size)
+	int fd = *(const int *)arg;
+	off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
+	if (data < 0)
+		return errno == ENXIO ? 0 : -errno;
+	off_t hole = lseek(fd, data, SEEK_HOLE);
+	if (hole < 0)
+		return -errno;
+	*start = (uint64_t)data;
+	*end = (uint64_t)hole;
+	return 1;
+}
+
+/* A copy made a piece at a time, so that it needs no more address space or
+ * memory at once than a piece beyond what the copy itself takes. */
+#define COPY_PIECE ((size_t)64 << 20)
+
+int os_map_private_copy(void *at, size_t size, os_data_runs_fn runs, const void *arg)
+{
+	char *base = at;
+	uint64_t pos = 0;
+	int err = 0;
+	while (pos < size && !err) {
+		uint64_t s = size, e = size;
+		int found = runs(arg, pos, &s, &e);
+		if (found < 0) {
+			err = -found;
 			break;
-		off_t hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
-			hole = (off_t)size;
-		memcpy(copy + data, (char *)at + data, (size_t)(hole - data));
-		pos = hole;
+		}
+		if (!found || s > size)
+			s = e = size;
+		if (e > size)
+			e = size;
+		/* Holes read as zeros (tmpfs counts pages reserved but never
+		 * written as holes too) and are no longer the parent's. */
+		if (s > pos && mmap(base + pos, s - pos, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
+			err = errno;
+			break;
+		}
+		for (uint64_t c = s; c < e && !err; c += COPY_PIECE) {
+			size_t n = e - c < COPY_PIECE ? (size_t)(e - c) : COPY_PIECE;
+			char *copy = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (copy == MAP_FAILED) {
+				err = errno;
+				break;
+			}
+			memcpy(copy, base + c, n);
+			if (mremap(copy, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, base + c) == MAP_FAILED) {
+				err = errno;
+				munmap(copy, n);
+			}
+		}
+		pos = e > pos ? e : size;
 	}
-	void *p = mremap(copy, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, at);
-	if (p == MAP_FAILED) {
-		int e = errno;
-		munmap(copy, size);
-		return e;
-	}
-	return 0;
+	return err;
+}
+
+/* What os_map_private_copy could not copy is made inaccessible, so that the
+ * child can never write into its parent's heap. */
+void os_map_none(void *at, size_t size)
+{
+	mmap(at, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 }
 
 /* Descriptors of ours sit high, out of the way of the numbers programs
