@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +49,12 @@ static bool options_loaded;
 static uint64_t create_retry_ns;  /* no new attempt before this (monotonic) */
 static int create_errno;
 static int fork_pipe[2] = { -1, -1 };
+/* When no pipe can be had (no descriptor left): a shared page the child
+ * writes its PID and then "done" to. */
+static struct fork_sync {
+	_Atomic int child;
+	_Atomic uint32_t done;
+} *fork_sync;
 
 struct process_stats rh_stats;
 
@@ -506,8 +516,31 @@ void heap_fork_prepare(void)
 	alloc_fork_prepare();
 	pthread_mutex_lock(&grow_lock);
 	pthread_mutex_lock(&fd_lock);
-	if (anything_mapped() && pipe2(fork_pipe, O_CLOEXEC) != 0)
+	if (anything_mapped() && pipe2(fork_pipe, O_CLOEXEC) != 0) {
 		fork_pipe[0] = fork_pipe[1] = -1;
+		void *m = mmap(NULL, sizeof(*fork_sync), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		fork_sync = m == MAP_FAILED ? NULL : m;
+	}
+}
+
+/* The parent's wait on fork_sync: until the child is done, has died, or
+ * (fork failed, so no child ever says its PID) a second went by. */
+static void fork_sync_wait(void)
+{
+	for (unsigned ms = 0; !atomic_load(&fork_sync->done); ms++) {
+		pid_t c = atomic_load(&fork_sync->child);
+		if (c > 0) {
+			siginfo_t si = { 0 };
+			if (waitid(P_PID, (id_t)c, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == c)
+				break;
+		} else if (ms >= 1000) {
+			break;
+		}
+		struct timespec ts = { 0, 1000000 };
+		syscall(SYS_futex, &fork_sync->done, FUTEX_WAIT, 0, &ts, NULL, 0);
+	}
+	munmap(fork_sync, sizeof(*fork_sync));
+	fork_sync = NULL;
 }
 
 /* The parent waits until the child has copied the shared mappings, so the
@@ -522,6 +555,8 @@ void heap_fork_parent(void)
 			;
 		close(fork_pipe[0]);
 		fork_pipe[0] = fork_pipe[1] = -1;
+	} else if (fork_sync) {
+		fork_sync_wait();
 	}
 	pthread_mutex_unlock(&fd_lock);
 	pthread_mutex_unlock(&grow_lock);
@@ -556,6 +591,8 @@ static void inherit(char *base, size_t size)
  * new allocations go to a heap of its own. */
 void heap_fork_child(void)
 {
+	if (fork_sync)
+		atomic_store(&fork_sync->child, getpid());
 	if (rh_heap) {
 		/* Without our descriptor (the program took its number), the heap's
 		 * own records tell which pages hold data. */
@@ -594,6 +631,11 @@ void heap_fork_child(void)
 		close(fork_pipe[0]);
 		close(fork_pipe[1]);
 		fork_pipe[0] = fork_pipe[1] = -1;
+	} else if (fork_sync) {
+		atomic_store(&fork_sync->done, 1);
+		syscall(SYS_futex, &fork_sync->done, FUTEX_WAKE, 1, NULL, NULL, 0);
+		munmap(fork_sync, sizeof(*fork_sync));
+		fork_sync = NULL;
 	}
 	create_errno = 0;
 	memset(&rh_stats, 0, sizeof(rh_stats));

@@ -99,6 +99,12 @@ if command -v bash > /dev/null; then
 	echo "ok missing folder"
 fi
 
+# Fork with no descriptor left for the pipe the parent waits on while the
+# child copies the heap: it waits all the same.
+shim "$PROGS/shim_edges" fork-no-fds || fail "fork-no-fds"
+no_heaps fork-no-fds
+echo "ok fork with no descriptor left"
+
 # 70 nested generations of fork, each child freeing its parent's block.
 shim "$PROGS/shim_edges" fork-depth 70 || fail "70 nested forks"
 no_heaps fork-depth

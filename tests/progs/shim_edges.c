@@ -12,6 +12,9 @@
  *                    its parent allocated
  *   huge-align       an alignment the heap refuses (2 GiB) is served by the C
  *                    library, and the next large block is shared all the same
+ *   fork-no-fds      forks with every descriptor taken, so the heap gets no
+ *                    pipe to wait on the child's copy: the parent's writes
+ *                    right after fork must still not reach the child
  *   api-corners      prints what malloc's corner cases return and leave in
  *                    errno; run with and without the shim, the two outputs
  *                    must be the same
@@ -33,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -202,6 +206,45 @@ static int huge_align(void)
 		fprintf(stderr, "huge-align: a 2 MiB block right after it is not in the heap\n");
 		return 1;
 	}
+	return 0;
+}
+
+static int fork_no_fds(void)
+{
+	enum { SIZE = 96 << 20 };
+	char *b = malloc(SIZE);
+	if (!b)
+		return 1;
+	memset(b, 'P', SIZE);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1;
+	rl.rlim_cur = 256;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1;
+	while (open("/dev/null", O_RDONLY) >= 0)
+		;
+	for (int round = 0; round < 3; round++) {
+		fflush(NULL);
+		pid_t c = fork();
+		if (c < 0)
+			return 1;
+		if (c == 0) {
+			for (size_t k = 0; k < SIZE; k += 4096)
+				if (b[k] != 'P')
+					_exit(1);
+			_exit(0);
+		}
+		memset(b, 'Q', SIZE); /* right away, while the child may still copy */
+		int st;
+		if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "fork-no-fds: round %d: the child saw its parent's later writes (status %#x)\n",
+				round, st);
+			return 1;
+		}
+		memset(b, 'P', SIZE);
+	}
+	free(b);
 	return 0;
 }
 
@@ -409,11 +452,13 @@ int main(int argc, char **argv)
 		return fork_depth(n > 0 ? n : 70);
 	if (strcmp(what, "huge-align") == 0)
 		return huge_align();
+	if (strcmp(what, "fork-no-fds") == 0)
+		return fork_no_fds();
 	if (strcmp(what, "api-corners") == 0)
 		return api_corners();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
-		"       shim_edges api-corners | fd-taken dup2|closeall FILE\n");
+		"       shim_edges api-corners | fork-no-fds | fd-taken dup2|closeall FILE\n");
 	return 2;
 }
