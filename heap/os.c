@@ -127,17 +127,18 @@ void os_map_none(void *at, size_t size)
 
 /* Descriptors of ours sit high, out of the way of the numbers programs
  * pick themselves (`exec 6>file` in a shell, dup2 onto 3 in a daemon):
- * 32 below the soft limit, or below 1024 when the limit is higher, so the
- * kernel's descriptor table stays small. */
+ * 32 below the soft limit (8 below a limit under 128), or below 1024 when
+ * the limit is higher, so the kernel's descriptor table stays small. */
 int os_fd_high(int fd)
 {
 	struct rlimit rl;
 	if (fd < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return fd;
 	rlim_t top = rl.rlim_cur < 1024 ? rl.rlim_cur : 1024;
-	if (top < 128 || (rlim_t)fd >= top - 32)
+	rlim_t from = top >= 128 ? top - 32 : top - 8;
+	if (top < 16 || (rlim_t)fd >= from)
 		return fd;
-	int high = fcntl(fd, F_DUPFD_CLOEXEC, (int)(top - 32));
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, (int)from);
 	if (high < 0)
 		return fd;
 	close(fd);
