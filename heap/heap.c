@@ -383,10 +383,14 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 	pthread_mutex_lock(&grow_lock);
 	struct heap_header *hdr = h->hdr;
 	uint64_t off = hdr->superblocks_end;
-	if (size > h->reserve || off > h->reserve - size) {
+	uint64_t cap = h->trimmed ? h->limit : h->reserve;
+	if (size > cap || off > cap - size) {
 		errno = ENOMEM;
 		goto out;
 	}
+	/* Past what we hold (the reservation was trimmed): only where the
+	 * address space is still free. */
+	bool beyond = off + size > h->reserve;
 	int fd = heap_fd(h);
 	if (fd < 0) {
 		errno = ENOMEM;
@@ -396,11 +400,20 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		errno = err == EFBIG ? ENOMEM : err;
 		goto out;
 	}
-	if ((err = os_map_shared(fd, off, size, h->base + off)) ||
-	    (err = os_commit(fd, off, header_size))) {
-		/* Give the address range back to the reservation, the bytes to the
-		 * filesystem. */
-		mmap(h->base + off, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if ((err = beyond ? os_map_shared_new(fd, off, size, h->base + off) : os_map_shared(fd, off, size, h->base + off))) {
+		if (!beyond)
+			os_release_to_reservation(h->base + off, size);
+		os_shrink(fd, off);
+		errno = err == ENOSPC || err == EEXIST ? ENOMEM : err;
+		goto out;
+	}
+	if ((err = os_commit(fd, off, header_size))) {
+		/* Give the address range back to the reservation (or to the
+		 * system, past it), the bytes to the filesystem. */
+		if (beyond)
+			munmap(h->base + off, size);
+		else
+			os_release_to_reservation(h->base + off, size);
 		os_shrink(fd, off);
 		errno = err == ENOSPC ? ENOMEM : err;
 		goto out;
@@ -416,11 +429,38 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		sb->journal_end = header_size;
 	__atomic_store_n(&sb->magic, RH_SB_MAGIC, __ATOMIC_RELEASE);
 	h->mapped_end = off + size;
+	if (beyond)
+		__atomic_store_n(&h->reserve, off + size, __ATOMIC_RELEASE);
 	__atomic_store_n(&hdr->superblocks_end, off + size, __ATOMIC_RELEASE);
 	stat_add(superblocks, 1);
 out:
 	pthread_mutex_unlock(&grow_lock);
 	return sb;
+}
+
+static void trim(struct heap *h)
+{
+	uint64_t end = h->mapped_end;
+	if (h->trimmed || !h->base || end >= h->reserve)
+		return;
+	munmap(h->base + end, h->reserve - end);
+	h->limit = h->reserve;
+	h->trimmed = true;
+	__atomic_store_n(&h->reserve, end, __ATOMIC_RELEASE);
+}
+
+void heap_trim_reservations(void)
+{
+	pthread_mutex_lock(&grow_lock);
+	if (rh_heap)
+		trim(&own);
+	pthread_mutex_unlock(&grow_lock);
+	pthread_mutex_lock(&foreign_lock);
+	unsigned n = atomic_load(&nforeign);
+	for (unsigned i = 0; i < n; i++)
+		if (foreign[i].fd >= 0)
+			trim(&foreign[i]);
+	pthread_mutex_unlock(&foreign_lock);
 }
 
 struct heap *heap_of(const void *p)
@@ -697,13 +737,18 @@ static int map_more(struct heap *h)
 	if (fd < 0 || fstat(fd, &st) != 0)
 		return errno;
 	uint64_t end = (uint64_t)st.st_size & ~(((uint64_t)1 << h->page_shift) - 1);
-	if (end > h->reserve)
-		end = h->reserve;
+	uint64_t cap = h->trimmed ? h->limit : h->reserve;
+	if (end > cap)
+		end = cap;
 	if (end <= h->mapped_end)
 		return 0;
-	int err = os_map_shared(fd, h->mapped_end, end - h->mapped_end, h->base + h->mapped_end);
+	bool beyond = end > h->reserve;
+	int err = beyond ? os_map_shared_new(fd, h->mapped_end, end - h->mapped_end, h->base + h->mapped_end) :
+		os_map_shared(fd, h->mapped_end, end - h->mapped_end, h->base + h->mapped_end);
 	if (err)
-		return err;
+		return err == EEXIST ? ENOMEM : err;
+	if (beyond)
+		__atomic_store_n(&h->reserve, end, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->mapped_end, end, __ATOMIC_RELEASE);
 	return 0;
 }

@@ -51,7 +51,9 @@ _Noreturn void rh_assert_fail(const char *expr, const char *file, int line);
 size_t os_page_size(void);
 int os_reserve(size_t size, size_t align, void **addr); /* PROT_NONE, no memory */
 int os_release(void *addr, size_t size);
+void os_release_to_reservation(void *addr, size_t size); /* back to PROT_NONE */
 int os_map_shared(int fd, uint64_t offset, size_t size, void *at); /* MAP_FIXED */
+int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at); /* only where nothing is */
 /* Where data is in a heap: the first run [*start, *end) at or after pos.
  * 1, 0 when there is none, or minus an errno. */
 typedef int (*os_data_runs_fn)(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end);
@@ -87,7 +89,9 @@ int os_read_small(const char *path, char *buf, size_t size);
 struct heap {
 	char *base;
 	struct heap_header *hdr;    /* == base */
-	size_t reserve;             /* address space reserved at base */
+	size_t reserve;             /* address space held at base (ours: mapped or reserved) */
+	size_t limit;               /* trimmed: how far the heap may still grow */
+	bool trimmed;               /* the reservation past the mapping was given back */
 	uint64_t mapped_end;        /* file bytes mapped */
 	unsigned page_shift;
 	int fd;                     /* -1: a foreign heap inherited over fork; see heap_fd */
@@ -114,6 +118,9 @@ int heap_dirfd(struct heap *h);
 /* Appends a superblock; NULL with errno (ENOMEM when the folder is full). */
 struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, unsigned kind, unsigned pool);
 void heap_unlink_at_exit(void);
+/* Gives back the address space reserved past what each heap maps (for
+ * mlockall, and a lowered RLIMIT_AS); heaps grow on where it is free. */
+void heap_trim_reservations(void);
 void heap_fork_prepare(void);
 void heap_fork_parent(void);
 void heap_fork_child(void);

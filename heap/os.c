@@ -44,6 +44,11 @@ int os_reserve(size_t size, size_t align, void **addr)
 	return 0;
 }
 
+void os_release_to_reservation(void *addr, size_t size)
+{
+	mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
 int os_release(void *addr, size_t size)
 {
 	return munmap(addr, size) == 0 ? 0 : errno;
@@ -53,6 +58,18 @@ int os_map_shared(int fd, uint64_t offset, size_t size, void *at)
 {
 	void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)offset);
 	return p == MAP_FAILED ? errno : 0;
+}
+
+int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at)
+{
+	void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, (off_t)offset);
+	if (p == MAP_FAILED)
+		return errno;
+	if (p != at) { /* a kernel before 4.17 takes the flag for a hint */
+		munmap(p, size);
+		return EEXIST;
+	}
+	return 0;
 }
 
 /* Replaces the shared mapping [at, at+size) of file offset 0 by a private

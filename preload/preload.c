@@ -17,6 +17,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -496,6 +498,69 @@ EXPORT int pipe2(int fds[2], int flags)
 EXPORT int pipe(int fds[2])
 {
 	return pipe2(fds, 0);
+}
+
+/* --- Limits ------------------------------------------------------------------------ */
+
+/* mlockall(MCL_CURRENT) counts every mapping against RLIMIT_MEMLOCK, and a
+ * lowered RLIMIT_AS counts them against the new limit: the address space
+ * the heaps reserve but do not use yet is given back first. */
+EXPORT int mlockall(int flags)
+{
+	static int (*real)(int);
+	if (flags & MCL_CURRENT)
+		heap_trim_reservations();
+	if (!real)
+		real = (int (*)(int))next_sym("mlockall");
+	return real ? real(flags) : (errno = ENOSYS, -1);
+}
+
+/* rl: a struct rlimit or rlimit64 (rlim_cur first, 64 bits either way), or
+ * NULL, which the kernel answers with EFAULT. */
+static __attribute__((noinline)) void limit_changing(pid_t pid, int resource, const void *rl)
+{
+	uint64_t cur;
+	if (!rl || resource != RLIMIT_AS || (pid != 0 && pid != getpid()))
+		return;
+	memcpy(&cur, rl, sizeof(cur));
+	if (cur != (uint64_t)RLIM64_INFINITY)
+		heap_trim_reservations();
+}
+
+EXPORT int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
+{
+	static int (*real)(__rlimit_resource_t, const struct rlimit *);
+	limit_changing(0, (int)resource, rl);
+	if (!real)
+		real = (int (*)(__rlimit_resource_t, const struct rlimit *))next_sym("setrlimit");
+	return real ? real(resource, rl) : (errno = ENOSYS, -1);
+}
+
+EXPORT int setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rl)
+{
+	static int (*real)(__rlimit_resource_t, const struct rlimit64 *);
+	limit_changing(0, (int)resource, rl);
+	if (!real)
+		real = (int (*)(__rlimit_resource_t, const struct rlimit64 *))next_sym("setrlimit64");
+	return real ? real(resource, rl) : (errno = ENOSYS, -1);
+}
+
+EXPORT int prlimit(pid_t pid, enum __rlimit_resource resource, const struct rlimit *rl, struct rlimit *old)
+{
+	static int (*real)(pid_t, enum __rlimit_resource, const struct rlimit *, struct rlimit *);
+	limit_changing(pid, (int)resource, rl);
+	if (!real)
+		real = (int (*)(pid_t, enum __rlimit_resource, const struct rlimit *, struct rlimit *))next_sym("prlimit");
+	return real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1);
+}
+
+EXPORT int prlimit64(pid_t pid, enum __rlimit_resource resource, const struct rlimit64 *rl, struct rlimit64 *old)
+{
+	static int (*real)(pid_t, enum __rlimit_resource, const struct rlimit64 *, struct rlimit64 *);
+	limit_changing(pid, (int)resource, rl);
+	if (!real)
+		real = (int (*)(pid_t, enum __rlimit_resource, const struct rlimit64 *, struct rlimit64 *))next_sym("prlimit64");
+	return real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1);
 }
 
 /* --- Process ends and program images ------------------------------------------ */

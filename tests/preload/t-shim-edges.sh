@@ -87,6 +87,28 @@ grep -q 'served from private memory  *0$' "$V.err" || { cat "$V.err"; fail "ulim
 no_heaps "ulimit -v"
 echo "ok address space limit"
 
+# A limit lowered at run time (ulimit -v in a shell): the heap gives back the
+# address space it reserved but does not use, so the shell and what it
+# starts still get memory.
+if command -v bash > /dev/null; then
+	out=$(timeout 60 env LD_PRELOAD="$SHIM" bash -c 'ulimit -v 4000000; /bin/echo hi; echo $?' 2> "$V.err")
+	[ "$out" = "hi
+0" ] || { cat "$V.err"; fail "ulimit -v at run time: '$out'"; }
+	no_heaps "ulimit -v at run time"
+	echo "ok address space limit lowered at run time"
+fi
+
+# mlockall as a user with the usual RLIMIT_MEMLOCK (root is not limited).
+if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
+	N=$(mktemp -d /dev/shm/rh-shim-edges-n.XXXXXX) || fail mktemp
+	chmod 777 "$N"
+	RH_SHM_DIR=$N setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env LD_PRELOAD="$SHIM" "$PROGS/shim_edges" mlockall || { rm -rf "$N"; fail "mlockall"; }
+	left=$(ls -A "$N"); rm -rf "$N"
+	[ -z "$left" ] || fail "mlockall left $left"
+	echo "ok mlockall"
+fi
+
 # A folder that is not there: the program runs on private memory, with one
 # warning. bash allocates first inside setlocale, which holds the C
 # library's locale lock: the warning must not take it again.

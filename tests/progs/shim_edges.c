@@ -15,6 +15,9 @@
  *   fork-no-fds      forks with every descriptor taken, so the heap gets no
  *                    pipe to wait on the child's copy: the parent's writes
  *                    right after fork must still not reach the child
+ *   mlockall         mlockall(MCL_CURRENT) succeeds as it does without the
+ *                    shim (the heap's unused reservation counts against
+ *                    RLIMIT_MEMLOCK), and the heap still grows after it
  *   api-corners      prints what malloc's corner cases return and leave in
  *                    errno; run with and without the shim, the two outputs
  *                    must be the same
@@ -36,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -248,6 +252,34 @@ static int fork_no_fds(void)
 	return 0;
 }
 
+static int lock_all(void)
+{
+	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
+	char *a = malloc(100000);
+	if (!a || !owns || !owns(a)) {
+		fprintf(stderr, "mlockall: no shared heap to begin with\n");
+		return 1;
+	}
+	if (mlockall(MCL_CURRENT) != 0) {
+		perror("mlockall");
+		return 1;
+	}
+	int shared = 0;
+	for (int i = 0; i < 20; i++) {
+		char *b = malloc(1 << 20);
+		if (!b)
+			return 1;
+		memset(b, i, 1 << 20);
+		shared += owns(b);
+	}
+	munlockall();
+	if (!shared) {
+		fprintf(stderr, "mlockall: the heap no longer grows\n");
+		return 1;
+	}
+	return 0;
+}
+
 static int api_corners(void)
 {
 	void *p, *q;
@@ -452,6 +484,8 @@ int main(int argc, char **argv)
 		return fork_depth(n > 0 ? n : 70);
 	if (strcmp(what, "huge-align") == 0)
 		return huge_align();
+	if (strcmp(what, "mlockall") == 0)
+		return lock_all();
 	if (strcmp(what, "fork-no-fds") == 0)
 		return fork_no_fds();
 	if (strcmp(what, "api-corners") == 0)
@@ -459,6 +493,6 @@ int main(int argc, char **argv)
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
-		"       shim_edges api-corners | fork-no-fds | fd-taken dup2|closeall FILE\n");
+		"       shim_edges api-corners | fork-no-fds | mlockall | fd-taken dup2|closeall FILE\n");
 	return 2;
 }
