@@ -324,21 +324,22 @@ static int reopen(const char *path, int flags, const struct os_file_id *id)
 	return os_fd_high(fd);
 }
 
-int heap_fd(struct heap *h)
+/* *slot, checked to still be the file id names. The program may have closed
+ * our descriptor, or put another file under its number: that number is the
+ * program's now and is left alone, and the file is opened again by path.
+ * Our locks stay: they belong to the open file, which our mappings keep
+ * open until exit or exec. */
+static int checked_fd(int *slot, const struct os_file_id *id, const char *path, int flags)
 {
-	int fd = __atomic_load_n(&h->fd, __ATOMIC_ACQUIRE);
-	if (os_fd_is(fd, &h->id))
+	int fd = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (os_fd_is(fd, id))
 		return fd;
-	/* The program closed our descriptor, or put another file under its
-	 * number. That number is the program's now and is left alone. Our
-	 * locks stay: they belong to the open file, which our mappings keep
-	 * open until exit or exec. */
 	pthread_mutex_lock(&fd_lock);
-	fd = h->fd;
-	if (fd >= 0 && !os_fd_is(fd, &h->id)) {
-		fd = h->path[0] ? reopen(h->path, O_RDWR | O_NOFOLLOW, &h->id) : -1;
+	fd = *slot;
+	if (fd >= 0 && !os_fd_is(fd, id)) {
+		fd = path[0] ? reopen(path, flags, id) : -1;
 		if (fd >= 0)
-			__atomic_store_n(&h->fd, fd, __ATOMIC_RELEASE);
+			__atomic_store_n(slot, fd, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&fd_lock);
 	if (fd < 0)
@@ -346,22 +347,14 @@ int heap_fd(struct heap *h)
 	return fd;
 }
 
+int heap_fd(struct heap *h)
+{
+	return checked_fd(&h->fd, &h->id, h->path, O_RDWR | O_NOFOLLOW);
+}
+
 int heap_dirfd(struct heap *h)
 {
-	int fd = __atomic_load_n(&h->dirfd, __ATOMIC_ACQUIRE);
-	if (os_fd_is(fd, &h->dir_id))
-		return fd;
-	pthread_mutex_lock(&fd_lock);
-	fd = h->dirfd;
-	if (fd >= 0 && !os_fd_is(fd, &h->dir_id)) {
-		fd = h->dir[0] ? reopen(h->dir, O_RDONLY | O_DIRECTORY, &h->dir_id) : -1;
-		if (fd >= 0)
-			__atomic_store_n(&h->dirfd, fd, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&fd_lock);
-	if (fd < 0)
-		errno = EBADF;
-	return fd;
+	return checked_fd(&h->dirfd, &h->dir_id, h->dir, O_RDONLY | O_DIRECTORY);
 }
 
 /* Closes what is still ours of h's descriptors. */

@@ -444,6 +444,31 @@ static uint64_t used_now(void)
 static const size_t fork_sizes[] = { 24, 500, 5000, 70000, 3 << 20 };
 #define NFORK (sizeof(fork_sizes) / sizeof(fork_sizes[0]))
 
+/* Runs a scenario in a child: it must end with exit status 0, by no signal,
+ * and leave the folder empty. */
+static void run_scenario(void (*fn)(void), const char *what)
+{
+	int status = test_in_child(fn);
+	if (WIFSIGNALED(status))
+		fail_msg("%s: the process died of signal %d (%s)", what, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("%s scenario failed (status %#x; see the line above)", what, status);
+	assert_int_equal(test_dir_count(), 0);
+}
+
+/* The descriptor of this process open on path, or -1. */
+static int fd_open_on(const char *path)
+{
+	char link[64], to[512];
+	for (int fd = 3; fd < 4096; fd++) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, to, sizeof(to) - 1);
+		if (n > 0 && (to[n] = 0, strcmp(to, path) == 0))
+			return fd;
+	}
+	return -1;
+}
+
 /* The child writes and frees what it inherited, allocates into a heap of its
  * own, and exits; the parent's blocks, counters and file are untouched. */
 static void fork_scenario(void)
@@ -521,10 +546,7 @@ static void fork_scenario(void)
 static void test_lifecycle_fork_child_leaves_parent_heap_alone(void **state)
 {
 	(void)state;
-	int status = test_in_child(fork_scenario);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("fork scenario failed (status %#x; see the line above)", status);
-	assert_int_equal(test_dir_count(), 0);
+	run_scenario(fork_scenario, "fork");
 }
 
 /* A successful first allocation leaves errno alone, even when making the
@@ -571,10 +593,7 @@ static void first_allocation_errno_scenario(void)
 static void test_lifecycle_first_allocation_keeps_errno(void **state)
 {
 	(void)state;
-	int status = test_in_child(first_allocation_errno_scenario);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("errno scenario failed (status %#x; see the line above)", status);
-	assert_int_equal(test_dir_count(), 0);
+	run_scenario(first_allocation_errno_scenario, "errno");
 }
 
 /* Under a file size limit (ulimit -f), growing the heap file past it would
@@ -608,12 +627,7 @@ static void file_size_limit_scenario(void)
 static void test_lifecycle_file_size_limit_fails_cleanly(void **state)
 {
 	(void)state;
-	int status = test_in_child(file_size_limit_scenario);
-	if (WIFSIGNALED(status))
-		fail_msg("the process died of signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("file size limit scenario failed (status %#x; see the line above)", status);
-	assert_int_equal(test_dir_count(), 0);
+	run_scenario(file_size_limit_scenario, "file size limit");
 }
 
 /* The program puts a file of its own under the heap's descriptor (dup2):
@@ -622,16 +636,10 @@ static void test_lifecycle_file_size_limit_fails_cleanly(void **state)
  * file; at exit it still removes its own name. */
 static void descriptor_taken_scenario(void)
 {
-	char path[512], victim[512], link[64], to[512];
+	char path[512], victim[512];
 	CHECK(rh_shm_alloc(100));
 	snprintf(path, sizeof(path), "%s/heap-%d", test_dir, (int)getpid());
-	int hfd = -1;
-	for (int fd = 3; fd < 4096 && hfd < 0; fd++) {
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		ssize_t n = readlink(link, to, sizeof(to) - 1);
-		if (n > 0 && (to[n] = 0, strcmp(to, path) == 0))
-			hfd = fd;
-	}
+	int hfd = fd_open_on(path);
 	CHECK(hfd >= 100); /* kept out of the way of the program's numbers */
 	snprintf(victim, sizeof(victim), "%s.victim", test_dir);
 	int v = open(victim, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -656,7 +664,7 @@ static void descriptor_lost_fork_scenario(void)
 {
 	enum { N = 40 };
 	unsigned char *b[N];
-	char path[512], moved[520], link[64], to[512];
+	char path[512], moved[520];
 	for (int i = 0; i < N; i++) {
 		size_t n = i % 4 == 3 ? (size_t)300000 : (size_t)(40 + i * 70);
 		CHECK((b[i] = rh_shm_alloc(n)));
@@ -664,13 +672,7 @@ static void descriptor_lost_fork_scenario(void)
 	}
 	snprintf(path, sizeof(path), "%s/heap-%d", test_dir, (int)getpid());
 	snprintf(moved, sizeof(moved), "%s.moved", path);
-	int hfd = -1;
-	for (int fd = 3; fd < 4096 && hfd < 0; fd++) {
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		ssize_t n = readlink(link, to, sizeof(to) - 1);
-		if (n > 0 && (to[n] = 0, strcmp(to, path) == 0))
-			hfd = fd;
-	}
+	int hfd = fd_open_on(path);
 	CHECK(hfd >= 0);
 	CHECK(rename(path, moved) == 0);
 	int v = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -702,19 +704,13 @@ static void descriptor_lost_fork_scenario(void)
 static void test_lifecycle_fork_without_the_heap_descriptor(void **state)
 {
 	(void)state;
-	int status = test_in_child(descriptor_lost_fork_scenario);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("descriptor lost scenario failed (status %#x; see the line above)", status);
-	assert_int_equal(test_dir_count(), 0);
+	run_scenario(descriptor_lost_fork_scenario, "descriptor lost");
 }
 
 static void test_lifecycle_descriptor_taken_by_the_program(void **state)
 {
 	(void)state;
-	int status = test_in_child(descriptor_taken_scenario);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_msg("descriptor scenario failed (status %#x; see the line above)", status);
-	assert_int_equal(test_dir_count(), 0);
+	run_scenario(descriptor_taken_scenario, "descriptor");
 }
 
 /* A child that inherited the heap's descriptor must not keep its creator
