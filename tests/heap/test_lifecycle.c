@@ -641,7 +641,7 @@ static void descriptor_taken_scenario(void)
 	snprintf(path, sizeof(path), "%s/heap-%d", test_dir, (int)getpid());
 	int hfd = fd_open_on(path);
 	CHECK(hfd >= 100); /* kept out of the way of the program's numbers */
-	snprintf(victim, sizeof(victim), "%s.victim", test_dir);
+	snprintf(victim, sizeof(victim), "%s/victim", test_dir); /* removed by the next test's setup if left */
 	int v = open(victim, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(v >= 0 && write(v, "victim", 6) == 6);
 	CHECK(dup2(v, hfd) == hfd);
