@@ -51,6 +51,7 @@ static int create_errno;
 static int fork_pipe[2] = { -1, -1 };
 /* When no pipe can be had (no descriptor left): a shared page the child
  * writes its PID and then "done" to. */
+static int fork_errno;    /* the program's errno, kept across fork */
 static struct fork_sync {
 	_Atomic int child;
 	_Atomic uint32_t done;
@@ -436,10 +437,12 @@ static void trim(struct heap *h)
 	uint64_t end = h->mapped_end;
 	if (h->trimmed || !h->base || end >= h->reserve)
 		return;
-	munmap(h->base + end, h->reserve - end);
-	h->limit = h->reserve;
+	/* Ownership shrinks first: once unmapped, the range may be anyone's. */
+	size_t was = h->reserve;
+	h->limit = was;
 	h->trimmed = true;
 	__atomic_store_n(&h->reserve, end, __ATOMIC_RELEASE);
+	munmap(h->base + end, was - end);
 }
 
 void heap_trim_reservations(void)
@@ -554,26 +557,28 @@ void heap_fork_prepare(void)
 		void *m = mmap(NULL, sizeof(*fork_sync), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		fork_sync = m == MAP_FAILED ? NULL : m;
 	}
+	/* errno 0 from here: after fork, the parent's handler tells a failed
+	 * fork (errno set) from one that made a child, and puts errno back. */
+	fork_errno = errno;
+	errno = 0;
 }
 
-/* The parent's wait on fork_sync: until the child is done, has died, or
- * (fork failed, so no child ever says its PID) a second went by. */
+/* The parent's wait on fork_sync: until the child is done or has died.
+ * A child that never says its PID (killed at once) is given up after 10 s;
+ * so is one whose PID we cannot ask about (another PID namespace). */
 static void fork_sync_wait(void)
 {
-	for (unsigned ms = 0; !atomic_load(&fork_sync->done); ms++) {
+	uint64_t start = os_now_ns(CLOCK_MONOTONIC);
+	while (!atomic_load(&fork_sync->done)) {
 		pid_t c = atomic_load(&fork_sync->child);
-		if (c > 0) {
-			siginfo_t si = { 0 };
-			if (waitid(P_PID, (id_t)c, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == c)
-				break;
-		} else if (ms >= 1000) {
+		siginfo_t si = { 0 };
+		if (c > 0 && waitid(P_PID, (id_t)c, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == c)
+			break; /* died before it was done */
+		if (os_now_ns(CLOCK_MONOTONIC) - start > 10000000000ull)
 			break;
-		}
 		struct timespec ts = { 0, 1000000 };
 		syscall(SYS_futex, &fork_sync->done, FUTEX_WAIT, 0, &ts, NULL, 0);
 	}
-	munmap(fork_sync, sizeof(*fork_sync));
-	fork_sync = NULL;
 }
 
 /* The parent waits until the child has copied the shared mappings, so the
@@ -581,6 +586,7 @@ static void fork_sync_wait(void)
  * so no allocation changes the heap meanwhile. */
 void heap_fork_parent(void)
 {
+	bool failed = errno != 0;
 	if (fork_pipe[0] >= 0) {
 		close(fork_pipe[1]);
 		char c;
@@ -589,7 +595,10 @@ void heap_fork_parent(void)
 		close(fork_pipe[0]);
 		fork_pipe[0] = fork_pipe[1] = -1;
 	} else if (fork_sync) {
-		fork_sync_wait();
+		if (!failed)
+			fork_sync_wait();
+		munmap(fork_sync, sizeof(*fork_sync));
+		fork_sync = NULL;
 	}
 	pthread_mutex_unlock(&fd_lock);
 	pthread_mutex_unlock(&grow_lock);
@@ -597,6 +606,8 @@ void heap_fork_parent(void)
 	journal_fork_parent();
 	pthread_mutex_unlock(&foreign_lock);
 	pthread_mutex_unlock(&create_lock);
+	if (!failed)
+		errno = fork_errno;
 }
 
 /* Records a region inherited over fork. When the table is full the last
@@ -629,16 +640,21 @@ void heap_fork_child(void)
 	if (rh_heap) {
 		/* Without our descriptor (the program took its number), the heap's
 		 * own records tell which pages hold data. */
-		int fd = own.fd, err = os_fd_is(fd, &own.id) ?
-			os_map_private_copy(own.base, own.mapped_end, os_fd_data_runs, &fd) :
-			os_map_private_copy(own.base, own.mapped_end, alloc_data_runs, &own);
+		int fd = own.fd;
+		size_t done;
+		int err = os_fd_is(fd, &own.id) ?
+			os_map_private_copy(fd, own.base, own.mapped_end, os_fd_data_runs, &fd, &done) :
+			os_map_private_copy(-1, own.base, own.mapped_end, alloc_data_runs, &own, &done);
 		if (err) {
-			rh_warn("fork: cannot copy the parent's heap (%s); the child cannot use it",
+			rh_warn("fork: cannot copy all of the parent's heap (%s); the child cannot use the rest",
 				strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error");
-			os_map_none(own.base, own.mapped_end);
+			os_map_none(own.base + done, own.mapped_end - done);
 		}
 		heap_close(&own);
-		inherit(own.base, own.reserve);
+		/* The reservation past the heap is not the child's to keep. */
+		if (own.reserve > own.mapped_end)
+			munmap(own.base + own.mapped_end, own.reserve - own.mapped_end);
+		inherit(own.base, own.mapped_end);
 		rh_heap = NULL;
 		memset(&own, 0, sizeof(own));
 	}
@@ -648,14 +664,18 @@ void heap_fork_child(void)
 			continue;
 		/* Blocks the parent attached are private copies in the child;
 		 * the parent still holds the references. */
-		int fd = foreign[i].fd;
-		if (!os_fd_is(fd, &foreign[i].id) ||
-		    os_map_private_copy(foreign[i].base, foreign[i].mapped_end, os_fd_data_runs, &fd)) {
-			rh_warn("fork: cannot copy %s; the child cannot use it", foreign[i].name);
-			os_map_none(foreign[i].base, foreign[i].mapped_end);
+		struct heap *f = &foreign[i];
+		int fd = f->fd;
+		size_t done = 0;
+		if (!os_fd_is(fd, &f->id) || os_map_private_copy(fd, f->base, f->mapped_end, os_fd_data_runs, &fd, &done)) {
+			rh_warn("fork: cannot copy all of %s; the child cannot use the rest", f->name);
+			os_map_none(f->base + done, f->mapped_end - done);
 		}
-		heap_close(&foreign[i]);
-		foreign[i].fd = -1;
+		heap_close(f);
+		if (f->reserve > f->mapped_end)
+			munmap(f->base + f->mapped_end, f->reserve - f->mapped_end);
+		f->reserve = f->mapped_end;
+		f->fd = -1;
 	}
 	if (fork_pipe[1] >= 0) {
 		char c = 1;
@@ -678,6 +698,7 @@ void heap_fork_child(void)
 	pthread_mutex_init(&create_lock, NULL);
 	alloc_fork_child();
 	journal_fork_child();
+	errno = fork_errno;
 }
 
 __attribute__((constructor)) static void heap_init(void)

@@ -59,8 +59,9 @@ int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at); /* only w
 typedef int (*os_data_runs_fn)(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end);
 int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end); /* arg: int *fd */
 /* After fork: the shared mapping at `at` becomes a private copy of its runs
- * of data, its holes zeros. 0 or an errno (the rest still shared). */
-int os_map_private_copy(void *at, size_t size, os_data_runs_fn runs, const void *arg);
+ * of data (read through fd, or from the mapping itself when fd is -1), its
+ * holes zeros. 0 or an errno; *done: the bytes from `at` made private. */
+int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done);
 void os_map_none(void *at, size_t size);
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */
@@ -130,7 +131,7 @@ enum owner heap_owner(const void *p);
 static inline bool heap_is_own(const void *p)
 {
 	struct heap *h = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE);
-	return h && (uintptr_t)p - (uintptr_t)h->base < h->reserve;
+	return h && (uintptr_t)p - (uintptr_t)h->base < __atomic_load_n(&h->reserve, __ATOMIC_RELAXED);
 }
 struct heap *heap_of(const void *p);  /* own or attached heap holding p */
 /* For a block inherited over fork: a view with base and page shift. */

@@ -90,14 +90,42 @@ int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 	return 1;
 }
 
-/* A copy made a piece at a time, so that it needs no more address space or
- * memory at once than a piece beyond what the copy itself takes. */
-#define COPY_PIECE ((size_t)64 << 20)
+/* Bytes of the shared mapping at `at` from offset `s` to `e` become private:
+ * read from the file (fd >= 0) into private memory mapped over them, or,
+ * without the file, through a small buffer a piece at a time. Either way no
+ * more address space or memory is needed than the copy itself. */
+static char bounce[64 << 10];
 
-int os_map_private_copy(void *at, size_t size, os_data_runs_fn runs, const void *arg)
+static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
+{
+	if (fd >= 0) {
+		if (mmap(base + s, e - s, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+		    MAP_FAILED)
+			return errno;
+		for (uint64_t c = s; c < e;) {
+			ssize_t n = pread(fd, base + c, e - c, (off_t)c);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? errno : EIO;
+			c += (uint64_t)n;
+		}
+		return 0;
+	}
+	for (uint64_t c = s; c < e; c += sizeof(bounce)) {
+		size_t n = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
+		memcpy(bounce, base + c, n);
+		if (mmap(base + c, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+			return errno;
+		memcpy(base + c, bounce, n);
+	}
+	return 0;
+}
+
+int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done)
 {
 	char *base = at;
-	uint64_t pos = 0;
+	uint64_t pos = 0, page = (uint64_t)os_page_size();
 	int err = 0;
 	while (pos < size && !err) {
 		uint64_t s = size, e = size;
@@ -110,6 +138,10 @@ int os_map_private_copy(void *at, size_t size, os_data_runs_fn runs, const void 
 			s = e = size;
 		if (e > size)
 			e = size;
+		if (s < pos)
+			s = pos;
+		if (e <= s && s < size) /* changed under us: the page counts as a hole */
+			e = s = s + page < size ? s + page : size;
 		/* Holes read as zeros (tmpfs counts pages reserved but never
 		 * written as holes too) and are no longer the parent's. */
 		if (s > pos && mmap(base + pos, s - pos, PROT_READ | PROT_WRITE,
@@ -117,21 +149,12 @@ int os_map_private_copy(void *at, size_t size, os_data_runs_fn runs, const void 
 			err = errno;
 			break;
 		}
-		for (uint64_t c = s; c < e && !err; c += COPY_PIECE) {
-			size_t n = e - c < COPY_PIECE ? (size_t)(e - c) : COPY_PIECE;
-			char *copy = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			if (copy == MAP_FAILED) {
-				err = errno;
-				break;
-			}
-			memcpy(copy, base + c, n);
-			if (mremap(copy, n, n, MREMAP_MAYMOVE | MREMAP_FIXED, base + c) == MAP_FAILED) {
-				err = errno;
-				munmap(copy, n);
-			}
-		}
-		pos = e > pos ? e : size;
+		pos = s;
+		if (e > s && (err = copy_run(fd, base, s, e)))
+			break;
+		pos = e;
 	}
+	*done = (size_t)pos;
 	return err;
 }
 

@@ -515,52 +515,49 @@ EXPORT int mlockall(int flags)
 	return real ? real(flags) : (errno = ENOSYS, -1);
 }
 
-/* rl: a struct rlimit or rlimit64 (rlim_cur first, 64 bits either way), or
- * NULL, which the kernel answers with EFAULT. */
-static __attribute__((noinline)) void limit_changing(pid_t pid, int resource, const void *rl)
+/* After a successful change: rl points at rlim_cur (64 bits in struct rlimit
+ * and struct rlimit64 alike on 64-bit targets, the only ones built). */
+static __attribute__((noinline)) int limit_changed(int ret, pid_t pid, int resource, const void *rl)
 {
 	uint64_t cur;
-	if (!rl || resource != RLIMIT_AS || (pid != 0 && pid != getpid()))
-		return;
+	if (ret != 0 || !rl || resource != RLIMIT_AS || (pid != 0 && pid != getpid()))
+		return ret;
 	memcpy(&cur, rl, sizeof(cur));
 	if (cur != (uint64_t)RLIM64_INFINITY)
 		heap_trim_reservations();
+	return ret;
 }
 
 EXPORT int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
 {
 	static int (*real)(__rlimit_resource_t, const struct rlimit *);
-	limit_changing(0, (int)resource, rl);
 	if (!real)
 		real = (int (*)(__rlimit_resource_t, const struct rlimit *))next_sym("setrlimit");
-	return real ? real(resource, rl) : (errno = ENOSYS, -1);
+	return limit_changed(real ? real(resource, rl) : (errno = ENOSYS, -1), 0, (int)resource, rl);
 }
 
 EXPORT int setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rl)
 {
 	static int (*real)(__rlimit_resource_t, const struct rlimit64 *);
-	limit_changing(0, (int)resource, rl);
 	if (!real)
 		real = (int (*)(__rlimit_resource_t, const struct rlimit64 *))next_sym("setrlimit64");
-	return real ? real(resource, rl) : (errno = ENOSYS, -1);
+	return limit_changed(real ? real(resource, rl) : (errno = ENOSYS, -1), 0, (int)resource, rl);
 }
 
 EXPORT int prlimit(pid_t pid, enum __rlimit_resource resource, const struct rlimit *rl, struct rlimit *old)
 {
 	static int (*real)(pid_t, enum __rlimit_resource, const struct rlimit *, struct rlimit *);
-	limit_changing(pid, (int)resource, rl);
 	if (!real)
 		real = (int (*)(pid_t, enum __rlimit_resource, const struct rlimit *, struct rlimit *))next_sym("prlimit");
-	return real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1);
+	return limit_changed(real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1), pid, (int)resource, rl);
 }
 
 EXPORT int prlimit64(pid_t pid, enum __rlimit_resource resource, const struct rlimit64 *rl, struct rlimit64 *old)
 {
 	static int (*real)(pid_t, enum __rlimit_resource, const struct rlimit64 *, struct rlimit64 *);
-	limit_changing(pid, (int)resource, rl);
 	if (!real)
 		real = (int (*)(pid_t, enum __rlimit_resource, const struct rlimit64 *, struct rlimit64 *))next_sym("prlimit64");
-	return real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1);
+	return limit_changed(real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1), pid, (int)resource, rl);
 }
 
 /* --- Process ends and program images ------------------------------------------ */

@@ -94,16 +94,24 @@ if command -v bash > /dev/null; then
 	out=$(timeout 60 env LD_PRELOAD="$SHIM" bash -c 'ulimit -v 4000000; /bin/echo hi; echo $?' 2> "$V.err")
 	[ "$out" = "hi
 0" ] || { cat "$V.err"; fail "ulimit -v at run time: '$out'"; }
+	# In a forked subshell: the reservation it inherited is not kept either.
+	out=$(timeout 60 env LD_PRELOAD="$SHIM" bash -c \
+		'x=$(ulimit -v 4000000; /bin/echo hi; echo $?); echo "$x"; (ulimit -v 4000000; x=$(printf "%0500000d" 1); echo ${#x})' \
+		2> "$V.err")
+	[ "$out" = "hi
+0
+500000" ] || { cat "$V.err"; fail "ulimit -v in a subshell: '$out'"; }
 	no_heaps "ulimit -v at run time"
 	echo "ok address space limit lowered at run time"
 fi
 
-# mlockall as a user with the usual RLIMIT_MEMLOCK (root is not limited).
+# mlockall as a user with the usual RLIMIT_MEMLOCK (root is not limited), in
+# the process and in a child it forked.
 if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
 	N=$(mktemp -d /dev/shm/rh-shim-edges-n.XXXXXX) || fail mktemp
 	chmod 777 "$N"
-	RH_SHM_DIR=$N setpriv --reuid=65534 --regid=65534 --clear-groups \
-		env LD_PRELOAD="$SHIM" "$PROGS/shim_edges" mlockall || { rm -rf "$N"; fail "mlockall"; }
+	(ulimit -l 8192 && RH_SHM_DIR=$N setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env LD_PRELOAD="$SHIM" "$PROGS/shim_edges" mlockall) || { rm -rf "$N"; fail "mlockall"; }
 	left=$(ls -A "$N"); rm -rf "$N"
 	[ -z "$left" ] || fail "mlockall left $left"
 	echo "ok mlockall"

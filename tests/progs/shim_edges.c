@@ -260,6 +260,16 @@ static int lock_all(void)
 		fprintf(stderr, "mlockall: no shared heap to begin with\n");
 		return 1;
 	}
+	/* A forked child first: it inherited the reservation too. */
+	fflush(NULL);
+	pid_t c = fork();
+	if (c == 0)
+		_exit(mlockall(MCL_CURRENT) == 0 && malloc(1 << 20) ? 0 : 1);
+	int st;
+	if (c < 0 || waitpid(c, &st, 0) != c || st != 0) {
+		fprintf(stderr, "mlockall: fails in a forked child\n");
+		return 1;
+	}
 	if (mlockall(MCL_CURRENT) != 0) {
 		perror("mlockall");
 		return 1;
