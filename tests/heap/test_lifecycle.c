@@ -688,7 +688,13 @@ static void descriptor_lost_fork_scenario(void)
 					_exit(3);
 			memset(b[i], 0xee, n);
 		}
-		_exit(0);
+		/* The heap's records of inherited blocks came along too. */
+		if (rh_shm_usable_size(b[3]) < 300000)
+			_exit(4);
+		unsigned char *r = rh_shm_realloc(b[3], 600000);
+		if (!r || r[299999] != 0xee)
+			_exit(5);
+		exit(0); /* removes the heap the child made for r */
 	}
 	int st;
 	CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0);
