@@ -1325,13 +1325,13 @@ void alloc_trim(void)
 
 void alloc_fork_prepare(void)
 {
-	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+	for (unsigned i = 0; rh_fork_locking && i < RH_MAX_POOLS; i++)
 		pthread_mutex_lock(&pools[i].lock);
 }
 
 void alloc_fork_parent(void)
 {
-	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+	for (unsigned i = 0; rh_fork_locking && i < RH_MAX_POOLS; i++)
 		pthread_mutex_unlock(&pools[i].lock);
 }
 
@@ -1403,15 +1403,44 @@ int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 				uint32_t npages = sb->npages < (sb->size >> h->page_shift) ? sb->npages :
 					(uint32_t)(sb->size >> h->page_shift);
 				uint32_t i = pos > off ? (uint32_t)((pos - off) >> h->page_shift) : 0;
-				while (i < npages && !bit_get(bits, i))
-					i++;
-				if (i < npages) {
-					uint32_t j = i;
-					while (j < npages && bit_get(bits, j))
-						j++;
-					*start = off + ((uint64_t)i << h->page_shift);
-					*end = off + ((uint64_t)j << h->page_shift);
-					return 1;
+				/* Span by span from the start: committed pages of spans
+				 * that are not free (what a free span holds is no one's).
+				 * A chain that does not add up: committed pages, all. */
+				uint32_t idx = 0, len = 0;
+				bool chain = true;
+				for (; idx < npages; idx += len) {
+					len = sb->pages[idx].span_pages;
+					if (!len || len > npages - idx) {
+						chain = false;
+						break;
+					}
+					if (idx + len <= i || sb->pages[idx].kind == RH_PAGE_FREE)
+						continue;
+					uint32_t a = i > idx ? i : idx, b = idx + len;
+					while (a < b && !bit_get(bits, a))
+						a++;
+					if (a < b) {
+						uint32_t j = a;
+						while (j < b && bit_get(bits, j))
+							j++;
+						*start = off + ((uint64_t)a << h->page_shift);
+						*end = off + ((uint64_t)j << h->page_shift);
+						return 1;
+					}
+				}
+				if (!chain) {
+					if (i < idx)
+						i = idx;
+					while (i < npages && !bit_get(bits, i))
+						i++;
+					if (i < npages) {
+						uint32_t j = i;
+						while (j < npages && bit_get(bits, j))
+							j++;
+						*start = off + ((uint64_t)i << h->page_shift);
+						*end = off + ((uint64_t)j << h->page_shift);
+						return 1;
+					}
 				}
 			}
 		}

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/single_threaded.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -537,21 +538,28 @@ static bool anything_mapped(void)
 	return rh_heap || atomic_load(&nforeign) > 0;
 }
 
+bool rh_fork_locking;
+
 void heap_fork_prepare(void)
 {
-	/* The child copies the heaps through their descriptors: still ours? */
-	if (rh_heap)
-		heap_fd(&own);
-	pthread_mutex_lock(&create_lock);
-	pthread_mutex_lock(&foreign_lock);
-	unsigned n = atomic_load(&nforeign);
-	for (unsigned i = 0; i < n; i++)
-		if (foreign[i].fd >= 0)
-			heap_fd(&foreign[i]);
+	rh_fork_locking = !__libc_single_threaded;
+	if (rh_fork_locking) {
+		/* The child copies the heaps through their descriptors: still ours? */
+		if (rh_heap)
+			heap_fd(&own);
+		pthread_mutex_lock(&create_lock);
+		pthread_mutex_lock(&foreign_lock);
+		unsigned n = atomic_load(&nforeign);
+		for (unsigned i = 0; i < n; i++)
+			if (foreign[i].fd >= 0)
+				heap_fd(&foreign[i]);
+	}
 	journal_fork_prepare();
 	alloc_fork_prepare();
-	pthread_mutex_lock(&grow_lock);
-	pthread_mutex_lock(&fd_lock);
+	if (rh_fork_locking) {
+		pthread_mutex_lock(&grow_lock);
+		pthread_mutex_lock(&fd_lock);
+	}
 	if (anything_mapped() && pipe2(fork_pipe, O_CLOEXEC) != 0) {
 		fork_pipe[0] = fork_pipe[1] = -1;
 		void *m = mmap(NULL, sizeof(*fork_sync), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -600,14 +608,42 @@ void heap_fork_parent(void)
 		munmap(fork_sync, sizeof(*fork_sync));
 		fork_sync = NULL;
 	}
-	pthread_mutex_unlock(&fd_lock);
-	pthread_mutex_unlock(&grow_lock);
+	if (rh_fork_locking) {
+		pthread_mutex_unlock(&fd_lock);
+		pthread_mutex_unlock(&grow_lock);
+	}
 	alloc_fork_parent();
 	journal_fork_parent();
-	pthread_mutex_unlock(&foreign_lock);
-	pthread_mutex_unlock(&create_lock);
+	if (rh_fork_locking) {
+		pthread_mutex_unlock(&foreign_lock);
+		pthread_mutex_unlock(&create_lock);
+	}
 	if (!failed)
 		errno = fork_errno;
+}
+
+/* Runs of data of our heap for the child's copy: where the heap's records
+ * and the file (SEEK_DATA) agree there is data. */
+static int own_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end)
+{
+	const struct heap *h = arg;
+	for (;;) {
+		uint64_t s, e, d, x;
+		int r = alloc_data_runs(h, pos, &s, &e);
+		if (r <= 0)
+			return r;
+		if (s < pos)
+			s = pos;
+		r = os_fd_data_runs(&h->fd, s, &d, &x);
+		if (r <= 0)
+			return r;
+		if (d < e) {
+			*start = d > s ? d : s;
+			*end = x < e ? x : e;
+			return 1;
+		}
+		pos = d; /* the next data the file has, past this run */
+	}
 }
 
 /* Records a region inherited over fork. When the table is full the last
@@ -638,13 +674,14 @@ void heap_fork_child(void)
 	if (fork_sync)
 		atomic_store(&fork_sync->child, getpid());
 	if (rh_heap) {
-		/* Without our descriptor (the program took its number), the heap's
-		 * own records tell which pages hold data. */
-		int fd = own.fd;
+		/* The heap's own records tell which pages hold data (free spans
+		 * hold none), the file which of those were ever written; they are
+		 * read from the file, or from the mapping when the program took
+		 * our descriptor. */
+		int fd = os_fd_is(own.fd, &own.id) ? own.fd : -1;
 		size_t done;
-		int err = os_fd_is(fd, &own.id) ?
-			os_map_private_copy(fd, own.base, own.mapped_end, os_fd_data_runs, &fd, &done) :
-			os_map_private_copy(-1, own.base, own.mapped_end, alloc_data_runs, &own, &done);
+		int err = os_map_private_copy(fd, own.base, own.mapped_end, fd >= 0 ? own_data_runs : alloc_data_runs,
+			&own, &done);
 		if (err) {
 			rh_warn("fork: cannot copy all of the parent's heap (%s); the child cannot use the rest",
 				strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error");

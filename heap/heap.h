@@ -122,6 +122,11 @@ void heap_unlink_at_exit(void);
 /* Gives back the address space reserved past what each heap maps (for
  * mlockall, and a lowered RLIMIT_AS); heaps grow on where it is free. */
 void heap_trim_reservations(void);
+/* Whether this fork takes the heap's locks: not in a single-threaded
+ * process, where the only holder could be the thread that forks (from a
+ * signal handler that interrupted an allocation), as glibc's own malloc
+ * does not either. */
+extern bool rh_fork_locking;
 void heap_fork_prepare(void);
 void heap_fork_parent(void);
 void heap_fork_child(void);
@@ -154,9 +159,9 @@ void alloc_fork_prepare(void);
 void alloc_fork_parent(void);
 void alloc_fork_child(void);
 /* The runs of data of the heap `arg` (os_data_runs_fn), from its own
- * records: the header, the committed pages of data superblocks, the
- * journals up to their last record. For fork, when the heap's descriptor is
- * lost; its locks must be held. */
+ * records: the header, the committed pages of data superblocks outside free
+ * spans, the journals up to their last record. For fork; its locks must be
+ * held. */
 int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end);
 void alloc_stats(struct rh_shm_stats *st);
 

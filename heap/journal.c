@@ -453,14 +453,18 @@ void journal_count_slow(struct heap_header *hdr, uint32_t site, unsigned slot, i
 
 void journal_fork_prepare(void)
 {
-	pthread_mutex_lock(&module_lock);
-	pthread_mutex_lock(&jlock);
+	if (rh_fork_locking) {
+		pthread_mutex_lock(&module_lock);
+		pthread_mutex_lock(&jlock);
+	}
 }
 
 void journal_fork_parent(void)
 {
-	pthread_mutex_unlock(&jlock);
-	pthread_mutex_unlock(&module_lock);
+	if (rh_fork_locking) {
+		pthread_mutex_unlock(&jlock);
+		pthread_mutex_unlock(&module_lock);
+	}
 }
 
 /* The child's heap will be a new file with a new journal. */

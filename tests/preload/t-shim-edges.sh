@@ -135,6 +135,13 @@ shim "$PROGS/shim_edges" fork-no-fds || fail "fork-no-fds"
 no_heaps fork-no-fds
 echo "ok fork with no descriptor left"
 
+# fork from a signal handler that may interrupt an allocation: no deadlock.
+timeout 60 env LD_PRELOAD="$SHIM" "$PROGS/shim_edges" fork-in-handler ||
+	fail "fork from a signal handler: status $? (124: hung)"
+rm -f "$D"/heap-* # a hang killed by timeout leaves the heap; the failure is reported
+no_heaps fork-in-handler
+echo "ok fork from a signal handler"
+
 # 70 nested generations of fork, each child freeing its parent's block.
 shim "$PROGS/shim_edges" fork-depth 70 || fail "70 nested forks"
 no_heaps fork-depth

@@ -15,6 +15,9 @@
  *   fork-no-fds      forks with every descriptor taken, so the heap gets no
  *                    pipe to wait on the child's copy: the parent's writes
  *                    right after fork must still not reach the child
+ *   fork-in-handler  a single-threaded program forks from a SIGALRM handler
+ *                    that may interrupt an allocation holding the heap's
+ *                    locks (glibc's malloc takes none there either)
  *   mlockall         mlockall(MCL_CURRENT) succeeds as it does without the
  *                    shim (the heap's unused reservation counts against
  *                    RLIMIT_MEMLOCK), and the heap still grows after it
@@ -34,6 +37,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +47,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -249,6 +254,46 @@ static int fork_no_fds(void)
 		memset(b, 'P', SIZE);
 	}
 	free(b);
+	return 0;
+}
+
+static volatile sig_atomic_t handler_forks;
+
+static void fork_now(int sig)
+{
+	(void)sig;
+	int e = errno;
+	pid_t c = fork();
+	if (c == 0)
+		_exit(0);
+	if (c > 0) {
+		waitpid(c, NULL, 0);
+		handler_forks++;
+	}
+	errno = e;
+}
+
+static int fork_in_handler(void)
+{
+	struct sigaction sa = { .sa_handler = fork_now, .sa_flags = SA_RESTART };
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+	void *p[16] = { 0 };
+	uint64_t s = 1;
+	while (handler_forks < 60) {
+		s = s * 6364136223846793005ull + 1;
+		unsigned k = (unsigned)(s >> 33) % 16;
+		free(p[k]);
+		size_t n = (s >> 40) % 2 ? 100000 + (s >> 44) % 300000 : 16 + (s >> 44) % 400;
+		if (!(p[k] = malloc(n)))
+			return 1;
+		memset(p[k], (int)k, n < 4096 ? n : 4096);
+	}
+	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	setitimer(ITIMER_REAL, &off, NULL);
+	for (unsigned k = 0; k < 16; k++)
+		free(p[k]);
 	return 0;
 }
 
@@ -494,6 +539,8 @@ int main(int argc, char **argv)
 		return fork_depth(n > 0 ? n : 70);
 	if (strcmp(what, "huge-align") == 0)
 		return huge_align();
+	if (strcmp(what, "fork-in-handler") == 0)
+		return fork_in_handler();
 	if (strcmp(what, "mlockall") == 0)
 		return lock_all();
 	if (strcmp(what, "fork-no-fds") == 0)
@@ -503,6 +550,7 @@ int main(int argc, char **argv)
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
-		"       shim_edges api-corners | fork-no-fds | mlockall | fd-taken dup2|closeall FILE\n");
+		"       shim_edges api-corners | fork-no-fds | fork-in-handler | mlockall\n"
+		"       shim_edges fd-taken dup2|closeall FILE\n");
 	return 2;
 }
