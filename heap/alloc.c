@@ -1372,6 +1372,23 @@ void alloc_stats(struct rh_shm_stats *st)
 	}
 }
 
+/* The first run of committed pages of sb in [a, b), as offsets in the heap. */
+static bool committed_run(const struct heap *h, struct superblock *sb, uint32_t a, uint32_t b, uint64_t *start,
+			  uint64_t *end)
+{
+	const uint64_t *bits = commit_bits(sb);
+	while (a < b && !bit_get(bits, a))
+		a++;
+	if (a >= b)
+		return false;
+	uint32_t j = a;
+	while (j < b && bit_get(bits, j))
+		j++;
+	*start = sb->offset + ((uint64_t)a << h->page_shift);
+	*end = sb->offset + ((uint64_t)j << h->page_shift);
+	return true;
+}
+
 int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end)
 {
 	const struct heap *h = arg;
@@ -1399,7 +1416,6 @@ int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 					return 1;
 				}
 			} else {
-				const uint64_t *bits = commit_bits(sb);
 				uint32_t npages = sb->npages < (sb->size >> h->page_shift) ? sb->npages :
 					(uint32_t)(sb->size >> h->page_shift);
 				uint32_t i = pos > off ? (uint32_t)((pos - off) >> h->page_shift) : 0;
@@ -1416,32 +1432,11 @@ int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 					}
 					if (idx + len <= i || sb->pages[idx].kind == RH_PAGE_FREE)
 						continue;
-					uint32_t a = i > idx ? i : idx, b = idx + len;
-					while (a < b && !bit_get(bits, a))
-						a++;
-					if (a < b) {
-						uint32_t j = a;
-						while (j < b && bit_get(bits, j))
-							j++;
-						*start = off + ((uint64_t)a << h->page_shift);
-						*end = off + ((uint64_t)j << h->page_shift);
+					if (committed_run(h, sb, i > idx ? i : idx, idx + len, start, end))
 						return 1;
-					}
 				}
-				if (!chain) {
-					if (i < idx)
-						i = idx;
-					while (i < npages && !bit_get(bits, i))
-						i++;
-					if (i < npages) {
-						uint32_t j = i;
-						while (j < npages && bit_get(bits, j))
-							j++;
-						*start = off + ((uint64_t)i << h->page_shift);
-						*end = off + ((uint64_t)j << h->page_shift);
-						return 1;
-					}
-				}
+				if (!chain && committed_run(h, sb, i > idx ? i : idx, npages, start, end))
+					return 1;
 			}
 		}
 		off = sb_end;
