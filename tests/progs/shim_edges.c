@@ -277,11 +277,11 @@ static int fork_in_handler(void)
 {
 	struct sigaction sa = { .sa_handler = fork_now, .sa_flags = SA_RESTART };
 	sigaction(SIGALRM, &sa, NULL);
-	struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
+	struct itimerval it = { { 0, 40000 }, { 0, 40000 } };
 	setitimer(ITIMER_REAL, &it, NULL);
 	void *p[16] = { 0 };
 	uint64_t s = 1;
-	while (handler_forks < 60) {
+	while (handler_forks < 40) {
 		s = s * 6364136223846793005ull + 1;
 		unsigned k = (unsigned)(s >> 33) % 16;
 		free(p[k]);
