@@ -395,22 +395,21 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		errno = err == EFBIG ? ENOMEM : err;
 		goto out;
 	}
-	if ((err = beyond ? os_map_shared_new(fd, off, size, h->base + off) : os_map_shared(fd, off, size, h->base + off))) {
+	bool mapped = false;
+	err = beyond ? os_map_shared_new(fd, off, size, h->base + off) : os_map_shared(fd, off, size, h->base + off);
+	if (!err) {
+		mapped = true;
+		err = os_commit(fd, off, header_size);
+	}
+	if (err) {
+		/* Give the address range back to the reservation (or, past it, to
+		 * the system if we mapped it), the bytes to the filesystem. */
 		if (!beyond)
-			os_release_to_reservation(h->base + off, size);
+			os_map_none(h->base + off, size);
+		else if (mapped)
+			munmap(h->base + off, size);
 		os_shrink(fd, off);
 		errno = err == ENOSPC || err == EEXIST ? ENOMEM : err;
-		goto out;
-	}
-	if ((err = os_commit(fd, off, header_size))) {
-		/* Give the address range back to the reservation (or to the
-		 * system, past it), the bytes to the filesystem. */
-		if (beyond)
-			munmap(h->base + off, size);
-		else
-			os_release_to_reservation(h->base + off, size);
-		os_shrink(fd, off);
-		errno = err == ENOSPC ? ENOMEM : err;
 		goto out;
 	}
 	sb = (struct superblock *)(h->base + off);

@@ -51,7 +51,6 @@ _Noreturn void rh_assert_fail(const char *expr, const char *file, int line);
 size_t os_page_size(void);
 int os_reserve(size_t size, size_t align, void **addr); /* PROT_NONE, no memory */
 int os_release(void *addr, size_t size);
-void os_release_to_reservation(void *addr, size_t size); /* back to PROT_NONE */
 int os_map_shared(int fd, uint64_t offset, size_t size, void *at); /* MAP_FIXED */
 int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at); /* only where nothing is */
 /* Where data is in a heap: the first run [*start, *end) at or after pos.
@@ -62,7 +61,7 @@ int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
  * of data (read through fd, or from the mapping itself when fd is -1), its
  * holes zeros. 0 or an errno; *done: the bytes from `at` made private. */
 int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done);
-void os_map_none(void *at, size_t size);
+void os_map_none(void *at, size_t size);                 /* PROT_NONE, no memory */
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */
 struct os_file_id {

@@ -44,11 +44,6 @@ int os_reserve(size_t size, size_t align, void **addr)
 	return 0;
 }
 
-void os_release_to_reservation(void *addr, size_t size)
-{
-	mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-}
-
 int os_release(void *addr, size_t size)
 {
 	return munmap(addr, size) == 0 ? 0 : errno;
@@ -72,10 +67,8 @@ int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at)
 	return 0;
 }
 
-/* Replaces the shared mapping [at, at+size) of file offset 0 by a private
- * anonymous copy at the same address. Only ranges that hold data are copied
- * (lseek SEEK_DATA/SEEK_HOLE, which tmpfs supports), so a large sparse heap
- * costs little; the switch itself is one mremap(MREMAP_FIXED). */
+/* Runs of data by the file itself: lseek SEEK_DATA/SEEK_HOLE, which tmpfs
+ * supports (pages reserved but never written count as holes). */
 int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end)
 {
 	int fd = *(const int *)arg;
@@ -160,8 +153,9 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 	return err;
 }
 
-/* What os_map_private_copy could not copy is made inaccessible, so that the
- * child can never write into its parent's heap. */
+/* Address space kept without memory or access: a reservation given back its
+ * range, or what a forked child could not copy of its parent's heap (so it
+ * can never write into it). */
 void os_map_none(void *at, size_t size)
 {
 	mmap(at, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
