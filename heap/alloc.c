@@ -369,13 +369,15 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 }
 
 /* Takes `pages` from the free span at idx (removed from its bin), returning
- * the rest to the bins; commits the pages taken that hold no memory. 0 or an
- * errno (ENOMEM when the filesystem is full). */
-static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
+ * the rest to the bins; commits the first `commit` pages taken that hold no
+ * memory, and punches the others (a private span's, hidden while it lives).
+ * 0 or an errno (ENOMEM when the filesystem is full). */
+static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages,
+		     uint32_t commit)
 {
 	uint32_t have = sb->pages[idx].span_pages;
 	uint64_t *bits = commit_bits(sb);
-	uint32_t end = idx + pages, reused = 0;
+	uint32_t end = idx + (commit < pages ? commit : pages), reused = 0;
 	int fd = -1;
 	for (uint32_t i = idx; i < end;) {
 		if (bit_get(bits, i)) {
@@ -397,6 +399,8 @@ static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uin
 		i = j;
 	}
 	size_t kept = (size_t)reused << h->page_shift;
+	if (commit < pages)
+		kept += span_punch(h, sb, idx + commit, pages - commit);
 	pl->retained -= pl->retained < kept ? pl->retained : kept;
 	if (have > pages) {
 		desc_set(sb, idx + pages, have - pages, RH_PAGE_FREE, 0);
@@ -501,7 +505,8 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 }
 
 /* Finds and takes `pages` in the pool, growing the heap when needed. */
-static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct span_ref *out, bool grow)
+static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, struct span_ref *out,
+		      bool grow)
 {
 	/* The tightest fit over the pool's superblocks, the oldest on a tie. */
 	uint32_t idx = 0, i;
@@ -525,7 +530,7 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, struct sp
 			return ENOMEM;
 	}
 	bin_remove(sb, idx);
-	int err = span_take(h, pl, sb, idx, pages);
+	int err = span_take(h, pl, sb, idx, pages, commit);
 	if (err)
 		return err;
 	out->sb = sb;
@@ -595,7 +600,7 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 	}
 	struct span_ref r;
 	uint32_t pages = small_span_pages(h, c);
-	int err = span_alloc(h, pl, pages, &r, true);
+	int err = span_alloc(h, pl, pages, pages, &r, true);
 	if (err)
 		return err;
 	struct page_desc *d = &r.sb->pages[r.idx];
@@ -774,6 +779,73 @@ static void tcache_flush_all(void)
 
 /* --- Large blocks ---------------------------------------------------------- */
 
+size_t alloc_private_min = SIZE_MAX;
+
+/* A private span's pages after its first: their offset and length. */
+static inline void private_range(const struct heap *h, const struct superblock *sb, uint32_t idx,
+				 uint64_t *off, size_t *len)
+{
+	*off = sb->offset + ((uint64_t)(idx + 1) << h->page_shift);
+	*len = (size_t)(sb->pages[idx].span_pages - 1) << h->page_shift;
+}
+
+/* A span just taken with RH_PAGE_F_PRIVATE gets its private pages; false,
+ * with the span given back, when the mapping cannot be made. */
+static bool private_pages(struct heap *h, struct superblock *sb, uint32_t idx)
+{
+	uint64_t off;
+	size_t len;
+	private_range(h, sb, idx, &off, &len);
+	if (os_map_anon(h->base + off, len) == 0)
+		return true;
+	struct pool *pl = &pools[sb->pool];
+	pthread_mutex_lock(&pl->lock);
+	span_free(h, pl, sb, idx, sb->pages[idx].span_pages);
+	pthread_mutex_unlock(&pl->lock);
+	return false;
+}
+
+/* The file's pages take the place of a private span's again, before it is
+ * freed; false when they cannot (the span is then never reused). */
+static bool private_end(struct heap *h, struct superblock *sb, uint32_t idx)
+{
+	uint64_t off;
+	size_t len;
+	private_range(h, sb, idx, &off, &len);
+	int fd = heap_fd(h);
+	if (fd >= 0 && os_map_shared(fd, off, len, h->base + off) == 0)
+		return true;
+	rh_warn("cannot map the heap file over a freed private block; its %zu bytes stay unused", len);
+	return false;
+}
+
+/* A private span's pages move into the file, so that other processes can
+ * attach the block (rh_shm_ref). Writes other threads make to the block
+ * meanwhile may be lost. 0 or an errno. */
+static int private_publish(struct heap *h, struct superblock *sb, uint32_t idx)
+{
+	struct pool *pl = &pools[sb->pool];
+	uint64_t off;
+	size_t len;
+	int err = 0;
+	pthread_mutex_lock(&pl->lock);
+	struct page_desc *d = &sb->pages[idx];
+	if (d->kind == RH_PAGE_LARGE && (d->flags & RH_PAGE_F_PRIVATE)) {
+		private_range(h, sb, idx, &off, &len);
+		int fd = heap_fd(h);
+		err = fd < 0 ? EBADF : os_commit(fd, off, len);
+		if (!err && (err = os_map_into_file(fd, off, len, h->base + off)) != 0)
+			os_decommit(fd, off, len);
+		if (!err) {
+			uint32_t first = idx + 1, end = idx + d->span_pages;
+			bits_set(commit_bits(sb), first, end, true);
+			desc_set(sb, idx, d->span_pages, RH_PAGE_LARGE, 0);
+		}
+	}
+	pthread_mutex_unlock(&pl->lock);
+	return err == ENOSPC ? ENOMEM : err;
+}
+
 /* A LARGE block of `size` bytes, its span `room` bytes longer (for realloc
  * growth). */
 static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
@@ -796,7 +868,12 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 	}
 	struct pool *pl = rh_tc.pool;
 	struct span_ref r = { NULL, 0 };
-	for (unsigned i = 0; i < rh_tc.nlarge; i++) {
+	/* Private pages: only the first page, which holds the header, is
+	 * taken from the file. */
+	bool priv = size >= alloc_private_min && align <= HDR && !rh_tc.shared_only && pages64 > 1;
+	uint32_t commit = priv ? 1 : UINT32_MAX;
+	uint16_t flags = priv ? RH_PAGE_F_PRIVATE : 0;
+	for (unsigned i = 0; i < rh_tc.nlarge && !priv; i++) {
 		struct lentry *e = &rh_tc.large[i];
 		if (e->pages >= pages64 && e->pages - pages64 <= pages64 / 8) {
 			r.sb = e->sb;
@@ -814,7 +891,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
 		drain_others(h, pl);
-		int err = span_alloc(h, pl, (uint32_t)pages64, &r, false);
+		int err = span_alloc(h, pl, (uint32_t)pages64, commit, &r, false);
 		if (err) {
 			/* Free pages of another pool (its threads may be gone) before
 			 * growing the file. A LARGE span stays its superblock's pool's. */
@@ -823,25 +900,29 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 				struct pool *other = &pools[i];
 				if (other == pl || !other->used || pthread_mutex_trylock(&other->lock))
 					continue;
-				if ((err = span_alloc(h, other, (uint32_t)pages64, &r, false)) == 0)
-					desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, 0);
+				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, &r, false)) == 0)
+					desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
 				pthread_mutex_unlock(&other->lock);
 			}
 			if (!err)
 				goto placed;
 			pthread_mutex_lock(&pl->lock);
-			err = span_alloc(h, pl, (uint32_t)pages64, &r, true);
+			err = span_alloc(h, pl, (uint32_t)pages64, commit, &r, true);
 		}
 		if (err) {
 			pthread_mutex_unlock(&pl->lock);
 			errno = ENOMEM;
 			return NULL;
 		}
-		desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, 0);
+		desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
 		pthread_mutex_unlock(&pl->lock);
 	}
 placed:;
 	char *span = span_start(h, r.sb, r.idx);
+	if (priv && !private_pages(h, r.sb, r.idx)) {
+		errno = ENOMEM;
+		return NULL;
+	}
 	uint64_t data = HDR;
 	if (align > HDR) {
 		uintptr_t a = ((uintptr_t)span + HDR + align - 1) & ~(uintptr_t)(align - 1);
@@ -882,6 +963,21 @@ placed:;
 	if (site)
 		journal_count(h->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), 1);
 	return bh + 1;
+}
+
+void block_clear(void *p, size_t n)
+{
+	struct block_header *bh = (struct block_header *)p - 1;
+	struct heap *h = rh_heap;
+	if ((bh->sb_page >> RH_CLASS_SHIFT) == RH_CLASS_LARGE && h) {
+		struct superblock *sb = sb_at(h, bh->sb_page);
+		if (sb->pages[bh->span_index].flags & RH_PAGE_F_PRIVATE) {
+			char *tail = span_start(h, sb, bh->span_index) + ((size_t)1 << h->page_shift);
+			if ((size_t)(tail - (char *)p) < n)
+				n = (size_t)(tail - (char *)p);
+		}
+	}
+	memset(p, 0, n);
 }
 
 static inline uint64_t large_size(const struct page_desc *d)
@@ -939,7 +1035,10 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 	if (d->kind == RH_PAGE_LARGE) {
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
 		size_t bytes = (size_t)d->span_pages << h->page_shift;
-		if (rh_tc.heap == h && rh_tc.nlarge < LCACHE_ENTRIES && rh_tc.large_bytes + bytes <= LCACHE_BYTES) {
+		if ((d->flags & RH_PAGE_F_PRIVATE) && !private_end(h, sb, bh->span_index))
+			return;
+		if (!(d->flags & RH_PAGE_F_PRIVATE) && rh_tc.heap == h && rh_tc.nlarge < LCACHE_ENTRIES &&
+		    rh_tc.large_bytes + bytes <= LCACHE_BYTES) {
 			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages };
 			rh_tc.large_bytes += bytes;
 			return;
@@ -1146,6 +1245,27 @@ size_t block_usable(const void *p)
 	return 0;
 }
 
+/* A private block moving to a larger private one: the first page copied,
+ * the other pages moved without a copy (as the C library's realloc of an
+ * mmap'd chunk); the old range keeps a mapping of its own, without memory.
+ * False when the blocks are not such a pair or the kernel cannot. */
+static bool private_move(struct heap *h, struct block_header *from, struct block_header *to)
+{
+	if (!h || (from->sb_page >> RH_CLASS_SHIFT) != RH_CLASS_LARGE || (to->sb_page >> RH_CLASS_SHIFT) != RH_CLASS_LARGE)
+		return false;
+	struct superblock *fs = sb_at(h, from->sb_page), *ts = sb_at(h, to->sb_page);
+	struct page_desc *fd = &fs->pages[from->span_index], *td = &ts->pages[to->span_index];
+	if (!(fd->flags & td->flags & RH_PAGE_F_PRIVATE) || fd->free_head != td->free_head ||
+	    td->span_pages < fd->span_pages)
+		return false;
+	size_t page = (size_t)1 << h->page_shift, len = (size_t)(fd->span_pages - 1) << h->page_shift;
+	char *old = span_start(h, fs, from->span_index) + page, *new = span_start(h, ts, to->span_index) + page;
+	if (os_move_private(old, len, new) != 0)
+		return false;
+	memcpy(to + 1, from + 1, page - fd->free_head);
+	return true;
+}
+
 /* Grows or shrinks in place where the block's slot or span allows. */
 void *realloc_block(void *p, size_t size, uint32_t site)
 {
@@ -1167,7 +1287,7 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 				bh->slack = (uint16_t)(usable - size);
 		} else if (size <= usable && size > SMALL_MAX_REQUEST && size >= usable / 2) {
 			fits = true;
-		} else if (size > usable) {
+		} else if (size > usable && !(d->flags & RH_PAGE_F_PRIVATE)) {
 			/* Take the following free pages of the superblock, if enough. */
 			uint32_t idx = bh->span_index, pages = d->span_pages;
 			uint64_t need = (d->free_head + size + ((size_t)1 << h->page_shift) - 1) >> h->page_shift;
@@ -1177,7 +1297,7 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 			if (need <= UINT32_MAX && next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE &&
 			    pages + sb->pages[next].span_pages >= need) {
 				bin_remove(sb, next);
-				if (span_take(h, pl, sb, next, (uint32_t)need - pages) == 0) {
+				if (span_take(h, pl, sb, next, (uint32_t)need - pages, UINT32_MAX) == 0) {
 					desc_set(sb, idx, (uint32_t)need, RH_PAGE_LARGE, 0);
 					fits = true;
 				}
@@ -1206,7 +1326,8 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 		n = large_alloc(size, HDR, site, size / 4);
 	if (!n && !(n = alloc_block(size, HDR, site)))
 		return NULL;
-	memcpy(n, p, keep < size ? keep : size);
+	if (!private_move(h, bh, (struct block_header *)n - 1))
+		memcpy(n, p, keep < size ? keep : size);
 	free_block(p);
 	return n;
 }
@@ -1295,6 +1416,14 @@ int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off)
 	uint64_t s = (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift;
 	if (!check_block(h, s, o))
 		return -1;
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	if (h == rh_heap && (sb->pages[bh->span_index].flags & RH_PAGE_F_PRIVATE)) {
+		int err = private_publish(h, sb, bh->span_index);
+		if (err) {
+			errno = err;
+			return -1;
+		}
+	}
 	uint32_t r = __atomic_fetch_or(&bh->refcount, RH_REF_SHARED, __ATOMIC_ACQ_REL);
 	if ((r & RH_REF_COUNT_MASK) == 0 || r == RH_REF_MARKER)
 		return -1;
@@ -1432,6 +1561,17 @@ int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 					}
 					if (idx + len <= i || sb->pages[idx].kind == RH_PAGE_FREE)
 						continue;
+					if (sb->pages[idx].kind == RH_PAGE_LARGE && (sb->pages[idx].flags & RH_PAGE_F_PRIVATE) &&
+					    len > 1) {
+						/* The header's page from the file, the rest
+						 * is the process's own memory already. */
+						if (i <= idx && committed_run(h, sb, idx, idx + 1, start, end))
+							return 1;
+						uint32_t from = i > idx + 1 ? i : idx + 1;
+						*start = off + ((uint64_t)from << h->page_shift);
+						*end = off + ((uint64_t)(idx + len) << h->page_shift);
+						return 2;
+					}
 					if (committed_run(h, sb, i > idx ? i : idx, idx + len, start, end))
 						return 1;
 				}

@@ -38,11 +38,21 @@ struct tcache {
 	unsigned nlarge;
 	size_t large_bytes;
 	bool exited;                   /* past tcache_exit: cache nothing */
+	bool shared_only;              /* an API call: no private pages (below) */
 };
 
 extern __thread struct tcache rh_tc __attribute__((tls_model("initial-exec")));
 
 void *alloc_slow(size_t size, size_t align, uint32_t site);
+/* LARGE blocks of at least this many bytes (the shim's malloc family; the
+ * API's calls set rh_tc.shared_only) get private pages after their first:
+ * the heap keeps their header, size and call site, the file only holes, and
+ * the pages are made when first touched, as with the C library's mmap'd
+ * chunks. rh_shm_ref moves them into the file. SIZE_MAX: none. */
+extern size_t alloc_private_min;
+/* Zeros the first n bytes of a block just allocated, skipping its private
+ * pages (fresh zeros already). */
+void block_clear(void *p, size_t n);
 void free_slow(struct heap *h, struct block_header *bh, uint32_t r);
 
 /* Request size to class: 16-byte steps up to 256, then four per doubling. */

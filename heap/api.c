@@ -56,7 +56,9 @@ static __attribute__((noinline)) void *alloc_api(size_t size, size_t align, void
 {
 	if (!rh_heap && !heap_get_slow())
 		return NULL;
+	rh_tc.shared_only = true;
 	void *p = alloc_block(size, align, caller_site(ret));
+	rh_tc.shared_only = false;
 	if (!p)
 		errno = ENOMEM;
 	return p;
@@ -138,7 +140,10 @@ RH_SHM_API void *rh_shm_realloc(void *ptr, size_t size)
 		return NULL;
 	}
 	if (o == OWNER_SELF) {
-		void *p = realloc_block(ptr, size, rh_heap ? caller_site(__builtin_return_address(0)) : 0);
+		uint32_t site = rh_heap ? caller_site(__builtin_return_address(0)) : 0;
+		rh_tc.shared_only = true;
+		void *p = realloc_block(ptr, size, site);
+		rh_tc.shared_only = false;
 		if (!p)
 			errno = ENOMEM;
 		return p;

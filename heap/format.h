@@ -161,6 +161,8 @@ enum page_kind {
 	RH_PAGE_LARGE = 3,
 };
 #define RH_PAGE_F_LISTED    0x2u /* a SMALL span on its superblock's partial list */
+#define RH_PAGE_F_PRIVATE   0x4u /* a LARGE span whose pages after its first are the
+                                  * owner's private memory: holes in the file */
 
 struct page_desc {
 	uint32_t span_pages;   /*  0 length of the span in pages */

@@ -629,10 +629,14 @@ static int own_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_
 	for (;;) {
 		uint64_t s, e, d, x;
 		int r = alloc_data_runs(h, pos, &s, &e);
-		if (r <= 0)
-			return r;
 		if (s < pos)
 			s = pos;
+		if (r == 2) {
+			*start = s;
+			*end = e;
+		}
+		if (r != 1)
+			return r;
 		r = os_fd_data_runs(&h->fd, s, &d, &x);
 		if (r <= 0)
 			return r;
@@ -955,7 +959,8 @@ int heap_ref(const void *p, struct rh_shm_ref *ref)
 {
 	struct heap *h = heap_of(p);
 	if (!h || alloc_ref(h, p, &ref->superblock, &ref->offset) != 0) {
-		errno = EINVAL;
+		if (!h || errno != ENOMEM)
+			errno = EINVAL;
 		return -1;
 	}
 	memset(ref->heap, 0, sizeof(ref->heap));

@@ -29,11 +29,13 @@ struct options {
 	unsigned mode;             /* RH_SHMALLOC_MODE */
 	unsigned trace_depth;      /* RH_SHMALLOC_TRACE_DEPTH */
 	size_t min_size;           /* RH_SHMALLOC_MIN_SIZE */
+	size_t private_size;       /* RH_SHMALLOC_PRIVATE_SIZE, 0: none */
 	bool keep;                 /* RH_SHMALLOC_KEEP */
 	bool leak_scan;            /* RH_SHMALLOC_LEAK_SCAN (preload/leakscan.c) */
 	char dir[4096];            /* RH_SHM_DIR */
 };
 #define RH_DEFAULT_TRACE_DEPTH 12
+#define RH_DEFAULT_PRIVATE_SIZE ((size_t)32 << 20)
 #define RH_MAX_TRACE_DEPTH 64
 
 /* Reads the environment without allocating (walks environ); reports each
@@ -54,7 +56,8 @@ int os_release(void *addr, size_t size);
 int os_map_shared(int fd, uint64_t offset, size_t size, void *at); /* MAP_FIXED */
 int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at); /* only where nothing is */
 /* Where data is in a heap: the first run [*start, *end) at or after pos.
- * 1, 0 when there is none, or minus an errno. */
+ * 1, 2 when the run is the process's private memory already (kept as it
+ * is), 0 when there is none, or minus an errno. */
 typedef int (*os_data_runs_fn)(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end);
 int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end); /* arg: int *fd */
 /* After fork: the shared mapping at `at` becomes a private copy of its runs
@@ -62,6 +65,9 @@ int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
  * holes zeros. 0 or an errno; *done: the bytes from `at` made private. */
 int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done);
 void os_map_none(void *at, size_t size);                 /* PROT_NONE, no memory */
+int os_map_anon(void *at, size_t size);                  /* private zeros, MAP_FIXED */
+int os_map_into_file(int fd, uint64_t offset, size_t size, void *at);
+int os_move_private(void *from, size_t size, void *to);
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */
 struct os_file_id {

@@ -139,6 +139,7 @@ void options_load(struct options *opt)
 	opt->superblock_size = 2u << 20;
 	opt->mode = 0600;
 	opt->trace_depth = RH_DEFAULT_TRACE_DEPTH;
+	opt->private_size = RH_DEFAULT_PRIVATE_SIZE;
 	strcpy(opt->dir, "/dev/shm");
 
 	if ((v = env_value("RH_SHM_DIR")) && *v) {
@@ -201,6 +202,12 @@ void options_load(struct options *opt)
 			opt->min_size = (size_t)n;
 		else
 			bad("RH_SHMALLOC_MIN_SIZE", v, "expected a size in bytes");
+	}
+	if ((v = env_value("RH_SHMALLOC_PRIVATE_SIZE")) && *v) {
+		if (parse_size(v, &n) == 0)
+			opt->private_size = (size_t)n;
+		else
+			bad("RH_SHMALLOC_PRIVATE_SIZE", v, "expected a size in bytes, or 0 for none");
 	}
 	if ((v = env_value("RH_SHMALLOC_KEEP")) && *v) {
 		bool b;

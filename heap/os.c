@@ -67,6 +67,50 @@ int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at)
 	return 0;
 }
 
+int os_map_anon(void *at, size_t size)
+{
+	if (mmap(at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+		return errno;
+	return 0;
+}
+
+/* Private pages move to `to` (private memory there already) without a
+ * copy; `from` stays mapped, without memory, rather than leave a hole others
+ * could map into (MREMAP_DONTUNMAP, Linux 5.7). */
+int os_move_private(void *from, size_t size, void *to)
+{
+	if (mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) == MAP_FAILED)
+		return errno;
+	return 0;
+}
+
+/* The private pages at `at` move into the file at offset, its range already
+ * reserved: the file is mapped elsewhere, the pages that are not all zeros
+ * (untouched ones read as zeros too) are copied, and the mapping then
+ * replaces the private one in one step. */
+int os_map_into_file(int fd, uint64_t offset, size_t size, void *at)
+{
+	char *tmp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+	if (tmp == MAP_FAILED)
+		return errno;
+	const char *src = at;
+	size_t page = os_page_size();
+	for (size_t o = 0; o < size; o += page) {
+		const uint64_t *w = (const uint64_t *)(src + o);
+		size_t i = 0, n = page / sizeof(*w);
+		while (i < n && !w[i])
+			i++;
+		if (i < n)
+			memcpy(tmp + o, src + o, page);
+	}
+	if (mremap(tmp, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
+		int err = errno;
+		munmap(tmp, size);
+		return err;
+	}
+	return 0;
+}
+
 /* Runs of data by the file itself: lseek SEEK_DATA/SEEK_HOLE, which tmpfs
  * supports (pages reserved but never written count as holes). */
 int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end)
@@ -145,7 +189,7 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 			break;
 		}
 		pos = s;
-		if (e > s && (err = copy_run(fd, base, s, e)))
+		if (e > s && found != 2 && (err = copy_run(fd, base, s, e)))
 			break;
 		pos = e;
 	}

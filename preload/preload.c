@@ -75,6 +75,8 @@ static void init(void)
 	busy = 1;
 	const struct options *o = options_get();
 	min_size = o->min_size;
+	if (o->private_size)
+		alloc_private_min = o->private_size;
 	depth = o->trace_depth;
 	libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)find_self);
@@ -294,8 +296,10 @@ EXPORT void *calloc(size_t count, size_t size)
 		return __libc_calloc(count, size);
 	void *p = NULL;
 	if ((likely(rh_heap) || heap_get_slow()) && !heap_full_for(n)) {
-		if ((p = alloc_block(n, 16, site_here(1))))
-			return done(memset(p, 0, n));
+		if ((p = alloc_block(n, 16, site_here(1)))) {
+			block_clear(p, n);
+			return done(p);
+		}
 		heap_failed(n);
 	}
 	stat_add(private_fallbacks, 1);

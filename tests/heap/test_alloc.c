@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "heap.h"
+#include "alloc.h"
 #include "testutil.h"
 #include <redhawk/shm.h>
 
@@ -786,6 +787,112 @@ static void test_alloc_forked_child_records_its_own_sites(void **state)
 		fail_msg("the child's block points at no call-site record of its own journal");
 }
 
+/* --- Private pages (the shim's mallocs of RH_SHMALLOC_PRIVATE_SIZE and more) */
+
+#define PRIVATE_BLOCK (16 * MIB)
+
+/* A block with private pages, as the shim's malloc makes one. */
+static void *alloc_private(size_t n)
+{
+	alloc_private_min = 8 * MIB;
+	void *p = alloc_block(n, 16, 0);
+	alloc_private_min = SIZE_MAX;
+	return p;
+}
+
+/* The heap file's bytes at [off, off+n), read with pread (not the mapping). */
+static void file_read(uint64_t off, void *buf, size_t n)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, n, (off_t)off), (ssize_t)n);
+	close(fd);
+}
+
+/* Private pages take nothing from the filesystem, however much they are
+ * written; rh_shm_ref moves them into the file; a freed private span is the
+ * file's again. */
+static void test_alloc_private_pages_stay_out_of_the_file(void **state)
+{
+	(void)state;
+	const size_t n = PRIVATE_BLOCK;
+	rh_shm_free(rh_shm_alloc(16)); /* the heap exists */
+	uint64_t before = file_bytes(), used = heap_used();
+	unsigned char *p = alloc_private(n);
+	assert_non_null(p);
+	assert_true(rh_shm_owns(p));
+	assert_true(rh_shm_usable_size(p) >= n);
+	fill(p, n, 7);
+	if (file_bytes() > before + MIB)
+		fail_msg("a %zu-byte private block, all written, took %llu bytes of the file", n,
+			 (unsigned long long)(file_bytes() - before));
+	assert_int_equal(heap_used(), used + n);
+
+	/* Shared on request: the file then holds what the block held. */
+	struct rh_shm_ref ref;
+	assert_int_equal(rh_shm_ref(p, &ref), 0);
+	assert_int_equal(check(p, n, 7), (size_t)-1);
+	assert_true(file_bytes() >= before + n);
+	unsigned char *copy = malloc(n);
+	assert_non_null(copy);
+	file_read(ref.offset, copy, n);
+	assert_int_equal(check(copy, n, 7), (size_t)-1);
+	p[n - 1] ^= 0xff; /* and the block is the file's memory now */
+	file_read(ref.offset + n - 1, copy, 1);
+	assert_int_equal(copy[0], p[n - 1]);
+	rh_shm_free(p);
+
+	/* Freed without being shared: the same pages, reused through the API,
+	 * are the file's again. */
+	p = alloc_private(n);
+	assert_non_null(p);
+	fill(p, n, 9);
+	rh_shm_free(p);
+	unsigned char *q = rh_shm_alloc(n);
+	assert_ptr_equal(q, p);
+	fill(q, n, 11);
+	assert_int_equal(rh_shm_ref(q, &ref), 0);
+	file_read(ref.offset, copy, n);
+	assert_int_equal(check(copy, n, 11), (size_t)-1);
+	rh_shm_free(q);
+	free(copy);
+	assert_int_equal(heap_used(), used);
+}
+
+static unsigned char *forked_private;
+
+static void child_private(void)
+{
+	/* The child has the parent's contents, and its writes are its own. */
+	if (check(forked_private, PRIVATE_BLOCK, 21) != (size_t)-1)
+		exit(3);
+	fill(forked_private, PRIVATE_BLOCK, 22);
+	rh_shm_free(forked_private);
+	void *mine = alloc_private(PRIVATE_BLOCK);
+	if (!mine)
+		exit(4);
+	fill(mine, PRIVATE_BLOCK, 23);
+	rh_shm_free(mine);
+}
+
+/* Over fork, a block's private pages are the child's copy like the rest. */
+static void test_alloc_private_pages_are_copied_to_a_forked_child(void **state)
+{
+	(void)state;
+	forked_private = alloc_private(PRIVATE_BLOCK);
+	assert_non_null(forked_private);
+	fill(forked_private, PRIVATE_BLOCK, 21);
+	int status = test_in_child(child_private);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 3)
+		fail_msg("the child did not see the parent's private block");
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(check(forked_private, PRIVATE_BLOCK, 21), (size_t)-1);
+	rh_shm_free(forked_private);
+}
+
 /* --- Threads: each allocates, and frees blocks other threads made. --------- */
 
 #define EXCHANGE 64
@@ -1000,6 +1107,8 @@ int main(void)
 		cmocka_unit_test(test_alloc_realloc_keeps_every_usable_byte),
 		cmocka_unit_test(test_alloc_large_free_after_thread_exit_is_kept_by_no_one),
 		cmocka_unit_test(test_alloc_forked_child_records_its_own_sites),
+		cmocka_unit_test(test_alloc_private_pages_stay_out_of_the_file),
+		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "heap.h"
+#include "alloc.h"
 #include "testutil.h"
 #include <redhawk/shm.h>
 
@@ -168,6 +169,36 @@ static void scenario_space_taken_after_free(void)
 	unfill_fs("filler");
 	CHECK(alloc_until_full(64 * 1024) >= 1024 * 1024);
 	free_all();
+}
+
+/* A block with private pages (the shim's malloc of RH_SHMALLOC_PRIVATE_SIZE
+ * or more) needs one page of the filesystem: on a nearly full one, a block
+ * far larger than the filesystem can be written whole. Sharing it then fails
+ * cleanly, and leaves it as it was. */
+static void scenario_private_block_larger_than_the_filesystem(void)
+{
+	const size_t n = 32 << 20;
+	void *keep = rh_shm_alloc(1 << 20); /* room for a superblock header later */
+	CHECK(keep);
+	fill_fs("filler");
+	rh_shm_free(keep);
+	rh_shm_trim();
+	CHECK(fs_free() >= (1 << 20));
+	alloc_private_min = 1 << 20;
+	unsigned char *p = alloc_block(n, 16, 0);
+	alloc_private_min = SIZE_MAX;
+	CHECK(p);
+	memset(p, 0x3c, n);
+	CHECK(fs_free() >= (1 << 19));
+	struct rh_shm_ref ref;
+	errno = 0;
+	CHECK(rh_shm_ref(p, &ref) == -1 && errno == ENOMEM);
+	for (size_t i = 0; i < n; i += 4096)
+		CHECK(p[i] == 0x3c && p[i + 4095] == 0x3c);
+	memset(p, 0x3d, n); /* still the process's memory */
+	rh_shm_free(p);
+	CHECK(rh_shm_heap_name());
+	unfill_fs("filler");
 }
 
 /* No room for even the header: the first allocation fails with ENOMEM and
@@ -330,6 +361,12 @@ static void test_tmpfs_full_stale_ref_attach_fails_cleanly(void **state)
 	run(scenario_stale_ref_on_full_fs, "stale ref on a full filesystem");
 }
 
+static void test_tmpfs_full_private_block_larger_than_the_filesystem(void **state)
+{
+	(void)state;
+	run(scenario_private_block_larger_than_the_filesystem, "private block larger than the filesystem");
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -356,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_tmpfs_full_first_allocation_fails_cleanly),
 		cmocka_unit_test(test_tmpfs_full_journal_resumes_when_room_returns),
 		cmocka_unit_test(test_tmpfs_full_stale_ref_attach_fails_cleanly),
+		cmocka_unit_test(test_tmpfs_full_private_block_larger_than_the_filesystem),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,7 +20,7 @@ D=$(mktemp -d /dev/shm/rh-shim-edges.XXXXXX) || fail mktemp
 V=$(mktemp "${TMPDIR:-/tmp}/rh-shim-edges.XXXXXX") || fail mktemp
 trap 'rm -rf "$D" "$V" "$V.err" "$V.link" "$V.plain" "$V.shim"' EXIT INT TERM
 export RH_SHM_DIR=$D
-unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE \
+unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE RH_SHMALLOC_PRIVATE_SIZE \
 	RH_SHMALLOC_THREAD_NUM_POOLS RH_SHMALLOC_POLICY
 
 shim() { LD_PRELOAD=$SHIM "$@"; }
@@ -51,6 +51,15 @@ for dir in "$D" "$D/missing"; do
 done
 no_heaps api-corners
 echo "ok return values and errno as the C library's"
+
+# A malloc of RH_SHMALLOC_PRIVATE_SIZE (32 MiB) or more keeps its pages
+# private until rh_shm_ref: a huge buffer the program barely touches takes
+# nothing from the filesystem. 0 turns that off.
+shim "$PROGS/shim_edges" private private || fail "private pages"
+no_heaps private
+RH_SHMALLOC_PRIVATE_SIZE=0 shim "$PROGS/shim_edges" private shared || fail "private pages turned off"
+no_heaps private-off
+echo "ok private pages of huge blocks"
 
 # An alignment the heap refuses goes to the C library, and later large
 # blocks still go to the heap.

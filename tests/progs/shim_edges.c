@@ -21,6 +21,12 @@
  *   mlockall         mlockall(MCL_CURRENT) succeeds as it does without the
  *                    shim (the heap's unused reservation counts against
  *                    RLIMIT_MEMLOCK), and the heap still grows after it
+ *   private MODE     a malloc of 64 MiB with 8 MiB of it written takes (MODE
+ *                    private) at most 1 MiB of the heap file, or (MODE shared,
+ *                    RH_SHMALLOC_PRIVATE_SIZE=0) all of it; either way it is a
+ *                    block of the heap, calloc's zeros hold, realloc keeps the
+ *                    contents, a forked child gets a copy of its own, and after
+ *                    rh_shm_ref the file holds the block's contents
  *   api-corners      prints what malloc's corner cases return and leave in
  *                    errno; run with and without the shim, the two outputs
  *                    must be the same
@@ -215,6 +221,81 @@ static int huge_align(void)
 		fprintf(stderr, "huge-align: a 2 MiB block right after it is not in the heap\n");
 		return 1;
 	}
+	return 0;
+}
+
+/* Bytes the process's heap file holds. */
+static long long heap_file_bytes(void)
+{
+	char path[4200];
+	struct stat st;
+	const char *dir = getenv("RH_SHM_DIR");
+	snprintf(path, sizeof(path), "%s/heap-%d", dir ? dir : "/dev/shm", (int)getpid());
+	return stat(path, &st) == 0 ? (long long)st.st_blocks * 512 : -1;
+}
+
+#define PRIV_MIB (1u << 20)
+
+static int private_pages(const char *mode)
+{
+	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
+	int (*ref)(const void *, void *) = (int (*)(const void *, void *))dlsym(RTLD_DEFAULT, "rh_shm_ref");
+	if (!owns || !ref) {
+		fprintf(stderr, "private: the shim's rh_shm_owns or rh_shm_ref is not there\n");
+		return 1;
+	}
+	int priv = strcmp(mode, "private") == 0;
+	free(malloc(100)); /* the heap exists */
+	long long before = heap_file_bytes();
+	size_t n = 64 * PRIV_MIB;
+	unsigned char *p = malloc(n);
+	if (!p || !owns(p) || malloc_usable_size(p) < n) {
+		fprintf(stderr, "private: malloc(64 MiB) is not a block of the heap\n");
+		return 1;
+	}
+	memset(p, 0x5e, 8 * PRIV_MIB);
+	long long took = heap_file_bytes() - before;
+	if (priv ? took > (long long)PRIV_MIB : took < (long long)n) {
+		fprintf(stderr, "private: 64 MiB with 8 MiB written took %lld bytes of the file (%s)\n", took, mode);
+		return 1;
+	}
+	unsigned char *z = calloc(n, 1);
+	for (size_t i = 0; z && i < n; i += 4096)
+		if (z[i] || z[i + 4095]) {
+			fprintf(stderr, "private: calloc's byte %zu is not zero\n", i);
+			return 1;
+		}
+	memset(z, 1, n);
+	free(z);
+	p = realloc(p, 2 * n);
+	if (!p || !owns(p) || p[0] != 0x5e || p[8 * PRIV_MIB - 1] != 0x5e || p[8 * PRIV_MIB] != 0) {
+		fprintf(stderr, "private: realloc to 128 MiB lost the contents\n");
+		return 1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int ok = p[0] == 0x5e && p[8 * PRIV_MIB - 1] == 0x5e;
+		memset(p, 0x11, 8 * PRIV_MIB);
+		free(p);
+		_exit(ok ? 0 : 3);
+	}
+	int status;
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    p[0] != 0x5e || p[8 * PRIV_MIB - 1] != 0x5e) {
+		fprintf(stderr, "private: a forked child did not get its own copy\n");
+		return 1;
+	}
+	unsigned char r[64];
+	if (ref(p, r) != 0) {
+		fprintf(stderr, "private: rh_shm_ref failed: %s\n", strerror(errno));
+		return 1;
+	}
+	if (heap_file_bytes() - before < (long long)(2 * n)) {
+		fprintf(stderr, "private: after rh_shm_ref the file does not hold the block\n");
+		return 1;
+	}
+	free(p);
 	return 0;
 }
 
@@ -547,10 +628,13 @@ int main(int argc, char **argv)
 		return fork_no_fds();
 	if (strcmp(what, "api-corners") == 0)
 		return api_corners();
+	if (strcmp(what, "private") == 0 && argc > 2)
+		return private_pages(argv[2]);
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
 		"       shim_edges api-corners | fork-no-fds | fork-in-handler | mlockall\n"
+		"       shim_edges private private|shared\n"
 		"       shim_edges fd-taken dup2|closeall FILE\n");
 	return 2;
 }

@@ -47,7 +47,9 @@ struct rh_shm_ref {
 };
 
 /* Fills *ref for a block of this process's heap (or an attached one). 0, or -1
- * with errno EINVAL when ptr is not such a block. */
+ * with errno EINVAL when ptr is not such a block, ENOMEM when the block's
+ * private pages (a malloc of RH_SHMALLOC_PRIVATE_SIZE or more under the shim)
+ * cannot be moved into the heap file. */
 RH_SHM_API int rh_shm_ref(const void *ptr, struct rh_shm_ref *ref);
 /* Maps the referenced heap (once per heap) and takes a reference on the
  * block; release it with rh_shm_free. NULL with errno set when the ref is bad
