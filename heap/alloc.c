@@ -213,6 +213,22 @@ static inline bool bit_get(const uint64_t *bits, uint32_t i)
 	return bits[i >> 6] >> (i & 63) & 1;
 }
 
+/* The first index in [i, end) whose bit is not `set`, or end: a word at a
+ * time. */
+static uint32_t bits_run_end(const uint64_t *bits, uint32_t i, uint32_t end, bool set)
+{
+	while (i < end) {
+		uint64_t x = set ? ~bits[i >> 6] : bits[i >> 6];
+		x &= ~0ULL << (i & 63);
+		if (x) {
+			uint32_t r = (i & ~63u) + (uint32_t)__builtin_ctzll(x);
+			return r < end ? r : end;
+		}
+		i = (i & ~63u) + 64;
+	}
+	return end;
+}
+
 /* Sets (or clears) bits [from, to). */
 static void bits_set(uint64_t *bits, uint32_t from, uint32_t to, bool on)
 {
@@ -248,14 +264,8 @@ static size_t span_punch(struct heap *h, struct superblock *sb, uint32_t idx, ui
 	int fd = heap_fd(h);
 	if (fd < 0)
 		return 0;
-	for (uint32_t i = idx; i < end;) {
-		if (!bit_get(bits, i)) {
-			i++;
-			continue;
-		}
-		uint32_t j = i;
-		while (j < end && bit_get(bits, j))
-			j++;
+	for (uint32_t i = bits_run_end(bits, idx, end, false); i < end; i = bits_run_end(bits, i, end, false)) {
+		uint32_t j = bits_run_end(bits, i, end, true);
 		size_t bytes = (size_t)(j - i) << h->page_shift;
 		if (os_decommit(fd, sb->offset + ((uint64_t)i << h->page_shift), bytes) == 0) {
 			bits_set(bits, i, j, false);
@@ -380,14 +390,11 @@ static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uin
 	uint32_t end = idx + (commit < pages ? commit : pages), reused = 0;
 	int fd = -1;
 	for (uint32_t i = idx; i < end;) {
-		if (bit_get(bits, i)) {
-			i++;
-			reused++;
-			continue;
-		}
-		uint32_t j = i;
-		while (j < end && !bit_get(bits, j))
-			j++;
+		uint32_t j = bits_run_end(bits, i, end, true);
+		reused += j - i;
+		if ((i = j) >= end)
+			break;
+		j = bits_run_end(bits, i, end, false);
 		if (fd < 0)
 			fd = heap_fd(h);
 		int err = fd < 0 ? ENOMEM : os_commit(fd, sb->offset + ((uint64_t)i << h->page_shift), (size_t)(j - i) << h->page_shift);
@@ -1158,7 +1165,9 @@ static void drain_remote(struct heap *h, struct pool *pl)
 		struct superblock *sb = sb_at(h, bh->sb_page);
 		struct page_desc *d = &sb->pages[bh->span_index];
 		if (d->kind == RH_PAGE_LARGE) {
-			span_free(h, pl, sb, bh->span_index, d->span_pages);
+			/* Blocks others attached were moved into the file first. */
+			if (!(d->flags & RH_PAGE_F_PRIVATE) || private_end(h, sb, bh->span_index))
+				span_free(h, pl, sb, bh->span_index, d->span_pages);
 		} else {
 			char *slot = slot_of(h, sb, bh);
 			bh->refcount = 0;
@@ -1506,13 +1515,10 @@ static bool committed_run(const struct heap *h, struct superblock *sb, uint32_t 
 			  uint64_t *end)
 {
 	const uint64_t *bits = commit_bits(sb);
-	while (a < b && !bit_get(bits, a))
-		a++;
+	a = bits_run_end(bits, a, b, false);
 	if (a >= b)
 		return false;
-	uint32_t j = a;
-	while (j < b && bit_get(bits, j))
-		j++;
+	uint32_t j = bits_run_end(bits, a, b, true);
 	*start = sb->offset + ((uint64_t)a << h->page_shift);
 	*end = sb->offset + ((uint64_t)j << h->page_shift);
 	return true;
