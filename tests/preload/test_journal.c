@@ -18,10 +18,13 @@
 #include "redhawk/shm.h"
 #include "testutil.h"
 
+/* Sites counted: alloc_a, alloc_b, alloc_c, and leaf through via_d and
+ * through via_e. */
+#define KINDS 5
 struct known {
-	uintptr_t fn[4];             /* alloc_a, alloc_b, alloc_c, main */
-	int64_t bytes[3], blocks[3]; /* from the journal's counters */
-	int64_t walk_bytes[3], walk_blocks[3];
+	uintptr_t fn[7];             /* alloc_a, alloc_b, alloc_c, main, leaf, via_d, via_e */
+	int64_t bytes[KINDS], blocks[KINDS]; /* from the journal's counters */
+	int64_t walk_bytes[KINDS], walk_blocks[KINDS];
 	int other;
 };
 
@@ -29,17 +32,26 @@ struct known {
 static int which(const struct known *k, uint64_t ra)
 {
 	int best = -1;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 7; i++)
 		if (k->fn[i] <= ra && ra - k->fn[i] < 4096 && (best < 0 || k->fn[i] > k->fn[best]))
 			best = i;
 	return best;
 }
 
+/* The kind of a site's stack, or -1. */
+static int kind_of(const struct known *k, const struct rh_site_info *s)
+{
+	int w = s->depth ? which(k, s->frames[0]) : -1;
+	if (w == 4) /* leaf: by its caller */
+		return s->depth > 1 && which(k, s->frames[1]) == 5 ? 3 : s->depth > 1 && which(k, s->frames[1]) == 6 ? 4 : -1;
+	return w >= 0 && w < 3 ? w : -1;
+}
+
 static int on_site(const struct rh_site_info *s, void *arg)
 {
 	struct known *k = arg;
-	int w = s->depth ? which(k, s->frames[0]) : -1;
-	if (w >= 0 && w < 3) {
+	int w = kind_of(k, s);
+	if (w >= 0) {
 		k->bytes[w] += s->live_bytes;
 		k->blocks[w] += s->live_blocks;
 	} else if (s->live_blocks) {
@@ -60,7 +72,7 @@ static int map_site(const struct rh_site_info *s, void *arg)
 	struct site_map *m = arg;
 	if (m->n < 4096) {
 		m->ids[m->n] = s->id;
-		m->kind[m->n++] = s->depth ? which(m->k, s->frames[0]) : -1;
+		m->kind[m->n++] = kind_of(m->k, s);
 	}
 	return 0;
 }
@@ -69,7 +81,7 @@ static int on_block(const struct rh_block_info *b, void *arg)
 {
 	struct site_map *m = arg;
 	for (int i = 0; i < m->n; i++)
-		if (m->ids[i] == b->site && m->kind[i] >= 0 && m->kind[i] < 3) {
+		if (m->ids[i] == b->site && m->kind[i] >= 0) {
 			m->k->walk_bytes[m->kind[i]] += (int64_t)b->size;
 			m->k->walk_blocks[m->kind[i]]++;
 		}
@@ -108,13 +120,12 @@ static void test_journal_matches_known_program(void **state)
 	FILE *f = fdopen(out[0], "r");
 	struct known k = { 0 };
 	int cpid = 0;
-	void *fa, *fb, *fc, *fm;
-	assert_int_equal(fscanf(f, "ready %d %p %p %p %p", &cpid, &fa, &fb, &fc, &fm), 5);
+	void *fn[7];
+	assert_int_equal(fscanf(f, "ready %d %p %p %p %p %p %p %p", &cpid, &fn[0], &fn[1], &fn[2], &fn[3], &fn[4],
+			     &fn[5], &fn[6]), 8);
 	assert_int_equal(cpid, pid);
-	k.fn[0] = (uintptr_t)fa;
-	k.fn[1] = (uintptr_t)fb;
-	k.fn[2] = (uintptr_t)fc;
-	k.fn[3] = (uintptr_t)fm;
+	for (int i = 0; i < 7; i++)
+		k.fn[i] = (uintptr_t)fn[i];
 
 	char name[64];
 	snprintf(name, sizeof(name), "heap-%d", (int)pid);
@@ -132,12 +143,17 @@ static void test_journal_matches_known_program(void **state)
 	assert_int_equal(k.blocks[1], 5);
 	assert_int_equal(k.bytes[2], 128);
 	assert_int_equal(k.blocks[2], 2);
+	/* Stacks of one shape near malloc are told apart further out. */
+	assert_int_equal(k.bytes[3], 1600);
+	assert_int_equal(k.blocks[3], 8);
+	assert_int_equal(k.bytes[4], 1600);
+	assert_int_equal(k.blocks[4], 8);
 	/* The blocks themselves agree with the counters. */
 	static struct site_map m;
 	m.k = &k;
 	assert_int_equal(rh_heap_walk_sites(heap, map_site, &m), 0);
 	assert_int_equal(rh_heap_walk_blocks(heap, on_block, &m), 0);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < KINDS; i++) {
 		assert_int_equal(k.walk_bytes[i], k.bytes[i]);
 		assert_int_equal(k.walk_blocks[i], k.blocks[i]);
 	}
