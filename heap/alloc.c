@@ -229,6 +229,21 @@ static uint32_t bits_run_end(const uint64_t *bits, uint32_t i, uint32_t end, boo
 	return end;
 }
 
+/* Bits set in [from, to). */
+static uint32_t bits_count(const uint64_t *bits, uint32_t from, uint32_t to)
+{
+	uint32_t n = 0;
+	while (from < to) {
+		uint32_t w = from >> 6, lo = from & 63, hi = to - (from & ~63u) < 64 ? to & 63 : 64;
+		uint64_t x = bits[w] >> lo;
+		if (hi < 64)
+			x &= (1ULL << (hi - lo)) - 1;
+		n += (uint32_t)__builtin_popcountll(x);
+		from = (from & ~63u) + hi;
+	}
+	return n;
+}
+
 /* Sets (or clears) bits [from, to). */
 static void bits_set(uint64_t *bits, uint32_t from, uint32_t to, bool on)
 {
@@ -342,7 +357,8 @@ static void pool_decay(struct heap *h, struct pool *pl)
  * process (df shows it). */
 static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages)
 {
-	size_t bytes = (size_t)pages << h->page_shift;
+	/* What the span keeps: its committed pages (a private span's first). */
+	size_t bytes = (size_t)bits_count(commit_bits(sb), idx, idx + pages) << h->page_shift;
 	if (pl->punch_next) {
 		span_punch(h, sb, idx, pages);
 	} else {
@@ -796,24 +812,26 @@ static inline void private_range(const struct heap *h, const struct superblock *
 	*len = (size_t)(sb->pages[idx].span_pages - 1) << h->page_shift;
 }
 
-/* A span just taken with RH_PAGE_F_PRIVATE gets its private pages; false,
- * with the span given back, when the mapping cannot be made. */
-static bool private_pages(struct heap *h, struct superblock *sb, uint32_t idx)
+/* A span just taken with RH_PAGE_F_PRIVATE gets its private pages, its
+ * pool locked (a fork then never sees the flag without the mapping). False
+ * when the mapping cannot be made: the span is given back if the file's
+ * mapping is whole again, else kept out of use. */
+static bool private_pages(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx)
 {
 	uint64_t off;
 	size_t len;
 	private_range(h, sb, idx, &off, &len);
 	if (os_map_anon(h->base + off, len) == 0)
 		return true;
-	struct pool *pl = &pools[sb->pool];
-	pthread_mutex_lock(&pl->lock);
-	span_free(h, pl, sb, idx, sb->pages[idx].span_pages);
-	pthread_mutex_unlock(&pl->lock);
+	int fd = heap_fd(h);
+	if (fd >= 0 && os_map_shared(fd, off, len, h->base + off) == 0)
+		span_free(h, pl, sb, idx, sb->pages[idx].span_pages);
 	return false;
 }
 
 /* The file's pages take the place of a private span's again, before it is
- * freed; false when they cannot (the span is then never reused). */
+ * freed (its pool locked); false when they cannot (the span is then never
+ * reused, its private memory given back). */
 static bool private_end(struct heap *h, struct superblock *sb, uint32_t idx)
 {
 	uint64_t off;
@@ -822,6 +840,7 @@ static bool private_end(struct heap *h, struct superblock *sb, uint32_t idx)
 	int fd = heap_fd(h);
 	if (fd >= 0 && os_map_shared(fd, off, len, h->base + off) == 0)
 		return true;
+	os_map_anon(h->base + off, len);
 	rh_warn("cannot map the heap file over a freed private block; its %zu bytes stay unused", len);
 	return false;
 }
@@ -839,18 +858,24 @@ static int private_publish(struct heap *h, struct superblock *sb, uint32_t idx)
 	struct page_desc *d = &sb->pages[idx];
 	if (d->kind == RH_PAGE_LARGE && (d->flags & RH_PAGE_F_PRIVATE)) {
 		private_range(h, sb, idx, &off, &len);
+		uint32_t first = idx + 1, end = idx + d->span_pages;
+		/* The file's range is made all zeros (a page left committed would
+		 * show old bytes where the copy skips zeros), then reserved. */
 		int fd = heap_fd(h);
-		err = fd < 0 ? EBADF : os_commit(fd, off, len);
+		err = fd < 0 ? EBADF : os_decommit(fd, off, len);
+		if (!err) {
+			bits_set(commit_bits(sb), first, end, false);
+			err = os_commit(fd, off, len);
+		}
 		if (!err && (err = os_map_into_file(fd, off, len, h->base + off)) != 0)
 			os_decommit(fd, off, len);
 		if (!err) {
-			uint32_t first = idx + 1, end = idx + d->span_pages;
 			bits_set(commit_bits(sb), first, end, true);
 			desc_set(sb, idx, d->span_pages, RH_PAGE_LARGE, 0);
 		}
 	}
 	pthread_mutex_unlock(&pl->lock);
-	return err == ENOSPC ? ENOMEM : err;
+	return err ? ENOMEM : 0;
 }
 
 /* A LARGE block of `size` bytes, its span `room` bytes longer (for realloc
@@ -907,8 +932,11 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 				struct pool *other = &pools[i];
 				if (other == pl || !other->used || pthread_mutex_trylock(&other->lock))
 					continue;
-				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, &r, false)) == 0)
+				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, &r, false)) == 0) {
 					desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
+					if (priv && !private_pages(h, other, r.sb, r.idx))
+						err = ENOMEM;
+				}
 				pthread_mutex_unlock(&other->lock);
 			}
 			if (!err)
@@ -922,14 +950,15 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 			return NULL;
 		}
 		desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
+		if (priv && !private_pages(h, pl, r.sb, r.idx)) {
+			pthread_mutex_unlock(&pl->lock);
+			errno = ENOMEM;
+			return NULL;
+		}
 		pthread_mutex_unlock(&pl->lock);
 	}
 placed:;
 	char *span = span_start(h, r.sb, r.idx);
-	if (priv && !private_pages(h, r.sb, r.idx)) {
-		errno = ENOMEM;
-		return NULL;
-	}
 	uint64_t data = HDR;
 	if (align > HDR) {
 		uintptr_t a = ((uintptr_t)span + HDR + align - 1) & ~(uintptr_t)(align - 1);
@@ -1042,8 +1071,6 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 	if (d->kind == RH_PAGE_LARGE) {
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELEASE);
 		size_t bytes = (size_t)d->span_pages << h->page_shift;
-		if ((d->flags & RH_PAGE_F_PRIVATE) && !private_end(h, sb, bh->span_index))
-			return;
 		if (!(d->flags & RH_PAGE_F_PRIVATE) && rh_tc.heap == h && rh_tc.nlarge < LCACHE_ENTRIES &&
 		    rh_tc.large_bytes + bytes <= LCACHE_BYTES) {
 			rh_tc.large[rh_tc.nlarge++] = (struct lentry){ sb, bh->span_index, d->span_pages };
@@ -1052,7 +1079,8 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 		}
 		struct pool *pl = &pools[sb->pool];
 		pthread_mutex_lock(&pl->lock);
-		span_free(h, pl, sb, bh->span_index, d->span_pages);
+		if (!(d->flags & RH_PAGE_F_PRIVATE) || private_end(h, sb, bh->span_index))
+			span_free(h, pl, sb, bh->span_index, d->span_pages);
 		pthread_mutex_unlock(&pl->lock);
 		return;
 	}
@@ -1254,27 +1282,6 @@ size_t block_usable(const void *p)
 	return 0;
 }
 
-/* A private block moving to a larger private one: the first page copied,
- * the other pages moved without a copy (as the C library's realloc of an
- * mmap'd chunk); the old range keeps a mapping of its own, without memory.
- * False when the blocks are not such a pair or the kernel cannot. */
-static bool private_move(struct heap *h, struct block_header *from, struct block_header *to)
-{
-	if (!h || (from->sb_page >> RH_CLASS_SHIFT) != RH_CLASS_LARGE || (to->sb_page >> RH_CLASS_SHIFT) != RH_CLASS_LARGE)
-		return false;
-	struct superblock *fs = sb_at(h, from->sb_page), *ts = sb_at(h, to->sb_page);
-	struct page_desc *fd = &fs->pages[from->span_index], *td = &ts->pages[to->span_index];
-	if (!(fd->flags & td->flags & RH_PAGE_F_PRIVATE) || fd->free_head != td->free_head ||
-	    td->span_pages < fd->span_pages)
-		return false;
-	size_t page = (size_t)1 << h->page_shift, len = (size_t)(fd->span_pages - 1) << h->page_shift;
-	char *old = span_start(h, fs, from->span_index) + page, *new = span_start(h, ts, to->span_index) + page;
-	if (os_move_private(old, len, new) != 0)
-		return false;
-	memcpy(to + 1, from + 1, page - fd->free_head);
-	return true;
-}
-
 /* Grows or shrinks in place where the block's slot or span allows. */
 void *realloc_block(void *p, size_t size, uint32_t site)
 {
@@ -1335,8 +1342,7 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 		n = large_alloc(size, HDR, site, size / 4);
 	if (!n && !(n = alloc_block(size, HDR, site)))
 		return NULL;
-	if (!private_move(h, bh, (struct block_header *)n - 1))
-		memcpy(n, p, keep < size ? keep : size);
+	memcpy(n, p, keep < size ? keep : size);
 	free_block(p);
 	return n;
 }

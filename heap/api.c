@@ -56,9 +56,10 @@ static __attribute__((noinline)) void *alloc_api(size_t size, size_t align, void
 {
 	if (!rh_heap && !heap_get_slow())
 		return NULL;
+	bool was = rh_tc.shared_only;
 	rh_tc.shared_only = true;
 	void *p = alloc_block(size, align, caller_site(ret));
-	rh_tc.shared_only = false;
+	rh_tc.shared_only = was;
 	if (!p)
 		errno = ENOMEM;
 	return p;
@@ -141,9 +142,10 @@ RH_SHM_API void *rh_shm_realloc(void *ptr, size_t size)
 	}
 	if (o == OWNER_SELF) {
 		uint32_t site = rh_heap ? caller_site(__builtin_return_address(0)) : 0;
+		bool was = rh_tc.shared_only;
 		rh_tc.shared_only = true;
 		void *p = realloc_block(ptr, size, site);
-		rh_tc.shared_only = false;
+		rh_tc.shared_only = was;
 		if (!p)
 			errno = ENOMEM;
 		return p;

@@ -627,7 +627,7 @@ static int own_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_
 {
 	const struct heap *h = arg;
 	for (;;) {
-		uint64_t s, e, d, x;
+		uint64_t s = pos, e = pos, d, x;
 		int r = alloc_data_runs(h, pos, &s, &e);
 		if (s < pos)
 			s = pos;

@@ -67,7 +67,6 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 void os_map_none(void *at, size_t size);                 /* PROT_NONE, no memory */
 int os_map_anon(void *at, size_t size);                  /* private zeros, MAP_FIXED */
 int os_map_into_file(int fd, uint64_t offset, size_t size, void *at);
-int os_move_private(void *from, size_t size, void *to);
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */
 struct os_file_id {

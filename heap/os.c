@@ -74,16 +74,6 @@ int os_map_anon(void *at, size_t size)
 	return 0;
 }
 
-/* Private pages move to `to` (private memory there already) without a
- * copy; `from` stays mapped, without memory, rather than leave a hole others
- * could map into (MREMAP_DONTUNMAP, Linux 5.7). */
-int os_move_private(void *from, size_t size, void *to)
-{
-	if (mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) == MAP_FAILED)
-		return errno;
-	return 0;
-}
-
 /* The private pages at `at` move into the file at offset, its range already
  * reserved: the file is mapped elsewhere, the pages that are not all zeros
  * (untouched ones read as zeros too) are copied, and the mapping then

@@ -861,6 +861,46 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
 	assert_int_equal(heap_used(), used);
 }
 
+/* A freed private block keeps one committed page, and counts as no more
+ * among the pages its pool keeps for reuse: the pool's later frees still
+ * keep their pages instead of punching them. In a child, whose heap and
+ * pools start empty. */
+static void child_private_free(void)
+{
+	struct rh_shm_stats a, b;
+	void *p = alloc_private(64 * MIB);
+	if (!p)
+		exit(4);
+	rh_shm_free(p);
+	if (rh_shm_stats(&a) != 0)
+		exit(4);
+	for (unsigned round = 0; round < 20; round++) {
+		void *blocks[12];
+		for (unsigned i = 0; i < 12; i++) {
+			if (!(blocks[i] = rh_shm_alloc(2 * MIB)))
+				exit(4);
+			memset(blocks[i], 1, 2 * MIB);
+		}
+		for (unsigned i = 0; i < 12; i++)
+			rh_shm_free(blocks[i]);
+	}
+	if (rh_shm_stats(&b) != 0)
+		exit(4);
+	if (b.bytes_punched - a.bytes_punched > 8 * MIB) {
+		fprintf(stderr, "20 rounds of 12 x 2 MiB punched %llu bytes after a private block was freed\n",
+			(unsigned long long)(b.bytes_punched - a.bytes_punched));
+		exit(3);
+	}
+}
+
+static void test_alloc_private_free_keeps_retention(void **state)
+{
+	(void)state;
+	int status = test_in_child(child_private_free);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static unsigned char *forked_private;
 
 static void child_private(void)
@@ -1109,6 +1149,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_forked_child_records_its_own_sites),
 		cmocka_unit_test(test_alloc_private_pages_stay_out_of_the_file),
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
+		cmocka_unit_test(test_alloc_private_free_keeps_retention),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }

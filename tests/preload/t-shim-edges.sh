@@ -59,6 +59,8 @@ shim "$PROGS/shim_edges" private private || fail "private pages"
 no_heaps private
 RH_SHMALLOC_PRIVATE_SIZE=0 shim "$PROGS/shim_edges" private shared || fail "private pages turned off"
 no_heaps private-off
+shim "$PROGS/shim_edges" private-fork || fail "private pages and fork"
+no_heaps private-fork
 echo "ok private pages of huge blocks"
 
 # An alignment the heap refuses goes to the C library, and later large

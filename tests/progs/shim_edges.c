@@ -27,6 +27,9 @@
  *                    block of the heap, calloc's zeros hold, realloc keeps the
  *                    contents, a forked child gets a copy of its own, and after
  *                    rh_shm_ref the file holds the block's contents
+ *   private-fork     one thread allocates and frees 40 MiB blocks (private
+ *                    pages) while the main thread forks 200 times: no child
+ *                    may keep a mapping of the parent's heap file
  *   api-corners      prints what malloc's corner cases return and leave in
  *                    errno; run with and without the shim, the two outputs
  *                    must be the same
@@ -296,6 +299,62 @@ static int private_pages(const char *mode)
 		return 1;
 	}
 	free(p);
+	return 0;
+}
+
+static volatile int churning = 1;
+
+static void *private_churn(void *arg)
+{
+	(void)arg;
+	while (churning) {
+		char *p = malloc(40 * PRIV_MIB);
+		if (p)
+			p[0] = 1;
+		free(p);
+	}
+	return NULL;
+}
+
+/* A child's own mappings name its parent's heap file? 1 yes, 0 no, -1 unknown. */
+static int maps_name(const char *name)
+{
+	char line[4608];
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return -1;
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, name) != NULL;
+	fclose(f);
+	return found;
+}
+
+static int private_fork(void)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "/heap-%d", (int)getpid());
+	free(malloc(100));
+	pthread_t t;
+	if (pthread_create(&t, NULL, private_churn, NULL) != 0)
+		return 1;
+	int kept = 0;
+	for (int i = 0; i < 200; i++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(maps_name(name) ? 3 : 0);
+		int status;
+		if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+			return 1;
+		kept += WEXITSTATUS(status) != 0;
+	}
+	churning = 0;
+	pthread_join(t, NULL);
+	if (kept) {
+		fprintf(stderr, "private-fork: %d of 200 children kept a mapping of the parent's heap\n", kept);
+		return 1;
+	}
 	return 0;
 }
 
@@ -628,13 +687,15 @@ int main(int argc, char **argv)
 		return fork_no_fds();
 	if (strcmp(what, "api-corners") == 0)
 		return api_corners();
+	if (strcmp(what, "private-fork") == 0)
+		return private_fork();
 	if (strcmp(what, "private") == 0 && argc > 2)
 		return private_pages(argv[2]);
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
 		"       shim_edges api-corners | fork-no-fds | fork-in-handler | mlockall\n"
-		"       shim_edges private private|shared\n"
+		"       shim_edges private private|shared | private-fork\n"
 		"       shim_edges fd-taken dup2|closeall FILE\n");
 	return 2;
 }
