@@ -261,13 +261,19 @@ struct recent {
 	unsigned gen;
 };
 static __thread struct recent *recent;  /* RECENT entries, mmap'd per thread */
+static __thread bool recent_gone;       /* past the thread's exit: none made again */
 
 void journal_thread_exit(void)
 {
 	journal_forget_last();  /* the thread's counter slot goes */
-	if (recent)
-		munmap(recent, RECENT * sizeof(*recent));
+	/* Forgotten before it is unmapped: a signal handler that allocates
+	 * in between must not use it. */
+	struct recent *r = recent;
+	recent_gone = true;
 	recent = NULL;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (r)
+		munmap(r, RECENT * sizeof(*r));
 }
 unsigned journal_gen = 1;  /* bumped when the heap changes (fork) */
 uint32_t (*journal_capture)(void);
@@ -280,14 +286,17 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 	if (depth > RH_MAX_TRACE_DEPTH)
 		depth = RH_MAX_TRACE_DEPTH;
 	uint64_t hash = hash_frames(frames, depth);
-	if (!recent) {
+	if (!recent && !recent_gone) {
 		void *m = mmap(NULL, RECENT * sizeof(*recent), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		recent = m == MAP_FAILED ? NULL : m;
+		/* A signal handler may have made one meanwhile. */
+		if (m != MAP_FAILED && (recent || recent_gone))
+			munmap(m, RECENT * sizeof(*recent));
+		else if (m != MAP_FAILED)
+			recent = m;
 	}
-	static struct recent none;
-	struct recent *r = recent ? &recent[hash % RECENT] : &none;
-	if (r->hash == hash && r->depth == depth && r->gen == journal_gen &&
+	struct recent *r = recent ? &recent[hash % RECENT] : NULL;
+	if (r && r->hash == hash && r->depth == depth && r->gen == journal_gen &&
 	    r->first == frames[0] && r->last == frames[depth - 1])
 		return r->loc;
 	uint32_t loc = 0;
@@ -310,7 +319,7 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 		loc = lookup(h->hdr, atomic_load_explicit(&b[bucket], memory_order_acquire), hash, frames, depth);
 	if (!loc)
 		loc = site_make(h, frames, depth, hash, bucket);
-	if (loc)
+	if (loc && r)
 		*r = (struct recent){ hash, frames[0], frames[depth - 1], loc, depth, journal_gen };
 	return loc;
 }
