@@ -17,7 +17,7 @@
 set -u
 export LC_ALL=C # sort's order, and awk's decimal point
 unset LD_PRELOAD RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_MIN_SIZE RH_SHMALLOC_KEEP \
-	RH_SHMALLOC_METRICS
+	RH_SHMALLOC_METRICS RH_SHMALLOC_PRIVATE_SIZE
 cd "$(dirname "$0")/.." || exit 1 # bench/, heap/ and BUILD are relative to the top
 BUILD=${BUILD:-build}
 REPS=${BENCH_PROGRAM_REPS:-5}

@@ -13,7 +13,7 @@
 #   BENCH_CLEAN_REPS paired rounds of shmclean and find (default 7)
 set -u
 export LC_ALL=C
-unset LD_PRELOAD RH_SHMALLOC RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE
+unset LD_PRELOAD RH_SHMALLOC RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE RH_SHMALLOC_PRIVATE_SIZE
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 REPS=${BENCH_TOOLS_REPS:-21}

@@ -25,7 +25,7 @@ static const char *const vars[] = {
 	"RH_SHMALLOC", "RH_SHMALLOC_POLICY", "RH_SHMALLOC_THREAD_NUM_POOLS",
 	"RH_SHMALLOC_CPUS_PER_POOL", "RH_SHMALLOC_SUPERBLOCK_SIZE", "RH_SHMALLOC_METRICS",
 	"RH_SHMALLOC_MODE", "RH_SHMALLOC_TRACE_DEPTH", "RH_SHMALLOC_MIN_SIZE",
-	"RH_SHMALLOC_KEEP",
+	"RH_SHMALLOC_KEEP", "RH_SHMALLOC_PRIVATE_SIZE",
 };
 
 static void clear_env(void)
@@ -118,6 +118,12 @@ static void test_options_values_parsed(void **state)
 	assert_int_equal(o.min_size, 4096);
 	load_with(&o, "RH_SHMALLOC_MIN_SIZE", "4K");
 	assert_int_equal(o.min_size, 4096);
+	load_with(&o, NULL, NULL);
+	assert_int_equal(o.private_size, 32 << 20);
+	load_with(&o, "RH_SHMALLOC_PRIVATE_SIZE", "64M");
+	assert_int_equal(o.private_size, 64 << 20);
+	load_with(&o, "RH_SHMALLOC_PRIVATE_SIZE", "0");
+	assert_int_equal(o.private_size, 0);
 	load_with(&o, "RH_SHMALLOC_KEEP", "1");
 	assert_true(o.keep);
 	load_with(&o, "RH_SHMALLOC_KEEP", "0");
@@ -141,7 +147,8 @@ static bool same(const struct options *a, const struct options *b)
 	       a->thread_pools == b->thread_pools && a->cpus_per_pool == b->cpus_per_pool &&
 	       a->superblock_size == b->superblock_size && a->metrics == b->metrics &&
 	       a->mode == b->mode && a->trace_depth == b->trace_depth &&
-	       a->min_size == b->min_size && a->keep == b->keep && strcmp(a->dir, b->dir) == 0;
+	       a->min_size == b->min_size && a->private_size == b->private_size && a->keep == b->keep &&
+	       strcmp(a->dir, b->dir) == 0;
 }
 
 /* A bad value: one line on stderr that names the variable, and the default. */
@@ -165,6 +172,8 @@ static void test_options_bad_values_warn_and_keep_default(void **state)
 		{ "RH_SHMALLOC_TRACE_DEPTH", "-3" },
 		{ "RH_SHMALLOC_TRACE_DEPTH", "100000" },
 		{ "RH_SHMALLOC_MIN_SIZE", "12Q" },
+		{ "RH_SHMALLOC_PRIVATE_SIZE", "-1" },
+		{ "RH_SHMALLOC_PRIVATE_SIZE", "big" },
 		{ "RH_SHMALLOC_KEEP", "sometimes" },
 	};
 	struct options def, o;

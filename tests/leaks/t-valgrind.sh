@@ -26,7 +26,7 @@ NO_LEAK="noleak containers reachable"
 D=$(mktemp -d /dev/shm/rh-leaks-test.XXXXXX) || fail mktemp
 W=$(mktemp -d "${TMPDIR:-/tmp}/rh-leaks-work.XXXXXX") || fail mktemp
 trap 'rm -rf "$D" "$W"' EXIT INT TERM
-unset RH_SHM_DIR RH_SHMALLOC RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE RH_SHMALLOC_TRACE_DEPTH DEBUGINFOD_URLS
+unset RH_SHM_DIR RH_SHMALLOC RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_PRIVATE_SIZE DEBUGINFOD_URLS
 
 n=0
 for src in "$TOP"/tests/leaks/*.c "$TOP"/tests/leaks/*.cc; do

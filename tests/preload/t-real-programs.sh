@@ -16,7 +16,7 @@ D=$(mktemp -d /dev/shm/rh-preload-test.XXXXXX) || fail mktemp
 W=$(mktemp -d "${TMPDIR:-/tmp}/rh-preload-work.XXXXXX") || fail mktemp
 trap 'rm -rf "$D" "$W"' EXIT INT TERM
 export RH_SHM_DIR=$D
-unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE
+unset RH_SHMALLOC RH_SHMALLOC_TRACE_DEPTH RH_SHMALLOC_KEEP RH_SHMALLOC_MIN_SIZE RH_SHMALLOC_PRIVATE_SIZE
 
 shim() { LD_PRELOAD=$SHIM "$@"; }
 no_heaps() { # what
