@@ -1282,6 +1282,45 @@ size_t block_usable(const void *p)
 	return 0;
 }
 
+static bool all_zero(const char *p, size_t n)
+{
+	uint64_t w = 0, x;
+	for (; n >= 8; n -= 8, p += 8) {
+		memcpy(&x, p, 8);
+		w |= x;
+	}
+	while (n--)
+		w |= (unsigned char)*p++;
+	return w == 0;
+}
+
+/* memcpy into a block just made. Its private pages are fresh zeros: the
+ * parts of the source that are zeros too (a buffer's untouched pages) are
+ * not copied, so they stay without memory, as the C library's realloc of
+ * an mmap'd chunk leaves them. */
+static void copy_into(struct heap *h, void *to, const void *from, size_t n)
+{
+	struct block_header *bh = (struct block_header *)to - 1;
+	char *tail = NULL;
+	if ((bh->sb_page >> RH_CLASS_SHIFT) == RH_CLASS_LARGE && h) {
+		struct superblock *sb = sb_at(h, bh->sb_page);
+		if (sb->pages[bh->span_index].flags & RH_PAGE_F_PRIVATE)
+			tail = span_start(h, sb, bh->span_index) + ((size_t)1 << h->page_shift);
+	}
+	size_t head = tail ? (size_t)(tail - (char *)to) : n;
+	if (head >= n) {
+		memcpy(to, from, n);
+		return;
+	}
+	memcpy(to, from, head);
+	size_t page = (size_t)1 << h->page_shift;
+	for (size_t o = head; o < n; o += page) {
+		size_t k = n - o < page ? n - o : page;
+		if (!all_zero((const char *)from + o, k))
+			memcpy((char *)to + o, (const char *)from + o, k);
+	}
+}
+
 /* Grows or shrinks in place where the block's slot or span allows. */
 void *realloc_block(void *p, size_t size, uint32_t site)
 {
@@ -1342,7 +1381,7 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 		n = large_alloc(size, HDR, site, size / 4);
 	if (!n && !(n = alloc_block(size, HDR, site)))
 		return NULL;
-	memcpy(n, p, keep < size ? keep : size);
+	copy_into(h, n, p, keep < size ? keep : size);
 	free_block(p);
 	return n;
 }
@@ -1351,7 +1390,19 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 
 /* Checks that [off-16, off) of heap h is the header of a block: bounds,
  * superblock and span agree. Every byte here may come from another process. */
+static struct block_header *check_block_errno(struct heap *h, uint64_t sb_off, uint64_t off);
+
+/* check_block_errno, errno kept as it was on success. */
 static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off)
+{
+	int saved = errno;
+	struct block_header *bh = check_block_errno(h, sb_off, off);
+	if (bh)
+		errno = saved;
+	return bh;
+}
+
+static struct block_header *check_block_errno(struct heap *h, uint64_t sb_off, uint64_t off)
 {
 	uint64_t page = (uint64_t)1 << h->page_shift;
 	uint64_t end = __atomic_load_n(&h->mapped_end, __ATOMIC_ACQUIRE);

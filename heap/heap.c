@@ -333,9 +333,10 @@ static int reopen(const char *path, int flags, const struct os_file_id *id)
  * open until exit or exec. */
 static int checked_fd(int *slot, const struct os_file_id *id, const char *path, int flags)
 {
-	int fd = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	int fd = __atomic_load_n(slot, __ATOMIC_ACQUIRE), saved = errno;
 	if (os_fd_is(fd, id))
 		return fd;
+	errno = saved; /* a free or an allocation that succeeds leaves errno as it was */
 	pthread_mutex_lock(&fd_lock);
 	fd = *slot;
 	if (fd >= 0 && !os_fd_is(fd, id)) {
@@ -344,8 +345,7 @@ static int checked_fd(int *slot, const struct os_file_id *id, const char *path, 
 			__atomic_store_n(slot, fd, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&fd_lock);
-	if (fd < 0)
-		errno = EBADF;
+	errno = fd < 0 ? EBADF : saved;
 	return fd;
 }
 

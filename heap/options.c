@@ -204,10 +204,11 @@ void options_load(struct options *opt)
 			bad("RH_SHMALLOC_MIN_SIZE", v, "expected a size in bytes");
 	}
 	if ((v = env_value("RH_SHMALLOC_PRIVATE_SIZE")) && *v) {
-		if (parse_size(v, &n) == 0)
+		/* Each such block is a mapping of its own: not for small ones. */
+		if (parse_size(v, &n) == 0 && (n == 0 || n >= (1u << 20)))
 			opt->private_size = (size_t)n;
 		else
-			bad("RH_SHMALLOC_PRIVATE_SIZE", v, "expected a size in bytes, or 0 for none");
+			bad("RH_SHMALLOC_PRIVATE_SIZE", v, "expected 0 (none) or a size of at least 1M");
 	}
 	if ((v = env_value("RH_SHMALLOC_KEEP")) && *v) {
 		bool b;

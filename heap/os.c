@@ -74,15 +74,12 @@ int os_map_anon(void *at, size_t size)
 	return 0;
 }
 
-/* The private pages at `at` move into the file at offset, its range already
- * reserved: the file is mapped elsewhere, the pages that are not all zeros
- * (untouched ones read as zeros too) are copied, and the mapping then
- * replaces the private one in one step. */
+/* The private pages at `at` move into the file at offset, its range
+ * reserved and all zeros: the pages that are not all zeros (untouched ones
+ * read as zeros too) are written to the file, which is then mapped in their
+ * place. Should the mapping fail, the data is in the file all the same. */
 int os_map_into_file(int fd, uint64_t offset, size_t size, void *at)
 {
-	char *tmp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
-	if (tmp == MAP_FAILED)
-		return errno;
 	const char *src = at;
 	size_t page = os_page_size();
 	for (size_t o = 0; o < size; o += page) {
@@ -90,15 +87,18 @@ int os_map_into_file(int fd, uint64_t offset, size_t size, void *at)
 		size_t i = 0, n = page / sizeof(*w);
 		while (i < n && !w[i])
 			i++;
-		if (i < n)
-			memcpy(tmp + o, src + o, page);
+		if (i == n)
+			continue;
+		for (size_t done = 0; done < page;) {
+			ssize_t k = pwrite(fd, src + o + done, page - done, (off_t)(offset + o + done));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return k < 0 ? errno : EIO;
+			done += (size_t)k;
+		}
 	}
-	if (mremap(tmp, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED) {
-		int err = errno;
-		munmap(tmp, size);
-		return err;
-	}
-	return 0;
+	return os_map_shared(fd, offset, size, at);
 }
 
 /* Runs of data by the file itself: lseek SEEK_DATA/SEEK_HOLE, which tmpfs

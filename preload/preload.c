@@ -138,8 +138,10 @@ static __thread int saved_errno __attribute__((tls_model("initial-exec")));
 static inline bool take(size_t n)
 {
 	if (unlikely(state != ENABLED)) {
+		int e = errno; /* reading the options may change it */
 		if (state == UNREADY && !busy)
 			init();
+		errno = e;
 		if (state != ENABLED)
 			return false;
 	}
@@ -335,9 +337,9 @@ EXPORT void *realloc(void *p, size_t n)
 	 * below, without trying the filesystem again. */
 	if (o == OWNER_SELF && !heap_full_for(n) && take(n)) {
 		void *q = realloc_block(p, n, site_here(1));
-		busy = 0;
 		if (q)
-			return q;
+			return done(q);
+		busy = 0;
 		heap_failed(n);
 	}
 	if (o == OWNER_NONE && (busy || n < min_size || heap_full_for(n)))

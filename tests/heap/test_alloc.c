@@ -853,7 +853,9 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
 	unsigned char *q = rh_shm_alloc(n);
 	assert_ptr_equal(q, p);
 	fill(q, n, 11);
+	errno = EDOM; /* a call that succeeds leaves errno alone */
 	assert_int_equal(rh_shm_ref(q, &ref), 0);
+	assert_int_equal(errno, EDOM);
 	file_read(ref.offset, copy, n);
 	assert_int_equal(check(copy, n, 11), (size_t)-1);
 	rh_shm_free(q);
@@ -897,6 +899,36 @@ static void test_alloc_private_free_keeps_retention(void **state)
 {
 	(void)state;
 	int status = test_in_child(child_private_free);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Freeing a private block maps the heap file back; when the program has
+ * closed the heap's descriptor the file is reopened, and free leaves errno
+ * as it was. In a child: the descriptor is the process's. */
+static void child_free_without_descriptor(void)
+{
+	void *p = alloc_private(PRIVATE_BLOCK);
+	if (!p)
+		exit(4);
+	close(rh_heap->fd);
+	errno = EDOM;
+	rh_shm_free(p);
+	if (errno != EDOM) {
+		fprintf(stderr, "free of a private block set errno to %d\n", errno);
+		exit(3);
+	}
+	p = alloc_private(PRIVATE_BLOCK); /* the same span, private again */
+	if (!p)
+		exit(5);
+	memset(p, 1, PRIVATE_BLOCK);
+	rh_shm_free(p);
+}
+
+static void test_alloc_private_free_keeps_errno(void **state)
+{
+	(void)state;
+	int status = test_in_child(child_free_without_descriptor);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
@@ -1150,6 +1182,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_pages_stay_out_of_the_file),
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),
+		cmocka_unit_test(test_alloc_private_free_keeps_errno),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }

@@ -174,6 +174,7 @@ static void test_options_bad_values_warn_and_keep_default(void **state)
 		{ "RH_SHMALLOC_MIN_SIZE", "12Q" },
 		{ "RH_SHMALLOC_PRIVATE_SIZE", "-1" },
 		{ "RH_SHMALLOC_PRIVATE_SIZE", "big" },
+		{ "RH_SHMALLOC_PRIVATE_SIZE", "4096" },
 		{ "RH_SHMALLOC_KEEP", "sometimes" },
 	};
 	struct options def, o;

@@ -239,6 +239,19 @@ static long long heap_file_bytes(void)
 
 #define PRIV_MIB (1u << 20)
 
+/* The process's resident bytes (statm), or 0. */
+static long long resident_bytes(void)
+{
+	long long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%lld %lld", &size, &res) != 2)
+			res = 0;
+		fclose(f);
+	}
+	return res * sysconf(_SC_PAGESIZE);
+}
+
 static int private_pages(const char *mode)
 {
 	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
@@ -270,7 +283,13 @@ static int private_pages(const char *mode)
 		}
 	memset(z, 1, n);
 	free(z);
+	long long rss = resident_bytes();
 	p = realloc(p, 2 * n);
+	/* Moved: what was never written is not copied into memory. */
+	if (priv && resident_bytes() - rss > 24 * (long long)PRIV_MIB) {
+		fprintf(stderr, "private: realloc to 128 MiB made %lld bytes resident\n", resident_bytes() - rss);
+		return 1;
+	}
 	if (!p || !owns(p) || p[0] != 0x5e || p[8 * PRIV_MIB - 1] != 0x5e || p[8 * PRIV_MIB] != 0) {
 		fprintf(stderr, "private: realloc to 128 MiB lost the contents\n");
 		return 1;
@@ -324,8 +343,11 @@ static int maps_name(const char *name)
 	if (!f)
 		return -1;
 	int found = 0;
-	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, name) != NULL;
+	size_t len = strlen(name);
+	while (!found && fgets(line, sizeof(line), f)) {
+		const char *at = strstr(line, name);
+		found = at && (at[len] == '\n' || at[len] == ' ' || at[len] == 0);
+	}
 	fclose(f);
 	return found;
 }
