@@ -477,7 +477,7 @@ static uint32_t header_pages(const struct heap *h, uint64_t total_pages)
 }
 
 /* A new DATA superblock for the pool, big enough for a span of `pages`. */
-static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages)
+static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages, bool counted)
 {
 	/* Superblocks grow with the pool (doubling it, up to 64 MiB): big
 	 * blocks then share superblocks, and their free pages merge, instead of
@@ -516,7 +516,8 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 	errno = saved;
 	desc_set(sb, 0, hp, RH_PAGE_HEADER, 0);
 	bits_set(commit_bits(sb), 0, hp, true);
-	pl->bytes += sb->size;
+	if (counted)
+		pl->bytes += sb->size;
 	desc_set(sb, hp, (uint32_t)total - hp, RH_PAGE_FREE, 0);
 	sb->pages[hp].freed_ms = now_ms();
 	bin_insert(sb, hp, (uint32_t)total - hp);
@@ -546,7 +547,9 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 	if (!sb) {
 		if (!grow)
 			return ENOMEM;
-		sb = sb_new(h, pl, pages);
+		/* One made for a private span does not count towards the pool's
+		 * size, which sets how much freed memory it keeps in the file. */
+		sb = sb_new(h, pl, pages, commit >= pages);
 		if (!sb)
 			return errno ? errno : ENOMEM;
 		if (!sb_find(sb, pages, &idx))

@@ -895,6 +895,39 @@ static void child_private_free(void)
 	}
 }
 
+/* A superblock made for a private block holds no memory of the file: it
+ * does not raise how much freed memory the pool keeps (32 MiB, or half its
+ * superblocks). */
+static void child_private_superblock_budget(void)
+{
+	void *p = alloc_private(256 * MIB);
+	if (!p)
+		exit(4);
+	rh_shm_free(p);
+	enum { N = 64 };
+	void *blocks[N];
+	for (unsigned i = 0; i < N; i++) {
+		if (!(blocks[i] = rh_shm_alloc(MIB)))
+			exit(4);
+		memset(blocks[i], 1, MIB);
+	}
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(blocks[i]);
+	uint64_t kept = file_bytes();
+	if (kept > 48 * (uint64_t)MIB) {
+		fprintf(stderr, "after freeing 64 MiB the file keeps %llu bytes\n", (unsigned long long)kept);
+		exit(3);
+	}
+}
+
+static void test_alloc_private_superblock_keeps_budget(void **state)
+{
+	(void)state;
+	int status = test_in_child(child_private_superblock_budget);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_alloc_private_free_keeps_retention(void **state)
 {
 	(void)state;
@@ -1183,6 +1216,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),
 		cmocka_unit_test(test_alloc_private_free_keeps_errno),
+		cmocka_unit_test(test_alloc_private_superblock_keeps_budget),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
