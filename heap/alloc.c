@@ -826,8 +826,8 @@ static bool private_pages(struct heap *h, struct pool *pl, struct superblock *sb
 	private_range(h, sb, idx, &off, &len);
 	if (os_map_anon(h->base + off, len) == 0)
 		return true;
-	int fd = heap_fd(h);
-	if (fd >= 0 && os_map_shared(fd, off, len, h->base + off) == 0)
+	int fd = -1;
+	if (os_mapped(h->base + off, len) || ((fd = heap_fd(h)) >= 0 && os_map_shared(fd, off, len, h->base + off) == 0))
 		span_free(h, pl, sb, idx, sb->pages[idx].span_pages);
 	return false;
 }
@@ -879,6 +879,19 @@ static int private_publish(struct heap *h, struct superblock *sb, uint32_t idx)
 	}
 	pthread_mutex_unlock(&pl->lock);
 	return err ? ENOMEM : 0;
+}
+
+static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room);
+
+/* The same block with its pages in the file: private memory may be refused
+ * where shared memory is not (RLIMIT_DATA, strict overcommit). */
+static void *large_shared(size_t size, size_t align, uint32_t site, size_t room)
+{
+	bool was = rh_tc.shared_only;
+	rh_tc.shared_only = true;
+	void *p = large_alloc(size, align, site, room);
+	rh_tc.shared_only = was;
+	return p;
 }
 
 /* A LARGE block of `size` bytes, its span `room` bytes longer (for realloc
@@ -937,8 +950,10 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 					continue;
 				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, &r, false)) == 0) {
 					desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
-					if (priv && !private_pages(h, other, r.sb, r.idx))
-						err = ENOMEM;
+					if (priv && !private_pages(h, other, r.sb, r.idx)) {
+						pthread_mutex_unlock(&other->lock);
+						return large_shared(size, align, site, room);
+					}
 				}
 				pthread_mutex_unlock(&other->lock);
 			}
@@ -955,8 +970,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 		desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
 		if (priv && !private_pages(h, pl, r.sb, r.idx)) {
 			pthread_mutex_unlock(&pl->lock);
-			errno = ENOMEM;
-			return NULL;
+			return large_shared(size, align, site, room);
 		}
 		pthread_mutex_unlock(&pl->lock);
 	}

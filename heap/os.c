@@ -67,6 +67,13 @@ int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at)
 	return 0;
 }
 
+/* Whether every page of the range is mapped (a mapping that failed may or
+ * may not have taken the old one down with it, by kernel version). */
+bool os_mapped(void *at, size_t size)
+{
+	return madvise(at, size, MADV_NORMAL) == 0;
+}
+
 int os_map_anon(void *at, size_t size)
 {
 	if (mmap(at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)

@@ -61,6 +61,8 @@ RH_SHMALLOC_PRIVATE_SIZE=0 shim "$PROGS/shim_edges" private shared || fail "priv
 no_heaps private-off
 shim "$PROGS/shim_edges" private-fork || fail "private pages and fork"
 no_heaps private-fork
+shim "$PROGS/shim_edges" private-maps || fail "private pages refused: shared ones instead"
+no_heaps private-maps
 echo "ok private pages of huge blocks"
 
 # An alignment the heap refuses goes to the C library, and later large

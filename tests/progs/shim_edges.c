@@ -30,6 +30,9 @@
  *   private-fork     one thread allocates and frees 40 MiB blocks (private
  *                    pages) while the main thread forks 200 times: no child
  *                    may keep a mapping of the parent's heap file
+ *   private-maps     with no memory mapping left to make (vm.max_map_count),
+ *                    a 64 MiB malloc gets its pages in the heap file instead
+ *                    of private ones
  *   api-corners      prints what malloc's corner cases return and leave in
  *                    errno; run with and without the shim, the two outputs
  *                    must be the same
@@ -380,6 +383,43 @@ static int private_fork(void)
 	return 0;
 }
 
+#define MAPS_MAX 200000
+static void *maps[MAPS_MAX];
+
+static int private_maps(void)
+{
+	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
+	if (!owns)
+		return 1;
+	free(malloc(100));
+	free(malloc(64 * PRIV_MIB)); /* the span exists: taking it again maps nothing new */
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	int n = 0;
+	while (n < MAPS_MAX) {
+		/* Alternating protections: neighbours do not merge. */
+		void *m = mmap(NULL, page, n % 2 ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			break;
+		maps[n++] = m;
+	}
+	if (n == MAPS_MAX) {
+		fprintf(stderr, "private-maps: the mapping limit was never reached\n");
+		return 1;
+	}
+	unsigned char *p = malloc(64 * PRIV_MIB);
+	int ok = p && owns(p);
+	if (ok)
+		memset(p, 7, 64 * PRIV_MIB);
+	free(p);
+	while (n > 0)
+		munmap(maps[--n], page);
+	if (!ok) {
+		fprintf(stderr, "private-maps: malloc(64 MiB) %s\n", p ? "went to the C library" : "failed");
+		return 1;
+	}
+	return 0;
+}
+
 static int fork_no_fds(void)
 {
 	enum { SIZE = 96 << 20 };
@@ -709,6 +749,8 @@ int main(int argc, char **argv)
 		return fork_no_fds();
 	if (strcmp(what, "api-corners") == 0)
 		return api_corners();
+	if (strcmp(what, "private-maps") == 0)
+		return private_maps();
 	if (strcmp(what, "private-fork") == 0)
 		return private_fork();
 	if (strcmp(what, "private") == 0 && argc > 2)
@@ -717,7 +759,7 @@ int main(int argc, char **argv)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
 		"       shim_edges api-corners | fork-no-fds | fork-in-handler | mlockall\n"
-		"       shim_edges private private|shared | private-fork\n"
+		"       shim_edges private private|shared | private-fork | private-maps\n"
 		"       shim_edges fd-taken dup2|closeall FILE\n");
 	return 2;
 }
