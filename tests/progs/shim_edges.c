@@ -384,10 +384,13 @@ static int private_fork(void)
 }
 
 #define MAPS_MAX 200000
-static void *maps[MAPS_MAX];
 
 static int private_maps(void)
 {
+	/* Not in .bss: the mlockall case locks all of this program. */
+	void **maps = mmap(NULL, MAPS_MAX * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (maps == MAP_FAILED)
+		return 1;
 	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
 	if (!owns)
 		return 1;
