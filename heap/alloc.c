@@ -1018,19 +1018,24 @@ placed:;
 	return bh + 1;
 }
 
-void block_clear(void *p, size_t n)
+/* Bytes of the block at p (of this process's heap) before its private
+ * pages; SIZE_MAX when it has none. */
+static size_t before_private(void *p)
 {
 	struct block_header *bh = (struct block_header *)p - 1;
 	struct heap *h = rh_heap;
-	if ((bh->sb_page >> RH_CLASS_SHIFT) == RH_CLASS_LARGE && h) {
-		struct superblock *sb = sb_at(h, bh->sb_page);
-		if (sb->pages[bh->span_index].flags & RH_PAGE_F_PRIVATE) {
-			char *tail = span_start(h, sb, bh->span_index) + ((size_t)1 << h->page_shift);
-			if ((size_t)(tail - (char *)p) < n)
-				n = (size_t)(tail - (char *)p);
-		}
-	}
-	memset(p, 0, n);
+	if ((bh->sb_page >> RH_CLASS_SHIFT) != RH_CLASS_LARGE || !h)
+		return SIZE_MAX;
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	if (!(sb->pages[bh->span_index].flags & RH_PAGE_F_PRIVATE))
+		return SIZE_MAX;
+	return (size_t)(span_start(h, sb, bh->span_index) + ((size_t)1 << h->page_shift) - (char *)p);
+}
+
+void block_clear(void *p, size_t n)
+{
+	size_t head = before_private(p);
+	memset(p, 0, head < n ? head : n);
 }
 
 static inline uint64_t large_size(const struct page_desc *d)
@@ -1315,22 +1320,15 @@ static bool all_zero(const char *p, size_t n)
  * parts of the source that are zeros too (a buffer's untouched pages) are
  * not copied, so they stay without memory, as the C library's realloc of
  * an mmap'd chunk leaves them. */
-static void copy_into(struct heap *h, void *to, const void *from, size_t n)
+static void copy_into(void *to, const void *from, size_t n)
 {
-	struct block_header *bh = (struct block_header *)to - 1;
-	char *tail = NULL;
-	if ((bh->sb_page >> RH_CLASS_SHIFT) == RH_CLASS_LARGE && h) {
-		struct superblock *sb = sb_at(h, bh->sb_page);
-		if (sb->pages[bh->span_index].flags & RH_PAGE_F_PRIVATE)
-			tail = span_start(h, sb, bh->span_index) + ((size_t)1 << h->page_shift);
-	}
-	size_t head = tail ? (size_t)(tail - (char *)to) : n;
+	size_t head = before_private(to);
 	if (head >= n) {
 		memcpy(to, from, n);
 		return;
 	}
 	memcpy(to, from, head);
-	size_t page = (size_t)1 << h->page_shift;
+	size_t page = (size_t)1 << rh_heap->page_shift;
 	for (size_t o = head; o < n; o += page) {
 		size_t k = n - o < page ? n - o : page;
 		if (!all_zero((const char *)from + o, k))
@@ -1398,7 +1396,7 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 		n = large_alloc(size, HDR, site, size / 4);
 	if (!n && !(n = alloc_block(size, HDR, site)))
 		return NULL;
-	copy_into(h, n, p, keep < size ? keep : size);
+	copy_into(n, p, keep < size ? keep : size);
 	free_block(p);
 	return n;
 }
