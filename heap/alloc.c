@@ -884,7 +884,8 @@ static int private_publish(struct heap *h, struct superblock *sb, uint32_t idx)
 static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room);
 
 /* The same block with its pages in the file: private memory may be refused
- * where shared memory is not (RLIMIT_DATA, strict overcommit). */
+ * where shared memory is not (no mapping left under vm.max_map_count, strict
+ * overcommit). */
 static void *large_shared(size_t size, size_t align, uint32_t site, size_t room)
 {
 	bool was = rh_tc.shared_only;
