@@ -918,8 +918,9 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 	struct pool *pl = rh_tc.pool;
 	struct span_ref r = { NULL, 0 };
 	/* Private pages: only the first page, which holds the header, is
-	 * taken from the file. */
-	bool priv = size >= alloc_private_min && align <= HDR && !rh_tc.shared_only && pages64 > 1;
+	 * taken from the file (alignments above a page are carved out of a
+	 * larger span, below). */
+	bool priv = size >= alloc_private_min && align <= page && !rh_tc.shared_only && pages64 > 1;
 	uint32_t commit = priv ? 1 : UINT32_MAX;
 	uint16_t flags = priv ? RH_PAGE_F_PRIVATE : 0;
 	for (unsigned i = 0; i < rh_tc.nlarge && !priv; i++) {

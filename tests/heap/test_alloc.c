@@ -859,6 +859,18 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
 	file_read(ref.offset, copy, n);
 	assert_int_equal(check(copy, n, 11), (size_t)-1);
 	rh_shm_free(q);
+
+	/* Aligned to a page: the data starts on the first private page. */
+	alloc_private_min = 8 * MIB;
+	unsigned char *a = alloc_block(n, 4096, 0);
+	alloc_private_min = SIZE_MAX;
+	assert_non_null(a);
+	assert_int_equal((uintptr_t)a % 4096, 0);
+	fill(a, n, 13);
+	assert_int_equal(rh_shm_ref(a, &ref), 0);
+	file_read(ref.offset, copy, n);
+	assert_int_equal(check(copy, n, 13), (size_t)-1);
+	rh_shm_free(a);
 	free(copy);
 	assert_int_equal(heap_used(), used);
 }

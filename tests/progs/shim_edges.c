@@ -278,6 +278,20 @@ static int private_pages(const char *mode)
 		fprintf(stderr, "private: 64 MiB with 8 MiB written took %lld bytes of the file (%s)\n", took, mode);
 		return 1;
 	}
+	/* Aligned to a page, the same. */
+	unsigned char *a = NULL;
+	before = heap_file_bytes();
+	if (posix_memalign((void **)&a, 4096, n) != 0 || !owns(a) || ((uintptr_t)a & 4095)) {
+		fprintf(stderr, "private: posix_memalign(4096, 64 MiB) is not an aligned block of the heap\n");
+		return 1;
+	}
+	memset(a, 0x5f, 8 * PRIV_MIB);
+	took = heap_file_bytes() - before;
+	if (priv ? took > (long long)PRIV_MIB : took < (long long)n) {
+		fprintf(stderr, "private: posix_memalign'd 64 MiB with 8 MiB written took %lld bytes of the file (%s)\n", took, mode);
+		return 1;
+	}
+	free(a);
 	unsigned char *z = calloc(n, 1);
 	for (size_t i = 0; z && i < n; i += 4096)
 		if (z[i] || z[i + 4095]) {
