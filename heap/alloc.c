@@ -870,8 +870,15 @@ static int private_publish(struct heap *h, struct superblock *sb, uint32_t idx)
 			bits_set(commit_bits(sb), first, end, false);
 			err = os_commit(fd, off, len);
 		}
-		if (!err && (err = os_map_into_file(fd, off, len, h->base + off)) != 0)
-			os_decommit(fd, off, len);
+		if (!err && (err = os_map_into_file(fd, off, len, h->base + off)) != 0) {
+			/* The private pages still there: the block stays as it
+			 * was. Gone with a failed mapping (older kernels): the
+			 * data is in the file, which must be mapped after all. */
+			if (os_mapped(h->base + off, len))
+				os_decommit(fd, off, len);
+			else if (os_map_shared(fd, off, len, h->base + off) == 0)
+				err = 0;
+		}
 		if (!err) {
 			bits_set(commit_bits(sb), first, end, true);
 			desc_set(sb, idx, d->span_pages, RH_PAGE_LARGE, 0);
@@ -1507,9 +1514,16 @@ int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off)
 			return -1;
 		}
 	}
-	uint32_t r = __atomic_fetch_or(&bh->refcount, RH_REF_SHARED, __ATOMIC_ACQ_REL);
-	if ((r & RH_REF_COUNT_MASK) == 0 || r == RH_REF_MARKER)
-		return -1;
+	/* Marked shared only while it is allocated (a freed block's header
+	 * may be someone else's again by now). */
+	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
+	do {
+		if ((r & RH_REF_COUNT_MASK) == 0 || r == RH_REF_MARKER) {
+			errno = EINVAL;
+			return -1;
+		}
+	} while (!__atomic_compare_exchange_n(&bh->refcount, &r, r | RH_REF_SHARED, true, __ATOMIC_ACQ_REL,
+					      __ATOMIC_ACQUIRE));
 	*sb_off = s;
 	*off = o;
 	return 0;

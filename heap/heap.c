@@ -336,7 +336,6 @@ static int checked_fd(int *slot, const struct os_file_id *id, const char *path, 
 	int fd = __atomic_load_n(slot, __ATOMIC_ACQUIRE), saved = errno;
 	if (os_fd_is(fd, id))
 		return fd;
-	errno = saved; /* a free or an allocation that succeeds leaves errno as it was */
 	pthread_mutex_lock(&fd_lock);
 	fd = *slot;
 	if (fd >= 0 && !os_fd_is(fd, id)) {
@@ -345,7 +344,7 @@ static int checked_fd(int *slot, const struct os_file_id *id, const char *path, 
 			__atomic_store_n(slot, fd, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&fd_lock);
-	errno = fd < 0 ? EBADF : saved;
+	errno = fd < 0 ? EBADF : saved; /* a free or an allocation that succeeds leaves errno as it was */
 	return fd;
 }
 

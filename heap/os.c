@@ -71,7 +71,10 @@ int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at)
  * may not have taken the old one down with it, by kernel version). */
 bool os_mapped(void *at, size_t size)
 {
-	return madvise(at, size, MADV_NORMAL) == 0;
+	int saved = errno;
+	bool mapped = msync(at, size, MS_ASYNC) == 0; /* ENOMEM over a gap; changes nothing */
+	errno = saved;
+	return mapped;
 }
 
 int os_map_anon(void *at, size_t size)
@@ -97,9 +100,12 @@ int os_map_into_file(int fd, uint64_t offset, size_t size, void *at)
 		if (i == n)
 			continue;
 		for (size_t done = 0; done < page;) {
+			int saved = errno;
 			ssize_t k = pwrite(fd, src + o + done, page - done, (off_t)(offset + o + done));
-			if (k < 0 && errno == EINTR)
+			if (k < 0 && errno == EINTR) {
+				errno = saved;
 				continue;
+			}
 			if (k <= 0)
 				return k < 0 ? errno : EIO;
 			done += (size_t)k;

@@ -866,13 +866,24 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
 	alloc_private_min = SIZE_MAX;
 	assert_non_null(a);
 	assert_int_equal((uintptr_t)a % 4096, 0);
+	before = file_bytes();
 	fill(a, n, 13);
+	if (file_bytes() > before + MIB)
+		fail_msg("a page-aligned private block, all written, took %llu bytes of the file",
+			 (unsigned long long)(file_bytes() - before));
 	assert_int_equal(rh_shm_ref(a, &ref), 0);
 	file_read(ref.offset, copy, n);
 	assert_int_equal(check(copy, n, 13), (size_t)-1);
 	rh_shm_free(a);
 	free(copy);
 	assert_int_equal(heap_used(), used);
+
+	/* A block freed already is not one to share. */
+	void *gone = rh_shm_alloc(100);
+	rh_shm_free(gone);
+	errno = ENOMEM;
+	assert_int_equal(rh_shm_ref(gone, &ref), -1);
+	assert_int_equal(errno, EINVAL);
 }
 
 /* A freed private block keeps one committed page, and counts as no more

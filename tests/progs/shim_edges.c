@@ -397,39 +397,39 @@ static int private_fork(void)
 	return 0;
 }
 
-#define MAPS_MAX 200000
-
 static int private_maps(void)
 {
-	/* Not in .bss: the mlockall case locks all of this program. */
-	void **maps = mmap(NULL, MAPS_MAX * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (maps == MAP_FAILED)
-		return 1;
 	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
-	if (!owns)
+	long max = 0;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	if (!owns || !f || fscanf(f, "%ld", &max) != 1 || max <= 0) {
+		fprintf(stderr, "private-maps: no rh_shm_owns or vm.max_map_count\n");
+		return 1;
+	}
+	fclose(f);
+	size_t cap = (size_t)max + 1024, page = (size_t)sysconf(_SC_PAGESIZE);
+	/* Not in .bss: the mlockall case locks all of this program. */
+	void **maps = mmap(NULL, cap * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (maps == MAP_FAILED)
 		return 1;
 	free(malloc(100));
 	free(malloc(64 * PRIV_MIB)); /* the span exists: taking it again maps nothing new */
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	int n = 0;
-	while (n < MAPS_MAX) {
+	size_t n = 0;
+	while (n < cap) {
 		/* Alternating protections: neighbours do not merge. */
 		void *m = mmap(NULL, page, n % 2 ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (m == MAP_FAILED)
 			break;
 		maps[n++] = m;
 	}
-	if (n == MAPS_MAX) {
-		fprintf(stderr, "private-maps: the mapping limit was never reached\n");
-		return 1;
-	}
-	unsigned char *p = malloc(64 * PRIV_MIB);
+	unsigned char *p = n < cap ? malloc(64 * PRIV_MIB) : NULL;
 	int ok = p && owns(p);
 	if (ok)
 		memset(p, 7, 64 * PRIV_MIB);
 	free(p);
 	while (n > 0)
 		munmap(maps[--n], page);
+	munmap(maps, cap * sizeof(void *));
 	if (!ok) {
 		fprintf(stderr, "private-maps: malloc(64 MiB) %s\n", p ? "went to the C library" : "failed");
 		return 1;
