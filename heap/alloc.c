@@ -1313,18 +1313,6 @@ size_t block_usable(const void *p)
 	return 0;
 }
 
-static bool all_zero(const char *p, size_t n)
-{
-	uint64_t w = 0, x;
-	for (; n >= 8; n -= 8, p += 8) {
-		memcpy(&x, p, 8);
-		w |= x;
-	}
-	while (n--)
-		w |= (unsigned char)*p++;
-	return w == 0;
-}
-
 /* memcpy into a block just made. Its private pages are fresh zeros: the
  * parts of the source that are zeros too (a buffer's untouched pages) are
  * not copied, so they stay without memory, as the C library's realloc of
@@ -1340,7 +1328,7 @@ static void copy_into(void *to, const void *from, size_t n)
 	size_t page = (size_t)1 << rh_heap->page_shift;
 	for (size_t o = head; o < n; o += page) {
 		size_t k = n - o < page ? n - o : page;
-		if (!all_zero((const char *)from + o, k))
+		if (!os_all_zero((const char *)from + o, k))
 			memcpy((char *)to + o, (const char *)from + o, k);
 	}
 }

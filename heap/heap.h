@@ -67,6 +67,7 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 void os_map_none(void *at, size_t size);                 /* PROT_NONE, no memory */
 int os_map_anon(void *at, size_t size);                  /* private zeros, MAP_FIXED */
 bool os_mapped(void *at, size_t size);
+bool os_all_zero(const void *p, size_t n);
 int os_map_into_file(int fd, uint64_t offset, size_t size, void *at);
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */

@@ -67,6 +67,21 @@ int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at)
 	return 0;
 }
 
+/* Whether n bytes at p are all zeros (reading a page never touched maps the
+ * zero page: no memory is made for it). */
+bool os_all_zero(const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	uint64_t w = 0, x;
+	for (; n >= 8; n -= 8, c += 8) {
+		memcpy(&x, c, 8);
+		w |= x;
+	}
+	while (n--)
+		w |= *c++;
+	return w == 0;
+}
+
 /* Whether every page of the range is mapped (a mapping that failed may or
  * may not have taken the old one down with it, by kernel version). */
 bool os_mapped(void *at, size_t size)
@@ -93,11 +108,7 @@ int os_map_into_file(int fd, uint64_t offset, size_t size, void *at)
 	const char *src = at;
 	size_t page = os_page_size();
 	for (size_t o = 0; o < size; o += page) {
-		const uint64_t *w = (const uint64_t *)(src + o);
-		size_t i = 0, n = page / sizeof(*w);
-		while (i < n && !w[i])
-			i++;
-		if (i == n)
+		if (os_all_zero(src + o, page))
 			continue;
 		for (size_t done = 0; done < page;) {
 			int saved = errno;
