@@ -101,12 +101,18 @@ $(BUILD)/bin/redhawk-%: tools/%.c $(TOOL_OBJ) $(LIB_A) $(wildcard tools/*.h)
 HEAP_TESTS    := $(filter $(BUILD)/tests/heap/%,$(TESTS))
 TOOL_TESTS    := $(filter $(BUILD)/tests/tools/%,$(TESTS))
 PRELOAD_TESTS := $(filter $(BUILD)/tests/preload/%,$(TESTS))
+UNWIND_TEST   := $(BUILD)/tests/preload/test_unwind
 PROGS_C       := $(TEST_PROGS_C:%.c=$(BUILD)/%)
 PROGS_CXX     := $(TEST_PROGS_CXX:%.cc=$(BUILD)/%)
 
-$(HEAP_TESTS) $(PRELOAD_TESTS): $(BUILD)/tests/%: tests/%.c $(HEAP_OBJ) $(wildcard tests/*.h)
+$(HEAP_TESTS) $(filter-out $(UNWIND_TEST),$(PRELOAD_TESTS)): $(BUILD)/tests/%: tests/%.c $(HEAP_OBJ) $(wildcard tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) -lcmocka $(LDLIBS_CORE)
+
+# The shim's stack walk, against libunwind's.
+$(UNWIND_TEST): $(BUILD)/tests/%: tests/%.c $(BUILD)/obj/preload/unwind.o preload/unwind.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Ipreload $(CFLAGS) -o $@ $< $(BUILD)/obj/preload/unwind.o -lcmocka -lunwind $(LDLIBS_CORE)
 
 $(TOOL_TESTS): $(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_OBJ) $(HEAP_OBJ) $(wildcard tests/*.h tools/*.h)
 	@mkdir -p $(@D)

@@ -32,7 +32,7 @@ static _Atomic uint32_t *buckets;    /* site locators by hash: chains through th
 /* A private index of sites by 64-bit hash, so that finding a known stack
  * touches neither the chains nor the records. Open addressing, written
  * under jlock, read without: an entry's locator is stored before its hash. */
-#define INDEX_SIZE (1u << 16)
+#define INDEX_SIZE (1u << 15)
 #define INDEX_PROBES 16
 static struct index_entry {
 	uint64_t hash;
@@ -251,13 +251,13 @@ static uint32_t lookup(struct heap_header *hdr, uint32_t head, uint64_t hash, co
 	return 0;
 }
 
-/* Each thread's most recent sites, by hash: a hit spares the shared table
- * and the record, which are likely cache misses. An entry matches on the
- * 64-bit hash, the depth and the outermost and innermost frames. */
-#define RECENT 256
+/* Each thread's most recent sites, by hash: a hit spares the shared index,
+ * which is likely a cache miss. An entry matches on the 64-bit hash (as the
+ * index does) and the journal's generation. */
+#define RECENT 2048
 struct recent {
-	uint64_t hash, first, last;
-	uint32_t loc, depth;
+	uint64_t hash;
+	uint32_t loc;
 	unsigned gen;
 };
 static __thread struct recent *recent;  /* RECENT entries, mmap'd per thread */
@@ -295,9 +295,8 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 		else if (m != MAP_FAILED)
 			recent = m;
 	}
-	struct recent *r = recent ? &recent[hash % RECENT] : NULL;
-	if (r && r->hash == hash && r->depth == depth && r->gen == journal_gen &&
-	    r->first == frames[0] && r->last == frames[depth - 1])
+	struct recent *r = recent ? &recent[(hash >> 40) % RECENT] : NULL;
+	if (r && r->hash == hash && r->gen == journal_gen)
 		return r->loc;
 	uint32_t loc = 0;
 	struct index_entry *ix = __atomic_load_n(&sindex, __ATOMIC_ACQUIRE);
@@ -320,7 +319,7 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 	if (!loc)
 		loc = site_make(h, frames, depth, hash, bucket);
 	if (loc && r)
-		*r = (struct recent){ hash, frames[0], frames[depth - 1], loc, depth, journal_gen };
+		*r = (struct recent){ hash, loc, journal_gen };
 	return loc;
 }
 
@@ -383,14 +382,18 @@ out:
 
 /* --- Site counters ------------------------------------------------------------- */
 
-static struct journal_deltas *tables[RH_MAX_COUNTERS]; /* by counter slot */
+/* A slot's table that fills up near a site's place is followed by another,
+ * up to DELTA_TABLES of them: a site may then have entries in several, all
+ * counted. Past that, the record's counters take the overflow. */
+#define DELTA_TABLES 8
+#define DELTA_PROBES 8
+static struct journal_deltas *tables[RH_MAX_COUNTERS]; /* by counter slot: the one filled */
+static uint8_t ntables[RH_MAX_COUNTERS];
 
-/* The counter slot's table, made on first use (a journal record). */
-static struct journal_deltas *table_of(unsigned slot)
+/* A new table for the counter slot (a journal record), the one it fills
+ * from now on. */
+static struct journal_deltas *table_new(unsigned slot)
 {
-	struct journal_deltas *t = __atomic_load_n(&tables[slot], __ATOMIC_ACQUIRE);
-	if (t)
-		return t;
 	struct heap *h = rh_heap;
 	if (!h)
 		return NULL;
@@ -398,7 +401,7 @@ static struct journal_deltas *table_of(unsigned slot)
 		RH_DELTA_ENTRIES * sizeof(struct journal_delta));
 	uint64_t off;
 	pthread_mutex_lock(&jlock);
-	t = journal_reserve(h, size, &off);
+	struct journal_deltas *t = journal_reserve(h, size, &off);
 	if (t) {
 		/* The journal only ever appends into pages fresh from the file,
 		 * which read as zeros: the entries need no clearing (which would
@@ -409,29 +412,33 @@ static struct journal_deltas *table_of(unsigned slot)
 		t->count = RH_DELTA_ENTRIES;
 		journal_publish(size);
 		__atomic_store_n(&tables[slot], t, __ATOMIC_RELEASE);
+		ntables[slot]++;
 	}
 	pthread_mutex_unlock(&jlock);
 	return t;
 }
 
-/* This thread's entry for the site, claimed on first use; NULL when its
- * table is full near the site's place (the record's counters take over). */
+/* This thread's entry for the site, claimed on first use; NULL when no
+ * table has room near the site's place (the record's counters take over). */
 static struct journal_delta *delta_of(unsigned slot, uint32_t site)
 {
-	struct journal_deltas *t = table_of(slot);
-	if (!t)
+	struct journal_deltas *t = __atomic_load_n(&tables[slot], __ATOMIC_ACQUIRE);
+	if (!t && !(t = table_new(slot)))
 		return NULL;
-	unsigned i = (site * 0x9e3779b1u) >> 20;  /* 12 bits: RH_DELTA_ENTRIES */
-	for (unsigned n = 0; n < 8; n++, i = (i + 1) & (RH_DELTA_ENTRIES - 1)) {
-		struct journal_delta *e = &t->entries[i];
-		if (e->site == site)
-			return e;
-		if (e->site == 0) {
-			__atomic_store_n(&e->site, site, __ATOMIC_RELEASE);
-			return e;
+	for (;;) {
+		unsigned i = (site * 0x9e3779b1u) >> 20;  /* 12 bits: RH_DELTA_ENTRIES */
+		for (unsigned n = 0; n < DELTA_PROBES; n++, i = (i + 1) & (RH_DELTA_ENTRIES - 1)) {
+			struct journal_delta *e = &t->entries[i];
+			if (e->site == site)
+				return e;
+			if (e->site == 0) {
+				__atomic_store_n(&e->site, site, __ATOMIC_RELEASE);
+				return e;
+			}
 		}
+		if (ntables[slot] >= DELTA_TABLES || !(t = table_new(slot)))
+			return NULL;
 	}
-	return NULL;
 }
 
 /* Counts a block made (blocks 1) or freed (blocks -1) at a site. Slot 0 is
@@ -485,6 +492,7 @@ void journal_fork_child(void)
 	jcommitted = 0;
 	jretry = 0;
 	memset(tables, 0, sizeof(tables));
+	memset(ntables, 0, sizeof(ntables));
 	if (buckets)
 		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
 	buckets = NULL;

@@ -26,6 +26,7 @@
 #include "heap.h"
 #include "alloc.h"
 #include "leakscan.h"
+#include "unwind.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -41,6 +42,9 @@ enum { UNREADY, ENABLED, DISABLED };
 static int state = UNREADY;
 static size_t min_size;
 static unsigned depth;
+/* RH_SHMALLOC_UNWIND_CHECK=1 (for tests): every stack walked by
+ * unwind_fast is walked by libunwind too, and a difference is reported. */
+static bool unwind_check;
 static size_t (*libc_usable)(void *);
 static __thread int busy __attribute__((tls_model("initial-exec")));
 static __thread int capturing __attribute__((tls_model("initial-exec")));
@@ -78,6 +82,8 @@ static void init(void)
 	if (o->private_size)
 		alloc_private_min = o->private_size;
 	depth = o->trace_depth;
+	const char *check = getenv("RH_SHMALLOC_UNWIND_CHECK");
+	unwind_check = check && check[0] == '1';
 	libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)find_self);
 	/* Per-thread caches spare libunwind its lock, and with it two
@@ -93,6 +99,36 @@ static void init(void)
 	busy = 0;
 }
 
+/* libunwind's walk, where unwind_fast gave up (n < 0) or is checked. */
+static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
+{
+	void *ref[RH_MAX_TRACE_DEPTH + 4];
+	int m = unw_backtrace(ref, max);
+	if (n < 0) {
+		memcpy(buf, ref, (size_t)(m > 0 ? m : 0) * sizeof(*buf));
+		return m;
+	}
+	/* ref[0] is in this function, ref[1] and buf[0] are the caller's two
+	 * calls; from there on ref is buf one frame later, one frame shorter
+	 * when both were cut at max. */
+	bool same = m == n + 1 || (m == n && n == max);
+	for (int i = 1; same && i < n && i + 1 < m; i++)
+		same = buf[i] == ref[i + 1];
+	if (!same) {
+		char line[64 * 20 + 64];
+		int len = snprintf(line, 64, "redhawk-shm: unwind mismatch:");
+		for (int i = 0; i < n && len < (int)sizeof(line) - 40; i++)
+			len += snprintf(line + len, 40, " %p", buf[i]);
+		len += snprintf(line + len, 8, " /");
+		for (int i = 0; i < m && len < (int)sizeof(line) - 40; i++)
+			len += snprintf(line + len, 40, " %p", ref[i]);
+		line[len++] = '\n';
+		if (write(2, line, (size_t)len) < 0)
+			return n;
+	}
+	return n;
+}
+
 /* The call site of the current allocation: its stack, innermost caller
  * first, without our own frames (`ours` of them at most: 1 in a hook, more
  * through the API). Inlined into each hook. */
@@ -102,7 +138,9 @@ static inline __attribute__((always_inline)) uint32_t site_here(int ours)
 		return 0;
 	void *buf[RH_MAX_TRACE_DEPTH + 4];
 	capturing = 1;
-	int n = unw_backtrace(buf, (int)depth + ours);
+	int n = unwind_fast(buf, (int)depth + ours);
+	if (unlikely(n < 0 || unwind_check))
+		n = unwind_slow(buf, n, (int)depth + ours);
 	capturing = 0;
 	int skip = 0;
 	while (skip < n && (uintptr_t)buf[skip] - self_lo < self_hi - self_lo)
@@ -450,6 +488,28 @@ EXPORT int malloc_trim(size_t pad)
 	if (!real)
 		real = (int (*)(size_t))next_sym("malloc_trim");
 	return real ? real(pad) : 0;
+}
+
+/* --- Unloading ------------------------------------------------------------------ */
+
+/* Other code may be loaded where dlclose unloaded some: the unwind rules
+ * cached for those addresses go, ours and libunwind's. */
+EXPORT int dlclose(void *handle)
+{
+	static int (*real)(void *);
+	if (!real)
+		real = (int (*)(void *))next_sym("dlclose");
+	if (!real) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int r = real(handle);
+	int e = errno;
+	unwind_flush();
+	if (depth)
+		unw_flush_cache(unw_local_addr_space, 0, 0);
+	errno = e;
+	return r;
 }
 
 /* --- Signal masks ---------------------------------------------------------------- */

@@ -135,3 +135,28 @@ if [ -n "$PY" ] && "$PY" -c 'import test.test_dict' 2>/dev/null; then
 else
 	echo "python3 without its test package: skipped that part"
 fi
+
+# The shim's own stack walk against libunwind's on every stack these
+# programs allocate from (RH_SHMALLOC_UNWIND_CHECK=1 walks each twice and
+# reports a difference): the compiler, the interpreter, git, sort, threads.
+check() { RH_SHMALLOC_UNWIND_CHECK=1 LD_PRELOAD=$SHIM "$@"; }
+: > "$W/walk.err"
+check gcc -O2 -D_GNU_SOURCE -I"$TOP/heap" -I"$TOP/heap/include" -c "$TOP/heap/journal.c" \
+	-o "$W/walk.o" 2>> "$W/walk.err" || fail "gcc with the walk checked"
+if [ -n "$PY" ]; then
+	check "$PY" -c 'import json, re, decimal, threading, collections
+t = [threading.Thread(target=lambda: sorted(json.dumps({str(i): [i] * 9}) for i in range(3000))) for _ in range(4)]
+[x.start() for x in t]; [x.join() for x in t]
+print(decimal.Decimal(1) / 7, re.sub("a+", "b", "caaat"))' > /dev/null 2>> "$W/walk.err" ||
+		fail "python3 with the walk checked"
+fi
+git_run "$W/g3" env RH_SHMALLOC_UNWIND_CHECK=1 LD_PRELOAD=$SHIM 2>> "$W/walk.err" ||
+	fail "git with the walk checked"
+check sort "$W/in.txt" > /dev/null 2>> "$W/walk.err" || fail "sort with the walk checked"
+check "$PROGS/threads" > /dev/null 2>> "$W/walk.err" || fail "threads with the walk checked"
+if grep -q 'unwind mismatch' "$W/walk.err"; then
+	head -5 "$W/walk.err"
+	fail "the shim's stack walk differs from libunwind's ($(grep -c 'unwind mismatch' "$W/walk.err") stacks)"
+fi
+no_heaps "the checked walks"
+echo "ok stack walk, as libunwind's"

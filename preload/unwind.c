@@ -1,0 +1,584 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A fast stack walk for the common frame. Each return address is looked up
+ * in a cache of unwind rules; a miss finds the address's FDE through the
+ * module's .eh_frame_hdr and runs its call-frame program up to the address.
+ * Only the rules a normal x86-64 frame uses are understood: the CFA is rsp
+ * or rbp plus an offset, the return address is at CFA-8, rbp is kept or
+ * saved at an offset from the CFA. Anything else (signal frames, CFA
+ * expressions, realigned stacks, code without unwind tables) makes the whole
+ * walk return -1, and the caller asks libunwind instead.
+ *
+ * The cache is one table for all threads, read without a lock: an entry is
+ * a key (the address and the flush generation) and a rule word. A writer
+ * clears the key, writes the rule, then publishes the key; a reader checks
+ * the key again after it read the rule.
+ */
+#include <link.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "unwind.h"
+
+#if defined(__x86_64__)
+
+enum { RULE_NONE, RULE_END, RULE_RSP, RULE_RBP };
+enum { REG_RBP = 6, REG_RSP = 7, REG_RA = 16 };
+
+/* A rule packed in 64 bits: kind (2 bits), rbp saved (1 bit), the CFA's
+ * offset from its register (signed 32 bits), rbp's slot from the CFA
+ * (signed 16 bits). Kind RULE_NONE: libunwind's frame. */
+static inline uint64_t rule_pack(unsigned kind, int32_t cfa_off, bool rbp_saved, int16_t rbp_off)
+{
+	return kind | (uint64_t)rbp_saved << 2 | (uint64_t)(uint32_t)cfa_off << 16 |
+		(uint64_t)(uint16_t)rbp_off << 48;
+}
+
+#define CACHE_BITS 15
+#define CACHE_SIZE (1u << CACHE_BITS)
+#define CACHE_PROBES 8
+struct rule_entry {
+	_Atomic uint64_t key;   /* return address | generation << 48; 0: empty */
+	_Atomic uint64_t rule;
+};
+static struct rule_entry *_Atomic cache;
+static atomic_flag cache_writer = ATOMIC_FLAG_INIT;
+static _Atomic uint64_t generation = 1;
+
+/* Keys hold 16 bits of the generation: when those wrap, the table is left
+ * to its readers and a new one made (never in practice: 65536 dlcloses). */
+void unwind_flush(void)
+{
+	uint64_t gen = atomic_fetch_add_explicit(&generation, 1, memory_order_acq_rel) + 1;
+	if (!(gen & 0xffff))
+		atomic_store_explicit(&cache, NULL, memory_order_release);
+}
+
+static inline unsigned slot_of(uint64_t ra)
+{
+	return (unsigned)((ra * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_BITS));
+}
+
+/* --- Reading DWARF ------------------------------------------------------- */
+
+struct reader {
+	const uint8_t *p, *end;
+	bool bad;
+};
+
+static uint64_t uleb(struct reader *r)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; r->p < r->end; shift += 7) {
+		uint8_t b = *r->p++;
+		if (shift < 64)
+			v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return v;
+	}
+	r->bad = true;
+	return 0;
+}
+
+static int64_t sleb(struct reader *r)
+{
+	int64_t v = 0;
+	unsigned shift = 0;
+	while (r->p < r->end) {
+		uint8_t b = *r->p++;
+		if (shift < 64)
+			v |= (int64_t)((uint64_t)(b & 0x7f) << shift);
+		shift += 7;
+		if (!(b & 0x80)) {
+			if (shift < 64 && (b & 0x40))
+				v |= -((int64_t)1 << shift);
+			return v;
+		}
+	}
+	r->bad = true;
+	return 0;
+}
+
+static uint64_t fixed(struct reader *r, unsigned size)
+{
+	if ((size_t)(r->end - r->p) < size) {
+		r->bad = true;
+		return 0;
+	}
+	uint64_t v = 0;
+	memcpy(&v, r->p, size);  /* little-endian */
+	r->p += size;
+	return v;
+}
+
+#define PE_OMIT 0xff
+
+/* A pointer in DWARF's exception-handling encoding; `data` is the base of
+ * data-relative values (.eh_frame_hdr's start). */
+static uint64_t encoded(struct reader *r, uint8_t enc, uint64_t data)
+{
+	uint64_t at = (uint64_t)(uintptr_t)r->p, v;
+	switch (enc & 0x0f) {
+	case 0x00: v = fixed(r, 8); break;
+	case 0x01: v = uleb(r); break;
+	case 0x02: v = fixed(r, 2); break;
+	case 0x03: v = fixed(r, 4); break;
+	case 0x04: v = fixed(r, 8); break;
+	case 0x09: v = (uint64_t)sleb(r); break;
+	case 0x0a: v = (uint64_t)(int64_t)(int16_t)fixed(r, 2); break;
+	case 0x0b: v = (uint64_t)(int64_t)(int32_t)fixed(r, 4); break;
+	case 0x0c: v = fixed(r, 8); break;
+	default: r->bad = true; return 0;
+	}
+	switch (enc & 0x70) {
+	case 0x00: break;
+	case 0x10: v += at; break;
+	case 0x30: v += data; break;
+	default: r->bad = true; return 0;
+	}
+	if (enc & 0x80)  /* indirect: not in unwind tables we read */
+		r->bad = true;
+	return v;
+}
+
+/* --- Finding the FDE ------------------------------------------------------ */
+
+struct find {
+	uint64_t pc;
+	const uint8_t *hdr;  /* the module's .eh_frame_hdr, NULL: none */
+	bool found;
+};
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct find *f = arg;
+	const ElfW(Phdr) *eh = NULL;
+	bool in = false;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && f->pc - (info->dlpi_addr + ph->p_vaddr) < ph->p_memsz)
+			in = true;
+		else if (ph->p_type == PT_GNU_EH_FRAME)
+			eh = ph;
+	}
+	if (!in)
+		return 0;
+	f->found = true;
+	f->hdr = eh ? (const uint8_t *)(info->dlpi_addr + eh->p_vaddr) : NULL;
+	return 1;
+}
+
+/* The FDE covering pc, by binary search in the module's sorted table. */
+static const uint8_t *fde_of(uint64_t pc)
+{
+	struct find f = { pc, NULL, false };
+	dl_iterate_phdr(find_module, &f);
+	if (!f.hdr)
+		return NULL;
+	const uint8_t *hdr = f.hdr;
+	uint64_t base = (uint64_t)(uintptr_t)hdr;
+	if (hdr[0] != 1 || hdr[3] != 0x3b)  /* version 1, table of datarel sdata4 pairs */
+		return NULL;
+	/* Bounded generously: the table is read through these readers only. */
+	struct reader r = { hdr + 4, hdr + 4 + 16, false };
+	encoded(&r, hdr[1], base);  /* eh_frame_ptr */
+	uint64_t count = hdr[2] == PE_OMIT ? 0 : encoded(&r, hdr[2], base);
+	if (r.bad || !count || count > (1u << 28))
+		return NULL;
+	const int32_t *table = (const int32_t *)r.p;
+	uint64_t lo = 0, hi = count;
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if ((uint64_t)((int64_t)base + table[2 * mid]) <= pc)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if ((uint64_t)((int64_t)base + table[2 * lo]) > pc)
+		return NULL;
+	return (const uint8_t *)(uintptr_t)((int64_t)base + table[2 * lo + 1]);
+}
+
+/* --- Running the call-frame program -------------------------------------- */
+
+struct row {
+	unsigned cfa_reg;
+	int64_t cfa_off;
+	enum { SAME, SAVED, UNDEF, OTHER } rbp, ra;
+	int64_t rbp_off, ra_off;
+};
+
+struct cie {
+	uint64_t code_align;
+	int64_t data_align;
+	uint8_t fde_enc;
+	bool has_aug;
+	const uint8_t *insns, *end;
+};
+
+static bool cie_read(const uint8_t *p, struct cie *c)
+{
+	uint32_t len;
+	memcpy(&len, p, 4);
+	if (len == 0 || len == 0xffffffffu)
+		return false;
+	struct reader r = { p + 4, p + 4 + len, false };
+	if (fixed(&r, 4) != 0)  /* a CIE's id */
+		return false;
+	uint8_t version = (uint8_t)fixed(&r, 1);
+	if (version != 1 && version != 3)
+		return false;
+	const char *aug = (const char *)r.p;
+	size_t alen = strnlen(aug, (size_t)(r.end - r.p));
+	if (alen == (size_t)(r.end - r.p))
+		return false;
+	r.p += alen + 1;
+	c->code_align = uleb(&r);
+	c->data_align = sleb(&r);
+	uint64_t ra = version == 1 ? fixed(&r, 1) : uleb(&r);
+	if (ra != REG_RA)
+		return false;
+	c->fde_enc = 0;
+	c->has_aug = aug[0] == 'z';
+	if (c->has_aug) {
+		uint64_t n = uleb(&r);
+		if (r.bad || n > (uint64_t)(r.end - r.p))
+			return false;
+		const uint8_t *after = r.p + n;
+		for (const char *a = aug + 1; *a; a++) {
+			switch (*a) {
+			case 'R': c->fde_enc = (uint8_t)fixed(&r, 1); break;
+			case 'L': fixed(&r, 1); break;
+			case 'P': {
+				uint8_t enc = (uint8_t)fixed(&r, 1);
+				encoded(&r, enc & 0x7f, 0);  /* the personality routine, skipped */
+				break;
+			}
+			default: return false;  /* 'S' (a signal frame) and the unknown */
+			}
+		}
+		r.p = after;
+	} else if (aug[0]) {
+		return false;
+	}
+	c->insns = r.p;
+	c->end = r.end;
+	return !r.bad && r.p <= r.end;
+}
+
+/* Runs instructions while their location is at most pc. `init` is the row
+ * after the CIE's instructions (DW_CFA_restore goes back to it). */
+static bool run(struct reader *r, const struct cie *c, uint64_t loc, uint64_t pc,
+	struct row *row, const struct row *init)
+{
+	struct row stack[8];
+	unsigned depth = 0;
+	while (r->p < r->end && !r->bad) {
+		uint8_t op = *r->p++;
+		uint64_t reg, delta = 0;
+		int64_t off;
+		switch (op >> 6) {
+		case 1: delta = (op & 0x3f) * c->code_align; goto advance;
+		case 2:
+			reg = op & 0x3f;
+			off = (int64_t)uleb(r) * c->data_align;
+			goto offset;
+		case 3:
+			reg = op & 0x3f;
+			goto restore;
+		}
+		switch (op) {
+		case 0x00: break;  /* nop */
+		case 0x02: delta = fixed(r, 1) * c->code_align; goto advance;
+		case 0x03: delta = fixed(r, 2) * c->code_align; goto advance;
+		case 0x04: delta = fixed(r, 4) * c->code_align; goto advance;
+		case 0x05:
+			reg = uleb(r);
+			off = (int64_t)uleb(r) * c->data_align;
+			goto offset;
+		case 0x11:
+			reg = uleb(r);
+			off = sleb(r) * c->data_align;
+			goto offset;
+		case 0x2f:  /* GNU_negative_offset_extended */
+			reg = uleb(r);
+			off = -(int64_t)uleb(r) * c->data_align;
+			goto offset;
+		case 0x06: reg = uleb(r); goto restore;
+		case 0x07:  /* undefined */
+			reg = uleb(r);
+			if (reg == REG_RBP)
+				row->rbp = UNDEF;
+			else if (reg == REG_RA)
+				row->ra = UNDEF;
+			else if (reg == REG_RSP)
+				return false;
+			break;
+		case 0x08:  /* same value */
+			reg = uleb(r);
+			if (reg == REG_RBP)
+				row->rbp = SAME;
+			else if (reg == REG_RA || reg == REG_RSP)
+				return false;
+			break;
+		case 0x09:  /* register */
+			reg = uleb(r);
+			uleb(r);
+			if (reg == REG_RBP)
+				row->rbp = OTHER;
+			else if (reg == REG_RA || reg == REG_RSP)
+				return false;
+			break;
+		case 0x0a:
+			if (depth == 8)
+				return false;
+			stack[depth++] = *row;
+			break;
+		case 0x0b:
+			if (!depth)
+				return false;
+			*row = stack[--depth];
+			break;
+		case 0x0c:
+			row->cfa_reg = (unsigned)uleb(r);
+			row->cfa_off = (int64_t)uleb(r);
+			break;
+		case 0x12:
+			row->cfa_reg = (unsigned)uleb(r);
+			row->cfa_off = sleb(r) * c->data_align;
+			break;
+		case 0x0d: row->cfa_reg = (unsigned)uleb(r); break;
+		case 0x0e: row->cfa_off = (int64_t)uleb(r); break;
+		case 0x13: row->cfa_off = sleb(r) * c->data_align; break;
+		case 0x0f:  /* def_cfa_expression */
+			return false;
+		case 0x10:  /* expression */
+		case 0x16: {  /* val_expression */
+			reg = uleb(r);
+			uint64_t n = uleb(r);
+			if (n > (uint64_t)(r->end - r->p))
+				return false;
+			r->p += n;
+			if (reg == REG_RBP)
+				row->rbp = OTHER;
+			else if (reg == REG_RA || reg == REG_RSP)
+				return false;
+			break;
+		}
+		case 0x14:  /* val_offset */
+		case 0x15:
+			reg = uleb(r);
+			if (op == 0x14)
+				uleb(r);
+			else
+				sleb(r);
+			if (reg == REG_RBP)
+				row->rbp = OTHER;
+			else if (reg == REG_RA || reg == REG_RSP)
+				return false;
+			break;
+		case 0x2e: uleb(r); break;  /* GNU_args_size */
+		default: return false;      /* set_loc and the unknown */
+		}
+		continue;
+advance:
+		loc += delta;
+		if (loc > pc)
+			return !r->bad;
+		continue;
+offset:
+		if (reg == REG_RBP) {
+			row->rbp = SAVED;
+			row->rbp_off = off;
+		} else if (reg == REG_RA) {
+			row->ra = SAVED;
+			row->ra_off = off;
+		} else if (reg == REG_RSP) {
+			return false;
+		}
+		continue;
+restore:
+		if (!init)
+			return false;  /* in the CIE itself */
+		if (reg == REG_RBP) {
+			row->rbp = init->rbp;
+			row->rbp_off = init->rbp_off;
+		} else if (reg == REG_RA) {
+			row->ra = init->ra;
+			row->ra_off = init->ra_off;
+		}
+		continue;
+	}
+	return !r->bad;
+}
+
+/* The rule for the frame whose return address is ra (the call is at ra-1). */
+static uint64_t rule_find(uint64_t ra)
+{
+	uint64_t pc = ra - 1;
+	const uint8_t *fde = fde_of(pc);
+	if (!fde)
+		return RULE_NONE;
+	uint32_t len, cie_off;
+	memcpy(&len, fde, 4);
+	memcpy(&cie_off, fde + 4, 4);
+	if (len == 0 || len == 0xffffffffu || cie_off == 0)
+		return RULE_NONE;
+	struct cie c;
+	if (!cie_read(fde + 4 - cie_off, &c))
+		return RULE_NONE;
+	struct reader r = { fde + 8, fde + 4 + len, false };
+	uint64_t begin = encoded(&r, c.fde_enc, 0);
+	uint64_t range = encoded(&r, c.fde_enc & 0x0f, 0);
+	if (r.bad || pc - begin >= range)
+		return RULE_NONE;
+	if (c.has_aug) {
+		uint64_t n = uleb(&r);
+		if (r.bad || n > (uint64_t)(r.end - r.p))
+			return RULE_NONE;
+		r.p += n;
+	}
+	struct row row = { REG_RSP, 8, SAME, SAVED, 0, -8 }, init;
+	struct reader ci = { c.insns, c.end, false };
+	if (!run(&ci, &c, 0, UINT64_MAX, &row, NULL))
+		return RULE_NONE;
+	init = row;
+	if (!run(&r, &c, begin, pc, &row, &init))
+		return RULE_NONE;
+	if (row.ra == UNDEF)
+		return RULE_END;
+	if (row.ra != SAVED || row.ra_off != -8 || row.rbp == UNDEF || row.rbp == OTHER)
+		return RULE_NONE;
+	if (row.cfa_reg != REG_RSP && row.cfa_reg != REG_RBP)
+		return RULE_NONE;
+	if (row.cfa_off <= 0 || row.cfa_off > INT32_MAX ||
+	    (row.rbp == SAVED && (row.rbp_off < INT16_MIN || row.rbp_off > INT16_MAX)))
+		return RULE_NONE;
+	return rule_pack(row.cfa_reg == REG_RSP ? RULE_RSP : RULE_RBP, (int32_t)row.cfa_off,
+		row.rbp == SAVED, (int16_t)row.rbp_off);
+}
+
+/* --- The cache -------------------------------------------------------------- */
+
+static struct rule_entry *cache_get(void)
+{
+	struct rule_entry *t = atomic_load_explicit(&cache, memory_order_acquire);
+	if (t)
+		return t;
+	void *m = mmap(NULL, CACHE_SIZE * sizeof(*t), PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	struct rule_entry *none = NULL;
+	if (!atomic_compare_exchange_strong(&cache, &none, (struct rule_entry *)m)) {
+		munmap(m, CACHE_SIZE * sizeof(*t));
+		return none;
+	}
+	return m;
+}
+
+static __attribute__((noinline, cold)) uint64_t rule_miss(struct rule_entry *t, uint64_t ra, uint64_t gen)
+{
+	uint64_t key = ra | gen << 48;
+	uint64_t rule = rule_find(ra);
+	/* One writer at a time; a thread that finds another writing (or a
+	 * signal handler that interrupted this one) leaves the rule out. */
+	if (atomic_flag_test_and_set_explicit(&cache_writer, memory_order_acquire))
+		return rule;
+	/* The first free or stale entry within reach, else the home entry
+	 * (an eviction: emptying none, it hides no other key from readers). */
+	unsigned home = slot_of(ra), i = home, n = 0;
+	for (; n < CACHE_PROBES; n++, i = (i + 1) & (CACHE_SIZE - 1)) {
+		uint64_t k = atomic_load_explicit(&t[i].key, memory_order_relaxed);
+		if (k == key)
+			goto out;
+		if (!k || k >> 48 != gen)
+			break;
+	}
+	if (n == CACHE_PROBES)
+		i = home;
+	atomic_store_explicit(&t[i].key, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&t[i].rule, rule, memory_order_relaxed);
+	atomic_store_explicit(&t[i].key, key, memory_order_release);
+out:
+	atomic_flag_clear_explicit(&cache_writer, memory_order_release);
+	return rule;
+}
+
+static inline uint64_t rule_of(struct rule_entry *t, uint64_t ra, uint64_t gen)
+{
+	uint64_t key = ra | gen << 48;
+	unsigned i = slot_of(ra);
+	for (unsigned n = 0; n < CACHE_PROBES; n++, i = (i + 1) & (CACHE_SIZE - 1)) {
+		uint64_t k = atomic_load_explicit(&t[i].key, memory_order_acquire);
+		if (k == key) {
+			uint64_t rule = atomic_load_explicit(&t[i].rule, memory_order_relaxed);
+			atomic_thread_fence(memory_order_acquire);
+			if (atomic_load_explicit(&t[i].key, memory_order_relaxed) == key)
+				return rule;
+			break;
+		}
+		if (!k)
+			break;
+	}
+	return rule_miss(t, ra, gen);
+}
+
+/* --- The walk --------------------------------------------------------------- */
+
+#define STACK_SPAN (1ull << 30)  /* a walk further from its start is not trusted */
+
+__attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max)
+{
+	struct rule_entry *t = cache_get();
+	if (!t)
+		return -1;
+	uint64_t gen = atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
+	const uint64_t *fp = __builtin_frame_address(0);
+	uint64_t ra = fp[1], rsp = (uint64_t)(uintptr_t)(fp + 2), rbp = fp[0];
+	uint64_t start = rsp;
+	int n = 0;
+	while (n < max) {
+		if (!ra)
+			return n;
+		if (ra >> 48)
+			return -1;  /* no room for the key's generation */
+		buf[n++] = (void *)(uintptr_t)ra;
+		if (n == max)
+			break;
+		uint64_t rule = rule_of(t, ra, gen);
+		unsigned kind = rule & 3;
+		if (kind == RULE_END)
+			return n;
+		if (kind == RULE_NONE)
+			return -1;
+		uint64_t cfa = (kind == RULE_RSP ? rsp : rbp) + (uint64_t)(int64_t)(int32_t)(rule >> 16);
+		if (cfa <= rsp || cfa - start > STACK_SPAN || (cfa & 7))
+			return -1;
+		ra = ((const uint64_t *)(uintptr_t)cfa)[-1];
+		if (rule & 4)
+			rbp = *(const uint64_t *)(uintptr_t)(cfa + (uint64_t)(int64_t)(int16_t)(rule >> 48));
+		rsp = cfa;
+	}
+	return n;
+}
+
+#else
+
+int unwind_fast(void **buf, int max)
+{
+	(void)buf;
+	(void)max;
+	return -1;
+}
+
+void unwind_flush(void)
+{
+}
+
+#endif

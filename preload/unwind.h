@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RH_UNWIND_H
+#define RH_UNWIND_H
+
+/* The return addresses of the calling thread's stack, innermost first,
+ * starting with the caller's return address into its own caller... as
+ * libunwind's unw_backtrace gives them, at most `max`. Frames are unwound
+ * with their DWARF call-frame information, each return address's rule
+ * cached; -1 when a frame needs more than this (a signal frame, a CFA
+ * expression, code without unwind tables): then ask libunwind. x86-64
+ * only; elsewhere always -1. */
+int unwind_fast(void **buf, int max);
+
+/* Code was unloaded (dlclose): the cached rules go. */
+void unwind_flush(void);
+
+#endif

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shim's stack walk (preload/unwind.c) against libunwind's
+ * unw_backtrace on the same stacks: frames whose CFA is rsp-based and
+ * rbp-based (alloca), the C library's own frames (a qsort callback), a stack
+ * cut at the limit, whole stacks down to _start and to a thread's start, and
+ * after a flush; a signal handler's stack is left to libunwind (-1).
+ */
+#define UNW_LOCAL_ONLY
+#include <alloca.h>
+#include <libunwind.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "unwind.h"
+
+#if defined(__x86_64__)
+
+#define MAX 64
+static volatile int sink;
+
+/* Both walks from one function: their first entries are this function's
+ * two calls, the rest must be equal. Returns the frame count. */
+static __attribute__((noinline)) int same_as_libunwind(int max)
+{
+	void *a[MAX], *b[MAX];
+	int n = unwind_fast(a, max);
+	int m = unw_backtrace(b, max);
+	assert_true(n > 1);
+	assert_int_equal(n, m);
+	for (int i = 1; i < n; i++)
+		if (a[i] != b[i])
+			fail_msg("frame %d of %d: %p, libunwind %p", i, n, a[i], b[i]);
+	return n;
+}
+
+/* Frames of different shapes: a plain one, one with a large frame, one that
+ * grows its stack at run time (its CFA is rbp-based). */
+static __attribute__((noinline)) int plain(int max)
+{
+	int n = same_as_libunwind(max);
+	sink++;
+	return n;
+}
+
+/* Keeps enough values live across its call that rbp is saved and used as
+ * a plain register: the walk must restore it for the rbp-based frame
+ * further out. */
+static __attribute__((noinline)) int many_live(int max)
+{
+	unsigned a = (unsigned)sink, b = a * 3, c = a * 5, d = a * 7, e = a * 11, f = a * 13, g = a * 17;
+	int n = plain(max);
+	sink = (int)((unsigned)sink + (a ^ b ^ c ^ d ^ e ^ f ^ g) + (a * b + c * d + e * f + g));
+	return n;
+}
+
+static __attribute__((noinline)) int big_frame(int max)
+{
+	volatile char buf[20000];
+	buf[sink & 1] = 1;
+	int n = many_live(max);
+	sink += buf[0];
+	return n;
+}
+
+static __attribute__((noinline)) int grows(int max, size_t len)
+{
+	volatile char *p = alloca(len);
+	p[0] = 1;
+	int n = big_frame(max);
+	sink += p[0];
+	return n;
+}
+
+static void test_shapes(void **state)
+{
+	(void)state;
+	/* Twice: the first walk fills the cache, the second reads it. */
+	int n = grows(MAX, 100 + (size_t)sink % 7);
+	assert_int_equal(grows(MAX, 3000 + (size_t)sink % 5), n);
+	assert_true(n >= 7);  /* grows, big_frame, many_live, plain, the test, cmocka... */
+}
+
+static __attribute__((noinline)) int recurse(int levels, int max)
+{
+	if (levels == 0)
+		return same_as_libunwind(max);
+	int n = recurse(levels - 1, max);
+	sink++;
+	return n;
+}
+
+/* A stack deeper than the limit is cut at it, the same for both. */
+static void test_cut_at_limit(void **state)
+{
+	(void)state;
+	assert_int_equal(recurse(40, 12), 12);
+	assert_int_equal(recurse(40, 2), 2);
+}
+
+/* Through the C library's frames, which have no frame pointers. */
+static int walked;
+static int compare(const void *x, const void *y)
+{
+	if (!walked)
+		walked = same_as_libunwind(MAX);
+	return (*(const int *)x > *(const int *)y) - (*(const int *)x < *(const int *)y);
+}
+
+static void test_through_libc(void **state)
+{
+	(void)state;
+	int v[64];
+	for (int i = 0; i < 64; i++)
+		v[i] = (i * 37) % 64;
+	walked = 0;
+	qsort(v, 64, sizeof(v[0]), compare);
+	assert_true(walked >= 4);  /* compare, qsort's own, the test... */
+	assert_int_equal(v[0], 0);
+}
+
+/* A thread's whole stack: it ends where its start marks the return
+ * address undefined, as libunwind finds. */
+static void *thread_walk(void *arg)
+{
+	*(int *)arg = plain(MAX);
+	return NULL;
+}
+
+static void test_thread(void **state)
+{
+	(void)state;
+	int n = 0;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, thread_walk, &n), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_true(n >= 3 && n < MAX);  /* whole: not cut at MAX */
+}
+
+/* The main thread's whole stack, to _start. */
+static void test_whole_stack(void **state)
+{
+	(void)state;
+	int n = plain(MAX);
+	assert_true(n < MAX);
+}
+
+/* After a flush the rules are found again, and still right. */
+static void test_flush(void **state)
+{
+	(void)state;
+	int n = grows(MAX, 64);
+	unwind_flush();
+	assert_int_equal(grows(MAX, 64), n);
+	unwind_flush();
+	unwind_flush();
+	assert_int_equal(grows(MAX, 512), n);
+}
+
+/* In a signal handler the stack runs through the kernel's signal frame,
+ * which the fast walk leaves to libunwind. */
+static volatile int handler_n = 0;
+static void handler(int sig)
+{
+	(void)sig;
+	void *a[MAX];
+	handler_n = unwind_fast(a, MAX);
+}
+
+static void test_signal_frame(void **state)
+{
+	(void)state;
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+	handler_n = 0;
+	raise(SIGUSR1);
+	assert_int_equal(handler_n, -1);
+	sigaction(SIGUSR1, &old, NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shapes),
+		cmocka_unit_test(test_cut_at_limit),
+		cmocka_unit_test(test_through_libc),
+		cmocka_unit_test(test_thread),
+		cmocka_unit_test(test_whole_stack),
+		cmocka_unit_test(test_flush),
+		cmocka_unit_test(test_signal_frame),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#else
+
+static void test_not_here(void **state)
+{
+	(void)state;
+	void *a[4];
+	assert_int_equal(unwind_fast(a, 4), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = { cmocka_unit_test(test_not_here) };
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#endif
