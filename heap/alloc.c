@@ -100,7 +100,7 @@ static void tcache_exit(void *arg)
 	rh_tc.slot = 0;
 	rh_tc.counter = &rh_tc.heap->hdr->counters[0];
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
-		rh_tc.bins[c].max = 0;
+		rh_tc.bins[c].max = rh_tc.bins[c].fill = 0;
 	rh_tc.large_bytes = LCACHE_BYTES;  /* the LARGE cache takes nothing more */
 	rh_tc.exited = true;
 	journal_thread_exit();
@@ -135,7 +135,10 @@ static bool tcache_init(void)
 	rh_tc.large_bytes = 0;
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++) {
 		uint32_t m = (64u << 10) / rh_class_size[c];
-		rh_tc.bins[c].max = m < 8 ? 8 : m > 128 ? 128 : m;
+		m = m < 8 ? 8 : m > 128 ? 128 : m;
+		uint32_t f = ((uint32_t)1 << h->page_shift) / rh_class_size[c];
+		rh_tc.bins[c].max = (uint16_t)m;
+		rh_tc.bins[c].fill = (uint16_t)(f < 1 ? 1 : f > m / 2 + 1 ? m / 2 + 1 : f);
 	}
 	pthread_setspecific(tc_key, &rh_tc);
 	rh_tc.heap = h;
@@ -394,36 +397,46 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 		pool_decay(h, pl);
 }
 
-/* Takes `pages` from the free span at idx (removed from its bin), returning
- * the rest to the bins; commits the first `commit` pages taken that hold no
- * memory, and punches the others (a private span's, hidden while it lives).
- * 0 or an errno (ENOMEM when the filesystem is full). */
-static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages,
-		     uint32_t commit)
+/* Commits the pages of [from, to) that hold no memory. 0 or an errno
+ * (ENOMEM when the filesystem is full). */
+static int span_commit(struct heap *h, struct superblock *sb, uint32_t from, uint32_t to)
 {
-	uint32_t have = sb->pages[idx].span_pages;
 	uint64_t *bits = commit_bits(sb);
-	uint32_t end = idx + (commit < pages ? commit : pages), reused = 0;
 	int fd = -1;
-	for (uint32_t i = idx; i < end;) {
-		uint32_t j = bits_run_end(bits, i, end, true);
-		reused += j - i;
-		if ((i = j) >= end)
-			break;
-		j = bits_run_end(bits, i, end, false);
+	for (uint32_t i = bits_run_end(bits, from, to, true); i < to; i = bits_run_end(bits, i, to, true)) {
+		uint32_t j = bits_run_end(bits, i, to, false);
 		if (fd < 0)
 			fd = heap_fd(h);
 		int err = fd < 0 ? ENOMEM : os_commit(fd, sb->offset + ((uint64_t)i << h->page_shift), (size_t)(j - i) << h->page_shift);
-		if (err) {
-			bin_insert(sb, idx, have);
+		if (err)
 			return err == ENOSPC ? ENOMEM : err;
-		}
 		bits_set(bits, i, j, true);
 		i = j;
 	}
+	return 0;
+}
+
+/* Takes `pages` from the free span at idx (removed from its bin), returning
+ * the rest to the bins; commits the first `commit` pages taken that hold no
+ * memory. The others are punched (a private span's, hidden while it lives)
+ * or, `lazy`, left as they are, for span_commit when they are reached (a
+ * small span's). 0 or an errno (ENOMEM when the filesystem is full). */
+static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t pages,
+		     uint32_t commit, bool lazy)
+{
+	uint32_t have = sb->pages[idx].span_pages;
+	uint32_t end = idx + (commit < pages ? commit : pages);
+	uint32_t reused = bits_count(commit_bits(sb), idx, end);
+	int err = span_commit(h, sb, idx, end);
+	if (err) {
+		bin_insert(sb, idx, have);
+		return err;
+	}
 	size_t kept = (size_t)reused << h->page_shift;
-	if (commit < pages)
-		kept += span_punch(h, sb, idx + commit, pages - commit);
+	if (commit < pages && lazy)
+		kept += (size_t)bits_count(commit_bits(sb), end, idx + pages) << h->page_shift;
+	else if (commit < pages)
+		kept += span_punch(h, sb, end, pages - commit);
 	pl->retained -= pl->retained < kept ? pl->retained : kept;
 	if (have > pages) {
 		desc_set(sb, idx + pages, have - pages, RH_PAGE_FREE, 0);
@@ -529,8 +542,8 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 }
 
 /* Finds and takes `pages` in the pool, growing the heap when needed. */
-static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, struct span_ref *out,
-		      bool grow)
+static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, bool lazy,
+		      struct span_ref *out, bool grow)
 {
 	/* The tightest fit over the pool's superblocks, the oldest on a tie. */
 	uint32_t idx = 0, i;
@@ -549,14 +562,14 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 			return ENOMEM;
 		/* One made for a private span does not count towards the pool's
 		 * size, which sets how much freed memory it keeps in the file. */
-		sb = sb_new(h, pl, pages, commit >= pages);
+		sb = sb_new(h, pl, pages, lazy || commit >= pages);
 		if (!sb)
 			return errno ? errno : ENOMEM;
 		if (!sb_find(sb, pages, &idx))
 			return ENOMEM;
 	}
 	bin_remove(sb, idx);
-	int err = span_take(h, pl, sb, idx, pages, commit);
+	int err = span_take(h, pl, sb, idx, pages, commit, lazy);
 	if (err)
 		return err;
 	out->sb = sb;
@@ -626,7 +639,9 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 	}
 	struct span_ref r;
 	uint32_t pages = small_span_pages(h, c);
-	int err = span_alloc(h, pl, pages, pages, &r, true);
+	/* The first page now, the rest when a slot first reaches it: a class
+	 * a program uses little takes one page of the file, not 64 KiB. */
+	int err = span_alloc(h, pl, pages, 1, true, &r, true);
 	if (err)
 		return err;
 	struct page_desc *d = &r.sb->pages[r.idx];
@@ -666,7 +681,12 @@ static void *refill(unsigned c)
 		pl = &pools[(unsigned)(cpu < 0 ? 0 : cpu) / rh_options.cpus_per_pool % npools];
 	}
 	struct tbin *b = &rh_tc.bins[c];
-	uint32_t want = b->max / 2 + 1, got = 0;  /* 1 once the thread has exited */
+	/* A class the thread uses little takes little of a span (whose pages
+	 * are committed as slots reach them); one it uses more, more at once:
+	 * up to half of what its bin holds. 1 once the thread has exited. */
+	uint32_t want = b->fill ? b->fill : 1, got = 0;
+	if (b->fill && b->fill < b->max / 2 + 1)
+		b->fill = (uint16_t)(b->fill * 2 < b->max / 2 + 1 ? b->fill * 2 : b->max / 2 + 1);
 	void *first = NULL;
 	pthread_mutex_lock(&pl->lock);
 	drain_remote(h, pl);
@@ -690,6 +710,14 @@ static void *refill(unsigned c)
 			d->free_head = *(uint32_t *)(slot + HDR);
 		} else if (d->bumped < span_capacity(h, d)) {
 			slot = span + (size_t)d->bumped * rh_class_size[c];
+			uint32_t pg = cur->idx + (uint32_t)((size_t)(slot - span) >> h->page_shift);
+			uint32_t pg_end = cur->idx + 1 + (uint32_t)((size_t)(slot + rh_class_size[c] - 1 - span) >> h->page_shift);
+			/* As many pages again as the span has used, at least
+			 * the slot's. */
+			uint32_t upto = pg + (pg - cur->idx), span_end = cur->idx + d->span_pages;
+			upto = upto < pg_end ? pg_end : upto > span_end ? span_end : upto;
+			if (bits_run_end(commit_bits(sb), pg, pg_end, true) < pg_end && span_commit(h, sb, pg, upto))
+				break;  /* the filesystem is full: what was taken is served */
 			struct block_header *bh = (struct block_header *)slot;
 			bh->sb_page = (uint32_t)(sb->offset >> h->page_shift) | (uint32_t)c << RH_CLASS_SHIFT;
 			bh->span_index = (uint16_t)cur->idx;
@@ -948,7 +976,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
 		drain_others(h, pl);
-		int err = span_alloc(h, pl, (uint32_t)pages64, commit, &r, false);
+		int err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, false);
 		if (err) {
 			/* Free pages of another pool (its threads may be gone) before
 			 * growing the file. A LARGE span stays its superblock's pool's. */
@@ -957,7 +985,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 				struct pool *other = &pools[i];
 				if (other == pl || !other->used || pthread_mutex_trylock(&other->lock))
 					continue;
-				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, &r, false)) == 0) {
+				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, false, &r, false)) == 0) {
 					desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
 					if (priv && !private_pages(h, other, r.sb, r.idx)) {
 						pthread_mutex_unlock(&other->lock);
@@ -969,7 +997,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 			if (!err)
 				goto placed;
 			pthread_mutex_lock(&pl->lock);
-			err = span_alloc(h, pl, (uint32_t)pages64, commit, &r, true);
+			err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, true);
 		}
 		if (err) {
 			pthread_mutex_unlock(&pl->lock);
@@ -1364,7 +1392,7 @@ void *realloc_block(void *p, size_t size, uint32_t site)
 			if (need <= UINT32_MAX && next < sb->npages && sb->pages[next].kind == RH_PAGE_FREE &&
 			    pages + sb->pages[next].span_pages >= need) {
 				bin_remove(sb, next);
-				if (span_take(h, pl, sb, next, (uint32_t)need - pages, UINT32_MAX) == 0) {
+				if (span_take(h, pl, sb, next, (uint32_t)need - pages, UINT32_MAX, false) == 0) {
 					desc_set(sb, idx, (uint32_t)need, RH_PAGE_LARGE, 0);
 					fits = true;
 				}

@@ -21,7 +21,8 @@ extern const uint32_t rh_class_size[RH_NUM_CLASSES];
 struct tbin {
 	void *head;
 	uint32_t count;
-	uint32_t max;
+	uint16_t max;
+	uint16_t fill;  /* blocks the next refill takes: one page's worth at first, doubling */
 };
 
 struct tcache {

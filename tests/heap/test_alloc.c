@@ -587,6 +587,42 @@ static void test_alloc_free_returns_pages_to_filesystem(void **state)
 	assert_int_equal(stats.heap_used, 0);
 }
 
+/* A size class a program uses little takes one page of the file, not a
+ * whole span's 64 KiB: a span's pages are reserved as its slots reach them,
+ * and a thread's first refill of a class takes one page's worth. */
+static void test_alloc_little_used_class_takes_a_page(void **state)
+{
+	(void)state;
+	static const size_t sizes[] = { 40, 200, 1000, 3000, 2000 };
+	void *first = rh_shm_alloc(100);
+	assert_non_null(first);
+	uint64_t before = file_bytes();
+	void *p[5];
+	for (unsigned i = 0; i < 5; i++) {
+		p[i] = rh_shm_alloc(sizes[i]);
+		assert_non_null(p[i]);
+		memset(p[i], 7, sizes[i]);
+	}
+	uint64_t grew = file_bytes() - before;
+	if (grew > 5 * 4096)
+		fail_msg("one block of each of 5 new classes took %llu bytes of the file",
+			 (unsigned long long)grew);
+	/* Used more, a class takes its span's pages as it needs them. */
+	enum { N = 3000 };
+	static void *more[N];
+	for (unsigned i = 0; i < N; i++) {
+		more[i] = rh_shm_alloc(40);
+		assert_non_null(more[i]);
+		memset(more[i], 9, 40);
+	}
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(more[i]);
+	for (unsigned i = 0; i < 5; i++)
+		rh_shm_free(p[i]);
+	rh_shm_free(first);
+	assert_int_equal(heap_used(), 0);
+}
+
 /* A LARGE block grown a few bytes at a time moves a logarithmic number of
  * times (each move leaves a quarter more room), and keeps its contents. */
 static void test_alloc_realloc_growth_moves_rarely(void **state)
@@ -1238,6 +1274,7 @@ static int setup(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_alloc_little_used_class_takes_a_page),  /* first: its classes are new */
 		cmocka_unit_test(test_alloc_owns_only_its_blocks),
 		cmocka_unit_test(test_alloc_random_sequence_keeps_invariants),
 		cmocka_unit_test(test_alloc_frees_coalesce_fully),

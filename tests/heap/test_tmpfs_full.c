@@ -229,6 +229,31 @@ static void scenario_full_from_the_start(void)
 	CHECK(entries() == 1);
 }
 
+/* A small class's span reserves its pages as its slots reach them: on a
+ * full filesystem the slots past what it reserved are refused, never handed
+ * out (writing to one would raise SIGBUS), and the pages reserved so far
+ * serve. */
+static void scenario_small_span_reserves_as_it_goes(void)
+{
+	void *first = rh_shm_alloc(40);
+	CHECK(first);
+	fill_fs("filler");
+	uint64_t got = alloc_until_full(40);
+	CHECK(got > 0);
+	CHECK(got <= 8192 / 48 * 40);  /* two pages of 48-byte slots at most, not the span's 64 KiB */
+	CHECK(failures() >= 1);
+	free_all();
+	unfill_fs("filler");
+	for (unsigned i = 0; i < 3000; i++) {
+		void *p = rh_shm_alloc(40);
+		CHECK(p);
+		memset(p, 3, 40);
+		blocks[nblocks++] = p;
+	}
+	free_all();
+	rh_shm_free(first);
+}
+
 /* A stale reference to a freed block whose pages went back to the
  * filesystem, attached while the filesystem is full: reading the punched
  * block header would need a page the filesystem cannot give (SIGBUS). The
@@ -349,6 +374,12 @@ static void test_tmpfs_full_first_allocation_fails_cleanly(void **state)
 	run(scenario_full_from_the_start, "full from the start");
 }
 
+static void test_tmpfs_full_small_span_reserves_as_it_goes(void **state)
+{
+	(void)state;
+	run(scenario_small_span_reserves_as_it_goes, "small span reserves as it goes");
+}
+
 static void test_tmpfs_full_journal_resumes_when_room_returns(void **state)
 {
 	(void)state;
@@ -391,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_tmpfs_full_allocation_fails_then_recovers),
 		cmocka_unit_test(test_tmpfs_full_returned_pages_are_reserved_again),
 		cmocka_unit_test(test_tmpfs_full_first_allocation_fails_cleanly),
+		cmocka_unit_test(test_tmpfs_full_small_span_reserves_as_it_goes),
 		cmocka_unit_test(test_tmpfs_full_journal_resumes_when_room_returns),
 		cmocka_unit_test(test_tmpfs_full_stale_ref_attach_fails_cleanly),
 		cmocka_unit_test(test_tmpfs_full_private_block_larger_than_the_filesystem),
