@@ -17,7 +17,7 @@
 
 #include "heap.h"
 
-#define NBUCKETS (1u << 14)
+#define NBUCKETS (1u << 12)
 #define JOURNAL_SB_SIZE (1u << 20)
 #define MAX_MODULES 1024
 
@@ -31,14 +31,26 @@ static uint64_t jretry;              /* the folder was full: nothing is reserved
 static _Atomic uint32_t *buckets;    /* site locators by hash: chains through the records */
 /* A private index of sites by 64-bit hash, so that finding a known stack
  * touches neither the chains nor the records. Open addressing, written
- * under jlock, read without: an entry's locator is stored before its hash. */
-#define INDEX_SIZE (1u << 15)
+ * under jlock, read without: an entry's locator is stored before its hash.
+ * It starts small (a short program touches few pages of it) and doubles at
+ * half full, up to INDEX_MAX entries; an index left behind is emptied
+ * (MADV_DONTNEED reads as zeros: a reader still in it finds nothing, and
+ * takes the chains under jlock). Full at its largest, the chains serve the
+ * sites it could not take. */
+#define INDEX_MIN (1u << 12)
+#define INDEX_MAX (1u << 15)
 #define INDEX_PROBES 16
-static struct index_entry {
+struct index_entry {
 	uint64_t hash;
 	uint32_t loc, pad;
-} *sindex;
-static unsigned sindex_used;
+};
+struct site_index {
+	unsigned mask;             /* entries - 1 */
+	unsigned used;
+	bool full;                 /* at its largest, a site was left out */
+	struct index_entry e[];
+};
+static struct site_index *sindex;
 static struct {
 	uint64_t start, end;
 } modules[MAX_MODULES];
@@ -299,13 +311,14 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 	if (r && r->hash == hash && r->gen == journal_gen)
 		return r->loc;
 	uint32_t loc = 0;
-	struct index_entry *ix = __atomic_load_n(&sindex, __ATOMIC_ACQUIRE);
+	struct site_index *ix = __atomic_load_n(&sindex, __ATOMIC_ACQUIRE);
 	if (ix) {
-		unsigned i = (unsigned)(hash >> 16) & (INDEX_SIZE - 1);
-		for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & (INDEX_SIZE - 1)) {
-			uint64_t eh = __atomic_load_n(&ix[i].hash, __ATOMIC_ACQUIRE);
+		unsigned mask = __atomic_load_n(&ix->mask, __ATOMIC_RELAXED);
+		unsigned i = (unsigned)(hash >> 16) & mask;
+		for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & mask) {
+			uint64_t eh = __atomic_load_n(&ix->e[i].hash, __ATOMIC_ACQUIRE);
 			if (eh == hash) {
-				loc = ix[i].loc;
+				loc = ix->e[i].loc;
 				break;
 			}
 			if (!eh)
@@ -314,13 +327,72 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 	}
 	_Atomic uint32_t *b = atomic_load_explicit(&buckets, memory_order_acquire);
 	unsigned bucket = (unsigned)(hash & (NBUCKETS - 1));
-	if (!loc && b && (!ix || sindex_used >= INDEX_SIZE / 4 * 3))
+	if (!loc && b && (!ix || __atomic_load_n(&ix->full, __ATOMIC_RELAXED)))
 		loc = lookup(h->hdr, atomic_load_explicit(&b[bucket], memory_order_acquire), hash, frames, depth);
 	if (!loc)
 		loc = site_make(h, frames, depth, hash, bucket);
 	if (loc && r)
 		*r = (struct recent){ hash, loc, journal_gen };
 	return loc;
+}
+
+static size_t index_bytes(unsigned entries)
+{
+	return offsetof(struct site_index, e) + (size_t)entries * sizeof(struct index_entry);
+}
+
+static struct site_index *index_new(unsigned entries)
+{
+	struct site_index *ix = mmap(NULL, index_bytes(entries), PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ix == MAP_FAILED)
+		return NULL;
+	ix->mask = entries - 1;
+	return ix;
+}
+
+static bool index_put(struct site_index *ix, uint64_t hash, uint32_t loc)
+{
+	unsigned i = (unsigned)(hash >> 16) & ix->mask;
+	for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & ix->mask)
+		if (!ix->e[i].hash) {
+			ix->e[i].loc = loc;
+			__atomic_store_n(&ix->e[i].hash, hash, __ATOMIC_RELEASE);
+			ix->used++;
+			return true;
+		}
+	return false;
+}
+
+/* The index twice as big, published in place of the old one, which is
+ * emptied (jlock held). */
+static struct site_index *index_grow(struct site_index *ix)
+{
+	struct site_index *bigger = index_new((ix->mask + 1) * 2);
+	if (!bigger)
+		return NULL;
+	for (unsigned i = 0; i <= ix->mask; i++)
+		if (ix->e[i].hash)
+			index_put(bigger, ix->e[i].hash, ix->e[i].loc);
+	__atomic_store_n(&sindex, bigger, __ATOMIC_RELEASE);
+	madvise(ix, index_bytes(ix->mask + 1), MADV_DONTNEED);
+	return bigger;
+}
+
+/* Indexes a new site (jlock held): the index doubles at half full, or when
+ * the site finds no room near its place. */
+static void index_add(uint64_t hash, uint32_t loc)
+{
+	struct site_index *ix = sindex;
+	while (ix && !ix->full) {
+		bool largest = ix->mask + 1 >= INDEX_MAX;
+		if ((largest || ix->used + 1 <= (ix->mask + 1) / 2) && index_put(ix, hash, loc))
+			return;
+		if (largest)
+			__atomic_store_n(&ix->full, true, __ATOMIC_RELEASE);
+		else
+			ix = index_grow(ix);
+	}
 }
 
 static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth, uint64_t hash, unsigned bucket)
@@ -341,10 +413,7 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 		if (m == MAP_FAILED)
 			goto out;
 		atomic_store_explicit(&buckets, m, memory_order_release);
-		m = mmap(NULL, INDEX_SIZE * sizeof(struct index_entry), PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (m != MAP_FAILED)
-			__atomic_store_n(&sindex, m, __ATOMIC_RELEASE);
+		__atomic_store_n(&sindex, index_new(INDEX_MIN), __ATOMIC_RELEASE);
 	}
 	b = buckets;
 	uint32_t head = atomic_load_explicit(&b[bucket], memory_order_relaxed);
@@ -365,16 +434,7 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 	journal_publish(size);
 	loc = (uint32_t)(off >> 3);
 	atomic_store_explicit(&b[bucket], loc, memory_order_release);
-	if (sindex && sindex_used < INDEX_SIZE / 4 * 3) {
-		unsigned i = (unsigned)(hash >> 16) & (INDEX_SIZE - 1);
-		for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & (INDEX_SIZE - 1))
-			if (!sindex[i].hash) {
-				sindex[i].loc = loc;
-				__atomic_store_n(&sindex[i].hash, hash, __ATOMIC_RELEASE);
-				sindex_used++;
-				break;
-			}
-	}
+	index_add(hash, loc);
 out:
 	pthread_mutex_unlock(&jlock);
 	return loc;
@@ -391,14 +451,16 @@ static struct journal_deltas *tables[RH_MAX_COUNTERS]; /* by counter slot: the o
 static uint8_t ntables[RH_MAX_COUNTERS];
 
 /* A new table for the counter slot (a journal record), the one it fills
- * from now on. */
+ * from now on: the first of 1024 entries (a short program touches few
+ * pages of it), the second of 2048, the others of RH_DELTA_ENTRIES. */
 static struct journal_deltas *table_new(unsigned slot)
 {
 	struct heap *h = rh_heap;
 	if (!h)
 		return NULL;
+	uint32_t count = RH_DELTA_ENTRIES >> (ntables[slot] < 2 ? 2 - ntables[slot] : 0);
 	uint32_t size = (uint32_t)(offsetof(struct journal_deltas, entries) +
-		RH_DELTA_ENTRIES * sizeof(struct journal_delta));
+		count * sizeof(struct journal_delta));
 	uint64_t off;
 	pthread_mutex_lock(&jlock);
 	struct journal_deltas *t = journal_reserve(h, size, &off);
@@ -409,7 +471,7 @@ static struct journal_deltas *table_new(unsigned slot)
 		t->rec.tag = RH_REC_DELTAS;
 		t->rec.size = size;
 		t->slot = slot;
-		t->count = RH_DELTA_ENTRIES;
+		t->count = count;
 		journal_publish(size);
 		__atomic_store_n(&tables[slot], t, __ATOMIC_RELEASE);
 		ntables[slot]++;
@@ -426,8 +488,9 @@ static struct journal_delta *delta_of(unsigned slot, uint32_t site)
 	if (!t && !(t = table_new(slot)))
 		return NULL;
 	for (;;) {
-		unsigned i = (site * 0x9e3779b1u) >> 20;  /* 12 bits: RH_DELTA_ENTRIES */
-		for (unsigned n = 0; n < DELTA_PROBES; n++, i = (i + 1) & (RH_DELTA_ENTRIES - 1)) {
+		unsigned mask = t->count - 1;  /* a power of two, as made */
+		unsigned i = (site * 0x9e3779b1u) >> (32 - __builtin_ctz(t->count));
+		for (unsigned n = 0; n < DELTA_PROBES; n++, i = (i + 1) & mask) {
 			struct journal_delta *e = &t->entries[i];
 			if (e->site == site)
 				return e;
@@ -497,9 +560,8 @@ void journal_fork_child(void)
 		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
 	buckets = NULL;
 	if (sindex)
-		munmap(sindex, INDEX_SIZE * sizeof(struct index_entry));
+		munmap(sindex, index_bytes(sindex->mask + 1));
 	sindex = NULL;
-	sindex_used = 0;
 	atomic_store(&nmodules, 0);
 	pthread_mutex_init(&jlock, NULL);
 	pthread_mutex_init(&module_lock, NULL);

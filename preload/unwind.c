@@ -15,6 +15,7 @@
  * the key again after it read the rule.
  */
 #include <link.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,14 +38,24 @@ static inline uint64_t rule_pack(unsigned kind, int32_t cfa_off, bool rbp_saved,
 		(uint64_t)(uint16_t)rbp_off << 48;
 }
 
-#define CACHE_BITS 15
-#define CACHE_SIZE (1u << CACHE_BITS)
+/* The table starts at 4096 entries (a short program touches few of its
+ * pages) and doubles at half full, up to 32768; then a new rule takes the
+ * place of an old one. A table left behind is emptied (MADV_DONTNEED reads
+ * as zeros: a reader still in it finds nothing). */
+#define CACHE_MIN_BITS 12
+#define CACHE_MAX_BITS 15
 #define CACHE_PROBES 8
 struct rule_entry {
 	_Atomic uint64_t key;   /* return address | generation << 48; 0: empty */
 	_Atomic uint64_t rule;
 };
-static struct rule_entry *_Atomic cache;
+struct rule_table {
+	_Atomic unsigned bits;  /* 2^bits entries; 0 in a table emptied */
+	unsigned used;
+	uint64_t pad;           /* entries 16-byte aligned: none spans two cache lines */
+	struct rule_entry e[];
+};
+static struct rule_table *_Atomic cache;
 static atomic_flag cache_writer = ATOMIC_FLAG_INIT;
 static _Atomic uint64_t generation = 1;
 
@@ -57,9 +68,9 @@ void unwind_flush(void)
 		atomic_store_explicit(&cache, NULL, memory_order_release);
 }
 
-static inline unsigned slot_of(uint64_t ra)
+static inline unsigned slot_of(uint64_t ra, unsigned bits)
 {
-	return (unsigned)((ra * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_BITS));
+	return (unsigned)((ra * 0x9e3779b97f4a7c15ull) >> (64 - bits));
 }
 
 /* --- Reading DWARF ------------------------------------------------------- */
@@ -464,69 +475,115 @@ static uint64_t rule_find(uint64_t ra)
 
 /* --- The cache -------------------------------------------------------------- */
 
-static struct rule_entry *cache_get(void)
+static size_t table_bytes(unsigned bits)
 {
-	struct rule_entry *t = atomic_load_explicit(&cache, memory_order_acquire);
+	return offsetof(struct rule_table, e) + ((size_t)1 << bits) * sizeof(struct rule_entry);
+}
+
+static struct rule_table *table_new(unsigned bits)
+{
+	struct rule_table *t = mmap(NULL, table_bytes(bits), PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (t == MAP_FAILED)
+		return NULL;
+	atomic_store_explicit(&t->bits, bits, memory_order_relaxed);
+	return t;
+}
+
+static struct rule_table *cache_get(void)
+{
+	struct rule_table *t = atomic_load_explicit(&cache, memory_order_acquire);
 	if (t)
 		return t;
-	void *m = mmap(NULL, CACHE_SIZE * sizeof(*t), PROT_READ | PROT_WRITE,
-		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (m == MAP_FAILED)
+	struct rule_table *m = table_new(CACHE_MIN_BITS), *none = NULL;
+	if (!m)
 		return NULL;
-	struct rule_entry *none = NULL;
-	if (!atomic_compare_exchange_strong(&cache, &none, (struct rule_entry *)m)) {
-		munmap(m, CACHE_SIZE * sizeof(*t));
+	if (!atomic_compare_exchange_strong(&cache, &none, m)) {
+		munmap(m, table_bytes(CACHE_MIN_BITS));
 		return none;
 	}
 	return m;
 }
 
-static __attribute__((noinline, cold)) uint64_t rule_miss(struct rule_entry *t, uint64_t ra, uint64_t gen)
+/* Stores a rule in table t (the writer's flag held): in the first free or
+ * stale entry within reach, else the home entry (an eviction: emptying
+ * none, it hides no other key from readers). True when it took an entry
+ * that was free. */
+static bool table_put(struct rule_table *t, unsigned bits, uint64_t key, uint64_t rule, uint64_t gen)
 {
-	uint64_t key = ra | gen << 48;
-	uint64_t rule = rule_find(ra);
-	/* One writer at a time; a thread that finds another writing (or a
-	 * signal handler that interrupted this one) leaves the rule out. */
-	if (atomic_flag_test_and_set_explicit(&cache_writer, memory_order_acquire))
-		return rule;
-	/* The first free or stale entry within reach, else the home entry
-	 * (an eviction: emptying none, it hides no other key from readers). */
-	unsigned home = slot_of(ra), i = home, n = 0;
-	for (; n < CACHE_PROBES; n++, i = (i + 1) & (CACHE_SIZE - 1)) {
-		uint64_t k = atomic_load_explicit(&t[i].key, memory_order_relaxed);
+	unsigned mask = (1u << bits) - 1, home = slot_of(key & ((1ull << 48) - 1), bits), i = home, n = 0;
+	uint64_t k = 0;
+	for (; n < CACHE_PROBES; n++, i = (i + 1) & mask) {
+		k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
 		if (k == key)
-			goto out;
+			return false;
 		if (!k || k >> 48 != gen)
 			break;
 	}
 	if (n == CACHE_PROBES)
 		i = home;
-	atomic_store_explicit(&t[i].key, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->e[i].key, 0, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
-	atomic_store_explicit(&t[i].rule, rule, memory_order_relaxed);
-	atomic_store_explicit(&t[i].key, key, memory_order_release);
-out:
+	atomic_store_explicit(&t->e[i].rule, rule, memory_order_relaxed);
+	atomic_store_explicit(&t->e[i].key, key, memory_order_release);
+	return n < CACHE_PROBES && !k;
+}
+
+/* The table twice as big, with the rules of this generation, published in
+ * place of t, which is emptied (the writer's flag held). */
+static struct rule_table *table_grow(struct rule_table *t, unsigned bits, uint64_t gen)
+{
+	struct rule_table *bigger = table_new(bits + 1);
+	if (!bigger)
+		return t;
+	for (unsigned i = 0; i < 1u << bits; i++) {
+		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
+		if (k && k >> 48 == gen)
+			bigger->used += table_put(bigger, bits + 1, k,
+				atomic_load_explicit(&t->e[i].rule, memory_order_relaxed), gen);
+	}
+	atomic_store_explicit(&cache, bigger, memory_order_release);
+	madvise(t, table_bytes(bits), MADV_DONTNEED);
+	return bigger;
+}
+
+static __attribute__((noinline, cold)) uint64_t rule_miss(uint64_t ra, uint64_t gen)
+{
+	uint64_t rule = rule_find(ra);
+	/* One writer at a time; a thread that finds another writing (or a
+	 * signal handler that interrupted this one) leaves the rule out. */
+	if (atomic_flag_test_and_set_explicit(&cache_writer, memory_order_acquire))
+		return rule;
+	struct rule_table *t = atomic_load_explicit(&cache, memory_order_acquire);
+	unsigned bits = t ? atomic_load_explicit(&t->bits, memory_order_relaxed) : 0;
+	if (bits) {
+		if (bits < CACHE_MAX_BITS && t->used + 1 > (1u << bits) / 2) {
+			t = table_grow(t, bits, gen);
+			bits = atomic_load_explicit(&t->bits, memory_order_relaxed);
+		}
+		t->used += table_put(t, bits, ra | gen << 48, rule, gen);
+	}
 	atomic_flag_clear_explicit(&cache_writer, memory_order_release);
 	return rule;
 }
 
-static inline uint64_t rule_of(struct rule_entry *t, uint64_t ra, uint64_t gen)
+static inline uint64_t rule_of(const struct rule_table *t, unsigned bits, uint64_t ra, uint64_t gen)
 {
 	uint64_t key = ra | gen << 48;
-	unsigned i = slot_of(ra);
-	for (unsigned n = 0; n < CACHE_PROBES; n++, i = (i + 1) & (CACHE_SIZE - 1)) {
-		uint64_t k = atomic_load_explicit(&t[i].key, memory_order_acquire);
+	unsigned mask = (1u << bits) - 1, i = slot_of(ra, bits);
+	for (unsigned n = 0; n < CACHE_PROBES; n++, i = (i + 1) & mask) {
+		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_acquire);
 		if (k == key) {
-			uint64_t rule = atomic_load_explicit(&t[i].rule, memory_order_relaxed);
+			uint64_t rule = atomic_load_explicit(&t->e[i].rule, memory_order_relaxed);
 			atomic_thread_fence(memory_order_acquire);
-			if (atomic_load_explicit(&t[i].key, memory_order_relaxed) == key)
+			if (atomic_load_explicit(&t->e[i].key, memory_order_relaxed) == key)
 				return rule;
 			break;
 		}
 		if (!k)
 			break;
 	}
-	return rule_miss(t, ra, gen);
+	return rule_miss(ra, gen);
 }
 
 /* --- The walk --------------------------------------------------------------- */
@@ -535,9 +592,10 @@ static inline uint64_t rule_of(struct rule_entry *t, uint64_t ra, uint64_t gen)
 
 __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max)
 {
-	struct rule_entry *t = cache_get();
-	if (!t)
-		return -1;
+	const struct rule_table *t = cache_get();
+	unsigned bits = t ? atomic_load_explicit(&t->bits, memory_order_relaxed) : 0;
+	if (!bits)
+		return -1;  /* none, or one emptied as this walk began */
 	uint64_t gen = atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
 	const uint64_t *fp = __builtin_frame_address(0);
 	uint64_t ra = fp[1], rsp = (uint64_t)(uintptr_t)(fp + 2), rbp = fp[0];
@@ -551,7 +609,7 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 		buf[n++] = (void *)(uintptr_t)ra;
 		if (n == max)
 			break;
-		uint64_t rule = rule_of(t, ra, gen);
+		uint64_t rule = rule_of(t, bits, ra, gen);
 		unsigned kind = rule & 3;
 		if (kind == RULE_END)
 			return n;

@@ -6,6 +6,7 @@
  * exactly, and a heap back at zero live blocks has no fragmentation left.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -823,6 +824,64 @@ static void test_alloc_forked_child_records_its_own_sites(void **state)
 		fail_msg("the child's block points at no call-site record of its own journal");
 }
 
+/* 3000 call sites counted by one thread: its counter tables fill (1024,
+ * 2048 entries...) and are followed by others, and the reader sums every
+ * entry of a site, in whichever table it is. */
+#define MANY_SITES 3000
+struct site_sum {
+	uint64_t base;              /* the synthetic frames' first address */
+	int64_t bytes, blocks, found;
+};
+
+static int sum_site(const struct rh_site_info *si, void *arg)
+{
+	struct site_sum *sum = arg;
+	if (si->depth == 2 && si->frames[1] == sum->base && si->frames[0] - sum->base - 1 < MANY_SITES) {
+		uint64_t k = si->frames[0] - sum->base - 1;
+		if (si->live_blocks != 1 || si->live_bytes != (int64_t)(16 + k % 50) || si->total_allocs != 2)
+			return -1;
+		sum->bytes += si->live_bytes;
+		sum->blocks += si->live_blocks;
+		sum->found++;
+	}
+	return 0;
+}
+
+static void test_alloc_many_sites_count_across_tables(void **state)
+{
+	(void)state;
+	if (!rh_options.trace_depth)
+		skip();
+	static void *blocks[MANY_SITES];
+	struct site_sum sum = { .base = 0x5000000000ull };
+	/* Each site makes two blocks and frees one. */
+	for (unsigned round = 0; round < 2; round++)
+		for (unsigned k = 0; k < MANY_SITES; k++) {
+			uint64_t frames[2] = { sum.base + 1 + k, sum.base };
+			uint32_t site = journal_site(frames, 2);
+			assert_true(site != 0);
+			void *p = alloc_block(16 + k % 50, 16, site);
+			assert_non_null(p);
+			if (round)
+				rh_shm_free(blocks[k]);
+			blocks[k] = p;
+		}
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s", test_dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	struct rh_heap *h = NULL;
+	assert_int_equal(rh_heap_open(dfd, rh_shm_heap_name(), &h), 0);
+	int rc = rh_heap_walk_sites(h, sum_site, &sum);
+	rh_heap_close(h);
+	close(dfd);
+	assert_int_equal(rc, 0);
+	assert_int_equal(sum.found, MANY_SITES);
+	assert_int_equal(sum.blocks, MANY_SITES);
+	for (unsigned k = 0; k < MANY_SITES; k++)
+		rh_shm_free(blocks[k]);
+}
+
 /* --- Private pages (the shim's mallocs of RH_SHMALLOC_PRIVATE_SIZE and more) */
 
 #define PRIVATE_BLOCK (16 * MIB)
@@ -1291,6 +1350,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_realloc_keeps_every_usable_byte),
 		cmocka_unit_test(test_alloc_large_free_after_thread_exit_is_kept_by_no_one),
 		cmocka_unit_test(test_alloc_forked_child_records_its_own_sites),
+		cmocka_unit_test(test_alloc_many_sites_count_across_tables),
 		cmocka_unit_test(test_alloc_private_pages_stay_out_of_the_file),
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),

@@ -153,6 +153,34 @@ static void test_whole_stack(void **state)
 	assert_true(n < MAX);
 }
 
+/* 3000 call sites, each a return address of its own: the cache of rules
+ * doubles on the way (it starts at 4096 entries, and doubles at half
+ * full), and every walk stays right. */
+static int walks;
+static __attribute__((noinline)) void leaf_walk(void)
+{
+	same_as_libunwind(MAX);
+	walks++;
+}
+#define CALL1 leaf_walk();
+#define CALL10 CALL1 CALL1 CALL1 CALL1 CALL1 CALL1 CALL1 CALL1 CALL1 CALL1
+#define CALL100 CALL10 CALL10 CALL10 CALL10 CALL10 CALL10 CALL10 CALL10 CALL10 CALL10
+#define CALL1000 CALL100 CALL100 CALL100 CALL100 CALL100 CALL100 CALL100 CALL100 CALL100 CALL100
+
+static __attribute__((noinline)) void many_sites(void)
+{
+	CALL1000 CALL1000 CALL1000
+}
+
+static void test_many_return_addresses(void **state)
+{
+	(void)state;
+	walks = 0;
+	many_sites();
+	many_sites();  /* again, from the grown cache */
+	assert_int_equal(walks, 6000);
+}
+
 /* After a flush the rules are found again, and still right. */
 static void test_flush(void **state)
 {
@@ -196,6 +224,7 @@ int main(void)
 		cmocka_unit_test(test_through_libc),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_whole_stack),
+		cmocka_unit_test(test_many_return_addresses),
 		cmocka_unit_test(test_flush),
 		cmocka_unit_test(test_signal_frame),
 	};
