@@ -128,11 +128,18 @@ $(PROGS_C): $(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
 
+# Shared objects the test programs load.
+PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/tests/plugins/%.so,$(wildcard tests/plugins/*.c))
+
+$(PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $<
+
 $(PROGS_CXX): $(BUILD)/tests/%: tests/%.cc
 	@mkdir -p $(@D)
 	$(CXX) -std=gnu++17 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer -o $@ $< $(LDLIBS_CORE)
 
-check: all $(TESTS) $(TEST_PROGS)
+check: all $(TESTS) $(TEST_PROGS) $(PLUGINS)
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests $(TESTS)
 
 # The allocator benchmark, built twice: on rh_shm_alloc and on malloc (which

@@ -6,6 +6,7 @@
  * leaves no torn record behind. Sites are found again through a private hash
  * table of record locators; no malloc anywhere.
  */
+#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <link.h>
@@ -216,6 +217,87 @@ void journal_modules_refresh(void)
 	pthread_mutex_unlock(&module_lock);
 }
 
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+/* The build-id of the module mapped from lo, read from its ELF header and
+ * program headers there (where an ordinary object maps them). */
+static size_t build_id_mapped(uint64_t lo, uint64_t hi, uint64_t bias, const uint8_t **id)
+{
+	const ElfW(Ehdr) *e = (const ElfW(Ehdr) *)(uintptr_t)lo;
+	if (hi - lo < sizeof(*e) || memcmp(e->e_ident, ELFMAG, SELFMAG) != 0 ||
+	    e->e_phentsize != sizeof(ElfW(Phdr)) || e->e_phoff > hi - lo ||
+	    (uint64_t)e->e_phnum * sizeof(ElfW(Phdr)) > hi - lo - e->e_phoff)
+		return 0;
+	struct dl_phdr_info info = {
+		.dlpi_addr = bias,
+		.dlpi_phdr = (const ElfW(Phdr) *)(uintptr_t)(lo + e->e_phoff),
+		.dlpi_phnum = e->e_phnum,
+	};
+	for (int i = 0; i < info.dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info.dlpi_phdr[i];
+		if (ph->p_type == PT_NOTE && (bias + ph->p_vaddr < lo || bias + ph->p_vaddr + ph->p_memsz > hi))
+			return 0;
+	}
+	return build_id_of(&info, id);
+}
+
+/* Records the module that holds pc, found without the loader's lock (which
+ * a thread may hold while it waits for a lock this one holds); module_lock
+ * held. */
+static void record_module_of(uint64_t pc)
+{
+	struct dl_find_object o;
+	if (covered(pc) || _dl_find_object((void *)(uintptr_t)pc, &o) != 0)
+		return;
+	const struct link_map *lm = o.dlfo_link_map;
+	uint64_t lo = (uint64_t)(uintptr_t)o.dlfo_map_start, hi = (uint64_t)(uintptr_t)o.dlfo_map_end;
+	char exe[512];
+	const char *path = lm->l_name;
+	if (!path || !*path) {
+		ssize_t n = lm->l_prev ? -1 : readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n <= 0)
+			return; /* no name to find it by */
+		exe[n] = 0;
+		path = exe;
+	}
+	const uint8_t *id = NULL;
+	size_t idlen = build_id_mapped(lo, hi, lm->l_addr, &id);
+	if (lo < hi && journal_module(path, lm->l_addr, lo, hi, id, idlen) == 0) {
+		unsigned n = atomic_load(&nmodules);
+		if (n < MAX_MODULES) {
+			modules[n].start = lo;
+			modules[n].end = hi;
+			atomic_store_explicit(&nmodules, n + 1, memory_order_release);
+		}
+	}
+}
+
+/* Records the modules of frames not yet in the journal. */
+static void modules_of_frames(const uint64_t *frames, unsigned depth)
+{
+	if (pthread_mutex_trylock(&module_lock) != 0)
+		return;
+	for (unsigned i = 0; i < depth; i++)
+		record_module_of(frames[i]);
+	pthread_mutex_unlock(&module_lock);
+}
+#else
+static void modules_of_frames(const uint64_t *frames, unsigned depth)
+{
+	(void)frames;
+	(void)depth;
+	journal_modules_refresh();
+}
+#endif
+
+/* Code was unloaded: what is loaded at the ranges on record may be other
+ * modules now, recorded again when their frames are first seen. */
+void journal_modules_forget(void)
+{
+	pthread_mutex_lock(&module_lock);
+	atomic_store_explicit(&nmodules, 0, memory_order_release);
+	pthread_mutex_unlock(&module_lock);
+}
+
 int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end,
 	const uint8_t *build_id, size_t build_id_len)
 {
@@ -402,7 +484,7 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 	 * the stack can be symbolised after the process is gone. */
 	for (unsigned i = 0; i < depth; i++)
 		if (!covered(frames[i])) {
-			journal_modules_refresh();
+			modules_of_frames(frames, depth);
 			break;
 		}
 	uint32_t loc = 0;

@@ -916,6 +916,7 @@ static int module_record(struct journal_walk *w, uint64_t pos, const uint8_t *re
 		.build_id = m.build_id,
 		.build_id_len = m.build_id_len,
 		.path = w->path,
+		.pos = pos,
 	};
 	return w->module_fn(&mi, w->arg);
 }

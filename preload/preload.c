@@ -12,8 +12,10 @@
 #include <link.h>
 #include <stdio.h>
 #include <libunwind.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,10 +102,28 @@ static void init(void)
 }
 
 /* libunwind's walk, where unwind_fast gave up (n < 0) or is checked. */
+/* libunwind's walk, step by step: unw_backtrace's cache of frames is never
+ * flushed, and keeps rules of code that dlclose unloaded. */
+static inline __attribute__((always_inline)) int unwind_steps(void **buf, int max)
+{
+	unw_context_t uc;
+	unw_cursor_t cur;
+	if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0)
+		return 0;
+	int n = 0;
+	do {
+		unw_word_t ip;
+		if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || !ip)
+			break;
+		buf[n++] = (void *)(uintptr_t)ip;
+	} while (n < max && unw_step(&cur) > 0);
+	return n;
+}
+
 static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 {
 	void *ref[RH_MAX_TRACE_DEPTH + 4];
-	int m = unw_backtrace(ref, max);
+	int m = unwind_flushed() ? unwind_steps(ref, max) : unw_backtrace(ref, max);
 	if (n < 0) {
 		memcpy(buf, ref, (size_t)(m > 0 ? m : 0) * sizeof(*buf));
 		return m;
@@ -164,6 +184,7 @@ static __attribute__((noinline)) uint32_t capture(void)
 __attribute__((constructor)) static void preload_init(void)
 {
 	journal_capture = capture;
+	pthread_atfork(NULL, NULL, unwind_fork_child);
 	if (environ)
 		heap_exec_leftover();
 }
@@ -493,7 +514,21 @@ EXPORT int malloc_trim(size_t pad)
 /* --- Unloading ------------------------------------------------------------------ */
 
 /* Other code may be loaded where dlclose unloaded some: the unwind rules
- * cached for those addresses go, ours and libunwind's. */
+ * cached for those addresses go, ours and libunwind's, and the journal
+ * records the modules found there again. The loader counts
+ * the objects it ever unloaded; a dlclose that unloaded nothing (another
+ * handle still holds the object) keeps them. The count also takes in what
+ * the C library unloaded on its own (iconv's and NSS's modules) since the
+ * last check. */
+static unsigned long long unloads_seen;
+
+static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
+		*(unsigned long long *)arg = info->dlpi_subs;
+	return 1;
+}
+
 EXPORT int dlclose(void *handle)
 {
 	static int (*real)(void *);
@@ -505,9 +540,15 @@ EXPORT int dlclose(void *handle)
 	}
 	int r = real(handle);
 	int e = errno;
-	unwind_flush();
-	if (depth)
-		unw_flush_cache(unw_local_addr_space, 0, 0);
+	unsigned long long unloads = 0;
+	dl_iterate_phdr(read_unloads, &unloads);
+	if (__atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads) {
+		unwind_flush();
+		if (depth) {
+			unw_flush_cache(unw_local_addr_space, 0, 0);
+			journal_modules_forget();
+		}
+	}
 	errno = e;
 	return r;
 }

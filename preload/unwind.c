@@ -38,6 +38,15 @@ static inline uint64_t rule_pack(unsigned kind, int32_t cfa_off, bool rbp_saved,
 		(uint64_t)(uint16_t)rbp_off << 48;
 }
 
+/* Bits 3 to 15 of a stored rule: the low bits of its return address, so a
+ * reader that read an entry while it changed hands twice (to another
+ * address and back) does not take the other address's rule. */
+#define TAG_MASK 0xfff8ull
+static inline uint64_t tag_of(uint64_t ra)
+{
+	return (ra << 3) & TAG_MASK;
+}
+
 /* The table starts at 4096 entries (a short program touches few of its
  * pages) and doubles at half full, up to 32768; then a new rule takes the
  * place of an old one. A table left behind is emptied (MADV_DONTNEED reads
@@ -66,6 +75,18 @@ void unwind_flush(void)
 	uint64_t gen = atomic_fetch_add_explicit(&generation, 1, memory_order_acq_rel) + 1;
 	if (!(gen & 0xffff))
 		atomic_store_explicit(&cache, NULL, memory_order_release);
+}
+
+/* A thread that was storing a rule when another forked is not in the
+ * child: the writer's flag is free there. */
+void unwind_fork_child(void)
+{
+	atomic_flag_clear_explicit(&cache_writer, memory_order_relaxed);
+}
+
+bool unwind_flushed(void)
+{
+	return atomic_load_explicit(&generation, memory_order_relaxed) != 1;
 }
 
 static inline unsigned slot_of(uint64_t ra, unsigned bits)
@@ -157,6 +178,17 @@ static uint64_t encoded(struct reader *r, uint8_t enc, uint64_t data)
 
 /* --- Finding the FDE ------------------------------------------------------ */
 
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+/* The module's .eh_frame_hdr, found without the loader's lock (a thread
+ * holding it may wait for a lock the allocating thread holds). */
+static const uint8_t *eh_frame_hdr_of(uint64_t pc)
+{
+	struct dl_find_object o;
+	if (_dl_find_object((void *)(uintptr_t)pc, &o) != 0)
+		return NULL;
+	return o.dlfo_eh_frame;
+}
+#else
 struct find {
 	uint64_t pc;
 	const uint8_t *hdr;  /* the module's .eh_frame_hdr, NULL: none */
@@ -183,14 +215,20 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-/* The FDE covering pc, by binary search in the module's sorted table. */
-static const uint8_t *fde_of(uint64_t pc)
+static const uint8_t *eh_frame_hdr_of(uint64_t pc)
 {
 	struct find f = { pc, NULL, false };
 	dl_iterate_phdr(find_module, &f);
-	if (!f.hdr)
+	return f.hdr;
+}
+#endif
+
+/* The FDE covering pc, by binary search in the module's sorted table. */
+static const uint8_t *fde_of(uint64_t pc)
+{
+	const uint8_t *hdr = eh_frame_hdr_of(pc);
+	if (!hdr)
 		return NULL;
-	const uint8_t *hdr = f.hdr;
 	uint64_t base = (uint64_t)(uintptr_t)hdr;
 	if (hdr[0] != 1 || hdr[3] != 0x3b)  /* version 1, table of datarel sdata4 pairs */
 		return NULL;
@@ -561,7 +599,7 @@ static __attribute__((noinline, cold)) uint64_t rule_miss(uint64_t ra, uint64_t 
 			t = table_grow(t, bits, gen);
 			bits = atomic_load_explicit(&t->bits, memory_order_relaxed);
 		}
-		t->used += table_put(t, bits, ra | gen << 48, rule, gen);
+		t->used += table_put(t, bits, ra | gen << 48, rule | tag_of(ra), gen);
 	}
 	atomic_flag_clear_explicit(&cache_writer, memory_order_release);
 	return rule;
@@ -576,7 +614,8 @@ static inline uint64_t rule_of(const struct rule_table *t, unsigned bits, uint64
 		if (k == key) {
 			uint64_t rule = atomic_load_explicit(&t->e[i].rule, memory_order_relaxed);
 			atomic_thread_fence(memory_order_acquire);
-			if (atomic_load_explicit(&t->e[i].key, memory_order_relaxed) == key)
+			if (atomic_load_explicit(&t->e[i].key, memory_order_relaxed) == key &&
+			    (rule & TAG_MASK) == tag_of(ra))
 				return rule;
 			break;
 		}
@@ -636,6 +675,15 @@ int unwind_fast(void **buf, int max)
 }
 
 void unwind_flush(void)
+{
+}
+
+bool unwind_flushed(void)
+{
+	return false;
+}
+
+void unwind_fork_child(void)
 {
 }
 

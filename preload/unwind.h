@@ -2,6 +2,8 @@
 #ifndef RH_UNWIND_H
 #define RH_UNWIND_H
 
+#include <stdbool.h>
+
 /* The return addresses of the calling thread's stack, innermost first,
  * starting with the caller's return address into its own caller... as
  * libunwind's unw_backtrace gives them, at most `max`. Frames are unwound
@@ -13,5 +15,12 @@ int unwind_fast(void **buf, int max);
 
 /* Code was unloaded (dlclose): the cached rules go. */
 void unwind_flush(void);
+
+/* Whether unwind_flush was ever called: libunwind's unw_backtrace keeps
+ * rules of unloaded code that no flush reaches. */
+bool unwind_flushed(void);
+
+/* In a forked child (pthread_atfork). */
+void unwind_fork_child(void);
 
 #endif

@@ -165,6 +165,7 @@ void report_print_site(FILE *out, const struct fmt_ctx *ctx, struct symbolizer *
 	putc('\n', out);
 	if (s->depth == 0)
 		fprintf(out, "%s    (no stack recorded for site %" PRIu32 ")\n", indent, s->id);
+	symbolizer_site(sym, s->id);
 	for (unsigned i = 0; i < s->depth; i++) {
 		struct frame f;
 		symbolizer_frame(sym, s->frames[i], &f);
@@ -226,6 +227,7 @@ void report_json(FILE *out, struct symbolizer *sym, const struct site_report *r,
 		fprintf(out, "%s{\"id\": %" PRIu32 ", \"bytes\": %" PRIu64 ", \"percent\": %.1f, "
 			"\"blocks\": %" PRIu64 ", \"frames\": [", i ? ", " : "", s->id, s->bytes,
 			share(s->bytes, whole), s->blocks);
+		symbolizer_site(sym, s->id);
 		for (unsigned k = 0; k < s->depth; k++) {
 			struct frame f;
 			symbolizer_frame(sym, s->frames[k], &f);

@@ -268,6 +268,7 @@ static void load_suppressions(const char *path)
  * its linkage name), file or module matches a pattern. */
 static int suppressed(struct symbolizer *sym, const struct site_stat *s)
 {
+	symbolizer_site(sym, s->id);
 	for (unsigned i = 0; i < s->depth; i++) {
 		struct frame f;
 		symbolizer_frame(sym, s->frames[i], &f);

@@ -73,6 +73,7 @@ struct sym_path {
 /* A module of the current heap. */
 struct sym_module {
 	uint64_t base, start, end;
+	uint64_t pos;           /* the record's offset in the heap file */
 	const char *path;       /* interned; "" when none was recorded */
 	uint8_t build_id[40];
 	size_t build_id_len;
@@ -83,6 +84,7 @@ struct sym_module {
 struct symbolizer {
 	struct sym_module *mods;
 	size_t n, cap;
+	uint64_t site_pos;      /* the current site's record offset; 0: none */
 	struct sym_path *paths;
 	struct sym_file *files;
 };
@@ -211,6 +213,7 @@ void symbolizer_free(struct symbolizer *s)
 void symbolizer_clear(struct symbolizer *s)
 {
 	s->n = 0;
+	s->site_pos = 0;
 }
 
 static const char *intern(struct symbolizer *s, const char *path)
@@ -246,6 +249,7 @@ int symbolizer_add(struct symbolizer *s, const struct rh_module_info *m)
 	mod->base = m->base;
 	mod->start = m->start;
 	mod->end = m->end;
+	mod->pos = m->pos;
 	mod->build_id_len = m->build_id_len <= sizeof(mod->build_id) ? m->build_id_len : 0;
 	if (mod->build_id_len)
 		memcpy(mod->build_id, m->build_id, mod->build_id_len);
@@ -364,13 +368,26 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 		m->file = f;
 }
 
+void symbolizer_site(struct symbolizer *s, uint32_t id)
+{
+	s->site_pos = (uint64_t)id * 8;
+}
+
 static struct sym_module *module_of(struct symbolizer *s, uint64_t addr)
 {
-	/* The latest record wins: a range may be reused after a dlclose. */
-	for (size_t i = s->n; i-- > 0;)
-		if (addr >= s->mods[i].start && addr < s->mods[i].end)
-			return &s->mods[i];
-	return NULL;
+	/* A range may be reused after a dlclose: the latest record made before
+	 * the site's wins, else the latest (records come in file order). */
+	struct sym_module *latest = NULL;
+	for (size_t i = s->n; i-- > 0;) {
+		struct sym_module *m = &s->mods[i];
+		if (addr < m->start || addr >= m->end)
+			continue;
+		if (!s->site_pos || m->pos < s->site_pos)
+			return m;
+		if (!latest)
+			latest = m;
+	}
+	return latest;
 }
 
 /* Looks PC up in F into *C; C->demangled is then set when C->function is a

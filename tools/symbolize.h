@@ -45,6 +45,11 @@ int symbolizer_add(struct symbolizer *s, const struct rh_module_info *m);
  * before). Strings stay valid until symbolizer_free. */
 void symbolizer_frame(struct symbolizer *s, uint64_t addr, struct frame *f);
 
+/* The site whose frames follow (its id; 0: none known): where dlclose let
+ * other code load at the same addresses, a frame belongs to the module
+ * last recorded there before the site was. */
+void symbolizer_site(struct symbolizer *s, uint32_t id);
+
 /* A C++ linkage name (_Z...) demangled by libstdc++'s __cxa_demangle,
  * loaded on first use; the caller frees it. NULL when NAME is no such name or
  * libstdc++ is not there. */

@@ -166,3 +166,26 @@ for how in quick_exit pthread_exit return exit _exit _Exit; do
 	no_heaps "exit_ways $how"
 done
 echo "ok quick_exit, pthread_exit, return, exit, _exit, _Exit"
+
+# A plugin unloaded and another loaded where it was (most often at the same
+# address): each kept block is told by the module that made it, the stacks
+# walked through the second plugin are right (the unwind rules of the first
+# were dropped at its dlclose; RH_SHMALLOC_UNWIND_CHECK=1 compares them with
+# libunwind's), and no frame is garbage.
+PLUG=$BUILD/tests/plugins
+[ -x "$PROGS/plugin_swap" ] && [ -f "$PLUG/plugin_a.so" ] && [ -f "$PLUG/plugin_b.so" ] ||
+	fail "not built: plugin_swap and its plugins"
+where=$(RH_SHMALLOC_KEEP=1 RH_SHMALLOC_UNWIND_CHECK=1 shim "$PROGS/plugin_swap" \
+	"$PLUG/plugin_a.so" "$PLUG/plugin_b.so" 2> "$V.err") || { cat "$V.err"; fail "plugin_swap"; }
+! grep -q 'unwind mismatch' "$V.err" || { cat "$V.err"; fail "plugin_swap: the stack walks differ"; }
+"$BUILD/bin/redhawk-shminfo" -d "$D" --format=b --breakdown=2 > "$V" || fail "shminfo after plugin_swap"
+rm -f "$D"/heap-*
+# The first two frames of each block: the plugin's function, then main.
+frames() { # bytes
+	awk -v b="$1" '$1 == b && /in 1 block/ { n = 2; next } n > 0 { print $1; n-- }' "$V" | tr '\n' ' '
+}
+[ "$(frames 100000)" = "a_alloc main " ] || { cat "$V"; fail "plugin_swap: the first plugin's block is not a_alloc's ($where)"; }
+[ "$(frames 200000)" = "b_alloc main " ] || { cat "$V"; fail "plugin_swap: the second plugin's block is not b_alloc's ($where)"; }
+grep -A1 '^ *100000 ' "$V" | grep -q 'plugin_a.c' || { cat "$V"; fail "plugin_swap: a_alloc not in plugin_a"; }
+grep -A1 '^ *200000 ' "$V" | grep -q 'plugin_b.c' || { cat "$V"; fail "plugin_swap: b_alloc not in plugin_b"; }
+echo "ok a plugin loaded where another was unloaded ($where)"

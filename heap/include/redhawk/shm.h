@@ -150,6 +150,9 @@ struct rh_module_info {
 	const uint8_t *build_id;
 	size_t build_id_len;
 	const char *path;
+	uint64_t pos;             /* the record's offset in the file: a module recorded
+	                             before a site (site id * 8) was loaded when the
+	                             site was first seen */
 };
 
 /* Walks call each function for every item, in file order, until it returns

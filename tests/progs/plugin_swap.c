@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plugin_swap A.so B.so: loads plugin A, keeps a block of 100000 bytes it
+ * allocated, unloads it, then loads plugin B (most often where A was) and
+ * keeps a block of 200000 bytes of B's. Prints "same" when B was loaded at
+ * A's address, else "moved". The blocks are never freed: run with
+ * RH_SHMALLOC_KEEP=1, the heap file then tells who made them.
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static void *(*load(const char *path, void **handle))(size_t)
+{
+	*handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!*handle) {
+		fprintf(stderr, "plugin_swap: %s\n", dlerror());
+		exit(2);
+	}
+	void *(*make)(size_t) = (void *(*)(size_t))dlsym(*handle, "plugin_make");
+	if (!make) {
+		fprintf(stderr, "plugin_swap: %s: no plugin_make\n", path);
+		exit(2);
+	}
+	return make;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: plugin_swap A.so B.so\n");
+		return 2;
+	}
+	void *h;
+	void *(*make)(size_t) = load(argv[1], &h);
+	void *first = (void *)make;
+	if (!make(100000))
+		return 1;
+	dlclose(h);
+	make = load(argv[2], &h);
+	if (!make(200000))
+		return 1;
+	printf("%s\n", (void *)make == first ? "same" : "moved");
+	return 0;
+}
