@@ -18,7 +18,7 @@
 
 #include "heap.h"
 
-#define NBUCKETS (1u << 12)
+#define NBUCKETS (1u << 14)
 #define JOURNAL_SB_SIZE (1u << 20)
 #define MAX_MODULES 1024
 
@@ -40,7 +40,7 @@ static _Atomic uint32_t *buckets;    /* site locators by hash: chains through th
  * sites it could not take. */
 #define INDEX_MIN (1u << 12)
 #define INDEX_MAX (1u << 15)
-#define INDEX_PROBES 16
+#define INDEX_PROBES 64
 struct index_entry {
 	uint64_t hash;
 	uint32_t loc, pad;

@@ -101,7 +101,6 @@ static void init(void)
 	busy = 0;
 }
 
-/* libunwind's walk, where unwind_fast gave up (n < 0) or is checked. */
 /* libunwind's walk, step by step: unw_backtrace's cache of frames is never
  * flushed, and keeps rules of code that dlclose unloaded. */
 static inline __attribute__((always_inline)) int unwind_steps(void **buf, int max)
@@ -120,20 +119,26 @@ static inline __attribute__((always_inline)) int unwind_steps(void **buf, int ma
 	return n;
 }
 
+/* Our own frames at most on top of a stack (a hook, or the API's). */
+#define OWN_FRAMES_MAX 8
+
+/* libunwind's walk, where unwind_fast gave up (n < 0) or is checked: the
+ * program's frames, without ours on top, at most max. */
 static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 {
-	void *ref[RH_MAX_TRACE_DEPTH + 4];
-	int m = unwind_flushed() ? unwind_steps(ref, max) : unw_backtrace(ref, max);
+	void *ref[RH_MAX_TRACE_DEPTH + OWN_FRAMES_MAX];
+	int m = unwind_flushed() ? unwind_steps(ref, max + OWN_FRAMES_MAX) : unw_backtrace(ref, max + OWN_FRAMES_MAX);
+	int skip = 0;
+	while (skip < m && (uintptr_t)ref[skip] - self_lo < self_hi - self_lo)
+		skip++;
+	m = m - skip < max ? m - skip : max;
 	if (n < 0) {
-		memcpy(buf, ref, (size_t)(m > 0 ? m : 0) * sizeof(*buf));
+		memcpy(buf, ref + skip, (size_t)(m > 0 ? m : 0) * sizeof(*buf));
 		return m;
 	}
-	/* ref[0] is in this function, ref[1] and buf[0] are the caller's two
-	 * calls; from there on ref is buf one frame later, one frame shorter
-	 * when both were cut at max. */
-	bool same = m == n + 1 || (m == n && n == max);
-	for (int i = 1; same && i < n && i + 1 < m; i++)
-		same = buf[i] == ref[i + 1];
+	bool same = m == n;
+	for (int i = 0; same && i < n; i++)
+		same = buf[i] == ref[skip + i];
 	if (!same) {
 		char line[64 * 20 + 64];
 		int len = snprintf(line, 64, "redhawk-shm: unwind mismatch:");
@@ -141,7 +146,7 @@ static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 			len += snprintf(line + len, 40, " %p", buf[i]);
 		len += snprintf(line + len, 8, " /");
 		for (int i = 0; i < m && len < (int)sizeof(line) - 40; i++)
-			len += snprintf(line + len, 40, " %p", ref[i]);
+			len += snprintf(line + len, 40, " %p", ref[skip + i]);
 		line[len++] = '\n';
 		if (write(2, line, (size_t)len) < 0)
 			return n;
@@ -150,32 +155,25 @@ static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 }
 
 /* The call site of the current allocation: its stack, innermost caller
- * first, without our own frames (`ours` of them at most: 1 in a hook, more
- * through the API). Inlined into each hook. */
-static inline __attribute__((always_inline)) uint32_t site_here(int ours)
+ * first, without our own frames. Inlined into each hook. */
+static inline __attribute__((always_inline)) uint32_t site_here(void)
 {
 	if (!depth)
 		return 0;
-	void *buf[RH_MAX_TRACE_DEPTH + 4];
+	void *buf[RH_MAX_TRACE_DEPTH];
 	capturing = 1;
-	int n = unwind_fast(buf, (int)depth + ours);
+	int n = unwind_fast(buf, (int)depth, self_lo, self_hi);
 	if (unlikely(n < 0 || unwind_check))
-		n = unwind_slow(buf, n, (int)depth + ours);
+		n = unwind_slow(buf, n, (int)depth);
 	capturing = 0;
-	int skip = 0;
-	while (skip < n && (uintptr_t)buf[skip] - self_lo < self_hi - self_lo)
-		skip++;
-	if (n - skip <= 0)
-		return 0;
-	unsigned d = (unsigned)(n - skip) < depth ? (unsigned)(n - skip) : depth;
-	return journal_site((const uint64_t *)(buf + skip), d);
+	return n > 0 ? journal_site((const uint64_t *)buf, (unsigned)n) : 0;
 }
 
 static __attribute__((noinline)) uint32_t capture(void)
 {
 	if (state == UNREADY && !busy)
 		init();
-	return site_here(4);
+	return site_here();
 }
 
 /* At load: blocks made through the API before any malloc get whole stacks
@@ -285,9 +283,8 @@ static void *failed(size_t align, size_t n)
 	return fallback(align, n);
 }
 
-/* malloc's body, inlined where it is used; `ours` is the number of our
- * frames above the caller: 2 through malloc, 1 in realloc. */
-static inline __attribute__((always_inline)) void *shared_malloc(size_t n, int ours)
+/* malloc's body, inlined where it is used. */
+static inline __attribute__((always_inline)) void *shared_malloc(size_t n)
 {
 	if (!take(n))
 		return __libc_malloc(n);
@@ -295,13 +292,13 @@ static inline __attribute__((always_inline)) void *shared_malloc(size_t n, int o
 		return done(fallback(16, n));
 	if (heap_full_for(n))
 		return done(fallback(16, n));
-	void *p = alloc_block(n, 16, site_here(ours));
+	void *p = alloc_block(n, 16, site_here());
 	return done(p ? p : failed(16, n));
 }
 
 static __attribute__((noinline)) void *malloc_slow(size_t n)
 {
-	return shared_malloc(n, 2);
+	return shared_malloc(n);
 }
 
 EXPORT void *malloc(size_t n)
@@ -357,7 +354,7 @@ EXPORT void *calloc(size_t count, size_t size)
 		return __libc_calloc(count, size);
 	void *p = NULL;
 	if ((likely(rh_heap) || heap_get_slow()) && !heap_full_for(n)) {
-		if ((p = alloc_block(n, 16, site_here(1)))) {
+		if ((p = alloc_block(n, 16, site_here()))) {
 			block_clear(p, n);
 			return done(p);
 		}
@@ -377,7 +374,7 @@ static size_t usable(void *p)
 EXPORT void *realloc(void *p, size_t n)
 {
 	if (!p)
-		return shared_malloc(n, 1);
+		return shared_malloc(n);
 	if (n == 0) {
 		free(p);
 		return NULL;
@@ -395,7 +392,7 @@ EXPORT void *realloc(void *p, size_t n)
 	/* During the full-filesystem backoff the block moves to private memory
 	 * below, without trying the filesystem again. */
 	if (o == OWNER_SELF && !heap_full_for(n) && take(n)) {
-		void *q = realloc_block(p, n, site_here(1));
+		void *q = realloc_block(p, n, site_here());
 		if (q)
 			return done(q);
 		busy = 0;
@@ -405,7 +402,7 @@ EXPORT void *realloc(void *p, size_t n)
 		return __libc_realloc(p, n);
 	/* Move: between the C library and us, out of an inherited or attached
 	 * block, or when the heap is full. */
-	void *q = shared_malloc(n, 1);
+	void *q = shared_malloc(n);
 	if (!q)
 		return NULL;
 	size_t old = usable(p);
@@ -434,7 +431,7 @@ static void *aligned(size_t align, size_t n)
 		return done(fallback(align, n));
 	if (heap_full_for(n))
 		return done(fallback(align, n));
-	void *p = alloc_block(n, align, site_here(1));
+	void *p = alloc_block(n, align, site_here());
 	return done(p ? p : failed(align, n));
 }
 

@@ -629,7 +629,8 @@ static inline uint64_t rule_of(const struct rule_table *t, unsigned bits, uint64
 
 #define STACK_SPAN (1ull << 30)  /* a walk further from its start is not trusted */
 
-__attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max)
+__attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max, uintptr_t skip_lo,
+	uintptr_t skip_hi)
 {
 	const struct rule_table *t = cache_get();
 	unsigned bits = t ? atomic_load_explicit(&t->bits, memory_order_relaxed) : 0;
@@ -645,9 +646,11 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 			return n;
 		if (ra >> 48)
 			return -1;  /* no room for the key's generation */
-		buf[n++] = (void *)(uintptr_t)ra;
-		if (n == max)
-			break;
+		if (n || ra - skip_lo >= skip_hi - skip_lo) {
+			buf[n++] = (void *)(uintptr_t)ra;
+			if (n == max)
+				break;
+		}
 		uint64_t rule = rule_of(t, bits, ra, gen);
 		unsigned kind = rule & 3;
 		if (kind == RULE_END)
@@ -667,10 +670,12 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 
 #else
 
-int unwind_fast(void **buf, int max)
+int unwind_fast(void **buf, int max, uintptr_t skip_lo, uintptr_t skip_hi)
 {
 	(void)buf;
 	(void)max;
+	(void)skip_lo;
+	(void)skip_hi;
 	return -1;
 }
 

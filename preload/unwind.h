@@ -3,15 +3,17 @@
 #define RH_UNWIND_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* The return addresses of the calling thread's stack, innermost first,
  * starting with the caller's return address into its own caller... as
- * libunwind's unw_backtrace gives them, at most `max`. Frames are unwound
+ * libunwind's unw_backtrace gives them, at most `max`; the first ones that
+ * lie in [skip_lo, skip_hi) (the caller's own code) are left out. Frames are unwound
  * with their DWARF call-frame information, each return address's rule
  * cached; -1 when a frame needs more than this (a signal frame, a CFA
  * expression, code without unwind tables): then ask libunwind. x86-64
  * only; elsewhere always -1. */
-int unwind_fast(void **buf, int max);
+int unwind_fast(void **buf, int max, uintptr_t skip_lo, uintptr_t skip_hi);
 
 /* Code was unloaded (dlclose): the cached rules go. */
 void unwind_flush(void);

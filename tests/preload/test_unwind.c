@@ -32,7 +32,7 @@ static volatile int sink;
 static __attribute__((noinline)) int same_as_libunwind(int max)
 {
 	void *a[MAX], *b[MAX];
-	int n = unwind_fast(a, max);
+	int n = unwind_fast(a, max, 0, 0);
 	int m = unw_backtrace(b, max);
 	assert_true(n > 1);
 	assert_int_equal(n, m);
@@ -200,7 +200,7 @@ static void handler(int sig)
 {
 	(void)sig;
 	void *a[MAX];
-	handler_n = unwind_fast(a, MAX);
+	handler_n = unwind_fast(a, MAX, 0, 0);
 }
 
 static void test_signal_frame(void **state)
@@ -237,7 +237,7 @@ static void test_not_here(void **state)
 {
 	(void)state;
 	void *a[4];
-	assert_int_equal(unwind_fast(a, 4), -1);
+	assert_int_equal(unwind_fast(a, 4, 0, 0), -1);
 }
 
 int main(void)
