@@ -62,14 +62,28 @@ static inline struct journal_site *site_at(struct heap_header *hdr, uint32_t loc
 	return (struct journal_site *)((char *)hdr + ((uint64_t)loc << 3));
 }
 
+static inline uint64_t mix(uint64_t h)
+{
+	h *= 0xff51afd7ed558ccdULL;
+	return h ^ h >> 32;
+}
+
+/* Four lanes, each over every fourth frame: their multiplications overlap,
+ * where one chain over all frames waits for each in turn. */
 static uint64_t hash_frames(const uint64_t *frames, unsigned depth)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ depth;
-	for (unsigned i = 0; i < depth; i++) {
-		h ^= frames[i];
-		h *= 0xff51afd7ed558ccdULL;
-		h ^= h >> 32;
+	uint64_t a = 0x9e3779b97f4a7c15ULL ^ depth, b = 0xc2b2ae3d27d4eb4fULL;
+	uint64_t c = 0x165667b19e3779f9ULL, d = 0x27d4eb2f165667c5ULL;
+	unsigned i = 0;
+	for (; i + 4 <= depth; i += 4) {
+		a = mix(a ^ frames[i]);
+		b = mix(b ^ frames[i + 1]);
+		c = mix(c ^ frames[i + 2]);
+		d = mix(d ^ frames[i + 3]);
 	}
+	for (; i < depth; i++)
+		a = mix(a ^ frames[i]);
+	uint64_t h = mix(mix(a ^ (b << 17 | b >> 47)) ^ (c << 31 | c >> 33) ^ (d << 47 | d >> 17));
 	return h ? h : 1;
 }
 
