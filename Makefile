@@ -128,12 +128,14 @@ $(PROGS_C): $(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
 
-# Shared objects the test programs load.
-PLUGINS := $(patsubst tests/plugins/%.c,$(BUILD)/tests/plugins/%.so,$(wildcard tests/plugins/*.c))
+# The two plugins tests/progs/plugin_swap.c loads, from one source.
+PLUGINS := $(BUILD)/tests/plugins/plugin_a.so $(BUILD)/tests/plugins/plugin_b.so
 
-$(PLUGINS): $(BUILD)/tests/plugins/%.so: tests/plugins/%.c
+$(BUILD)/tests/plugins/plugin_a.so: PLUGIN_DEFS := -DPLUGIN_FN=a_alloc -DPLUGIN_PAD=1000
+$(BUILD)/tests/plugins/plugin_b.so: PLUGIN_DEFS := -DPLUGIN_FN=b_alloc -DPLUGIN_PAD=3000
+$(PLUGINS): tests/plugins/plugin.c
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -o $@ $<
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -fPIC -shared $(PLUGIN_DEFS) -o $@ $<
 
 $(PROGS_CXX): $(BUILD)/tests/%: tests/%.cc
 	@mkdir -p $(@D)

