@@ -233,13 +233,16 @@ void journal_modules_refresh(void)
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 /* The build-id of the module mapped from lo, read from its ELF header and
- * program headers there (where an ordinary object maps them). */
+ * program headers there (where an ordinary object maps them: in its first
+ * page, which holds the header). A note is read only where a readable
+ * segment maps it: the range between segments may be inaccessible. */
 static size_t build_id_mapped(uint64_t lo, uint64_t hi, uint64_t bias, const uint8_t **id)
 {
+	const uint64_t page = 4096;  /* the smallest page: the header's is at least this */
 	const ElfW(Ehdr) *e = (const ElfW(Ehdr) *)(uintptr_t)lo;
-	if (hi - lo < sizeof(*e) || memcmp(e->e_ident, ELFMAG, SELFMAG) != 0 ||
-	    e->e_phentsize != sizeof(ElfW(Phdr)) || e->e_phoff > hi - lo ||
-	    (uint64_t)e->e_phnum * sizeof(ElfW(Phdr)) > hi - lo - e->e_phoff)
+	if (hi - lo < page || memcmp(e->e_ident, ELFMAG, SELFMAG) != 0 ||
+	    e->e_phentsize != sizeof(ElfW(Phdr)) || e->e_phoff > page ||
+	    (uint64_t)e->e_phnum * sizeof(ElfW(Phdr)) > page - e->e_phoff)
 		return 0;
 	struct dl_phdr_info info = {
 		.dlpi_addr = bias,
@@ -247,8 +250,16 @@ static size_t build_id_mapped(uint64_t lo, uint64_t hi, uint64_t bias, const uin
 		.dlpi_phnum = e->e_phnum,
 	};
 	for (int i = 0; i < info.dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info.dlpi_phdr[i];
-		if (ph->p_type == PT_NOTE && (bias + ph->p_vaddr < lo || bias + ph->p_vaddr + ph->p_memsz > hi))
+		const ElfW(Phdr) *n = &info.dlpi_phdr[i];
+		if (n->p_type != PT_NOTE)
+			continue;
+		bool mapped = false;
+		for (int k = 0; k < info.dlpi_phnum && !mapped; k++) {
+			const ElfW(Phdr) *l = &info.dlpi_phdr[k];
+			mapped = l->p_type == PT_LOAD && (l->p_flags & PF_R) && n->p_vaddr >= l->p_vaddr &&
+				n->p_memsz <= l->p_memsz && n->p_vaddr - l->p_vaddr <= l->p_memsz - n->p_memsz;
+		}
+		if (!mapped)
 			return 0;
 	}
 	return build_id_of(&info, id);
