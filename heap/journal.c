@@ -296,11 +296,12 @@ static void record_module_of(uint64_t pc)
 	}
 }
 
-/* Records the modules of frames not yet in the journal. */
+/* Records the modules of frames not yet in the journal. The lock is
+ * waited for: no path takes the loader's lock under it, and a site must
+ * not be recorded before its modules (see FORMAT.md, MODULE). */
 static void modules_of_frames(const uint64_t *frames, unsigned depth)
 {
-	if (pthread_mutex_trylock(&module_lock) != 0)
-		return;
+	pthread_mutex_lock(&module_lock);
 	for (unsigned i = 0; i < depth; i++)
 		record_module_of(frames[i]);
 	pthread_mutex_unlock(&module_lock);
@@ -308,19 +309,75 @@ static void modules_of_frames(const uint64_t *frames, unsigned depth)
 #else
 static void modules_of_frames(const uint64_t *frames, unsigned depth)
 {
-	(void)frames;
-	(void)depth;
-	journal_modules_refresh();
+	for (unsigned i = 0; i < depth; i++)
+		if (!covered(frames[i])) {
+			journal_modules_refresh();
+			return;
+		}
 }
 #endif
 
-/* Code was unloaded: what is loaded at the ranges on record may be other
- * modules now, recorded again when their frames are first seen. */
-void journal_modules_forget(void)
+/* --- Unloaded modules ------------------------------------------------------ */
+
+/* The ranges of recorded modules that were unloaded, where other code may
+ * be loaded since: a frame there is hashed with the range's epoch, so its
+ * stacks make sites of their own, recorded after that code's module and
+ * told by it, while the blocks the unloaded module left keep theirs. A
+ * range unloaded again takes a new epoch; past MAX_RETIRED ranges, others
+ * are not told apart. */
+#define MAX_RETIRED 64
+static struct {
+	uint64_t start, end;
+	_Atomic uint64_t epoch;
+} retired[MAX_RETIRED];
+static _Atomic unsigned nretired;
+static uint64_t retire_epoch;
+
+/* Code was unloaded: the recorded modules not among the `n` ranges still
+ * loaded are retired (module_lock taken here). */
+void journal_modules_unloaded(const uint64_t (*loaded)[2], unsigned n)
 {
 	pthread_mutex_lock(&module_lock);
-	atomic_store_explicit(&nmodules, 0, memory_order_release);
+	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed), keep = 0;
+	for (unsigned i = 0; i < have; i++) {
+		bool alive = false;
+		/* Starts compared by page: a record made without the loader's
+		 * view (dl_iterate_phdr) has its lowest segment's own start. */
+		uint64_t page_start = modules[i].start & ~(uint64_t)(os_page_size() - 1);
+		for (unsigned k = 0; k < n && !alive; k++)
+			alive = loaded[k][0] == page_start && loaded[k][1] == modules[i].end;
+		if (alive) {
+			modules[keep++] = modules[i];
+			continue;
+		}
+		unsigned r = 0, nr = atomic_load_explicit(&nretired, memory_order_relaxed);
+		while (r < nr && (retired[r].start != modules[i].start || retired[r].end != modules[i].end))
+			r++;
+		if (r == nr && nr < MAX_RETIRED) {
+			retired[r].start = modules[i].start;
+			retired[r].end = modules[i].end;
+			atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
+			atomic_store_explicit(&nretired, nr + 1, memory_order_release);
+		} else if (r < nr) {
+			atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
+		}
+	}
+	atomic_store_explicit(&nmodules, keep, memory_order_release);
 	pthread_mutex_unlock(&module_lock);
+}
+
+/* The site hash of frames some of which lie in retired ranges. */
+static __attribute__((noinline)) uint64_t hash_retired(const uint64_t *frames, unsigned depth, uint64_t hash,
+	unsigned nr)
+{
+	for (unsigned i = 0; i < depth; i++)
+		for (unsigned r = 0; r < nr; r++)
+			if (frames[i] - retired[r].start < retired[r].end - retired[r].start) {
+				uint64_t e = atomic_load_explicit(&retired[r].epoch, memory_order_relaxed);
+				hash = mix(hash ^ e ^ (uint64_t)i << 56);
+				break;
+			}
+	return hash ? hash : 1;
 }
 
 int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end,
@@ -405,6 +462,9 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 	if (depth > RH_MAX_TRACE_DEPTH)
 		depth = RH_MAX_TRACE_DEPTH;
 	uint64_t hash = hash_frames(frames, depth);
+	unsigned nr = atomic_load_explicit(&nretired, memory_order_acquire);
+	if (__builtin_expect(nr != 0, 0))
+		hash = hash_retired(frames, depth, hash, nr);
 	if (!recent && !recent_gone) {
 		void *m = mmap(NULL, RECENT * sizeof(*recent), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -507,11 +567,7 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 	_Atomic uint32_t *b;
 	/* First sight: make sure the modules of these frames are on record so
 	 * the stack can be symbolised after the process is gone. */
-	for (unsigned i = 0; i < depth; i++)
-		if (!covered(frames[i])) {
-			modules_of_frames(frames, depth);
-			break;
-		}
+	modules_of_frames(frames, depth);
 	uint32_t loc = 0;
 	pthread_mutex_lock(&jlock);
 	if (!buckets) {

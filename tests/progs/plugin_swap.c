@@ -25,21 +25,33 @@ static void *(*load(const char *path, void **handle))(size_t)
 	return make;
 }
 
+/* One call instruction for both plugins: their stacks differ only where
+ * the plugins' code was, at the same addresses when B took A's place. */
+static __attribute__((noinline)) void *make_block(void *(*make)(size_t), size_t n)
+{
+	void *p = make(n);
+	__asm__ volatile("" ::: "memory");
+	return p;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
 		fprintf(stderr, "usage: plugin_swap A.so B.so\n");
 		return 2;
 	}
-	void *h;
-	void *(*make)(size_t) = load(argv[1], &h);
-	void *first = (void *)make;
-	if (!make(100000))
-		return 1;
-	dlclose(h);
-	make = load(argv[2], &h);
-	if (!make(200000))
-		return 1;
-	printf("%s\n", (void *)make == first ? "same" : "moved");
+	void *first = NULL;
+	for (int i = 0; i < 2; i++) {
+		void *h;
+		void *(*make)(size_t) = load(argv[1 + i], &h);
+		if (!make_block(make, i ? 200000 : 100000))
+			return 1;
+		if (i == 0) {
+			first = (void *)make;
+			dlclose(h);
+		} else {
+			printf("%s\n", (void *)make == first ? "same" : "moved");
+		}
+	}
 	return 0;
 }
