@@ -180,21 +180,30 @@ static size_t build_id_of(const struct dl_phdr_info *info, const uint8_t **id)
 	return 0;
 }
 
-static int record_module(struct dl_phdr_info *info, size_t size, void *arg)
+/* A module's address range: from its lowest segment to the end of its
+ * highest. */
+static void load_range(const struct dl_phdr_info *info, uint64_t *lo, uint64_t *hi)
 {
-	(void)size;
-	(void)arg;
-	uint64_t lo = UINT64_MAX, hi = 0;
+	*lo = UINT64_MAX;
+	*hi = 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		if (ph->p_type != PT_LOAD)
 			continue;
 		uint64_t s = info->dlpi_addr + ph->p_vaddr;
-		if (s < lo)
-			lo = s;
-		if (s + ph->p_memsz > hi)
-			hi = s + ph->p_memsz;
+		if (s < *lo)
+			*lo = s;
+		if (s + ph->p_memsz > *hi)
+			*hi = s + ph->p_memsz;
 	}
+}
+
+static int record_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	uint64_t lo, hi;
+	load_range(info, &lo, &hi);
 	if (lo >= hi || covered(lo))
 		return 0;
 	char exe[512];
@@ -333,10 +342,40 @@ static struct {
 static _Atomic unsigned nretired;
 static uint64_t retire_epoch;
 
-/* Code was unloaded: the recorded modules not among the `n` ranges still
- * loaded are retired (module_lock taken here). */
-void journal_modules_unloaded(const uint64_t (*loaded)[2], unsigned n)
+/* The ranges of the loaded modules, as the loader maps them
+ * (dlfo_map_start, dlfo_map_end): from the page of the lowest segment. */
+#define LOADED_MAX 4096
+struct loaded {
+	uint64_t (*range)[2];
+	unsigned n;
+};
+
+static int read_loaded(struct dl_phdr_info *info, size_t size, void *arg)
 {
+	(void)size;
+	struct loaded *l = arg;
+	uint64_t lo, hi;
+	load_range(info, &lo, &hi);
+	lo &= ~(uint64_t)(os_page_size() - 1);
+	if (lo < hi && l->n < LOADED_MAX) {
+		l->range[l->n][0] = lo;
+		l->range[l->n][1] = hi;
+		l->n++;
+	}
+	return 0;
+}
+
+/* Code was unloaded (outside malloc: the loader's lock is taken): the
+ * recorded modules no longer loaded are retired. */
+void journal_modules_unloaded(void)
+{
+	size_t bytes = LOADED_MAX * sizeof(uint64_t[2]);
+	struct loaded l = { mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 0 };
+	if (l.range == MAP_FAILED)
+		return;
+	dl_iterate_phdr(read_loaded, &l);
+	const uint64_t (*loaded)[2] = (const uint64_t (*)[2])l.range;
+	unsigned n = l.n;
 	pthread_mutex_lock(&module_lock);
 	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed), keep = 0;
 	for (unsigned i = 0; i < have; i++) {
@@ -364,6 +403,7 @@ void journal_modules_unloaded(const uint64_t (*loaded)[2], unsigned n)
 	}
 	atomic_store_explicit(&nmodules, keep, memory_order_release);
 	pthread_mutex_unlock(&module_lock);
+	munmap(l.range, bytes);
 }
 
 /* The site hash of frames some of which lie in retired ranges. */

@@ -519,49 +519,6 @@ EXPORT int malloc_trim(size_t pad)
  * last check. */
 static unsigned long long unloads_seen;
 
-/* The address ranges of the loaded modules, for the journal to retire
- * those of modules no longer there. */
-#define LOADED_MAX 4096
-struct loaded {
-	uint64_t (*range)[2];
-	unsigned n;
-};
-
-static int read_loaded(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	(void)size;
-	struct loaded *l = arg;
-	uint64_t lo = UINT64_MAX, hi = 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type != PT_LOAD)
-			continue;
-		uint64_t s = info->dlpi_addr + ph->p_vaddr;
-		lo = s < lo ? s : lo;
-		hi = s + ph->p_memsz > hi ? s + ph->p_memsz : hi;
-	}
-	/* As the loader maps them (dlfo_map_start, dlfo_map_end): from the
-	 * page of the lowest segment to the end of the highest. */
-	lo &= ~(uint64_t)(os_page_size() - 1);
-	if (lo < hi && l->n < LOADED_MAX) {
-		l->range[l->n][0] = lo;
-		l->range[l->n][1] = hi;
-		l->n++;
-	}
-	return 0;
-}
-
-static void modules_unloaded(void)
-{
-	size_t bytes = LOADED_MAX * sizeof(uint64_t[2]);
-	struct loaded l = { mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 0 };
-	if (l.range == MAP_FAILED)
-		return;
-	dl_iterate_phdr(read_loaded, &l);
-	journal_modules_unloaded((const uint64_t (*)[2])l.range, l.n);
-	munmap(l.range, bytes);
-}
-
 static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
@@ -586,7 +543,7 @@ EXPORT int dlclose(void *handle)
 		unwind_flush();
 		if (depth) {
 			unw_flush_cache(unw_local_addr_space, 0, 0);
-			modules_unloaded();
+			journal_modules_unloaded();
 		}
 	}
 	errno = e;
