@@ -332,12 +332,15 @@ static void modules_of_frames(const uint64_t *frames, unsigned depth)
  * be loaded since: a frame there is hashed with the range's epoch, so its
  * stacks make sites of their own, recorded after that code's module and
  * told by it, while the blocks the unloaded module left keep theirs. A
- * range unloaded again takes a new epoch; past MAX_RETIRED ranges, others
- * are not told apart. */
+ * range unloaded again takes a new epoch, up to RETIRE_TIMES times (a
+ * plugin reloaded in a loop would otherwise add sites to the journal at
+ * every turn); past MAX_RETIRED ranges, others are not told apart. */
 #define MAX_RETIRED 64
+#define RETIRE_TIMES 16
 static struct {
 	uint64_t start, end;
 	_Atomic uint64_t epoch;
+	unsigned times;
 } retired[MAX_RETIRED];
 static _Atomic unsigned nretired;
 static uint64_t retire_epoch;
@@ -395,9 +398,11 @@ void journal_modules_unloaded(void)
 		if (r == nr && nr < MAX_RETIRED) {
 			retired[r].start = modules[i].start;
 			retired[r].end = modules[i].end;
+			retired[r].times = 1;
 			atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
 			atomic_store_explicit(&nretired, nr + 1, memory_order_release);
-		} else if (r < nr) {
+		} else if (r < nr && retired[r].times < RETIRE_TIMES) {
+			retired[r].times++;
 			atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
 		}
 	}

@@ -190,3 +190,17 @@ frames() { # bytes
 [ "$(frames 100000)" = "a_alloc make_block " ] || { cat "$V"; fail "plugin_swap: the first plugin's block is not a_alloc's ($where)"; }
 [ "$(frames 200000)" = "b_alloc make_block " ] || { cat "$V"; fail "plugin_swap: the second plugin's block is not b_alloc's ($where)"; }
 echo "ok a plugin loaded where another was unloaded ($where)"
+
+# Reloaded in a loop, the plugins do not grow the journal at every turn: a
+# range takes a new epoch (and its stacks new sites) 16 times at most.
+size_after() { # reloads
+	RH_SHMALLOC_KEEP=1 shim "$PROGS/plugin_swap" "$PLUG/plugin_a.so" "$PLUG/plugin_b.so" "$1" > /dev/null ||
+		fail "plugin_swap $1"
+	set -- "$D"/heap-*
+	stat -c %s "$1"
+	rm -f "$D"/heap-*
+}
+few=$(size_after 20)
+many=$(size_after 10000)
+[ "$many" -le "$few" ] || fail "10000 plugin reloads grew the heap file from $few to $many bytes"
+echo "ok 10000 plugin reloads, heap file $many bytes (20 reloads: $few)"

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * plugin_swap A.so B.so: loads plugin A, keeps a block of 100000 bytes it
- * allocated, unloads it, then loads plugin B (most often where A was) and
- * keeps a block of 200000 bytes of B's. Prints "same" when B was loaded at
- * A's address, else "moved". The blocks are never freed: run with
- * RH_SHMALLOC_KEEP=1, the heap file then tells who made them.
+ * plugin_swap A.so B.so [N]: loads plugin A, keeps a block of 100000 bytes
+ * it allocated, unloads it, then loads plugin B (most often where A was)
+ * and keeps a block of 200000 bytes of B's. Prints "same" when B was loaded
+ * at A's address, else "moved". The blocks are never freed: run with
+ * RH_SHMALLOC_KEEP=1, the heap file then tells who made them. Then N times
+ * more: B unloaded, A and B loaded again in turn, each making and freeing a
+ * block.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -36,13 +38,12 @@ static __attribute__((noinline)) void *make_block(void *(*make)(size_t), size_t 
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: plugin_swap A.so B.so\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: plugin_swap A.so B.so [N]\n");
 		return 2;
 	}
-	void *first = NULL;
+	void *first = NULL, *h = NULL;
 	for (int i = 0; i < 2; i++) {
-		void *h;
 		void *(*make)(size_t) = load(argv[1 + i], &h);
 		if (!make_block(make, i ? 200000 : 100000))
 			return 1;
@@ -52,6 +53,12 @@ int main(int argc, char **argv)
 		} else {
 			printf("%s\n", (void *)make == first ? "same" : "moved");
 		}
+	}
+	long n = argc == 4 ? atol(argv[3]) : 0;
+	for (long k = 0; k < n; k++) {
+		dlclose(h);
+		void *(*make)(size_t) = load(argv[1 + k % 2], &h);
+		free(make_block(make, 1000));
 	}
 	return 0;
 }
