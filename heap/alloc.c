@@ -100,7 +100,7 @@ static void tcache_exit(void *arg)
 	rh_tc.slot = 0;
 	rh_tc.counter = &rh_tc.heap->hdr->counters[0];
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
-		rh_tc.bins[c].max = rh_tc.bins[c].fill = 0;
+		rh_tc.bins[c].max = 0, rh_tc.bins[c].fill = 1;
 	rh_tc.large_bytes = LCACHE_BYTES;  /* the LARGE cache takes nothing more */
 	rh_tc.exited = true;
 	journal_thread_exit();
@@ -639,9 +639,9 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 	}
 	struct span_ref r;
 	uint32_t pages = small_span_pages(h, c);
-	/* The first page now, the rest when a slot first reaches it: a class
-	 * a program uses little takes one page of the file, not 64 KiB. */
-	int err = span_alloc(h, pl, pages, 1, true, &r, true);
+	/* Pages are committed as slots reach them (refill): a class a
+	 * program uses little takes one page of the file, not 64 KiB. */
+	int err = span_alloc(h, pl, pages, 0, true, &r, true);
 	if (err)
 		return err;
 	struct page_desc *d = &r.sb->pages[r.idx];
@@ -683,9 +683,9 @@ static void *refill(unsigned c)
 	struct tbin *b = &rh_tc.bins[c];
 	/* A class the thread uses little takes little of a span (whose pages
 	 * are committed as slots reach them); one it uses more, more at once:
-	 * up to half of what its bin holds. 1 once the thread has exited. */
-	uint32_t want = b->fill ? b->fill : 1, got = 0;
-	if (b->fill && b->fill < b->max / 2 + 1)
+	 * up to half of what its bin holds (1 once the thread has exited). */
+	uint32_t want = b->fill, got = 0;
+	if (b->fill < b->max / 2 + 1)
 		b->fill = (uint16_t)(b->fill * 2 < b->max / 2 + 1 ? b->fill * 2 : b->max / 2 + 1);
 	void *first = NULL;
 	pthread_mutex_lock(&pl->lock);
@@ -709,15 +709,19 @@ static void *refill(unsigned c)
 			slot = span + (size_t)(d->free_head - 1) * rh_class_size[c];
 			d->free_head = *(uint32_t *)(slot + HDR);
 		} else if (d->bumped < span_capacity(h, d)) {
-			slot = span + (size_t)d->bumped * rh_class_size[c];
-			uint32_t pg = cur->idx + (uint32_t)((size_t)(slot - span) >> h->page_shift);
-			uint32_t pg_end = cur->idx + 1 + (uint32_t)((size_t)(slot + rh_class_size[c] - 1 - span) >> h->page_shift);
-			/* As many pages again as the span has used, at least
-			 * the slot's. */
-			uint32_t upto = pg + (pg - cur->idx), span_end = cur->idx + d->span_pages;
-			upto = upto < pg_end ? pg_end : upto > span_end ? span_end : upto;
-			if (bits_run_end(commit_bits(sb), pg, pg_end, true) < pg_end && span_commit(h, sb, pg, upto))
-				break;  /* the filesystem is full: what was taken is served */
+			size_t off = (size_t)d->bumped * rh_class_size[c], last = off + rh_class_size[c] - 1;
+			slot = span + off;
+			/* A slot reaching a page the one before it did not: its
+			 * pages are committed, and as many again as the span has
+			 * used (at least the slot's). */
+			if (!off || last >> h->page_shift != (off - 1) >> h->page_shift) {
+				uint32_t pg = cur->idx + (uint32_t)(off >> h->page_shift);
+				uint32_t pg_end = cur->idx + 1 + (uint32_t)(last >> h->page_shift);
+				uint32_t upto = pg + (pg - cur->idx), span_end = cur->idx + d->span_pages;
+				upto = upto < pg_end ? pg_end : upto > span_end ? span_end : upto;
+				if (bits_run_end(commit_bits(sb), pg, pg_end, true) < pg_end && span_commit(h, sb, pg, upto))
+					break;  /* the filesystem is full: what was taken is served */
+			}
 			struct block_header *bh = (struct block_header *)slot;
 			bh->sb_page = (uint32_t)(sb->offset >> h->page_shift) | (uint32_t)c << RH_CLASS_SHIFT;
 			bh->span_index = (uint16_t)cur->idx;

@@ -177,7 +177,6 @@ void alloc_stats(struct rh_shm_stats *st);
 uint32_t journal_site(const uint64_t *frames, unsigned depth);
 int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end,
 	const uint8_t *build_id, size_t build_id_len);
-void journal_modules_refresh(void);
 void journal_modules_unloaded(void);
 void journal_thread_exit(void);
 /* Set by the shim: captures the current call stack as a site (its own

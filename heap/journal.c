@@ -180,67 +180,69 @@ static size_t build_id_of(const struct dl_phdr_info *info, const uint8_t **id)
 	return 0;
 }
 
-/* A module's address range: from its lowest segment to the end of its
- * highest. */
-static void load_range(const struct dl_phdr_info *info, uint64_t *lo, uint64_t *hi)
+/* Records a module in the journal and in modules[] (module_lock held).
+ * A module without a name is the program when it is the first loaded. */
+static void module_add(const char *name, bool first, uint64_t base, uint64_t lo, uint64_t hi,
+	const uint8_t *id, size_t idlen)
 {
-	*lo = UINT64_MAX;
-	*hi = 0;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type != PT_LOAD)
-			continue;
-		uint64_t s = info->dlpi_addr + ph->p_vaddr;
-		if (s < *lo)
-			*lo = s;
-		if (s + ph->p_memsz > *hi)
-			*hi = s + ph->p_memsz;
-	}
-}
-
-static int record_module(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	(void)size;
-	(void)arg;
-	uint64_t lo, hi;
-	load_range(info, &lo, &hi);
-	if (lo >= hi || covered(lo))
-		return 0;
 	char exe[512];
-	const char *path = info->dlpi_name;
-	if (!path || !*path) {
-		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-		if (n <= 0 || atomic_load(&nmodules) > 0)
-			return 0; /* the vdso, or no name to find it by */
+	if (!name || !*name) {
+		ssize_t n = first ? readlink("/proc/self/exe", exe, sizeof(exe) - 1) : -1;
+		if (n <= 0)
+			return; /* the vdso, or no name to find it by */
 		exe[n] = 0;
-		path = exe;
+		name = exe;
 	}
-	const uint8_t *id = NULL;
-	size_t idlen = build_id_of(info, &id);
-	if (journal_module(path, info->dlpi_addr, lo, hi, id, idlen) == 0) {
-		unsigned n = atomic_load(&nmodules);
-		if (n < MAX_MODULES) {
-			modules[n].start = lo;
-			modules[n].end = hi;
-			atomic_store_explicit(&nmodules, n + 1, memory_order_release);
-		}
+	unsigned n = atomic_load(&nmodules);
+	if (lo < hi && journal_module(name, base, lo, hi, id, idlen) == 0 && n < MAX_MODULES) {
+		modules[n].start = lo;
+		modules[n].end = hi;
+		atomic_store_explicit(&nmodules, n + 1, memory_order_release);
 	}
-	return 0;
 }
 
-/* Records every loaded module not yet in the journal. */
-void journal_modules_refresh(void)
-{
-	/* trylock: a thread in a dl_iterate_phdr callback of its own holds the
-	 * loader's lock and may allocate here; waiting for it would deadlock.
-	 * A module missed now is recorded at the next new site. */
-	if (pthread_mutex_trylock(&module_lock) != 0)
-		return;
-	dl_iterate_phdr(record_module, NULL);
-	pthread_mutex_unlock(&module_lock);
-}
+/* The ranges of recorded modules that were unloaded, where other code may
+ * be loaded since: a frame there is hashed with the range's epoch, so its
+ * stacks make sites of their own, recorded after that code's module and
+ * told by it, while the blocks the unloaded module left keep theirs. A
+ * range unloaded again takes a new epoch, up to RETIRE_TIMES times (a
+ * plugin reloaded in a loop would otherwise add sites to the journal at
+ * every turn); past MAX_RETIRED ranges, others are not told apart. */
+#define MAX_RETIRED 64
+#define RETIRE_TIMES 16
+static struct {
+	uint64_t start, end;
+	_Atomic uint64_t epoch;
+	unsigned times;
+} retired[MAX_RETIRED];
+static _Atomic unsigned nretired;
+static _Atomic uint64_t retired_lo = UINT64_MAX, retired_hi;  /* bounds of them all */
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+static uint64_t retire_epoch;
+
+/* A range of unloaded code (module_lock held). */
+static void retire(uint64_t start, uint64_t end)
+{
+	unsigned r = 0, nr = atomic_load_explicit(&nretired, memory_order_relaxed);
+	while (r < nr && (retired[r].start != start || retired[r].end != end))
+		r++;
+	if (r == nr && nr < MAX_RETIRED) {
+		retired[r].start = start;
+		retired[r].end = end;
+		if (start < atomic_load_explicit(&retired_lo, memory_order_relaxed))
+			atomic_store_explicit(&retired_lo, start, memory_order_relaxed);
+		if (end > atomic_load_explicit(&retired_hi, memory_order_relaxed))
+			atomic_store_explicit(&retired_hi, end, memory_order_relaxed);
+		retired[r].times = 1;
+		atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
+		atomic_store_explicit(&nretired, nr + 1, memory_order_release);
+	} else if (r < nr && retired[r].times < RETIRE_TIMES) {
+		retired[r].times++;
+		atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
+	}
+}
+
 /* The build-id of the module mapped from lo, read from its ELF header and
  * program headers there (where an ordinary object maps them: in its first
  * page, which holds the header). A note is read only where a readable
@@ -274,154 +276,111 @@ static size_t build_id_mapped(uint64_t lo, uint64_t hi, uint64_t bias, const uin
 	return build_id_of(&info, id);
 }
 
-/* Records the module that holds pc, found without the loader's lock (which
- * a thread may hold while it waits for a lock this one holds); module_lock
- * held. */
-static void record_module_of(uint64_t pc)
-{
-	struct dl_find_object o;
-	if (covered(pc) || _dl_find_object((void *)(uintptr_t)pc, &o) != 0)
-		return;
-	const struct link_map *lm = o.dlfo_link_map;
-	uint64_t lo = (uint64_t)(uintptr_t)o.dlfo_map_start, hi = (uint64_t)(uintptr_t)o.dlfo_map_end;
-	char exe[512];
-	const char *path = lm->l_name;
-	if (!path || !*path) {
-		ssize_t n = lm->l_prev ? -1 : readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-		if (n <= 0)
-			return; /* no name to find it by */
-		exe[n] = 0;
-		path = exe;
-	}
-	const uint8_t *id = NULL;
-	size_t idlen = build_id_mapped(lo, hi, lm->l_addr, &id);
-	if (lo < hi && journal_module(path, lm->l_addr, lo, hi, id, idlen) == 0) {
-		unsigned n = atomic_load(&nmodules);
-		if (n < MAX_MODULES) {
-			modules[n].start = lo;
-			modules[n].end = hi;
-			atomic_store_explicit(&nmodules, n + 1, memory_order_release);
-		}
-	}
-}
-
-/* Records the modules of frames not yet in the journal. The lock is
- * waited for: no path takes the loader's lock under it, and a site must
- * not be recorded before its modules (see FORMAT.md, MODULE). */
+/* Records the modules of frames not yet in the journal, found with
+ * _dl_find_object, which takes no lock (dl_iterate_phdr's, taken inside
+ * malloc, deadlocked against a thread that held it while it waited for a
+ * lock the allocating thread held). module_lock is waited for: no path
+ * takes the loader's lock under it, and a site must not be recorded before
+ * its modules (see FORMAT.md, MODULE). */
 static void modules_of_frames(const uint64_t *frames, unsigned depth)
 {
 	pthread_mutex_lock(&module_lock);
-	for (unsigned i = 0; i < depth; i++)
-		record_module_of(frames[i]);
+	for (unsigned i = 0; i < depth; i++) {
+		struct dl_find_object o;
+		if (covered(frames[i]) || _dl_find_object((void *)(uintptr_t)frames[i], &o) != 0)
+			continue;
+		const struct link_map *lm = o.dlfo_link_map;
+		uint64_t lo = (uint64_t)(uintptr_t)o.dlfo_map_start, hi = (uint64_t)(uintptr_t)o.dlfo_map_end;
+		const uint8_t *id = NULL;
+		size_t idlen = build_id_mapped(lo, hi, lm->l_addr, &id);
+		module_add(lm->l_name, !lm->l_prev, lm->l_addr, lo, hi, id, idlen);
+	}
+	pthread_mutex_unlock(&module_lock);
+}
+
+/* Code was unloaded: the recorded modules no longer loaded where they were
+ * are retired. */
+void journal_modules_unloaded(void)
+{
+	pthread_mutex_lock(&module_lock);
+	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed), keep = 0;
+	for (unsigned i = 0; i < have; i++) {
+		struct dl_find_object o;
+		if (_dl_find_object((void *)(uintptr_t)modules[i].start, &o) == 0 &&
+		    (uint64_t)(uintptr_t)o.dlfo_map_start == modules[i].start &&
+		    (uint64_t)(uintptr_t)o.dlfo_map_end == modules[i].end)
+			modules[keep++] = modules[i];
+		else
+			retire(modules[i].start, modules[i].end);
+	}
+	atomic_store_explicit(&nmodules, keep, memory_order_release);
 	pthread_mutex_unlock(&module_lock);
 }
 #else
-static void modules_of_frames(const uint64_t *frames, unsigned depth)
-{
-	for (unsigned i = 0; i < depth; i++)
-		if (!covered(frames[i])) {
-			journal_modules_refresh();
-			return;
-		}
-}
-#endif
-
-/* --- Unloaded modules ------------------------------------------------------ */
-
-/* The ranges of recorded modules that were unloaded, where other code may
- * be loaded since: a frame there is hashed with the range's epoch, so its
- * stacks make sites of their own, recorded after that code's module and
- * told by it, while the blocks the unloaded module left keep theirs. A
- * range unloaded again takes a new epoch, up to RETIRE_TIMES times (a
- * plugin reloaded in a loop would otherwise add sites to the journal at
- * every turn); past MAX_RETIRED ranges, others are not told apart. */
-#define MAX_RETIRED 64
-#define RETIRE_TIMES 16
-static struct {
-	uint64_t start, end;
-	_Atomic uint64_t epoch;
-	unsigned times;
-} retired[MAX_RETIRED];
-static _Atomic unsigned nretired;
-static uint64_t retire_epoch;
-
-/* The ranges of the loaded modules, as the loader maps them
- * (dlfo_map_start, dlfo_map_end): from the page of the lowest segment. */
-#define LOADED_MAX 4096
-struct loaded {
-	uint64_t (*range)[2];
-	unsigned n;
-};
-
-static int read_loaded(struct dl_phdr_info *info, size_t size, void *arg)
+static int record_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
-	struct loaded *l = arg;
-	uint64_t lo, hi;
-	load_range(info, &lo, &hi);
-	lo &= ~(uint64_t)(os_page_size() - 1);
-	if (lo < hi && l->n < LOADED_MAX) {
-		l->range[l->n][0] = lo;
-		l->range[l->n][1] = hi;
-		l->n++;
+	(void)arg;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uint64_t s = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && s < lo)
+			lo = s;
+		if (ph->p_type == PT_LOAD && s + ph->p_memsz > hi)
+			hi = s + ph->p_memsz;
+	}
+	if (lo < hi && !covered(lo)) {
+		const uint8_t *id = NULL;
+		size_t idlen = build_id_of(info, &id);
+		module_add(info->dlpi_name, atomic_load(&nmodules) == 0, info->dlpi_addr, lo, hi, id, idlen);
 	}
 	return 0;
 }
 
-/* Code was unloaded (outside malloc: the loader's lock is taken): the
- * recorded modules no longer loaded are retired. */
+/* Before glibc 2.35: every loaded module not yet in the journal, recorded
+ * through dl_iterate_phdr. trylock: a thread in a dl_iterate_phdr callback
+ * of its own holds the loader's lock and may allocate here; waiting for it
+ * would deadlock. A module missed now is recorded at the next new site. */
+static void modules_of_frames(const uint64_t *frames, unsigned depth)
+{
+	for (unsigned i = 0; i < depth; i++)
+		if (!covered(frames[i])) {
+			if (pthread_mutex_trylock(&module_lock) != 0)
+				return;
+			dl_iterate_phdr(record_module, NULL);
+			pthread_mutex_unlock(&module_lock);
+			return;
+		}
+}
+
+/* Before glibc 2.35 the modules are recorded again after an unload, but
+ * code loaded where other code was is not told apart. */
 void journal_modules_unloaded(void)
 {
-	size_t bytes = LOADED_MAX * sizeof(uint64_t[2]);
-	struct loaded l = { mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), 0 };
-	if (l.range == MAP_FAILED)
-		return;
-	dl_iterate_phdr(read_loaded, &l);
-	const uint64_t (*loaded)[2] = (const uint64_t (*)[2])l.range;
-	unsigned n = l.n;
 	pthread_mutex_lock(&module_lock);
-	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed), keep = 0;
-	for (unsigned i = 0; i < have; i++) {
-		bool alive = false;
-		/* Starts compared by page: a record made without the loader's
-		 * view (dl_iterate_phdr) has its lowest segment's own start. */
-		uint64_t page_start = modules[i].start & ~(uint64_t)(os_page_size() - 1);
-		for (unsigned k = 0; k < n && !alive; k++)
-			alive = loaded[k][0] == page_start && loaded[k][1] == modules[i].end;
-		if (alive) {
-			modules[keep++] = modules[i];
-			continue;
-		}
-		unsigned r = 0, nr = atomic_load_explicit(&nretired, memory_order_relaxed);
-		while (r < nr && (retired[r].start != modules[i].start || retired[r].end != modules[i].end))
-			r++;
-		if (r == nr && nr < MAX_RETIRED) {
-			retired[r].start = modules[i].start;
-			retired[r].end = modules[i].end;
-			retired[r].times = 1;
-			atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
-			atomic_store_explicit(&nretired, nr + 1, memory_order_release);
-		} else if (r < nr && retired[r].times < RETIRE_TIMES) {
-			retired[r].times++;
-			atomic_store_explicit(&retired[r].epoch, ++retire_epoch, memory_order_relaxed);
-		}
-	}
-	atomic_store_explicit(&nmodules, keep, memory_order_release);
+	atomic_store_explicit(&nmodules, 0, memory_order_release);
 	pthread_mutex_unlock(&module_lock);
-	munmap(l.range, bytes);
 }
+#endif
 
 /* The site hash of frames some of which lie in retired ranges. */
 static __attribute__((noinline)) uint64_t hash_retired(const uint64_t *frames, unsigned depth, uint64_t hash,
 	unsigned nr)
 {
-	for (unsigned i = 0; i < depth; i++)
+	/* Every range that holds the frame counts: code loaded inside a larger
+	 * range unloaded before keeps its own range's epoch too. */
+	uint64_t lo = atomic_load_explicit(&retired_lo, memory_order_relaxed);
+	uint64_t hi = atomic_load_explicit(&retired_hi, memory_order_relaxed);
+	for (unsigned i = 0; i < depth; i++) {
+		if (frames[i] - lo >= hi - lo)
+			continue;
 		for (unsigned r = 0; r < nr; r++)
 			if (frames[i] - retired[r].start < retired[r].end - retired[r].start) {
 				uint64_t e = atomic_load_explicit(&retired[r].epoch, memory_order_relaxed);
-				hash = mix(hash ^ e ^ (uint64_t)i << 56);
-				break;
+				hash = mix(hash ^ e ^ (uint64_t)i << 56 ^ (uint64_t)r << 48);
 			}
+	}
 	return hash ? hash : 1;
 }
 

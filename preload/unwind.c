@@ -192,7 +192,6 @@ static const uint8_t *eh_frame_hdr_of(uint64_t pc)
 struct find {
 	uint64_t pc;
 	const uint8_t *hdr;  /* the module's .eh_frame_hdr, NULL: none */
-	bool found;
 };
 
 static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
@@ -210,14 +209,13 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	if (!in)
 		return 0;
-	f->found = true;
 	f->hdr = eh ? (const uint8_t *)(info->dlpi_addr + eh->p_vaddr) : NULL;
 	return 1;
 }
 
 static const uint8_t *eh_frame_hdr_of(uint64_t pc)
 {
-	struct find f = { pc, NULL, false };
+	struct find f = { pc, NULL };
 	dl_iterate_phdr(find_module, &f);
 	return f.hdr;
 }

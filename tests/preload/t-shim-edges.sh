@@ -173,7 +173,7 @@ echo "ok quick_exit, pthread_exit, return, exit, _exit, _Exit"
 # were dropped at its dlclose; RH_SHMALLOC_UNWIND_CHECK=1 compares them with
 # libunwind's), and no frame is garbage.
 PLUG=$BUILD/tests/plugins
-[ -x "$PROGS/plugin_swap" ] && [ -f "$PLUG/plugin_a.so" ] && [ -f "$PLUG/plugin_b.so" ] ||
+[ -x "$PROGS/plugin_swap" ] && [ -f "$PLUG/plugin_a.so" ] && [ -f "$PLUG/plugin_c.so" ] ||
 	fail "not built: plugin_swap and its plugins"
 where=$(RH_SHMALLOC_KEEP=1 RH_SHMALLOC_UNWIND_CHECK=1 shim "$PROGS/plugin_swap" \
 	"$PLUG/plugin_a.so" "$PLUG/plugin_b.so" 2> "$V.err") || { cat "$V.err"; fail "plugin_swap"; }
@@ -194,7 +194,7 @@ echo "ok a plugin loaded where another was unloaded ($where)"
 # Reloaded in a loop, the plugins do not grow the journal at every turn: a
 # range takes a new epoch (and its stacks new sites) 16 times at most.
 size_after() { # reloads
-	RH_SHMALLOC_KEEP=1 shim "$PROGS/plugin_swap" "$PLUG/plugin_a.so" "$PLUG/plugin_b.so" "$1" > /dev/null ||
+	RH_SHMALLOC_KEEP=1 shim "$PROGS/plugin_swap" -n "$1" "$PLUG/plugin_a.so" "$PLUG/plugin_b.so" > /dev/null ||
 		fail "plugin_swap $1"
 	set -- "$D"/heap-*
 	stat -c %s "$1"
@@ -204,3 +204,14 @@ few=$(size_after 20)
 many=$(size_after 10000)
 [ "$many" -le "$few" ] || fail "10000 plugin reloads grew the heap file from $few to $many bytes"
 echo "ok 10000 plugin reloads, heap file $many bytes (20 reloads: $few)"
+
+# Plugins loaded inside the range of a larger one unloaded before them: the
+# second and the third share their own range, which is unloaded in turn;
+# each keeps a site of its own.
+where=$(RH_SHMALLOC_KEEP=1 shim "$PROGS/plugin_swap" "$PLUG/plugin_big.so" "$PLUG/plugin_b.so" \
+	"$PLUG/plugin_c.so" 2> "$V.err") || { cat "$V.err"; fail "plugin_swap, three plugins"; }
+"$BUILD/bin/redhawk-shminfo" -d "$D" --format=b --breakdown=3 > "$V" || fail "shminfo after plugin_swap"
+rm -f "$D"/heap-*
+[ "$(frames 100000)" = "big_alloc make_block " ] && [ "$(frames 200000)" = "b_alloc make_block " ] &&
+	[ "$(frames 300000)" = "c_alloc make_block " ] || { cat "$V"; fail "three plugins: blocks not told by their plugins ($where)"; }
+echo "ok three plugins, two loaded inside the first one's range ($where)"

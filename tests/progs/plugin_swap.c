@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * plugin_swap A.so B.so [N]: loads plugin A, keeps a block of 100000 bytes
- * it allocated, unloads it, then loads plugin B (most often where A was)
- * and keeps a block of 200000 bytes of B's. Prints "same" when B was loaded
- * at A's address, else "moved". The blocks are never freed: run with
- * RH_SHMALLOC_KEEP=1, the heap file then tells who made them. Then N times
- * more: B unloaded, A and B loaded again in turn, each making and freeing a
- * block.
+ * plugin_swap [-n N] P1.so P2.so...: loads each plugin in turn, keeps a
+ * block of 100000 x i bytes the i-th one allocated, and unloads it before
+ * the next is loaded (most often where it was; all but the last). Prints
+ * "same" when the last was loaded where the first was, else "moved". The
+ * blocks are never freed: run with RH_SHMALLOC_KEEP=1, the heap file then
+ * tells who made them. Then N times more: the last unloaded, the first two
+ * loaded again in turn, each making and freeing a block.
  */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void *(*load(const char *path, void **handle))(size_t)
 {
@@ -38,26 +39,31 @@ static __attribute__((noinline)) void *make_block(void *(*make)(size_t), size_t 
 
 int main(int argc, char **argv)
 {
-	if (argc != 3 && argc != 4) {
-		fprintf(stderr, "usage: plugin_swap A.so B.so [N]\n");
+	long n = 0;
+	int a = 1;
+	if (argc > 2 && strcmp(argv[1], "-n") == 0) {
+		n = atol(argv[2]);
+		a = 3;
+	}
+	if (argc - a < 2) {
+		fprintf(stderr, "usage: plugin_swap [-n N] P1.so P2.so...\n");
 		return 2;
 	}
 	void *first = NULL, *h = NULL;
-	for (int i = 0; i < 2; i++) {
-		void *(*make)(size_t) = load(argv[1 + i], &h);
-		if (!make_block(make, i ? 200000 : 100000))
-			return 1;
-		if (i == 0) {
-			first = (void *)make;
+	for (int i = a; i < argc; i++) {
+		if (h)
 			dlclose(h);
-		} else {
+		void *(*make)(size_t) = load(argv[i], &h);
+		if (!make_block(make, 100000 * (size_t)(i - a + 1)))
+			return 1;
+		if (i == a)
+			first = (void *)make;
+		else if (i == argc - 1)
 			printf("%s\n", (void *)make == first ? "same" : "moved");
-		}
 	}
-	long n = argc == 4 ? atol(argv[3]) : 0;
 	for (long k = 0; k < n; k++) {
 		dlclose(h);
-		void *(*make)(size_t) = load(argv[1 + k % 2], &h);
+		void *(*make)(size_t) = load(argv[a + k % 2], &h);
 		free(make_block(make, 1000));
 	}
 	return 0;
