@@ -634,7 +634,7 @@ static struct journal_deltas *table_new(unsigned slot)
 	if (t) {
 		/* The journal only ever appends into pages fresh from the file,
 		 * which read as zeros: the entries need no clearing (which would
-		 * fault in all 160 KiB at once). */
+		 * fault in the whole table at once). */
 		t->rec.tag = RH_REC_DELTAS;
 		t->rec.size = size;
 		t->slot = slot;
