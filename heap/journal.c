@@ -431,9 +431,10 @@ static uint32_t lookup(struct heap_header *hdr, uint32_t head, uint64_t hash, co
 	return 0;
 }
 
-/* Each thread's most recent sites, by hash: a hit spares the shared index,
- * which is likely a cache miss. An entry matches on the 64-bit hash (as the
- * index does) and the journal's generation. */
+/* Each thread's most recent sites, by hash, two to a set (the last used
+ * first): a hit spares the shared index, which is likely a cache miss. An
+ * entry matches on the 64-bit hash (as the index does) and the journal's
+ * generation. */
 #define RECENT 2048
 struct recent {
 	uint64_t hash;
@@ -478,9 +479,15 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 		else if (m != MAP_FAILED)
 			recent = m;
 	}
-	struct recent *r = recent ? &recent[(hash >> 40) % RECENT] : NULL;
-	if (r && r->hash == hash && r->gen == journal_gen)
-		return r->loc;
+	struct recent *r = recent ? &recent[((hash >> 40) % (RECENT / 2)) * 2] : NULL;
+	if (r && r[0].hash == hash && r[0].gen == journal_gen)
+		return r[0].loc;
+	if (r && r[1].hash == hash && r[1].gen == journal_gen) {
+		struct recent t = r[1];
+		r[1] = r[0];
+		r[0] = t;
+		return t.loc;
+	}
 	uint32_t loc = 0;
 	struct site_index *ix = __atomic_load_n(&sindex, __ATOMIC_ACQUIRE);
 	if (ix) {
@@ -503,7 +510,7 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 	if (!loc)
 		loc = site_make(h, frames, depth, hash, bucket);
 	if (loc && r)
-		*r = (struct recent){ hash, loc, journal_gen };
+		r[1] = r[0], r[0] = (struct recent){ hash, loc, journal_gen };
 	return loc;
 }
 
