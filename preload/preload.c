@@ -512,11 +512,11 @@ EXPORT int malloc_trim(size_t pad)
 
 /* Other code may be loaded where dlclose unloaded some: the unwind rules
  * cached for those addresses go, ours and libunwind's, and the journal
- * records the modules found there again. The loader counts
- * the objects it ever unloaded; a dlclose that unloaded nothing (another
- * handle still holds the object) keeps them. The count also takes in what
- * the C library unloaded on its own (iconv's and NSS's modules) since the
- * last check. */
+ * retires the ranges of the modules no longer loaded (journal.c). The
+ * loader counts the objects it ever unloaded; a dlclose that unloaded
+ * nothing (another handle still holds the object) keeps them. The count
+ * also takes in what the C library unloaded on its own (iconv's and NSS's
+ * modules) since the last check. */
 static unsigned long long unloads_seen;
 
 static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
