@@ -354,6 +354,14 @@ static void pool_decay(struct heap *h, struct pool *pl)
 	}
 }
 
+/* Marks the pages of a span in the heap's page classes: 1 + its size class
+ * for a SMALL span, 0 once it is freed. */
+static inline void page_classes_set(const struct heap *h, const struct superblock *sb, uint32_t idx, uint32_t pages,
+	uint8_t v)
+{
+	memset(h->classes + (sb->offset >> h->page_shift) + idx, v, pages);
+}
+
 /* Returns a span's pages to its superblock's free bins, merging neighbours;
  * the merged span counts as freed now. The pages stay committed for reuse
  * (see above) unless punch_next is set; punched pages are free for every
@@ -362,6 +370,8 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 {
 	/* What the span keeps: its committed pages (a private span's first). */
 	size_t bytes = (size_t)bits_count(commit_bits(sb), idx, idx + pages) << h->page_shift;
+	if (sb->pages[idx].kind == RH_PAGE_SMALL)
+		page_classes_set(h, sb, idx, pages, 0);
 	if (pl->punch_next) {
 		span_punch(h, sb, idx, pages);
 	} else {
@@ -648,6 +658,7 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 	desc_set(r.sb, r.idx, pages, RH_PAGE_SMALL, 0);
 	d->size_class = (uint8_t)c;
 	d->bumped = d->used = d->free_head = 0;
+	page_classes_set(h, r.sb, r.idx, pages, (uint8_t)(c + 1));
 	pl->cur[c] = r;
 	return 0;
 }

@@ -219,11 +219,19 @@ static int create(struct heap *h)
 	if ((err = os_grow(fd, hsize)) || (err = os_commit(fd, 0, hsize)))
 		goto fail;
 	h->reserve = reserve_size(dirfd, hsize, 4);
-	void *base;
+	void *base, *classes;
 	if ((err = os_reserve(h->reserve, 1u << 21, &base)))
 		goto fail;
+	/* Reserved only: heap_grow makes what the heap maps usable. */
+	h->classes_size = ((h->reserve >> h->page_shift) + page - 1) & ~(size_t)(page - 1);
+	if ((err = os_reserve(h->classes_size, page, &classes))) {
+		os_release(base, h->reserve);
+		goto fail;
+	}
 	h->base = base;
+	h->classes = classes;
 	if ((err = os_map_shared(fd, 0, hsize, base))) {
+		os_release(classes, h->classes_size);
 		os_release(base, h->reserve);
 		goto fail;
 	}
@@ -260,6 +268,7 @@ fail_errno:
 	err = errno;
 	goto fail;
 fail_unmap:
+	munmap(h->classes, h->classes_size);
 	munmap(h->base, h->reserve);
 fail:
 	unlinkat(dirfd, tmp, 0);
@@ -394,6 +403,22 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		errno = err == EFBIG ? ENOMEM : err;
 		goto out;
 	}
+	/* The page classes cover every page mapped. */
+	size_t classes = (((off + size) >> h->page_shift) + ((size_t)1 << h->page_shift) - 1) &
+		~(((size_t)1 << h->page_shift) - 1);
+	if (h->classes && classes > h->classes_ready) {
+		/* Past the reservation only once it was trimmed (below). */
+		uint8_t *at = h->classes + h->classes_ready;
+		size_t n = classes - h->classes_ready;
+		if (classes <= h->classes_size ? os_map_anon(at, n) : os_map_anon_new(at, n)) {
+			os_shrink(fd, off);
+			errno = ENOMEM;
+			goto out;
+		}
+		h->classes_ready = classes;
+		if (h->classes_size < classes)
+			h->classes_size = classes;
+	}
 	bool mapped = false;
 	err = beyond ? os_map_shared_new(fd, off, size, h->base + off) : os_map_shared(fd, off, size, h->base + off);
 	if (!err) {
@@ -442,6 +467,10 @@ static void trim(struct heap *h)
 	h->trimmed = true;
 	__atomic_store_n(&h->reserve, end, __ATOMIC_RELEASE);
 	munmap(h->base + end, was - end);
+	if (h->classes && h->classes_size > h->classes_ready) {
+		munmap(h->classes + h->classes_ready, h->classes_size - h->classes_ready);
+		h->classes_size = h->classes_ready;
+	}
 }
 
 void heap_trim_reservations(void)
@@ -694,6 +723,7 @@ void heap_fork_child(void)
 		if (own.reserve > own.mapped_end)
 			munmap(own.base + own.mapped_end, own.reserve - own.mapped_end);
 		inherit(own.base, own.mapped_end);
+		munmap(own.classes, own.classes_size);
 		rh_heap = NULL;
 		memset(&own, 0, sizeof(own));
 	}

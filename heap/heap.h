@@ -66,6 +66,7 @@ int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done);
 void os_map_none(void *at, size_t size);                 /* PROT_NONE, no memory */
 int os_map_anon(void *at, size_t size);                  /* private zeros, MAP_FIXED */
+int os_map_anon_new(void *at, size_t size);              /* the same, only where nothing is */
 bool os_mapped(void *at, size_t size);
 bool os_all_zero(const void *p, size_t n);
 int os_map_into_file(int fd, uint64_t offset, size_t size, void *at);
@@ -95,12 +96,19 @@ int os_read_small(const char *path, char *buf, size_t size);
  * is mapped at base so that file offset N is at base + N. */
 struct heap {
 	char *base;
+	/* Own heap: per page from base, 1 + the size class of the SMALL span
+	 * holding it, 0 for any other page; private to the process, so that
+	 * the common free reads a block's class without waiting on the
+	 * block. classes_size bytes reserved, the first classes_ready usable
+	 * (they cover mapped_end). NULL for attached heaps. */
+	uint8_t *classes;
 	struct heap_header *hdr;    /* == base */
 	size_t reserve;             /* address space held at base (ours: mapped or reserved) */
 	size_t limit;               /* trimmed: how far the heap may still grow */
 	bool trimmed;               /* the reservation past the mapping was given back */
 	uint64_t mapped_end;        /* file bytes mapped */
 	unsigned page_shift;
+	size_t classes_size, classes_ready;
 	int fd;                     /* -1: a foreign heap inherited over fork; see heap_fd */
 	int dirfd;                  /* see heap_dirfd */
 	struct os_file_id id, dir_id;

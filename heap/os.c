@@ -67,6 +67,18 @@ int os_map_shared_new(int fd, uint64_t offset, size_t size, void *at)
 	return 0;
 }
 
+int os_map_anon_new(void *at, size_t size)
+{
+	void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return errno;
+	if (p != at) {
+		munmap(p, size);
+		return EEXIST;
+	}
+	return 0;
+}
+
 /* Whether n bytes at p are all zeros (reading a page never touched maps the
  * zero page: no memory is made for it). */
 bool os_all_zero(const void *p, size_t n)
