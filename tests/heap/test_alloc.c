@@ -624,6 +624,50 @@ static void test_alloc_little_used_class_takes_a_page(void **state)
 	assert_int_equal(heap_used(), 0);
 }
 
+/* The page classes that free reads instead of a block's header: 1 + the
+ * class on every page of a SMALL span, 0 once the span is freed, and 0
+ * under a LARGE block (else its free would cache it as a small block). */
+static unsigned page_class(const void *p)
+{
+	return rh_heap->classes[((uintptr_t)p - (uintptr_t)rh_heap->base) >> rh_heap->page_shift];
+}
+
+static void test_alloc_page_classes_follow_spans(void **state)
+{
+	(void)state;
+	enum { N = 32, SIZE = 23000 };
+	unsigned c = size_class(SIZE);
+	void *s[N];
+	for (unsigned i = 0; i < N; i++) {
+		s[i] = rh_shm_alloc(SIZE);
+		assert_non_null(s[i]);
+		assert_int_equal(page_class(s[i]), c + 1);
+		assert_int_equal(page_class((char *)s[i] + SIZE - 1), c + 1);
+	}
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(s[i]);
+	rh_shm_trim(); /* the thread's cache back to the spans: all but the current one freed */
+	unsigned cleared = 0;
+	for (unsigned i = 0; i < N; i++) {
+		unsigned k = page_class(s[i]);
+		if (k != 0 && k != c + 1)
+			fail_msg("block %u's page reads class %u after its span was freed", i, k);
+		cleared += k == 0;
+	}
+	/* The current span stays: one of the four these blocks filled (eight
+	 * slots of 24 KiB each). */
+	if (cleared < N / 2)
+		fail_msg("%u of %u blocks' pages still read their class after their spans were freed",
+			 N - cleared, N);
+	/* A LARGE block where the spans were: its free takes the slow path. */
+	void *l = rh_shm_alloc(150000);
+	assert_non_null(l);
+	assert_int_equal(page_class(l), 0);
+	memset(l, 3, 150000);
+	rh_shm_free(l);
+	assert_int_equal(heap_used(), 0);
+}
+
 /* A LARGE block grown a few bytes at a time moves a logarithmic number of
  * times (each move leaves a quarter more room), and keeps its contents. */
 static void test_alloc_realloc_growth_moves_rarely(void **state)
@@ -1335,6 +1379,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_little_used_class_takes_a_page),  /* first: its classes are new */
 		cmocka_unit_test(test_alloc_owns_only_its_blocks),
+		cmocka_unit_test(test_alloc_page_classes_follow_spans),
 		cmocka_unit_test(test_alloc_random_sequence_keeps_invariants),
 		cmocka_unit_test(test_alloc_frees_coalesce_fully),
 		cmocka_unit_test(test_alloc_realloc_ladder_keeps_contents),
