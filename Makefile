@@ -124,9 +124,11 @@ $(BUILD)/tests/fuzz/replay: tests/fuzz/replay.c tests/fuzz/fuzz_reader.c $(HEAP_
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) $(LDLIBS_CORE)
 
 # Programs that tests run (under the shim, or linking the library).
+# unload_race's dl_iterate_phdr is the one the shim calls.
+$(BUILD)/tests/progs/unload_race: PROG_LDFLAGS := -Wl,--export-dynamic-symbol=dl_iterate_phdr
 $(PROGS_C): $(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
+	$(CC) $(CPPFLAGS) -Itests -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) $(PROG_LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
 
 # The plugins tests/progs/plugin_swap.c loads, from one source: the big one
 # spans 1 MiB more.

@@ -186,6 +186,10 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth);
 int journal_module(const char *path, uint64_t base, uint64_t start, uint64_t end,
 	const uint8_t *build_id, size_t build_id_len);
 void journal_modules_unloaded(void);
+/* Around anything that may unload code: until the end, a frame in a
+ * recorded module's range is checked to be that module's. */
+void journal_unload_begin(void);
+void journal_unload_end(void);
 void journal_thread_exit(void);
 /* Set by the shim: captures the current call stack as a site (its own
  * frames left out), so blocks made through the API get whole stacks too. */

@@ -54,8 +54,12 @@ struct site_index {
 static struct site_index *sindex;
 static struct {
 	uint64_t start, end;
+	uint64_t name;             /* hash of the loader's name for it: who is there */
 } modules[MAX_MODULES];
 static _Atomic unsigned nmodules;
+/* Unloads under way (journal_unload_begin): while there are any, a frame in
+ * a recorded module's range may be another module's, loaded there since. */
+static _Atomic unsigned unloading;
 
 static inline struct journal_site *site_at(struct heap_header *hdr, uint32_t loc)
 {
@@ -180,25 +184,52 @@ static size_t build_id_of(const struct dl_phdr_info *info, const uint8_t **id)
 	return 0;
 }
 
+static uint64_t name_hash(const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const unsigned char *c = (const unsigned char *)(name ? name : ""); *c; c++)
+		h = (h ^ *c) * 0x100000001b3ull;
+	return h;
+}
+
 /* Records a module in the journal and in modules[] (module_lock held).
- * A module without a name is the program when it is the first loaded. */
+ * A module without a name is the program when it is the first loaded.
+ * Past MAX_MODULES at once, modules are not recorded: without a place in
+ * modules[] one would be recorded again at every new site. */
 static void module_add(const char *name, bool first, uint64_t base, uint64_t lo, uint64_t hi,
 	const uint8_t *id, size_t idlen)
 {
 	char exe[512];
+	unsigned n = atomic_load(&nmodules);
+	if (n >= MAX_MODULES || lo >= hi)
+		return;
+	uint64_t who = name_hash(name);
 	if (!name || !*name) {
-		ssize_t n = first ? readlink("/proc/self/exe", exe, sizeof(exe) - 1) : -1;
-		if (n <= 0)
+		ssize_t len = first ? readlink("/proc/self/exe", exe, sizeof(exe) - 1) : -1;
+		if (len <= 0)
 			return; /* the vdso, or no name to find it by */
-		exe[n] = 0;
+		exe[len] = 0;
 		name = exe;
 	}
-	unsigned n = atomic_load(&nmodules);
-	if (lo < hi && journal_module(name, base, lo, hi, id, idlen) == 0 && n < MAX_MODULES) {
+	if (journal_module(name, base, lo, hi, id, idlen) == 0) {
 		modules[n].start = lo;
 		modules[n].end = hi;
+		modules[n].name = who;
 		atomic_store_explicit(&nmodules, n + 1, memory_order_release);
 	}
+}
+
+void journal_unload_begin(void)
+{
+	atomic_fetch_add_explicit(&unloading, 1, memory_order_seq_cst);
+}
+
+void journal_unload_end(void)
+{
+	unsigned v = atomic_load_explicit(&unloading, memory_order_relaxed);
+	while (v && !atomic_compare_exchange_weak_explicit(&unloading, &v, v - 1, memory_order_release,
+		memory_order_relaxed))
+		;
 }
 
 /* The ranges of recorded modules that were unloaded, where other code may
@@ -282,12 +313,29 @@ static size_t build_id_mapped(uint64_t lo, uint64_t hi, uint64_t bias, const uin
  * lock the allocating thread held). module_lock is waited for: no path
  * takes the loader's lock under it, and a site must not be recorded before
  * its modules (see FORMAT.md, MODULE). */
+/* Whether the module recorded at a frame's range is the one loaded there:
+ * the same range and name. */
+static bool recorded_here(const struct dl_find_object *o)
+{
+	uint64_t lo = (uint64_t)(uintptr_t)o->dlfo_map_start, hi = (uint64_t)(uintptr_t)o->dlfo_map_end;
+	uint64_t who = name_hash(o->dlfo_link_map->l_name);
+	unsigned n = atomic_load_explicit(&nmodules, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (modules[i].start == lo && modules[i].end == hi && modules[i].name == who)
+			return true;
+	return false;
+}
+
 static void modules_of_frames(const uint64_t *frames, unsigned depth)
 {
 	pthread_mutex_lock(&module_lock);
+	/* During an unload, a recorded range may hold other code already. */
+	bool check = atomic_load_explicit(&unloading, memory_order_acquire) != 0;
 	for (unsigned i = 0; i < depth; i++) {
 		struct dl_find_object o;
-		if (covered(frames[i]) || _dl_find_object((void *)(uintptr_t)frames[i], &o) != 0)
+		if ((!check && covered(frames[i])) || _dl_find_object((void *)(uintptr_t)frames[i], &o) != 0)
+			continue;
+		if (check && recorded_here(&o))
 			continue;
 		const struct link_map *lm = o.dlfo_link_map;
 		uint64_t lo = (uint64_t)(uintptr_t)o.dlfo_map_start, hi = (uint64_t)(uintptr_t)o.dlfo_map_end;
@@ -306,9 +354,12 @@ void journal_modules_unloaded(void)
 	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed), keep = 0;
 	for (unsigned i = 0; i < have; i++) {
 		struct dl_find_object o;
+		/* Still there: the same range, under the same name (code of the
+		 * same size loaded at the same place is another module). */
 		if (_dl_find_object((void *)(uintptr_t)modules[i].start, &o) == 0 &&
 		    (uint64_t)(uintptr_t)o.dlfo_map_start == modules[i].start &&
-		    (uint64_t)(uintptr_t)o.dlfo_map_end == modules[i].end)
+		    (uint64_t)(uintptr_t)o.dlfo_map_end == modules[i].end &&
+		    name_hash(o.dlfo_link_map->l_name) == modules[i].name)
 			modules[keep++] = modules[i];
 		else
 			retire(modules[i].start, modules[i].end);
@@ -737,6 +788,7 @@ void journal_fork_child(void)
 		munmap(sindex, index_bytes(sindex->mask + 1));
 	sindex = NULL;
 	atomic_store(&nmodules, 0);
+	atomic_store(&unloading, 0);
 	pthread_mutex_init(&jlock, NULL);
 	pthread_mutex_init(&module_lock, NULL);
 }

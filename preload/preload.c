@@ -9,7 +9,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <iconv.h>
 #include <link.h>
+#include <locale.h>
 #include <stdio.h>
 #include <libunwind.h>
 #include <pthread.h>
@@ -515,8 +517,13 @@ EXPORT int malloc_trim(size_t pad)
  * retires the ranges of the modules no longer loaded (journal.c). The
  * loader counts the objects it ever unloaded; a dlclose that unloaded
  * nothing (another handle still holds the object) keeps them. The count
- * also takes in what the C library unloaded on its own (iconv's and NSS's
- * modules) since the last check. */
+ * also takes in what the C library unloaded on its own since the last
+ * check: iconv's modules, which iconv_open, iconv_close and the locale
+ * calls below may unload (a gconv module goes after a few releases).
+ * While an unload is under way, another thread may load code in the freed
+ * range and allocate from it before the rules go: walks then find their
+ * rules anew, and new sites check their modules (unwind_unload_begin,
+ * journal_unload_begin). */
 static unsigned long long unloads_seen;
 
 static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
@@ -526,28 +533,91 @@ static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-EXPORT int dlclose(void *handle)
+static void unload_begin(void)
 {
-	static int (*real)(void *);
-	if (!real)
-		real = (int (*)(void *))next_sym("dlclose");
-	if (!real) {
-		errno = ENOSYS;
-		return -1;
-	}
-	int r = real(handle);
+	unwind_unload_begin();
+	journal_unload_begin();
+}
+
+static void unload_end(void)
+{
 	int e = errno;
 	unsigned long long unloads = 0;
 	dl_iterate_phdr(read_unloads, &unloads);
-	if (__atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads) {
-		unwind_flush();
-		if (depth) {
-			unw_flush_cache(unw_local_addr_space, 0, 0);
-			journal_modules_unloaded();
-		}
+	bool unloaded = __atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads;
+	if (unloaded && depth) {
+		unw_flush_cache(unw_local_addr_space, 0, 0);
+		journal_modules_unloaded();
 	}
+	unwind_unload_end(unloaded);
+	journal_unload_end();
 	errno = e;
+}
+
+#define REAL(ret, name, args, fail)                                  \
+	static ret(*real) args;                                          \
+	if (!real)                                                       \
+		real = (ret(*) args)next_sym(name);                          \
+	if (!real) {                                                     \
+		errno = ENOSYS;                                              \
+		return fail;                                                 \
+	}
+
+EXPORT int dlclose(void *handle)
+{
+	REAL(int, "dlclose", (void *), -1)
+	unload_begin();
+	int r = real(handle);
+	unload_end();
 	return r;
+}
+
+EXPORT iconv_t iconv_open(const char *to, const char *from)
+{
+	REAL(iconv_t, "iconv_open", (const char *, const char *), (iconv_t)-1)
+	unload_begin();
+	iconv_t cd = real(to, from);
+	unload_end();
+	return cd;
+}
+
+EXPORT int iconv_close(iconv_t cd)
+{
+	REAL(int, "iconv_close", (iconv_t), -1)
+	unload_begin();
+	int r = real(cd);
+	unload_end();
+	return r;
+}
+
+EXPORT char *setlocale(int category, const char *locale)
+{
+	REAL(char *, "setlocale", (int, const char *), NULL)
+	unload_begin();
+	char *r = real(category, locale);
+	unload_end();
+	return r;
+}
+
+EXPORT locale_t newlocale(int mask, const char *locale, locale_t base)
+{
+	REAL(locale_t, "newlocale", (int, const char *, locale_t), (locale_t)0)
+	unload_begin();
+	locale_t r = real(mask, locale, base);
+	unload_end();
+	return r;
+}
+
+EXPORT void freelocale(locale_t loc)
+{
+	static void (*real)(locale_t);
+	if (!real)
+		real = (void (*)(locale_t))next_sym("freelocale");
+	if (!real)
+		return;
+	unload_begin();
+	real(loc);
+	unload_end();
 }
 
 /* --- Signal masks ---------------------------------------------------------------- */

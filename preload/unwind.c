@@ -15,6 +15,7 @@
  * the key again after it read the rule.
  */
 #include <link.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -68,6 +69,12 @@ static struct rule_table *_Atomic cache;
 static atomic_flag cache_writer = ATOMIC_FLAG_INIT;
 static _Atomic uint64_t generation = 1;
 
+/* Unloads under way (unwind_unload_begin): while there are any, a walk
+ * finds each rule anew from the code mapped now, as another thread may
+ * have loaded code where the unloaded code was before the generation
+ * changes. */
+static _Atomic unsigned unloading;
+
 /* Keys hold 16 bits of the generation: when those wrap, the table is left
  * to its readers and a new one made (never in practice: 65536 dlcloses). */
 void unwind_flush(void)
@@ -77,11 +84,29 @@ void unwind_flush(void)
 		atomic_store_explicit(&cache, NULL, memory_order_release);
 }
 
-/* A thread that was storing a rule when another forked is not in the
- * child: the writer's flag is free there. */
+/* A thread that was storing a rule, or unloading, when another forked is
+ * not in the child: the writer's flag is free there, and nothing unloads. */
 void unwind_fork_child(void)
 {
 	atomic_flag_clear_explicit(&cache_writer, memory_order_relaxed);
+	atomic_store_explicit(&unloading, 0, memory_order_relaxed);
+}
+
+void unwind_unload_begin(void)
+{
+	atomic_fetch_add_explicit(&unloading, 1, memory_order_seq_cst);
+}
+
+void unwind_unload_end(bool unloaded)
+{
+	if (unloaded)
+		unwind_flush();
+	/* Never below 0: a forked child starts from 0 even when the thread
+	 * that forked was in an unload. */
+	unsigned v = atomic_load_explicit(&unloading, memory_order_relaxed);
+	while (v && !atomic_compare_exchange_weak_explicit(&unloading, &v, v - 1, memory_order_release,
+		memory_order_relaxed))
+		;
 }
 
 bool unwind_flushed(void)
@@ -629,6 +654,25 @@ static inline uint64_t rule_of(const struct rule_table *t, unsigned bits, uint64
 
 #define STACK_SPAN (1ull << 30)  /* a walk further from its start is not trusted */
 
+extern void *__libc_stack_end;
+
+/* The end of the stack the walk starts on, which it never reads past: a
+ * wrong rule (of code unloaded under a walk, say) must not make it read
+ * memory that is not there. A thread's stack ends with its thread's own
+ * control block (static TLS and the TCB sit at its top, x86-64's TLS
+ * layout), the main thread's at the argument vector. A stack of the
+ * program's own (a coroutine's) gets the span as before. */
+static inline uint64_t stack_end(uint64_t rsp)
+{
+	uint64_t self = (uint64_t)pthread_self();
+	if (self - rsp - 1 < STACK_SPAN)
+		return self;
+	uint64_t top = (uint64_t)(uintptr_t)__libc_stack_end;
+	if (top - rsp - 1 < STACK_SPAN)
+		return top;
+	return rsp + STACK_SPAN;
+}
+
 __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max, uintptr_t skip_lo,
 	uintptr_t skip_hi)
 {
@@ -636,10 +680,11 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 	unsigned bits = t ? atomic_load_explicit(&t->bits, memory_order_relaxed) : 0;
 	if (!bits)
 		return -1;  /* none, or one emptied as this walk began */
+	bool trusted = atomic_load_explicit(&unloading, memory_order_acquire) == 0;
 	uint64_t gen = atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
 	const uint64_t *fp = __builtin_frame_address(0);
 	uint64_t ra = fp[1], rsp = (uint64_t)(uintptr_t)(fp + 2), rbp = fp[0];
-	uint64_t start = rsp;
+	uint64_t end = stack_end(rsp);
 	int n = 0;
 	while (n < max) {
 		if (!ra)
@@ -651,18 +696,22 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 			if (n == max)
 				break;
 		}
-		uint64_t rule = rule_of(t, bits, ra, gen);
+		uint64_t rule = __builtin_expect(trusted, 1) ? rule_of(t, bits, ra, gen) : rule_miss(ra, gen);
 		unsigned kind = rule & 3;
 		if (kind == RULE_END)
 			return n;
 		if (kind == RULE_NONE)
 			return -1;
 		uint64_t cfa = (kind == RULE_RSP ? rsp : rbp) + (uint64_t)(int64_t)(int32_t)(rule >> 16);
-		if (cfa <= rsp || cfa - start > STACK_SPAN || (cfa & 7))
+		if (cfa <= rsp || cfa > end || (cfa & 7))
 			return -1;
 		ra = ((const uint64_t *)(uintptr_t)cfa)[-1];
-		if (rule & 4)
-			rbp = *(const uint64_t *)(uintptr_t)(cfa + (uint64_t)(int64_t)(int16_t)(rule >> 48));
+		if (rule & 4) {
+			uint64_t at = cfa + (uint64_t)(int64_t)(int16_t)(rule >> 48);
+			if (at < rsp || at > end - 8)
+				return -1;
+			rbp = *(const uint64_t *)(uintptr_t)at;
+		}
 		rsp = cfa;
 	}
 	return n;
@@ -681,6 +730,15 @@ int unwind_fast(void **buf, int max, uintptr_t skip_lo, uintptr_t skip_hi)
 
 void unwind_flush(void)
 {
+}
+
+void unwind_unload_begin(void)
+{
+}
+
+void unwind_unload_end(bool unloaded)
+{
+	(void)unloaded;
 }
 
 bool unwind_flushed(void)

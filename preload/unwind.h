@@ -18,6 +18,14 @@ int unwind_fast(void **buf, int max, uintptr_t skip_lo, uintptr_t skip_hi);
 /* Code was unloaded (dlclose): the cached rules go. */
 void unwind_flush(void);
 
+/* Around anything that may unload code (dlclose, and the C library's
+ * calls that may unload iconv's modules): until the end, walks find their
+ * rules anew instead of from the cache, since another thread may load code
+ * where the unloaded code was before the end. unwind_unload_end(true) when
+ * code was unloaded: the cached rules go (unwind_flush). */
+void unwind_unload_begin(void);
+void unwind_unload_end(bool unloaded);
+
 /* Whether unwind_flush was ever called: libunwind's unw_backtrace keeps
  * rules of unloaded code that no flush reaches. */
 bool unwind_flushed(void);

@@ -215,3 +215,27 @@ rm -f "$D"/heap-*
 [ "$(frames 100000)" = "big_alloc make_block " ] && [ "$(frames 200000)" = "b_alloc make_block " ] &&
 	[ "$(frames 300000)" = "c_alloc make_block " ] || { cat "$V"; fail "three plugins: blocks not told by their plugins ($where)"; }
 echo "ok three plugins, two loaded inside the first one's range ($where)"
+
+# A plugin loaded by a second thread where the first unloaded one, and used
+# while the first thread is still inside dlclose (unload_race holds it
+# there): the stacks walked in that window are whole, and each block is
+# told by the plugin that made it.
+[ -x "$PROGS/unload_race" ] || fail "not built: unload_race"
+where=$(RH_SHMALLOC_KEEP=1 timeout 30 env LD_PRELOAD="$SHIM" "$PROGS/unload_race" "$PLUG/plugin_a.so" "$PLUG/plugin_b.so" \
+	"$PLUG/plugin_c.so" 2> "$V.err") || { cat "$V.err"; fail "unload_race: status $? (124: hung)"; }
+"$BUILD/bin/redhawk-shminfo" -d "$D" --format=b --breakdown=3 > "$V" || fail "shminfo after unload_race"
+rm -f "$D"/heap-*
+[ "$(frames 100000)" = "a_alloc make_block " ] && [ "$(frames 200000)" = "b_alloc make_block " ] &&
+	[ "$(frames 300000)" = "b_alloc make_block " ] || { cat "$V"; fail "unload_race: blocks not told by their plugins ($where)"; }
+echo "ok a plugin used while another thread unloads the one it replaced ($where)"
+
+# The C library unloads an iconv module on its own (iconv_close), and a
+# plugin is loaded where it was: the plugin's block is the plugin's.
+if [ -x "$PROGS/gconv_swap" ]; then
+	where=$(RH_SHMALLOC_KEEP=1 shim "$PROGS/gconv_swap" "$PLUG/plugin_a.so" 2> "$V.err") ||
+		{ cat "$V.err"; fail "gconv_swap: status $?"; }
+	"$BUILD/bin/redhawk-shminfo" -d "$D" --format=b --breakdown=3 > "$V" || fail "shminfo after gconv_swap"
+	rm -f "$D"/heap-*
+	[ "$(frames 777777)" = "a_alloc make_block " ] || { cat "$V"; fail "gconv_swap: the plugin's block is not a_alloc's ($where)"; }
+	echo "ok a plugin loaded where the C library unloaded an iconv module ($where)"
+fi

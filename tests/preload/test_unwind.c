@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -216,6 +217,74 @@ static void test_signal_frame(void **state)
 	sigaction(SIGUSR1, &old, NULL);
 }
 
+/* A frame whose unwind rule is wrong (as a rule of code unloaded under a
+ * walk would be): its CFA lies 1 MiB above it. On a thread stack of 256
+ * KiB with inaccessible memory above, the walk must stop at the stack's
+ * end, not read past it. */
+__asm__(".text\n"
+	".type bogus_frame, @function\n"
+	"bogus_frame:\n"
+	".cfi_startproc\n"
+	"	subq $8, %rsp\n"
+	".cfi_adjust_cfa_offset 1048576\n"
+	"	call *%rdi\n"
+	"	addq $8, %rsp\n"
+	".cfi_adjust_cfa_offset -1048576\n"
+	"	ret\n"
+	".cfi_endproc\n"
+	".size bogus_frame, .-bogus_frame\n");
+void bogus_frame(void (*fn)(void));
+
+static volatile int bogus_n = 0;
+static __attribute__((noinline)) void walk_from_bogus(void)
+{
+	void *a[MAX];
+	bogus_n = unwind_fast(a, MAX, 0, 0);
+	sink++;
+}
+
+static void *bogus_thread(void *arg)
+{
+	(void)arg;
+	bogus_frame(walk_from_bogus);
+	return NULL;
+}
+
+static void test_wrong_rule_stays_on_stack(void **state)
+{
+	(void)state;
+	enum { STACK = 256 << 10, ALL = 4 << 20 };
+	char *m = mmap(NULL, ALL, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mprotect(m, STACK, PROT_READ | PROT_WRITE), 0);
+	pthread_attr_t at;
+	pthread_t t;
+	assert_int_equal(pthread_attr_init(&at), 0);
+	assert_int_equal(pthread_attr_setstack(&at, m, STACK), 0);
+	bogus_n = 0;
+	assert_int_equal(pthread_create(&t, &at, bogus_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	pthread_attr_destroy(&at);
+	munmap(m, ALL);
+	assert_int_equal(bogus_n, -1);
+}
+
+/* While an unload is under way the rules are found anew, not taken from
+ * the cache; the walks stay right. */
+static void test_walks_during_unload(void **state)
+{
+	(void)state;
+	int n = grows(MAX, 64);
+	unwind_unload_begin();
+	unwind_unload_begin();
+	assert_int_equal(grows(MAX, 64), n);
+	unwind_unload_end(false);
+	assert_int_equal(grows(MAX, 64), n);
+	unwind_unload_end(true);
+	unwind_unload_end(false);  /* one end too many: nothing goes below none */
+	assert_int_equal(grows(MAX, 512), n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +296,8 @@ int main(void)
 		cmocka_unit_test(test_many_return_addresses),
 		cmocka_unit_test(test_flush),
 		cmocka_unit_test(test_signal_frame),
+		cmocka_unit_test(test_wrong_rule_stays_on_stack),
+		cmocka_unit_test(test_walks_during_unload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

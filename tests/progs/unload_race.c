@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * unload_race A.so B.so SPACER.so: the main thread unloads plugin A while a
+ * second thread loads plugin B, which lands where A was, and allocates
+ * through it, after the C library's dlclose unloaded A and before the
+ * shim's dlclose hook is done. The window is held open by this program's
+ * own dl_iterate_phdr (exported, so the shim's hook calls it): at the
+ * hook's first call it lets the second thread run, and waits for it.
+ * Blocks kept: 100000 bytes from A (before), 200000 from B (in the window),
+ * 300000 from B (after). Run with RH_SHMALLOC_KEEP=1: the heap file then
+ * tells who made them. Prints "same" when B was loaded where A was, else
+ * "moved".
+ */
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int (*iterate_fn)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
+typedef void *(*make_fn)(size_t);
+
+static sem_t go, done;
+static volatile int armed;
+static const char *b_path;
+static make_fn b_make;
+
+__attribute__((visibility("default"))) int dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *),
+	void *arg)
+{
+	static iterate_fn real;
+	if (!real)
+		real = (iterate_fn)dlsym(RTLD_NEXT, "dl_iterate_phdr");
+	if (armed) {
+		armed = 0;
+		sem_post(&go);
+		sem_wait(&done);
+	}
+	return real(cb, arg);
+}
+
+static make_fn load(const char *path, void **handle)
+{
+	*handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	make_fn make = *handle ? (make_fn)dlsym(*handle, "plugin_make") : NULL;
+	if (!make) {
+		fprintf(stderr, "unload_race: %s: %s\n", path, *handle ? "no plugin_make" : dlerror());
+		exit(2);
+	}
+	return make;
+}
+
+/* One call instruction for both plugins (see plugin_swap.c). */
+static __attribute__((noinline)) void *make_block(make_fn make, size_t n)
+{
+	void *p = make(n);
+	__asm__ volatile("" ::: "memory");
+	if (!p) {
+		fprintf(stderr, "unload_race: no block of %zu bytes\n", n);
+		exit(1);
+	}
+	return p;
+}
+
+/* Zeros where B's frame will be: a wrong rule reads a 0 return address. */
+static __attribute__((noinline)) void scrub(void)
+{
+	volatile char z[16384];
+	for (size_t i = 0; i < sizeof(z); i++)
+		z[i] = 0;
+}
+
+static void *second(void *arg)
+{
+	(void)arg;
+	free(malloc(10)); /* the thread's caches are made before the window */
+	sem_wait(&go);
+	void *h;
+	b_make = load(b_path, &h);
+	scrub();
+	make_block(b_make, 200000);
+	sem_post(&done);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 4) {
+		fprintf(stderr, "usage: unload_race A.so B.so SPACER.so\n");
+		return 2;
+	}
+	b_path = argv[2];
+	sem_init(&go, 0, 0);
+	sem_init(&done, 0, 0);
+	pthread_t t;
+	if (pthread_create(&t, NULL, second, NULL) != 0)
+		return 2;
+	void *ha, *hs;
+	make_fn a_make = load(argv[1], &ha);
+	load(argv[3], &hs); /* below A: A's range stays a hole of its own */
+	make_block(a_make, 100000);
+	armed = 1;
+	dlclose(ha);
+	pthread_join(t, NULL);
+	make_block(b_make, 300000);
+	printf("%s\n", (void *)b_make == (void *)a_make ? "same" : "moved");
+	return 0;
+}
