@@ -359,7 +359,10 @@ static void pool_decay(struct heap *h, struct pool *pl)
 static inline void page_classes_set(const struct heap *h, const struct superblock *sb, uint32_t idx, uint32_t pages,
 	uint8_t v)
 {
-	memset(h->classes + (sb->offset >> h->page_shift) + idx, v, pages);
+	size_t from = (sb->offset >> h->page_shift) + idx;
+	size_t ready = __atomic_load_n(&h->classes_ready, __ATOMIC_ACQUIRE);
+	if (from < ready)
+		memset(h->classes + from, v, pages < ready - from ? pages : ready - from);
 }
 
 /* Returns a span's pages to its superblock's free bins, merging neighbours;
@@ -960,7 +963,10 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 	}
 	if (room > size || align > HDR)
 		room = 0;
-	uint64_t pages64 = (size + room + lead + page - 1) >> h->page_shift;
+	/* A block of 0 bytes takes 1: its data must lie inside its span (at
+	 * a page's start, it would be the next page's first byte). */
+	size_t body = size ? size : 1;
+	uint64_t pages64 = (body + room + lead + page - 1) >> h->page_shift;
 	if (pages64 > UINT32_MAX) {
 		errno = ENOMEM;
 		return NULL;
@@ -1034,7 +1040,7 @@ placed:;
 		data = a - (uintptr_t)span;
 	}
 	uint32_t before = (uint32_t)((data - HDR) >> h->page_shift);
-	uint32_t need = (uint32_t)((data + size + page - 1) >> h->page_shift);
+	uint32_t need = (uint32_t)((data + body + page - 1) >> h->page_shift);
 	if (align > page && (before || need < pages64)) {
 		/* Alignment above a page: the whole pages before the header's
 		 * page and after the block go back to the bins, punched, rather

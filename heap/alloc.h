@@ -173,10 +173,12 @@ static inline void free_block(void *p)
 	struct heap *h = rh_heap;
 	struct block_header *bh = (struct block_header *)p - 1;
 	uint32_t r = bh->refcount;
-	/* The size class from the page, not from the header: nothing the
-	 * common free does waits on what it reads from the block. Any page
-	 * but a SMALL span's gives a class past the last. */
-	unsigned c = (unsigned)h->classes[((uintptr_t)p - (uintptr_t)h->base) >> h->page_shift] - 1;
+	/* The size class from the page of the header (always in its span),
+	 * not from the header: nothing the common free does waits on what it
+	 * reads from the block. Any page but a SMALL span's gives a class
+	 * past the last. */
+	size_t pg = ((uintptr_t)bh - (uintptr_t)h->base) >> h->page_shift;
+	unsigned c = likely(pg < h->classes_ready) ? (unsigned)h->classes[pg] - 1 : ~0u;
 	if (likely(r == 1 && c < RH_NUM_CLASSES)) {
 		/* max is 0 until the cache is bound to this heap, and again after
 		 * the thread's exit. */

@@ -403,21 +403,20 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		errno = err == EFBIG ? ENOMEM : err;
 		goto out;
 	}
-	/* The page classes cover every page mapped. */
+	/* The page classes cover every page mapped: past their reservation
+	 * (trimmed, below) only where nothing else is mapped; else the pages
+	 * past them take free's slow path. */
 	size_t classes = (((off + size) >> h->page_shift) + ((size_t)1 << h->page_shift) - 1) &
 		~(((size_t)1 << h->page_shift) - 1);
 	if (h->classes && classes > h->classes_ready) {
-		/* Past the reservation only once it was trimmed (below). */
 		uint8_t *at = h->classes + h->classes_ready;
 		size_t n = classes - h->classes_ready;
-		if (classes <= h->classes_size ? os_map_anon(at, n) : os_map_anon_new(at, n)) {
-			os_shrink(fd, off);
-			errno = ENOMEM;
-			goto out;
+		if (classes <= h->classes_size ? !os_map_anon(at, n) : h->classes_ready == h->classes_size &&
+		    !os_map_anon_new(at, n)) {
+			if (h->classes_size < classes)
+				h->classes_size = classes;
+			__atomic_store_n(&h->classes_ready, classes, __ATOMIC_RELEASE);
 		}
-		h->classes_ready = classes;
-		if (h->classes_size < classes)
-			h->classes_size = classes;
 	}
 	bool mapped = false;
 	err = beyond ? os_map_shared_new(fd, off, size, h->base + off) : os_map_shared(fd, off, size, h->base + off);

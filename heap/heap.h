@@ -100,15 +100,17 @@ struct heap {
 	 * holding it, 0 for any other page; private to the process, so that
 	 * the common free reads a block's class without waiting on the
 	 * block. classes_size bytes reserved, the first classes_ready usable
-	 * (they cover mapped_end). NULL for attached heaps. */
+	 * (they cover mapped_end, unless the map could not grow after a
+	 * trim: pages past it take the slow path). NULL for attached heaps. */
 	uint8_t *classes;
+	size_t classes_ready;
 	struct heap_header *hdr;    /* == base */
 	size_t reserve;             /* address space held at base (ours: mapped or reserved) */
-	size_t limit;               /* trimmed: how far the heap may still grow */
-	bool trimmed;               /* the reservation past the mapping was given back */
 	uint64_t mapped_end;        /* file bytes mapped */
 	unsigned page_shift;
-	size_t classes_size, classes_ready;
+	bool trimmed;               /* the reservation past the mapping was given back */
+	size_t limit;               /* trimmed: how far the heap may still grow */
+	size_t classes_size;
 	int fd;                     /* -1: a foreign heap inherited over fork; see heap_fd */
 	int dirfd;                  /* see heap_dirfd */
 	struct os_file_id id, dir_id;

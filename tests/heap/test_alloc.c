@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -624,6 +625,14 @@ static void test_alloc_little_used_class_takes_a_page(void **state)
 	assert_int_equal(heap_used(), 0);
 }
 
+static int check_byte(const unsigned char *p, size_t n, unsigned char v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != v)
+			return 0;
+	return 1;
+}
+
 /* The page classes that free reads instead of a block's header: 1 + the
  * class on every page of a SMALL span, 0 once the span is freed, and 0
  * under a LARGE block (else its free would cache it as a small block). */
@@ -666,6 +675,37 @@ static void test_alloc_page_classes_follow_spans(void **state)
 	memset(l, 3, 150000);
 	rh_shm_free(l);
 	assert_int_equal(heap_used(), 0);
+}
+
+/* A block of 0 bytes aligned to a page or more: its data lies inside its
+ * own span, not at the first byte of the next page (where free took it
+ * for a block of the span there). */
+static void test_alloc_zero_bytes_aligned_to_pages(void **state)
+{
+	(void)state;
+	static const size_t aligns[] = { 4096, 8192, 65536 };
+	for (unsigned i = 0; i < 3; i++) {
+		uint64_t used = heap_used();
+		void *z = rh_shm_alloc_aligned(aligns[i], 0);
+		assert_non_null(z);
+		assert_int_equal((uintptr_t)z % aligns[i], 0);
+		assert_true(rh_shm_usable_size(z) >= 1);
+		unsigned char *q = rh_shm_alloc(40);
+		assert_non_null(q);
+		memset(q, 'q', 40);
+		rh_shm_free(z);
+		assert_int_equal(heap_used(), used + 40);
+		unsigned char *r = rh_shm_alloc(40);
+		assert_non_null(r);
+		memset(r, 'r', 40);
+		if ((uintptr_t)r < (uintptr_t)q + 40 && (uintptr_t)q < (uintptr_t)r + 40)
+			fail_msg("alignment %zu: a block at %p overlaps a live one at %p", aligns[i], (void *)r,
+				 (void *)q);
+		assert_int_equal(check_byte(q, 40, 'q'), 1);
+		rh_shm_free(r);
+		rh_shm_free(q);
+		assert_int_equal(heap_used(), used);
+	}
 }
 
 /* A LARGE block grown a few bytes at a time moves a logarithmic number of
@@ -1076,6 +1116,62 @@ static void child_private_free(void)
 	}
 }
 
+/* After the reservations were trimmed (mlockall, a lowered RLIMIT_AS) the
+ * page classes grow only where nothing else is mapped. With a page in the
+ * way (inaccessible, so that reading it would kill), the heap still grows:
+ * the pages past the classes take free's slow path. */
+static void child_trim_blocked(void)
+{
+	uint64_t used = heap_used();
+	void *first = rh_shm_alloc(100);
+	if (!first)
+		exit(4);
+	heap_trim_reservations();
+	struct heap *h = rh_heap;
+	size_t ready = h->classes_ready;
+	void *in_way = mmap(h->classes + h->classes_size, 4096, PROT_NONE,
+		MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (in_way == MAP_FAILED && errno != EEXIST)
+		exit(5);
+	/* Past what the classes cover: 1 MiB blocks, then small ones. */
+	enum { N = 64, SMALL = 20000 };
+	static void *big[N], *small[SMALL];
+	uint64_t cover = (uint64_t)ready << h->page_shift;
+	unsigned n = 0;
+	while (n < N && h->mapped_end <= cover + 4 * MIB) {
+		if (!(big[n] = rh_shm_alloc(MIB)))
+			exit(6);
+		memset(big[n++], 1, MIB);
+	}
+	if (h->mapped_end <= cover)
+		exit(7);
+	for (unsigned i = 0; i < SMALL; i++) {
+		if (!(small[i] = rh_shm_alloc(200)))
+			exit(6);
+		memset(small[i], 2, 200);
+	}
+	for (unsigned i = 0; i < SMALL; i++)
+		rh_shm_free(small[i]);
+	for (unsigned i = 0; i < n; i++)
+		rh_shm_free(big[i]);
+	rh_shm_free(first);
+	if (h->classes_ready != ready)
+		exit(8);
+	if (heap_used() != used) {
+		fprintf(stderr, "used bytes %llu, before %llu\n", (unsigned long long)heap_used(),
+			(unsigned long long)used);
+		exit(3);
+	}
+}
+
+static void test_alloc_grows_after_trim_with_classes_in_the_way(void **state)
+{
+	(void)state;
+	int status = test_in_child(child_trim_blocked);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* A superblock made for a private block holds no memory of the file: it
  * does not raise how much freed memory the pool keeps (32 MiB, or half its
  * superblocks). */
@@ -1380,6 +1476,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_little_used_class_takes_a_page),  /* first: its classes are new */
 		cmocka_unit_test(test_alloc_owns_only_its_blocks),
 		cmocka_unit_test(test_alloc_page_classes_follow_spans),
+		cmocka_unit_test(test_alloc_zero_bytes_aligned_to_pages),
 		cmocka_unit_test(test_alloc_random_sequence_keeps_invariants),
 		cmocka_unit_test(test_alloc_frees_coalesce_fully),
 		cmocka_unit_test(test_alloc_realloc_ladder_keeps_contents),
@@ -1401,6 +1498,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),
 		cmocka_unit_test(test_alloc_private_free_keeps_errno),
 		cmocka_unit_test(test_alloc_private_superblock_keeps_budget),
+		cmocka_unit_test(test_alloc_grows_after_trim_with_classes_in_the_way),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
