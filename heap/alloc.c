@@ -356,13 +356,10 @@ static void pool_decay(struct heap *h, struct pool *pl)
 
 /* Marks the pages of a span in the heap's page classes: 1 + its size class
  * for a SMALL span, 0 once it is freed. */
-static inline void page_classes_set(const struct heap *h, const struct superblock *sb, uint32_t idx, uint32_t pages,
+static inline void page_classes_set(struct heap *h, const struct superblock *sb, uint32_t idx, uint32_t pages,
 	uint8_t v)
 {
-	size_t from = (sb->offset >> h->page_shift) + idx;
-	size_t ready = __atomic_load_n(&h->classes_ready, __ATOMIC_ACQUIRE);
-	if (from < ready)
-		memset(h->classes + from, v, pages < ready - from ? pages : ready - from);
+	heap_classes_set(h, sb->offset + ((uint64_t)idx << h->page_shift), (uint64_t)pages << h->page_shift, v);
 }
 
 /* Returns a span's pages to its superblock's free bins, merging neighbours;

@@ -177,8 +177,7 @@ static inline void free_block(void *p)
 	 * not from the header: nothing the common free does waits on what it
 	 * reads from the block. Any page but a SMALL span's gives a class
 	 * past the last. */
-	size_t pg = ((uintptr_t)bh - (uintptr_t)h->base) >> h->page_shift;
-	unsigned c = likely(pg < h->classes_ready) ? (unsigned)h->classes[pg] - 1 : ~0u;
+	unsigned c = (unsigned)*(const uint8_t *)(rh_classes_bias + ((uintptr_t)bh >> RH_CLASS_GRAIN)) - 1;
 	if (likely(r == 1 && c < RH_NUM_CLASSES)) {
 		/* max is 0 until the cache is bound to this heap, and again after
 		 * the thread's exit. */

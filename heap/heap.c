@@ -30,6 +30,7 @@
 
 struct heap *rh_heap;
 static struct heap own;
+uintptr_t rh_classes_bias;
 
 /* Heaps of other processes mapped by attach, and regions inherited over
  * fork (private copies). Entries are published by bumping the count with a
@@ -223,7 +224,7 @@ static int create(struct heap *h)
 	if ((err = os_reserve(h->reserve, 1u << 21, &base)))
 		goto fail;
 	/* Reserved only: heap_grow makes what the heap maps usable. */
-	h->classes_size = ((h->reserve >> h->page_shift) + page - 1) & ~(size_t)(page - 1);
+	h->classes_size = ((h->reserve >> RH_CLASS_GRAIN) + page - 1) & ~(size_t)(page - 1);
 	if ((err = os_reserve(h->classes_size, page, &classes))) {
 		os_release(base, h->reserve);
 		goto fail;
@@ -312,6 +313,7 @@ struct heap *heap_get_slow(void)
 		goto out;
 	}
 	create_errno = 0;
+	rh_classes_bias = (uintptr_t)own.classes - ((uintptr_t)own.base >> RH_CLASS_GRAIN);
 	__atomic_store_n(&rh_heap, &own, __ATOMIC_RELEASE);
 	h = &own;
 out:
@@ -376,6 +378,46 @@ static void heap_close(struct heap *h)
 		close(h->dirfd);
 }
 
+/* The page classes cover the heap up to `end` (grow_lock held): within
+ * their reservation, or past it (trimmed) where nothing else is mapped;
+ * else they move to a new place twice as big. The old place stays mapped,
+ * as a free may still read there: what it reads is right for the blocks
+ * it can hold, which were all made before the move, and the bytes written
+ * since (heap_classes_set, under grow_lock too) go to the new place. */
+static bool classes_cover(struct heap *h, uint64_t end)
+{
+	size_t page = (size_t)1 << h->page_shift;
+	size_t need = ((end >> RH_CLASS_GRAIN) + page - 1) & ~(page - 1);
+	if (need <= h->classes_ready)
+		return true;
+	uint8_t *at = h->classes + h->classes_ready;
+	size_t n = need - h->classes_ready;
+	if (need <= h->classes_size ? os_map_anon(at, n) == 0 :
+	    h->classes_ready == h->classes_size && os_map_anon_new(at, n) == 0) {
+		if (h->classes_size < need)
+			h->classes_size = need;
+		h->classes_ready = need;
+		return true;
+	}
+	size_t size = need * 2;
+	uint8_t *moved = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (moved == MAP_FAILED)
+		return false;
+	memcpy(moved, h->classes, h->classes_ready);
+	h->classes = moved;
+	h->classes_size = h->classes_ready = size;
+	__atomic_store_n(&rh_classes_bias, (uintptr_t)moved - ((uintptr_t)h->base >> RH_CLASS_GRAIN),
+		__ATOMIC_RELEASE);
+	return true;
+}
+
+void heap_classes_set(struct heap *h, uint64_t offset, uint64_t bytes, uint8_t v)
+{
+	pthread_mutex_lock(&grow_lock);
+	memset(h->classes + (offset >> RH_CLASS_GRAIN), v, (size_t)(bytes >> RH_CLASS_GRAIN));
+	pthread_mutex_unlock(&grow_lock);
+}
+
 /* Appends a superblock of `size` bytes (a multiple of the page size) with a
  * header of `header_size` bytes. The header pages are reserved with
  * fallocate; data pages stay holes until spans are carved from them. */
@@ -403,20 +445,10 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 		errno = err == EFBIG ? ENOMEM : err;
 		goto out;
 	}
-	/* The page classes cover every page mapped: past their reservation
-	 * (trimmed, below) only where nothing else is mapped; else the pages
-	 * past them take free's slow path. */
-	size_t classes = (((off + size) >> h->page_shift) + ((size_t)1 << h->page_shift) - 1) &
-		~(((size_t)1 << h->page_shift) - 1);
-	if (h->classes && classes > h->classes_ready) {
-		uint8_t *at = h->classes + h->classes_ready;
-		size_t n = classes - h->classes_ready;
-		if (classes <= h->classes_size ? !os_map_anon(at, n) : h->classes_ready == h->classes_size &&
-		    !os_map_anon_new(at, n)) {
-			if (h->classes_size < classes)
-				h->classes_size = classes;
-			__atomic_store_n(&h->classes_ready, classes, __ATOMIC_RELEASE);
-		}
+	if (h->classes && !classes_cover(h, off + size)) {
+		os_shrink(fd, off);
+		errno = ENOMEM;
+		goto out;
 	}
 	bool mapped = false;
 	err = beyond ? os_map_shared_new(fd, off, size, h->base + off) : os_map_shared(fd, off, size, h->base + off);
@@ -722,6 +754,7 @@ void heap_fork_child(void)
 		if (own.reserve > own.mapped_end)
 			munmap(own.base + own.mapped_end, own.reserve - own.mapped_end);
 		inherit(own.base, own.mapped_end);
+		rh_classes_bias = 0;
 		munmap(own.classes, own.classes_size);
 		rh_heap = NULL;
 		memset(&own, 0, sizeof(own));

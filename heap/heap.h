@@ -92,25 +92,25 @@ int os_read_small(const char *path, char *buf, size_t size);
 #define RH_MAX_FOREIGN 64     /* other processes' heaps attached at once */
 #define RH_MAX_INHERITED 64   /* generations of private copies after fork */
 
+#define RH_CLASS_GRAIN 12
+
 /* A heap mapped in this process: its own, or another's (attached). The file
  * is mapped at base so that file offset N is at base + N. */
 struct heap {
 	char *base;
-	/* Own heap: per page from base, 1 + the size class of the SMALL span
-	 * holding it, 0 for any other page; private to the process, so that
-	 * the common free reads a block's class without waiting on the
-	 * block. classes_size bytes reserved, the first classes_ready usable
-	 * (they cover mapped_end, unless the map could not grow after a
-	 * trim: pages past it take the slow path). NULL for attached heaps. */
-	uint8_t *classes;
-	size_t classes_ready;
 	struct heap_header *hdr;    /* == base */
 	size_t reserve;             /* address space held at base (ours: mapped or reserved) */
 	uint64_t mapped_end;        /* file bytes mapped */
 	unsigned page_shift;
 	bool trimmed;               /* the reservation past the mapping was given back */
 	size_t limit;               /* trimmed: how far the heap may still grow */
-	size_t classes_size;
+	/* Own heap: per 4 KiB from base (RH_CLASS_GRAIN), 1 + the size class
+	 * of the SMALL span there, 0 anywhere else; private to the process,
+	 * so that the common free reads a block's class without waiting on
+	 * the block. classes_size bytes reserved, the first classes_ready
+	 * usable, which cover mapped_end. NULL for attached heaps. */
+	uint8_t *classes;
+	size_t classes_size, classes_ready;
 	int fd;                     /* -1: a foreign heap inherited over fork; see heap_fd */
 	int dirfd;                  /* see heap_dirfd */
 	struct os_file_id id, dir_id;
@@ -124,6 +124,10 @@ struct heap {
 	char path[320];             /* the file's, the same way */
 };
 extern struct heap *rh_heap;    /* this process's heap, NULL until made */
+/* Its page classes (struct heap.classes), where free reads them without
+ * going through rh_heap: an address's byte is at rh_classes_bias +
+ * (address >> RH_CLASS_GRAIN). */
+extern uintptr_t rh_classes_bias;
 
 const struct options *options_get(void);
 /* Makes this process's heap when needed; NULL with errno when it cannot. */
@@ -134,6 +138,9 @@ int heap_fd(struct heap *h);
 int heap_dirfd(struct heap *h);
 /* Appends a superblock; NULL with errno (ENOMEM when the folder is full). */
 struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, unsigned kind, unsigned pool);
+/* Sets the page classes of `bytes` of the own heap from `offset` (both
+ * multiples of 4 KiB) to v. */
+void heap_classes_set(struct heap *h, uint64_t offset, uint64_t bytes, uint8_t v);
 void heap_unlink_at_exit(void);
 /* Gives back the address space reserved past what each heap maps (for
  * mlockall, and a lowered RLIMIT_AS); heaps grow on where it is free. */

@@ -638,7 +638,7 @@ static int check_byte(const unsigned char *p, size_t n, unsigned char v)
  * under a LARGE block (else its free would cache it as a small block). */
 static unsigned page_class(const void *p)
 {
-	return rh_heap->classes[((uintptr_t)p - (uintptr_t)rh_heap->base) >> rh_heap->page_shift];
+	return rh_heap->classes[((uintptr_t)p - (uintptr_t)rh_heap->base) >> RH_CLASS_GRAIN];
 }
 
 static void test_alloc_page_classes_follow_spans(void **state)
@@ -1119,7 +1119,7 @@ static void child_private_free(void)
 /* After the reservations were trimmed (mlockall, a lowered RLIMIT_AS) the
  * page classes grow only where nothing else is mapped. With a page in the
  * way (inaccessible, so that reading it would kill), the heap still grows:
- * the pages past the classes take free's slow path. */
+ * the classes move, and every block is freed right. */
 static void child_trim_blocked(void)
 {
 	uint64_t used = heap_used();
@@ -1136,7 +1136,7 @@ static void child_trim_blocked(void)
 	/* Past what the classes cover: 1 MiB blocks, then small ones. */
 	enum { N = 64, SMALL = 20000 };
 	static void *big[N], *small[SMALL];
-	uint64_t cover = (uint64_t)ready << h->page_shift;
+	uint64_t cover = (uint64_t)ready << RH_CLASS_GRAIN;
 	unsigned n = 0;
 	while (n < N && h->mapped_end <= cover + 4 * MIB) {
 		if (!(big[n] = rh_shm_alloc(MIB)))
@@ -1155,7 +1155,7 @@ static void child_trim_blocked(void)
 	for (unsigned i = 0; i < n; i++)
 		rh_shm_free(big[i]);
 	rh_shm_free(first);
-	if (h->classes_ready != ready)
+	if (((uint64_t)h->classes_ready << RH_CLASS_GRAIN) < h->mapped_end || h->classes_ready == ready)
 		exit(8);
 	if (heap_used() != used) {
 		fprintf(stderr, "used bytes %llu, before %llu\n", (unsigned long long)heap_used(),
