@@ -131,13 +131,15 @@ $(PROGS_C): $(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/*.h)
 	$(CC) $(CPPFLAGS) -Itests -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) $(PROG_LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
 
 # The plugins tests/progs/plugin_swap.c loads, from one source: the big one
-# spans 1 MiB more.
-PLUGINS := $(addprefix $(BUILD)/tests/plugins/plugin_,a.so b.so c.so big.so)
+# spans 1 MiB more; x and y differ in their names only (the same code).
+PLUGINS := $(addprefix $(BUILD)/tests/plugins/plugin_,a.so b.so c.so big.so x.so y.so)
 
 $(BUILD)/tests/plugins/plugin_a.so: PLUGIN_DEFS := -DPLUGIN_FN=a_alloc -DPLUGIN_PAD=1000
 $(BUILD)/tests/plugins/plugin_b.so: PLUGIN_DEFS := -DPLUGIN_FN=b_alloc -DPLUGIN_PAD=3000
 $(BUILD)/tests/plugins/plugin_c.so: PLUGIN_DEFS := -DPLUGIN_FN=c_alloc -DPLUGIN_PAD=2000
 $(BUILD)/tests/plugins/plugin_big.so: PLUGIN_DEFS := -DPLUGIN_FN=big_alloc -DPLUGIN_PAD=500 -DPLUGIN_BSS=1048576
+$(BUILD)/tests/plugins/plugin_x.so: PLUGIN_DEFS := -DPLUGIN_FN=x_alloc -DPLUGIN_PAD=1000
+$(BUILD)/tests/plugins/plugin_y.so: PLUGIN_DEFS := -DPLUGIN_FN=y_alloc -DPLUGIN_PAD=1000
 $(PLUGINS): tests/plugins/plugin.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -fPIC -shared $(PLUGIN_DEFS) -o $@ $<

@@ -20,7 +20,6 @@
 
 #define NBUCKETS (1u << 14)
 #define JOURNAL_SB_SIZE (1u << 20)
-#define MAX_MODULES 1024
 
 static pthread_mutex_t jlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,10 +51,19 @@ struct site_index {
 	struct index_entry e[];
 };
 static struct site_index *sindex;
-static struct {
+/* The modules recorded, with room for MODULES_FIRST at first; more take a
+ * mapping twice as big each time, up to MODULES_MAX (past that, modules are
+ * not recorded). A table outgrown stays mapped: a reader without
+ * module_lock (before glibc 2.35) may still be in it. */
+#define MODULES_FIRST 1024
+#define MODULES_MAX (1u << 20)
+struct module_range {
 	uint64_t start, end;
 	uint64_t name;             /* hash of the loader's name for it: who is there */
-} modules[MAX_MODULES];
+};
+static struct module_range modules_first[MODULES_FIRST];
+static struct module_range *_Atomic modules = modules_first;
+static unsigned modules_cap = MODULES_FIRST;
 static _Atomic unsigned nmodules;
 /* Unloads under way (journal_unload_begin): while there are any, a frame in
  * a recorded module's range may be another module's, loaded there since. */
@@ -154,8 +162,9 @@ static void journal_publish(uint32_t size)
 static bool covered(uint64_t addr)
 {
 	unsigned n = atomic_load_explicit(&nmodules, memory_order_acquire);
+	const struct module_range *m = atomic_load_explicit(&modules, memory_order_acquire);
 	for (unsigned i = 0; i < n; i++)
-		if (addr - modules[i].start < modules[i].end - modules[i].start)
+		if (addr - m[i].start < m[i].end - m[i].start)
 			return true;
 	return false;
 }
@@ -192,16 +201,35 @@ static uint64_t name_hash(const char *name)
 	return h;
 }
 
-/* Records a module in the journal and in modules[] (module_lock held).
- * A module without a name is the program when it is the first loaded.
- * Past MAX_MODULES at once, modules are not recorded: without a place in
- * modules[] one would be recorded again at every new site. */
+/* Room for one more module (module_lock held). */
+static struct module_range *modules_room(unsigned n)
+{
+	struct module_range *m = atomic_load_explicit(&modules, memory_order_relaxed);
+	if (n < modules_cap)
+		return m;
+	if (modules_cap >= MODULES_MAX)
+		return NULL;
+	struct module_range *bigger = mmap(NULL, 2 * (size_t)modules_cap * sizeof(*m), PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (bigger == MAP_FAILED)
+		return NULL;
+	memcpy(bigger, m, (size_t)n * sizeof(*m));
+	modules_cap *= 2;
+	atomic_store_explicit(&modules, bigger, memory_order_release);
+	return bigger;
+}
+
+/* Records a module in the journal and in modules (module_lock held). A
+ * module without a name is the program when it is the first loaded. One
+ * that finds no room is not recorded: without a place in modules it would
+ * be recorded again at every new site. */
 static void module_add(const char *name, bool first, uint64_t base, uint64_t lo, uint64_t hi,
 	const uint8_t *id, size_t idlen)
 {
 	char exe[512];
 	unsigned n = atomic_load(&nmodules);
-	if (n >= MAX_MODULES || lo >= hi)
+	struct module_range *m = lo < hi ? modules_room(n) : NULL;
+	if (!m)
 		return;
 	uint64_t who = name_hash(name);
 	if (!name || !*name) {
@@ -212,9 +240,7 @@ static void module_add(const char *name, bool first, uint64_t base, uint64_t lo,
 		name = exe;
 	}
 	if (journal_module(name, base, lo, hi, id, idlen) == 0) {
-		modules[n].start = lo;
-		modules[n].end = hi;
-		modules[n].name = who;
+		m[n] = (struct module_range){ lo, hi, who };
 		atomic_store_explicit(&nmodules, n + 1, memory_order_release);
 	}
 }
@@ -320,8 +346,9 @@ static bool recorded_here(const struct dl_find_object *o)
 	uint64_t lo = (uint64_t)(uintptr_t)o->dlfo_map_start, hi = (uint64_t)(uintptr_t)o->dlfo_map_end;
 	uint64_t who = name_hash(o->dlfo_link_map->l_name);
 	unsigned n = atomic_load_explicit(&nmodules, memory_order_acquire);
+	const struct module_range *m = atomic_load_explicit(&modules, memory_order_acquire);
 	for (unsigned i = 0; i < n; i++)
-		if (modules[i].start == lo && modules[i].end == hi && modules[i].name == who)
+		if (m[i].start == lo && m[i].end == hi && m[i].name == who)
 			return true;
 	return false;
 }
@@ -348,23 +375,55 @@ static void modules_of_frames(const uint64_t *frames, unsigned depth)
 
 /* Code was unloaded: the recorded modules no longer loaded where they were
  * are retired. */
+/* Whether recorded module i is still loaded where it was: the same range,
+ * under the same name (code of the same size loaded at the same place is
+ * another module). */
+static bool still_there(const struct module_range *m)
+{
+	struct dl_find_object o;
+	return _dl_find_object((void *)(uintptr_t)m->start, &o) == 0 &&
+		(uint64_t)(uintptr_t)o.dlfo_map_start == m->start && (uint64_t)(uintptr_t)o.dlfo_map_end == m->end &&
+		name_hash(o.dlfo_link_map->l_name) == m->name;
+}
+
+/* module_lock held. */
+static void retire_gone(void)
+{
+	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed), keep = 0;
+	struct module_range *m = atomic_load_explicit(&modules, memory_order_relaxed);
+	for (unsigned i = 0; i < have; i++) {
+		if (still_there(&m[i]))
+			m[keep++] = m[i];
+		else
+			retire(m[i].start, m[i].end);
+	}
+	atomic_store_explicit(&nmodules, keep, memory_order_release);
+}
+
 void journal_modules_unloaded(void)
 {
 	pthread_mutex_lock(&module_lock);
-	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed), keep = 0;
-	for (unsigned i = 0; i < have; i++) {
-		struct dl_find_object o;
-		/* Still there: the same range, under the same name (code of the
-		 * same size loaded at the same place is another module). */
-		if (_dl_find_object((void *)(uintptr_t)modules[i].start, &o) == 0 &&
-		    (uint64_t)(uintptr_t)o.dlfo_map_start == modules[i].start &&
-		    (uint64_t)(uintptr_t)o.dlfo_map_end == modules[i].end &&
-		    name_hash(o.dlfo_link_map->l_name) == modules[i].name)
-			modules[keep++] = modules[i];
-		else
-			retire(modules[i].start, modules[i].end);
-	}
-	atomic_store_explicit(&nmodules, keep, memory_order_release);
+	retire_gone();
+	pthread_mutex_unlock(&module_lock);
+}
+
+/* During an unload: a frame in a recorded module's range that now holds
+ * another module retires it before the stack is hashed, so that the stack
+ * makes a site of its own rather than count in the old module's. */
+static __attribute__((noinline, cold)) void retire_replaced(const uint64_t *frames, unsigned depth)
+{
+	pthread_mutex_lock(&module_lock);
+	unsigned have = atomic_load_explicit(&nmodules, memory_order_relaxed);
+	const struct module_range *m = atomic_load_explicit(&modules, memory_order_relaxed);
+	for (unsigned f = 0; f < depth; f++)
+		for (unsigned i = 0; i < have; i++)
+			if (frames[f] - m[i].start < m[i].end - m[i].start) {
+				if (!still_there(&m[i])) {
+					retire_gone();
+					f = depth;
+				}
+				break;
+			}
 	pthread_mutex_unlock(&module_lock);
 }
 #else
@@ -412,6 +471,12 @@ void journal_modules_unloaded(void)
 	pthread_mutex_lock(&module_lock);
 	atomic_store_explicit(&nmodules, 0, memory_order_release);
 	pthread_mutex_unlock(&module_lock);
+}
+
+static void retire_replaced(const uint64_t *frames, unsigned depth)
+{
+	(void)frames;
+	(void)depth;
 }
 #endif
 
@@ -517,6 +582,8 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 		return 0;
 	if (depth > RH_MAX_TRACE_DEPTH)
 		depth = RH_MAX_TRACE_DEPTH;
+	if (__builtin_expect(atomic_load_explicit(&unloading, memory_order_acquire) != 0, 0))
+		retire_replaced(frames, depth);
 	uint64_t hash = hash_frames(frames, depth);
 	unsigned nr = atomic_load_explicit(&nretired, memory_order_acquire);
 	if (__builtin_expect(nr != 0, 0))

@@ -518,12 +518,14 @@ EXPORT int malloc_trim(size_t pad)
  * loader counts the objects it ever unloaded; a dlclose that unloaded
  * nothing (another handle still holds the object) keeps them. The count
  * also takes in what the C library unloaded on its own since the last
- * check: iconv's modules, which iconv_open, iconv_close and the locale
- * calls below may unload (a gconv module goes after a few releases).
- * While an unload is under way, another thread may load code in the freed
- * range and allocate from it before the rules go: walks then find their
- * rules anew, and new sites check their modules (unwind_unload_begin,
- * journal_unload_begin). */
+ * check: iconv's modules, which iconv_open, iconv_close and the calls that
+ * change or free a locale may unload (a module goes after a few releases),
+ * so these check it too. While a dlclose is under way, another thread may
+ * load code in the freed range and allocate from it before the rules go:
+ * walks then find their rules anew, and call sites check their modules
+ * (unwind_unload_begin, journal_unload_begin). The other calls are not
+ * such windows (walks would lose their cache while any thread converts
+ * text); a walk never reads past its stack whatever a rule says. */
 static unsigned long long unloads_seen;
 
 static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
@@ -533,25 +535,23 @@ static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-static void unload_begin(void)
+/* Whether code was unloaded since the last check; if so, what was cached
+ * of it goes. Only with provenance on: nothing is cached without it. */
+static bool unloads_check(void)
 {
-	unwind_unload_begin();
-	journal_unload_begin();
-}
-
-static void unload_end(void)
-{
+	if (state != ENABLED || !depth)
+		return false;
 	int e = errno;
 	unsigned long long unloads = 0;
 	dl_iterate_phdr(read_unloads, &unloads);
 	bool unloaded = __atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads;
-	if (unloaded && depth) {
+	if (unloaded) {
 		unw_flush_cache(unw_local_addr_space, 0, 0);
 		journal_modules_unloaded();
+		unwind_flush();
 	}
-	unwind_unload_end(unloaded);
-	journal_unload_end();
 	errno = e;
+	return unloaded;
 }
 
 #define REAL(ret, name, args, fail)                                  \
@@ -566,58 +566,82 @@ static void unload_end(void)
 EXPORT int dlclose(void *handle)
 {
 	REAL(int, "dlclose", (void *), -1)
-	unload_begin();
+	unwind_unload_begin();
+	journal_unload_begin();
 	int r = real(handle);
-	unload_end();
+	unloads_check();
+	unwind_unload_end(false);
+	journal_unload_end();
 	return r;
 }
 
 EXPORT iconv_t iconv_open(const char *to, const char *from)
 {
 	REAL(iconv_t, "iconv_open", (const char *, const char *), (iconv_t)-1)
-	unload_begin();
 	iconv_t cd = real(to, from);
-	unload_end();
+	unloads_check();
 	return cd;
 }
 
 EXPORT int iconv_close(iconv_t cd)
 {
 	REAL(int, "iconv_close", (iconv_t), -1)
-	unload_begin();
 	int r = real(cd);
-	unload_end();
+	unloads_check();
 	return r;
 }
 
+/* A query (locale NULL) changes nothing. */
 EXPORT char *setlocale(int category, const char *locale)
 {
 	REAL(char *, "setlocale", (int, const char *), NULL)
-	unload_begin();
 	char *r = real(category, locale);
-	unload_end();
+	if (locale)
+		unloads_check();
+	return r;
+}
+
+/* newlocale and freelocale, and the names libstdc++ calls them by. */
+static locale_t newlocale_checked(locale_t (*real)(int, const char *, locale_t), int mask, const char *locale,
+	locale_t base)
+{
+	locale_t r = real(mask, locale, base);
+	unloads_check();
 	return r;
 }
 
 EXPORT locale_t newlocale(int mask, const char *locale, locale_t base)
 {
 	REAL(locale_t, "newlocale", (int, const char *, locale_t), (locale_t)0)
-	unload_begin();
-	locale_t r = real(mask, locale, base);
-	unload_end();
-	return r;
+	return newlocale_checked(real, mask, locale, base);
+}
+
+EXPORT locale_t __newlocale(int mask, const char *locale, locale_t base)
+{
+	REAL(locale_t, "__newlocale", (int, const char *, locale_t), (locale_t)0)
+	return newlocale_checked(real, mask, locale, base);
+}
+
+static void freelocale_checked(const char *name, void (**real)(locale_t), locale_t loc)
+{
+	if (!*real)
+		*real = (void (*)(locale_t))next_sym(name);
+	if (!*real)
+		return;
+	(*real)(loc);
+	unloads_check();
 }
 
 EXPORT void freelocale(locale_t loc)
 {
 	static void (*real)(locale_t);
-	if (!real)
-		real = (void (*)(locale_t))next_sym("freelocale");
-	if (!real)
-		return;
-	unload_begin();
-	real(loc);
-	unload_end();
+	freelocale_checked("freelocale", &real, loc);
+}
+
+EXPORT void __freelocale(locale_t loc)
+{
+	static void (*real)(locale_t);
+	freelocale_checked("__freelocale", &real, loc);
 }
 
 /* --- Signal masks ---------------------------------------------------------------- */

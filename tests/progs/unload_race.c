@@ -6,8 +6,10 @@
  * shim's dlclose hook is done. The window is held open by this program's
  * own dl_iterate_phdr (exported, so the shim's hook calls it): at the
  * hook's first call it lets the second thread run, and waits for it.
- * Blocks kept: 100000 bytes from A (before), 200000 from B (in the window),
- * 300000 from B (after). Run with RH_SHMALLOC_KEEP=1: the heap file then
+ * Blocks kept: 100000 bytes from A by the main thread, 50000 from A by the
+ * second thread before the window and 200000 from B in it, through the
+ * same call instruction (with plugins of the same code, the same stack),
+ * 300000 from B after. Run with RH_SHMALLOC_KEEP=1: the heap file then
  * tells who made them. Prints "same" when B was loaded where A was, else
  * "moved".
  */
@@ -22,7 +24,7 @@
 typedef int (*iterate_fn)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
 typedef void *(*make_fn)(size_t);
 
-static sem_t go, done;
+static sem_t ready, go, done;
 static volatile int armed;
 static const char *b_path;
 static make_fn b_make;
@@ -72,15 +74,21 @@ static __attribute__((noinline)) void scrub(void)
 		z[i] = 0;
 }
 
+static make_fn a_make;
+
 static void *second(void *arg)
 {
 	(void)arg;
-	free(malloc(10)); /* the thread's caches are made before the window */
-	sem_wait(&go);
-	void *h;
-	b_make = load(b_path, &h);
-	scrub();
-	make_block(b_make, 200000);
+	for (int k = 0; k < 2; k++) {
+		if (k) {
+			sem_post(&ready);
+			sem_wait(&go);
+			void *h;
+			b_make = load(b_path, &h);
+			scrub();
+		}
+		make_block(k ? b_make : a_make, k ? 200000 : 50000);
+	}
 	sem_post(&done);
 	return NULL;
 }
@@ -92,15 +100,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	b_path = argv[2];
+	sem_init(&ready, 0, 0);
 	sem_init(&go, 0, 0);
 	sem_init(&done, 0, 0);
+	void *ha, *hs;
+	a_make = load(argv[1], &ha);
+	load(argv[3], &hs); /* below A: A's range stays a hole of its own */
+	make_block(a_make, 100000);
 	pthread_t t;
 	if (pthread_create(&t, NULL, second, NULL) != 0)
 		return 2;
-	void *ha, *hs;
-	make_fn a_make = load(argv[1], &ha);
-	load(argv[3], &hs); /* below A: A's range stays a hole of its own */
-	make_block(a_make, 100000);
+	sem_wait(&ready); /* its block from A is made */
 	armed = 1;
 	dlclose(ha);
 	pthread_join(t, NULL);
