@@ -64,6 +64,14 @@ static inline int test_in_child(void (*fn)(void))
 	return status;
 }
 
+/* Runs fn in a child, which must exit with status 0. */
+static inline void test_child_ok(void (*fn)(void))
+{
+	int status = test_in_child(fn);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static inline int test_setup(void **state)
 {
 	(void)state;

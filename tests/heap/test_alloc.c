@@ -1167,9 +1167,7 @@ static void child_trim_blocked(void)
 static void test_alloc_grows_after_trim_with_classes_in_the_way(void **state)
 {
 	(void)state;
-	int status = test_in_child(child_trim_blocked);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	test_child_ok(child_trim_blocked);
 }
 
 /* A superblock made for a private block holds no memory of the file: it
@@ -1200,17 +1198,13 @@ static void child_private_superblock_budget(void)
 static void test_alloc_private_superblock_keeps_budget(void **state)
 {
 	(void)state;
-	int status = test_in_child(child_private_superblock_budget);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	test_child_ok(child_private_superblock_budget);
 }
 
 static void test_alloc_private_free_keeps_retention(void **state)
 {
 	(void)state;
-	int status = test_in_child(child_private_free);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	test_child_ok(child_private_free);
 }
 
 /* Freeing a private block maps the heap file back; when the program has
@@ -1238,9 +1232,7 @@ static void child_free_without_descriptor(void)
 static void test_alloc_private_free_keeps_errno(void **state)
 {
 	(void)state;
-	int status = test_in_child(child_free_without_descriptor);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	test_child_ok(child_free_without_descriptor);
 }
 
 static unsigned char *forked_private;

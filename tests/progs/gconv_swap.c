@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "plugin_host.h"
+
 struct range {
 	const char *name;
 	uintptr_t lo, hi;
@@ -51,13 +53,6 @@ static struct range where(const char *name)
 	struct range r = { name, 0, 0, 0 };
 	dl_iterate_phdr(find, &r);
 	return r;
-}
-
-static __attribute__((noinline)) void *make_block(void *(*make)(size_t), size_t n)
-{
-	void *p = make(n);
-	__asm__ volatile("" ::: "memory");
-	return p;
 }
 
 int main(int argc, char **argv)

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugin_host.h"
+
 static void *(*load(const char *path, void **handle))(size_t)
 {
 	*handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -26,15 +28,6 @@ static void *(*load(const char *path, void **handle))(size_t)
 		exit(2);
 	}
 	return make;
-}
-
-/* One call instruction for both plugins: their stacks differ only where
- * the plugins' code was, at the same addresses when B took A's place. */
-static __attribute__((noinline)) void *make_block(void *(*make)(size_t), size_t n)
-{
-	void *p = make(n);
-	__asm__ volatile("" ::: "memory");
-	return p;
 }
 
 int main(int argc, char **argv)

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugin_host.h"
+
 typedef int (*iterate_fn)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
 typedef void *(*make_fn)(size_t);
 
@@ -54,16 +56,12 @@ static make_fn load(const char *path, void **handle)
 	return make;
 }
 
-/* One call instruction for both plugins (see plugin_swap.c). */
-static __attribute__((noinline)) void *make_block(make_fn make, size_t n)
+static void kept(void *p)
 {
-	void *p = make(n);
-	__asm__ volatile("" ::: "memory");
 	if (!p) {
-		fprintf(stderr, "unload_race: no block of %zu bytes\n", n);
+		fprintf(stderr, "unload_race: a block was not made\n");
 		exit(1);
 	}
-	return p;
 }
 
 /* Zeros where B's frame will be: a wrong rule reads a 0 return address. */
@@ -87,7 +85,7 @@ static void *second(void *arg)
 			b_make = load(b_path, &h);
 			scrub();
 		}
-		make_block(k ? b_make : a_make, k ? 200000 : 50000);
+		kept(make_block(k ? b_make : a_make, k ? 200000 : 50000));
 	}
 	sem_post(&done);
 	return NULL;
@@ -106,7 +104,7 @@ int main(int argc, char **argv)
 	void *ha, *hs;
 	a_make = load(argv[1], &ha);
 	load(argv[3], &hs); /* below A: A's range stays a hole of its own */
-	make_block(a_make, 100000);
+	kept(make_block(a_make, 100000));
 	pthread_t t;
 	if (pthread_create(&t, NULL, second, NULL) != 0)
 		return 2;
@@ -114,7 +112,7 @@ int main(int argc, char **argv)
 	armed = 1;
 	dlclose(ha);
 	pthread_join(t, NULL);
-	make_block(b_make, 300000);
+	kept(make_block(b_make, 300000));
 	printf("%s\n", (void *)b_make == (void *)a_make ? "same" : "moved");
 	return 0;
 }
