@@ -45,6 +45,8 @@ static _Atomic unsigned ninherited;
 
 static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The page classes' place and bytes; taken under grow_lock or a pool's. */
+static pthread_mutex_t classes_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t foreign_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool options_loaded;
@@ -383,13 +385,15 @@ static void heap_close(struct heap *h)
  * else they move to a new place twice as big. The old place stays mapped,
  * as a free may still read there: what it reads is right for the blocks
  * it can hold, which were all made before the move, and the bytes written
- * since (heap_classes_set, under grow_lock too) go to the new place. */
+ * since (heap_classes_set, under classes_lock too) go to the new place. */
 static bool classes_cover(struct heap *h, uint64_t end)
 {
 	size_t page = (size_t)1 << h->page_shift;
 	size_t need = ((end >> RH_CLASS_GRAIN) + page - 1) & ~(page - 1);
 	if (need <= h->classes_ready)
 		return true;
+	bool ok = true;
+	pthread_mutex_lock(&classes_lock);
 	uint8_t *at = h->classes + h->classes_ready;
 	size_t n = need - h->classes_ready;
 	if (need <= h->classes_size ? os_map_anon(at, n) == 0 :
@@ -397,25 +401,28 @@ static bool classes_cover(struct heap *h, uint64_t end)
 		if (h->classes_size < need)
 			h->classes_size = need;
 		h->classes_ready = need;
-		return true;
+	} else {
+		size_t size = need * 2;
+		uint8_t *moved = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (moved != MAP_FAILED) {
+			memcpy(moved, h->classes, h->classes_ready);
+			h->classes = moved;
+			h->classes_size = h->classes_ready = size;
+			__atomic_store_n(&rh_classes_bias, (uintptr_t)moved - ((uintptr_t)h->base >> RH_CLASS_GRAIN),
+				__ATOMIC_RELEASE);
+		} else {
+			ok = false;
+		}
 	}
-	size_t size = need * 2;
-	uint8_t *moved = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (moved == MAP_FAILED)
-		return false;
-	memcpy(moved, h->classes, h->classes_ready);
-	h->classes = moved;
-	h->classes_size = h->classes_ready = size;
-	__atomic_store_n(&rh_classes_bias, (uintptr_t)moved - ((uintptr_t)h->base >> RH_CLASS_GRAIN),
-		__ATOMIC_RELEASE);
-	return true;
+	pthread_mutex_unlock(&classes_lock);
+	return ok;
 }
 
 void heap_classes_set(struct heap *h, uint64_t offset, uint64_t bytes, uint8_t v)
 {
-	pthread_mutex_lock(&grow_lock);
+	pthread_mutex_lock(&classes_lock);
 	memset(h->classes + (offset >> RH_CLASS_GRAIN), v, (size_t)(bytes >> RH_CLASS_GRAIN));
-	pthread_mutex_unlock(&grow_lock);
+	pthread_mutex_unlock(&classes_lock);
 }
 
 /* Appends a superblock of `size` bytes (a multiple of the page size) with a
@@ -794,6 +801,7 @@ void heap_fork_child(void)
 	create_errno = 0;
 	memset(&rh_stats, 0, sizeof(rh_stats));
 	pthread_mutex_init(&grow_lock, NULL);
+	pthread_mutex_init(&classes_lock, NULL);
 	pthread_mutex_init(&fd_lock, NULL);
 	pthread_mutex_init(&foreign_lock, NULL);
 	pthread_mutex_init(&create_lock, NULL);
