@@ -452,12 +452,17 @@ static int record_module(struct dl_phdr_info *info, size_t size, void *arg)
  * through dl_iterate_phdr. trylock: a thread in a dl_iterate_phdr callback
  * of its own holds the loader's lock and may allocate here; waiting for it
  * would deadlock. A module missed now is recorded at the next new site. */
+static _Atomic bool forget_pending;  /* modules to record again, when module_lock is free */
+
 static void modules_of_frames(const uint64_t *frames, unsigned depth)
 {
+	bool forget = atomic_load_explicit(&forget_pending, memory_order_acquire);
 	for (unsigned i = 0; i < depth; i++)
-		if (!covered(frames[i])) {
+		if (forget || !covered(frames[i])) {
 			if (pthread_mutex_trylock(&module_lock) != 0)
 				return;
+			if (atomic_exchange_explicit(&forget_pending, false, memory_order_acq_rel))
+				atomic_store_explicit(&nmodules, 0, memory_order_release);
 			dl_iterate_phdr(record_module, NULL);
 			pthread_mutex_unlock(&module_lock);
 			return;
@@ -465,12 +470,12 @@ static void modules_of_frames(const uint64_t *frames, unsigned depth)
 }
 
 /* Before glibc 2.35 the modules are recorded again after an unload, but
- * code loaded where other code was is not told apart. */
+ * code loaded where other code was is not told apart. Not waited for
+ * either: a thread holding module_lock may be in dl_iterate_phdr, and the
+ * caller may be in a callback of its own. */
 void journal_modules_unloaded(void)
 {
-	pthread_mutex_lock(&module_lock);
-	atomic_store_explicit(&nmodules, 0, memory_order_release);
-	pthread_mutex_unlock(&module_lock);
+	atomic_store_explicit(&forget_pending, true, memory_order_release);
 }
 
 static void retire_replaced(const uint64_t *frames, unsigned depth)

@@ -181,8 +181,11 @@ static __attribute__((noinline)) uint32_t capture(void)
 /* At load: blocks made through the API before any malloc get whole stacks
  * too, and the heap our PID's previous image set aside before exec goes,
  * even if this image never allocates. */
+static void hooks_resolve(void);
+
 __attribute__((constructor)) static void preload_init(void)
 {
+	hooks_resolve();
 	journal_capture = capture;
 	pthread_atfork(NULL, NULL, unwind_fork_child);
 	if (environ)
@@ -535,41 +538,95 @@ static int read_unloads(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-/* Whether code was unloaded since the last check; if so, what was cached
- * of it goes. Only with provenance on: nothing is cached without it. */
-static bool unloads_check(void)
+static unsigned long long unloads_now(void)
 {
-	if (state != ENABLED || !depth)
-		return false;
-	int e = errno;
 	unsigned long long unloads = 0;
 	dl_iterate_phdr(read_unloads, &unloads);
-	bool unloaded = __atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads;
-	if (unloaded) {
-		unw_flush_cache(unw_local_addr_space, 0, 0);
-		journal_modules_unloaded();
-		unwind_flush();
-	}
-	errno = e;
-	return unloaded;
+	return unloads;
 }
 
-#define REAL(ret, name, args, fail)                                  \
-	static ret(*real) args;                                          \
-	if (!real)                                                       \
-		real = (ret(*) args)next_sym(name);                          \
-	if (!real) {                                                     \
-		errno = ENOSYS;                                              \
-		return fail;                                                 \
-	}
+/* Code was unloaded: what was cached of it goes. busy: a signal handler's
+ * allocation in the meantime goes to the C library, and takes none of the
+ * locks held here. */
+static void unloads_forget(void)
+{
+	busy++;
+	unw_flush_cache(unw_local_addr_space, 0, 0);
+	journal_modules_unloaded();
+	unwind_flush();
+	busy--;
+}
 
+/* After a call that may have unloaded code: whether anything was unloaded
+ * since the last check. Only with provenance on: nothing is cached without
+ * it. */
+static void unloads_check(void)
+{
+	if (state != ENABLED || !depth)
+		return;
+	int e = errno;
+	unsigned long long unloads = unloads_now();
+	if (__atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads)
+		unloads_forget();
+	errno = e;
+}
+
+/* The C library's functions the hooks below call, found when the shim is
+ * loaded: looking one up at its first call (dlsym takes the loader's lock)
+ * deadlocked a program that first called it inside a dl_iterate_phdr
+ * callback while another thread was in dlopen. */
+static struct {
+	int (*dlclose)(void *);
+	iconv_t (*iconv_open)(const char *, const char *);
+	int (*iconv_close)(iconv_t);
+	char *(*setlocale)(int, const char *);
+	locale_t (*newlocale)(int, const char *, locale_t);
+	locale_t (*newlocale_)(int, const char *, locale_t);
+	void (*freelocale)(locale_t);
+	void (*freelocale_)(locale_t);
+} hooked;
+
+static void hooks_resolve(void)
+{
+	hooked.dlclose = (int (*)(void *))next_sym("dlclose");
+	hooked.iconv_open = (iconv_t(*)(const char *, const char *))next_sym("iconv_open");
+	hooked.iconv_close = (int (*)(iconv_t))next_sym("iconv_close");
+	hooked.setlocale = (char *(*)(int, const char *))next_sym("setlocale");
+	hooked.newlocale = (locale_t(*)(int, const char *, locale_t))next_sym("newlocale");
+	hooked.newlocale_ = (locale_t(*)(int, const char *, locale_t))next_sym("__newlocale");
+	hooked.freelocale = (void (*)(locale_t))next_sym("freelocale");
+	hooked.freelocale_ = (void (*)(locale_t))next_sym("__freelocale");
+}
+
+/* A hook called before the shim's constructor ran (from another's). */
+#define REAL(field, name)                                                      \
+	do {                                                                   \
+		if (!hooked.field)                                               \
+			hooked.field = (__typeof__(hooked.field))next_sym(name);   \
+	} while (0)
+
+/* The unload count is compared before and after: another thread's check
+ * in between may have taken the change already. */
 EXPORT int dlclose(void *handle)
 {
-	REAL(int, "dlclose", (void *), -1)
+	REAL(dlclose, "dlclose");
+	if (!hooked.dlclose) {
+		errno = ENOSYS;
+		return -1;
+	}
+	bool check = state == ENABLED && depth;
+	unsigned long long before = check ? unloads_now() : 0;
 	unwind_unload_begin();
 	journal_unload_begin();
-	int r = real(handle);
-	unloads_check();
+	int r = hooked.dlclose(handle);
+	if (check) {
+		int e = errno;
+		unsigned long long after = unloads_now();
+		__atomic_store_n(&unloads_seen, after, __ATOMIC_RELAXED);
+		if (after != before)
+			unloads_forget();
+		errno = e;
+	}
 	unwind_unload_end(false);
 	journal_unload_end();
 	return r;
@@ -577,16 +634,24 @@ EXPORT int dlclose(void *handle)
 
 EXPORT iconv_t iconv_open(const char *to, const char *from)
 {
-	REAL(iconv_t, "iconv_open", (const char *, const char *), (iconv_t)-1)
-	iconv_t cd = real(to, from);
+	REAL(iconv_open, "iconv_open");
+	if (!hooked.iconv_open) {
+		errno = ENOSYS;
+		return (iconv_t)-1;
+	}
+	iconv_t cd = hooked.iconv_open(to, from);
 	unloads_check();
 	return cd;
 }
 
 EXPORT int iconv_close(iconv_t cd)
 {
-	REAL(int, "iconv_close", (iconv_t), -1)
-	int r = real(cd);
+	REAL(iconv_close, "iconv_close");
+	if (!hooked.iconv_close) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int r = hooked.iconv_close(cd);
 	unloads_check();
 	return r;
 }
@@ -594,54 +659,56 @@ EXPORT int iconv_close(iconv_t cd)
 /* A query (locale NULL) changes nothing. */
 EXPORT char *setlocale(int category, const char *locale)
 {
-	REAL(char *, "setlocale", (int, const char *), NULL)
-	char *r = real(category, locale);
+	REAL(setlocale, "setlocale");
+	if (!hooked.setlocale)
+		return NULL;
+	char *r = hooked.setlocale(category, locale);
 	if (locale)
 		unloads_check();
 	return r;
 }
 
 /* newlocale and freelocale, and the names libstdc++ calls them by. */
-static locale_t newlocale_checked(locale_t (*real)(int, const char *, locale_t), int mask, const char *locale,
-	locale_t base)
+EXPORT locale_t newlocale(int mask, const char *locale, locale_t base)
 {
-	locale_t r = real(mask, locale, base);
+	REAL(newlocale, "newlocale");
+	if (!hooked.newlocale) {
+		errno = ENOSYS;
+		return (locale_t)0;
+	}
+	locale_t r = hooked.newlocale(mask, locale, base);
 	unloads_check();
 	return r;
 }
 
-EXPORT locale_t newlocale(int mask, const char *locale, locale_t base)
-{
-	REAL(locale_t, "newlocale", (int, const char *, locale_t), (locale_t)0)
-	return newlocale_checked(real, mask, locale, base);
-}
-
 EXPORT locale_t __newlocale(int mask, const char *locale, locale_t base)
 {
-	REAL(locale_t, "__newlocale", (int, const char *, locale_t), (locale_t)0)
-	return newlocale_checked(real, mask, locale, base);
-}
-
-static void freelocale_checked(const char *name, void (**real)(locale_t), locale_t loc)
-{
-	if (!*real)
-		*real = (void (*)(locale_t))next_sym(name);
-	if (!*real)
-		return;
-	(*real)(loc);
+	REAL(newlocale_, "__newlocale");
+	if (!hooked.newlocale_) {
+		errno = ENOSYS;
+		return (locale_t)0;
+	}
+	locale_t r = hooked.newlocale_(mask, locale, base);
 	unloads_check();
+	return r;
 }
 
 EXPORT void freelocale(locale_t loc)
 {
-	static void (*real)(locale_t);
-	freelocale_checked("freelocale", &real, loc);
+	REAL(freelocale, "freelocale");
+	if (hooked.freelocale) {
+		hooked.freelocale(loc);
+		unloads_check();
+	}
 }
 
 EXPORT void __freelocale(locale_t loc)
 {
-	static void (*real)(locale_t);
-	freelocale_checked("__freelocale", &real, loc);
+	REAL(freelocale_, "__freelocale");
+	if (hooked.freelocale_) {
+		hooked.freelocale_(loc);
+		unloads_check();
+	}
 }
 
 /* --- Signal masks ---------------------------------------------------------------- */
