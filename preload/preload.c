@@ -669,28 +669,28 @@ EXPORT char *setlocale(int category, const char *locale)
 }
 
 /* newlocale and freelocale, and the names libstdc++ calls them by. */
-EXPORT locale_t newlocale(int mask, const char *locale, locale_t base)
+static locale_t newlocale_checked(locale_t (*fn)(int, const char *, locale_t), int mask, const char *locale,
+	locale_t base)
 {
-	REAL(newlocale, "newlocale");
-	if (!hooked.newlocale) {
+	if (!fn) {
 		errno = ENOSYS;
 		return (locale_t)0;
 	}
-	locale_t r = hooked.newlocale(mask, locale, base);
+	locale_t r = fn(mask, locale, base);
 	unloads_check();
 	return r;
+}
+
+EXPORT locale_t newlocale(int mask, const char *locale, locale_t base)
+{
+	REAL(newlocale, "newlocale");
+	return newlocale_checked(hooked.newlocale, mask, locale, base);
 }
 
 EXPORT locale_t __newlocale(int mask, const char *locale, locale_t base)
 {
 	REAL(newlocale_, "__newlocale");
-	if (!hooked.newlocale_) {
-		errno = ENOSYS;
-		return (locale_t)0;
-	}
-	locale_t r = hooked.newlocale_(mask, locale, base);
-	unloads_check();
-	return r;
+	return newlocale_checked(hooked.newlocale_, mask, locale, base);
 }
 
 EXPORT void freelocale(locale_t loc)
