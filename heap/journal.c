@@ -339,30 +339,14 @@ static size_t build_id_mapped(uint64_t lo, uint64_t hi, uint64_t bias, const uin
  * lock the allocating thread held). module_lock is waited for: no path
  * takes the loader's lock under it, and a site must not be recorded before
  * its modules (see FORMAT.md, MODULE). */
-/* Whether the module recorded at a frame's range is the one loaded there:
- * the same range and name. */
-static bool recorded_here(const struct dl_find_object *o)
-{
-	uint64_t lo = (uint64_t)(uintptr_t)o->dlfo_map_start, hi = (uint64_t)(uintptr_t)o->dlfo_map_end;
-	uint64_t who = name_hash(o->dlfo_link_map->l_name);
-	unsigned n = atomic_load_explicit(&nmodules, memory_order_acquire);
-	const struct module_range *m = atomic_load_explicit(&modules, memory_order_acquire);
-	for (unsigned i = 0; i < n; i++)
-		if (m[i].start == lo && m[i].end == hi && m[i].name == who)
-			return true;
-	return false;
-}
-
 static void modules_of_frames(const uint64_t *frames, unsigned depth)
 {
+	/* During an unload, a recorded range that holds other code already
+	 * was retired before the stack was hashed (retire_replaced). */
 	pthread_mutex_lock(&module_lock);
-	/* During an unload, a recorded range may hold other code already. */
-	bool check = atomic_load_explicit(&unloading, memory_order_acquire) != 0;
 	for (unsigned i = 0; i < depth; i++) {
 		struct dl_find_object o;
-		if ((!check && covered(frames[i])) || _dl_find_object((void *)(uintptr_t)frames[i], &o) != 0)
-			continue;
-		if (check && recorded_here(&o))
+		if (covered(frames[i]) || _dl_find_object((void *)(uintptr_t)frames[i], &o) != 0)
 			continue;
 		const struct link_map *lm = o.dlfo_link_map;
 		uint64_t lo = (uint64_t)(uintptr_t)o.dlfo_map_start, hi = (uint64_t)(uintptr_t)o.dlfo_map_end;

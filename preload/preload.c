@@ -627,7 +627,7 @@ EXPORT int dlclose(void *handle)
 			unloads_forget();
 		errno = e;
 	}
-	unwind_unload_end(false);
+	unwind_unload_end();
 	journal_unload_end();
 	return r;
 }

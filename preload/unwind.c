@@ -97,10 +97,8 @@ void unwind_unload_begin(void)
 	atomic_fetch_add_explicit(&unloading, 1, memory_order_seq_cst);
 }
 
-void unwind_unload_end(bool unloaded)
+void unwind_unload_end(void)
 {
-	if (unloaded)
-		unwind_flush();
 	/* Never below 0: a forked child starts from 0 even when the thread
 	 * that forked was in an unload. */
 	unsigned v = atomic_load_explicit(&unloading, memory_order_relaxed);
@@ -736,9 +734,8 @@ void unwind_unload_begin(void)
 {
 }
 
-void unwind_unload_end(bool unloaded)
+void unwind_unload_end(void)
 {
-	(void)unloaded;
 }
 
 bool unwind_flushed(void)

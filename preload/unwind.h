@@ -21,10 +21,10 @@ void unwind_flush(void);
 /* Around anything that may unload code (dlclose, and the C library's
  * calls that may unload iconv's modules): until the end, walks find their
  * rules anew instead of from the cache, since another thread may load code
- * where the unloaded code was before the end. unwind_unload_end(true) when
- * code was unloaded: the cached rules go (unwind_flush). */
+ * where the unloaded code was before the end; what was unloaded is
+ * dropped with unwind_flush before it. */
 void unwind_unload_begin(void);
-void unwind_unload_end(bool unloaded);
+void unwind_unload_end(void);
 
 /* Whether unwind_flush was ever called: libunwind's unw_backtrace keeps
  * rules of unloaded code that no flush reaches. */

@@ -625,14 +625,6 @@ static void test_alloc_little_used_class_takes_a_page(void **state)
 	assert_int_equal(heap_used(), 0);
 }
 
-static int check_byte(const unsigned char *p, size_t n, unsigned char v)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != v)
-			return 0;
-	return 1;
-}
-
 /* The page classes that free reads instead of a block's header: 1 + the
  * class on every page of a SMALL span, 0 once the span is freed, and 0
  * under a LARGE block (else its free would cache it as a small block). */
@@ -692,16 +684,16 @@ static void test_alloc_zero_bytes_aligned_to_pages(void **state)
 		assert_true(rh_shm_usable_size(z) >= 1);
 		unsigned char *q = rh_shm_alloc(40);
 		assert_non_null(q);
-		memset(q, 'q', 40);
+		fill(q, 40, 11);
 		rh_shm_free(z);
 		assert_int_equal(heap_used(), used + 40);
 		unsigned char *r = rh_shm_alloc(40);
 		assert_non_null(r);
-		memset(r, 'r', 40);
+		fill(r, 40, 12);
 		if ((uintptr_t)r < (uintptr_t)q + 40 && (uintptr_t)q < (uintptr_t)r + 40)
 			fail_msg("alignment %zu: a block at %p overlaps a live one at %p", aligns[i], (void *)r,
 				 (void *)q);
-		assert_int_equal(check_byte(q, 40, 'q'), 1);
+		assert_int_equal(check(q, 40, 11), (size_t)-1);
 		rh_shm_free(r);
 		rh_shm_free(q);
 		assert_int_equal(heap_used(), used);

@@ -278,10 +278,11 @@ static void test_walks_during_unload(void **state)
 	unwind_unload_begin();
 	unwind_unload_begin();
 	assert_int_equal(grows(MAX, 64), n);
-	unwind_unload_end(false);
+	unwind_unload_end();
 	assert_int_equal(grows(MAX, 64), n);
-	unwind_unload_end(true);
-	unwind_unload_end(false);  /* one end too many: nothing goes below none */
+	unwind_flush();
+	unwind_unload_end();
+	unwind_unload_end();  /* one end too many: nothing goes below none */
 	assert_int_equal(grows(MAX, 512), n);
 }
 

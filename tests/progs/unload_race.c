@@ -5,7 +5,8 @@
  * through it, after the C library's dlclose unloaded A and before the
  * shim's dlclose hook is done. The window is held open by this program's
  * own dl_iterate_phdr (exported, so the shim's hook calls it): at the
- * hook's first call it lets the second thread run, and waits for it.
+ * hook's first call after A is gone, it lets the second thread run, and
+ * waits for it.
  * Blocks kept: 100000 bytes from A by the main thread, 50000 from A by the
  * second thread before the window and 200000 from B in it, through the
  * same call instruction (with plugins of the same code, the same stack),
@@ -29,7 +30,7 @@ typedef void *(*make_fn)(size_t);
 static sem_t ready, go, done;
 static volatile int armed;
 static const char *b_path;
-static make_fn b_make;
+static make_fn a_make, b_make;
 
 __attribute__((visibility("default"))) int dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *),
 	void *arg)
@@ -37,7 +38,8 @@ __attribute__((visibility("default"))) int dl_iterate_phdr(int (*cb)(struct dl_p
 	static iterate_fn real;
 	if (!real)
 		real = (iterate_fn)dlsym(RTLD_NEXT, "dl_iterate_phdr");
-	if (armed) {
+	Dl_info where;
+	if (armed && !dladdr((void *)a_make, &where)) { /* A is unloaded */
 		armed = 0;
 		sem_post(&go);
 		sem_wait(&done);
@@ -71,8 +73,6 @@ static __attribute__((noinline)) void scrub(void)
 	for (size_t i = 0; i < sizeof(z); i++)
 		z[i] = 0;
 }
-
-static make_fn a_make;
 
 static void *second(void *arg)
 {
