@@ -18,6 +18,23 @@
 #include "alloc.h"
 
 const uint32_t rh_class_size[RH_NUM_CLASSES] = { RH_SIZE_CLASSES };
+
+/* The class of a slot of `need` bytes: 16-byte steps up to 256, then four
+ * per doubling. A constant expression, for the table below. */
+#define CLASS_E(need) (63 - __builtin_clzl((need) - 1))
+#define CLASS_OF_NEED(need) ((need) <= 32 ? 0 : (need) <= 256 ? ((need) + 15) / 16 - 2 : \
+	15 + (CLASS_E(need) - 8) * 4 + \
+	(((need) - (1ul << CLASS_E(need)) + (1ul << CLASS_E(need) >> 2) - 1) >> (CLASS_E(need) - 2)) - 1)
+/* Step i holds the requests of i * 16 - 15 to i * 16 bytes (0 in step 0). */
+#define CLASS_STEP(i) CLASS_OF_NEED((i) * 16ul + HDR)
+#define STEPS4(i) CLASS_STEP(i), CLASS_STEP((i) + 1), CLASS_STEP((i) + 2), CLASS_STEP((i) + 3)
+#define STEPS16(i) STEPS4(i), STEPS4((i) + 4), STEPS4((i) + 8), STEPS4((i) + 12)
+#define STEPS64(i) STEPS16(i), STEPS16((i) + 16), STEPS16((i) + 32), STEPS16((i) + 48)
+#define STEPS256(i) STEPS64(i), STEPS64((i) + 64), STEPS64((i) + 128), STEPS64((i) + 192)
+#define STEPS1024(i) STEPS256(i), STEPS256((i) + 256), STEPS256((i) + 512), STEPS256((i) + 768)
+const uint8_t rh_class_of[(SMALL_MAX_REQUEST + 15) / 16 + 1] = { STEPS1024(0), STEPS1024(1024) };
+_Static_assert((SMALL_MAX_REQUEST + 15) / 16 + 1 == 2048, "class steps");
+_Static_assert(CLASS_STEP(2047) == RH_NUM_CLASSES - 1, "class steps");
 /* Free committed pages a pool keeps for reuse before it punches holes. */
 #define RETAIN_BYTES (32u << 20)
 
@@ -138,6 +155,7 @@ static bool tcache_init(void)
 		m = m < 8 ? 8 : m > 128 ? 128 : m;
 		uint32_t f = ((uint32_t)1 << h->page_shift) / rh_class_size[c];
 		rh_tc.bins[c].max = (uint16_t)m;
+		rh_tc.bins[c].usable = (uint16_t)(rh_class_size[c] - HDR);
 		rh_tc.bins[c].fill = (uint16_t)(f < 1 ? 1 : f > m / 2 + 1 ? m / 2 + 1 : f);
 	}
 	pthread_setspecific(tc_key, &rh_tc);
@@ -1602,7 +1620,9 @@ void alloc_fork_child(void)
 	memset(pools, 0, sizeof(pools));
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
 		pthread_mutex_init(&pools[i].lock, NULL);
+	int busy = rh_tc.busy;
 	memset(&rh_tc, 0, sizeof(rh_tc));
+	rh_tc.busy = busy;
 	atomic_store(&counter_slots, 1);
 }
 

@@ -7,6 +7,8 @@
 #ifndef RH_ALLOC_H
 #define RH_ALLOC_H
 
+#pragma GCC visibility push(hidden)
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -20,9 +22,10 @@ extern const uint32_t rh_class_size[RH_NUM_CLASSES];
 
 struct tbin {
 	void *head;
-	uint32_t count;
+	uint16_t count;
 	uint16_t max;
-	uint16_t fill;  /* blocks the next refill takes: one page's worth at first, doubling */
+	uint16_t fill;    /* blocks the next refill takes: one page's worth at first, doubling */
+	uint16_t usable;  /* the class's slot size less its header */
 };
 
 struct tcache {
@@ -38,6 +41,7 @@ struct tcache {
 	} large[LCACHE_ENTRIES];
 	unsigned nlarge;
 	size_t large_bytes;
+	int busy;                      /* the shim's guard: inside its own code */
 	bool exited;                   /* past tcache_exit: cache nothing */
 	bool shared_only;              /* an API call: no private pages (below) */
 };
@@ -56,16 +60,14 @@ extern size_t alloc_private_min;
 void block_clear(void *p, size_t n);
 void free_slow(struct heap *h, struct block_header *bh, uint32_t r);
 
-/* Request size to class: 16-byte steps up to 256, then four per doubling. */
+/* Request size to class: 16-byte steps up to 256, then four per doubling.
+ * Every slot size is a multiple of 16, so the requests of one 16-byte step
+ * share a class, looked up by the step. */
+extern const uint8_t rh_class_of[(SMALL_MAX_REQUEST + 15) / 16 + 1];
+
 static inline unsigned size_class(size_t size)
 {
-	size_t need = size + HDR;
-	if (need <= 256)
-		return need <= 32 ? 0 : (unsigned)((need + 15) >> 4) - 2;
-	unsigned e = 63u - (unsigned)__builtin_clzl(need - 1);
-	size_t base = (size_t)1 << e;
-	unsigned k = (unsigned)((need - base + (base >> 2) - 1) >> (e - 2));
-	return 15 + (e - 8) * 4 + (k - 1);
+	return rh_class_of[(size + 15) >> 4];
 }
 
 /* Adds to the thread's counter slot: bytes and blocks made (blocks > 0),
@@ -91,7 +93,7 @@ static inline void count(int64_t bytes, int64_t blocks)
 static inline __attribute__((always_inline)) void *small_start(void *p, unsigned c, size_t size, uint32_t site)
 {
 	struct block_header *bh = (struct block_header *)p - 1;
-	bh->slack = (uint16_t)(rh_class_size[c] - HDR - size);
+	bh->slack = (uint16_t)(rh_tc.bins[c].usable - size);
 	bh->site = site;
 	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
@@ -102,21 +104,24 @@ static inline __attribute__((always_inline)) void *small_start(void *p, unsigned
 
 /* A small block from the thread's cache, or NULL: alloc_block's fast path,
  * which the shim also calls on its own (it makes no call when site is 0). */
-static inline __attribute__((always_inline)) void *alloc_cached(size_t size, uint32_t site)
+static inline __attribute__((always_inline)) void *small_cached(size_t size, uint32_t site)
 {
-	if (likely(size <= SMALL_MAX_REQUEST)) {
-		unsigned c = size_class(size);
-		struct tbin *b = &rh_tc.bins[c];
-		void *p = b->head;
-		/* A cache holds blocks only while bound to the current heap: it
-		 * is emptied at thread exit and cleared in a forked child. */
-		if (likely(p)) {
-			b->head = *(void **)p;
-			b->count--;
-			return small_start(p, c, size, site);
-		}
+	unsigned c = size_class(size);
+	struct tbin *b = &rh_tc.bins[c];
+	void *p = b->head;
+	/* A cache holds blocks only while bound to the current heap: it is
+	 * emptied at thread exit and cleared in a forked child. */
+	if (likely(p)) {
+		b->head = *(void **)p;
+		b->count--;
+		return small_start(p, c, size, site);
 	}
 	return NULL;
+}
+
+static inline __attribute__((always_inline)) void *alloc_cached(size_t size, uint32_t site)
+{
+	return likely(size <= SMALL_MAX_REQUEST) ? small_cached(size, site) : NULL;
 }
 
 /* A block of size bytes aligned to align (at most HDR, or more through the
@@ -168,9 +173,8 @@ static inline __attribute__((always_inline)) void *realloc_unsited(void *p, size
 
 /* A block of this process's heap, with its last reference (or one of them)
  * dropped. */
-static inline void free_block(void *p)
+static inline __attribute__((always_inline)) void free_block(void *p)
 {
-	struct heap *h = rh_heap;
 	struct block_header *bh = (struct block_header *)p - 1;
 	uint32_t r = bh->refcount;
 	/* The size class from the page of the header (always in its span),
@@ -184,7 +188,7 @@ static inline void free_block(void *p)
 		 * the thread's exit. */
 		struct tbin *b = &rh_tc.bins[c];
 		if (likely(b->count < b->max)) {
-			uint64_t size = rh_class_size[c] - HDR - bh->slack;
+			uint64_t size = (uint64_t)b->usable - bh->slack;
 			uint32_t site = bh->site;
 			bh->refcount = 0;
 			count(-(int64_t)size, -1);
@@ -193,11 +197,13 @@ static inline void free_block(void *p)
 			b->count++;
 			/* Last, so the common free makes no call before it is done. */
 			if (site)
-				journal_count(h->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), -1);
+				journal_count(rh_tc.heap->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), -1);
 			return;
 		}
 	}
-	free_slow(h, bh, r);
+	free_slow(rh_heap, bh, r);
 }
+
+#pragma GCC visibility pop
 
 #endif

@@ -31,6 +31,16 @@
 struct heap *rh_heap;
 static struct heap own;
 uintptr_t rh_classes_bias;
+uintptr_t rh_own_base;
+size_t rh_own_size;
+
+/* A heap's reservation changed; for our own, the range heap_is_own tests. */
+static void reserve_set(struct heap *h, size_t reserve)
+{
+	__atomic_store_n(&h->reserve, reserve, __ATOMIC_RELEASE);
+	if (h == &own && rh_heap)
+		__atomic_store_n(&rh_own_size, reserve, __ATOMIC_RELEASE);
+}
 
 /* Heaps of other processes mapped by attach, and regions inherited over
  * fork (private copies). Entries are published by bumping the count with a
@@ -317,6 +327,8 @@ struct heap *heap_get_slow(void)
 	create_errno = 0;
 	rh_classes_bias = (uintptr_t)own.classes - ((uintptr_t)own.base >> RH_CLASS_GRAIN);
 	__atomic_store_n(&rh_heap, &own, __ATOMIC_RELEASE);
+	__atomic_store_n(&rh_own_base, (uintptr_t)own.base, __ATOMIC_RELAXED);
+	__atomic_store_n(&rh_own_size, own.reserve, __ATOMIC_RELEASE);
 	h = &own;
 out:
 	pthread_mutex_unlock(&create_lock);
@@ -486,7 +498,7 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 	__atomic_store_n(&sb->magic, RH_SB_MAGIC, __ATOMIC_RELEASE);
 	h->mapped_end = off + size;
 	if (beyond)
-		__atomic_store_n(&h->reserve, off + size, __ATOMIC_RELEASE);
+		reserve_set(h, off + size);
 	__atomic_store_n(&hdr->superblocks_end, off + size, __ATOMIC_RELEASE);
 	stat_add(superblocks, 1);
 out:
@@ -503,7 +515,7 @@ static void trim(struct heap *h)
 	size_t was = h->reserve;
 	h->limit = was;
 	h->trimmed = true;
-	__atomic_store_n(&h->reserve, end, __ATOMIC_RELEASE);
+	reserve_set(h, end);
 	munmap(h->base + end, was - end);
 	if (h->classes && h->classes_size > h->classes_ready) {
 		munmap(h->classes + h->classes_ready, h->classes_size - h->classes_ready);
@@ -763,6 +775,8 @@ void heap_fork_child(void)
 		inherit(own.base, own.mapped_end);
 		rh_classes_bias = 0;
 		munmap(own.classes, own.classes_size);
+		rh_own_size = 0;
+		rh_own_base = 0;
 		rh_heap = NULL;
 		memset(&own, 0, sizeof(own));
 	}
@@ -871,7 +885,7 @@ static int map_more(struct heap *h)
 	if (err)
 		return err == EEXIST ? ENOMEM : err;
 	if (beyond)
-		__atomic_store_n(&h->reserve, end, __ATOMIC_RELEASE);
+		reserve_set(h, end);
 	__atomic_store_n(&h->mapped_end, end, __ATOMIC_RELEASE);
 	return 0;
 }

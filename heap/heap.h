@@ -16,6 +16,10 @@
 #include "format.h"
 #include "redhawk/shm.h"
 
+/* Declared hidden, as defined: the shared objects reach them directly,
+ * not through the GOT. */
+#pragma GCC visibility push(hidden)
+
 /* --- options.c: the RH_SHMALLOC_* variables, read once from environ. ------ */
 enum pool_policy { POLICY_THREAD, POLICY_CPU };
 
@@ -155,11 +159,16 @@ void heap_fork_parent(void);
 void heap_fork_child(void);
 enum owner { OWNER_NONE, OWNER_SELF, OWNER_FOREIGN, OWNER_INHERITED };
 enum owner heap_owner(const void *p);
+/* The own heap's reservation, as plain globals for heap_is_own (one load
+ * each, none through rh_heap): the size is stored last and read first, 0
+ * while there is no heap. */
+extern uintptr_t rh_own_base;
+extern size_t rh_own_size;
 /* The common case of heap_owner, inlined: a block of this process's heap. */
 static inline bool heap_is_own(const void *p)
 {
-	struct heap *h = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE);
-	return h && (uintptr_t)p - (uintptr_t)h->base < __atomic_load_n(&h->reserve, __ATOMIC_RELAXED);
+	size_t size = __atomic_load_n(&rh_own_size, __ATOMIC_ACQUIRE);
+	return (uintptr_t)p - __atomic_load_n(&rh_own_base, __ATOMIC_RELAXED) < size;
 }
 struct heap *heap_of(const void *p);  /* own or attached heap holding p */
 /* For a block inherited over fork: a view with base and page shift. */
@@ -252,5 +261,7 @@ struct process_stats {
 extern struct process_stats rh_stats;
 #define stat_add(field, n) __atomic_fetch_add(&rh_stats.field, (n), __ATOMIC_RELAXED)
 void stats_print(void);
+
+#pragma GCC visibility pop
 
 #endif

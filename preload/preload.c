@@ -46,11 +46,14 @@ enum { UNREADY, ENABLED, DISABLED };
 static int state = UNREADY;
 static size_t min_size;
 static unsigned depth;
+/* malloc's path without a call serves n when n - fast_lo < fast_len: with
+ * provenance off, from RH_SHMALLOC_MIN_SIZE to the largest small request;
+ * shut (0) until the options are read. */
+static size_t fast_lo, fast_len;
 /* RH_SHMALLOC_UNWIND_CHECK=1 (for tests): every stack walked by
  * unwind_fast is walked by libunwind too, and a difference is reported. */
 static bool unwind_check;
 static size_t (*libc_usable)(void *);
-static __thread int busy __attribute__((tls_model("initial-exec")));
 static __thread int capturing __attribute__((tls_model("initial-exec")));
 
 /* Our own code's address range: frames inside it are not call sites. */
@@ -80,7 +83,7 @@ static void init(void)
 {
 	if (!environ)
 		return;
-	busy = 1;
+	rh_tc.busy = 1;
 	const struct options *o = options_get();
 	min_size = o->min_size;
 	if (o->private_size)
@@ -99,8 +102,12 @@ static void init(void)
 		unw_set_cache_size(unw_local_addr_space, 1u << 14, 0);
 		capturing = 0;
 	}
+	if (o->enabled && !depth && min_size <= SMALL_MAX_REQUEST) {
+		fast_lo = min_size;
+		fast_len = SMALL_MAX_REQUEST + 1 - min_size;
+	}
 	__atomic_store_n(&state, o->enabled ? ENABLED : DISABLED, __ATOMIC_RELEASE);
-	busy = 0;
+	rh_tc.busy = 0;
 }
 
 /* libunwind's walk, step by step: unw_backtrace's cache of frames is never
@@ -173,7 +180,7 @@ static inline __attribute__((always_inline)) uint32_t site_here(void)
 
 static __attribute__((noinline)) uint32_t capture(void)
 {
-	if (state == UNREADY && !busy)
+	if (state == UNREADY && !rh_tc.busy)
 		init();
 	return site_here();
 }
@@ -201,15 +208,15 @@ static inline bool take(size_t n)
 {
 	if (unlikely(state != ENABLED)) {
 		int e = errno; /* reading the options may change it */
-		if (state == UNREADY && !busy)
+		if (state == UNREADY && !rh_tc.busy)
 			init();
 		errno = e;
 		if (state != ENABLED)
 			return false;
 	}
-	if (busy || n < min_size)
+	if (rh_tc.busy || n < min_size)
 		return false;
-	busy = 1;
+	rh_tc.busy = 1;
 	saved_errno = errno;
 	return true;
 }
@@ -220,7 +227,7 @@ static inline void *done(void *p)
 {
 	if (p)
 		errno = saved_errno;
-	busy = 0;
+	rh_tc.busy = 0;
 	return p;
 }
 
@@ -309,9 +316,9 @@ static __attribute__((noinline)) void *malloc_slow(size_t n)
 EXPORT void *malloc(size_t n)
 {
 	/* The common case with provenance off: a block from the thread's
-	 * cache. It makes no call, so it needs no guard against re-entry. */
-	if (likely(state == ENABLED && !depth && !busy && n >= min_size && rh_heap)) {
-		void *p = alloc_cached(n, 0);
+	 * cache, which holds blocks only once bound to the heap. */
+	if (likely(n - fast_lo < fast_len && !rh_tc.busy)) {
+		void *p = small_cached(n, 0);
 		if (likely(p))
 			return p;
 	}
@@ -386,7 +393,7 @@ EXPORT void *realloc(void *p, size_t n)
 	}
 	bool own = heap_is_own(p);
 	/* The common case with provenance off: in place, without a call. */
-	if (likely(own && state == ENABLED && !depth && !busy && n >= min_size)) {
+	if (likely(own && state == ENABLED && !depth && !rh_tc.busy && n >= min_size)) {
 		void *q = realloc_unsited(p, n);
 		if (likely(q))
 			return q;
@@ -400,10 +407,10 @@ EXPORT void *realloc(void *p, size_t n)
 		void *q = realloc_block(p, n, site_here());
 		if (q)
 			return done(q);
-		busy = 0;
+		rh_tc.busy = 0;
 		heap_failed(n);
 	}
-	if (o == OWNER_NONE && (busy || n < min_size || heap_full_for(n)))
+	if (o == OWNER_NONE && (rh_tc.busy || n < min_size || heap_full_for(n)))
 		return __libc_realloc(p, n);
 	/* Move: between the C library and us, out of an inherited or attached
 	 * block, or when the heap is full. */
@@ -506,7 +513,7 @@ EXPORT size_t malloc_usable_size(void *p)
 EXPORT int malloc_trim(size_t pad)
 {
 	static int (*real)(size_t);
-	if (state == ENABLED && !busy)
+	if (state == ENABLED && !rh_tc.busy)
 		alloc_trim();
 	if (!real)
 		real = (int (*)(size_t))next_sym("malloc_trim");
@@ -550,11 +557,11 @@ static unsigned long long unloads_now(void)
  * locks held here. */
 static void unloads_forget(void)
 {
-	busy++;
+	rh_tc.busy++;
 	unw_flush_cache(unw_local_addr_space, 0, 0);
 	journal_modules_unloaded();
 	unwind_flush();
-	busy--;
+	rh_tc.busy--;
 }
 
 /* After a call that may have unloaded code: whether anything was unloaded
@@ -877,9 +884,9 @@ typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int)
 
 static void *next_sym(const char *name)
 {
-	busy++;
+	rh_tc.busy++;
 	void *f = dlsym(RTLD_NEXT, name);
-	busy--;
+	rh_tc.busy--;
 	return f;
 }
 

@@ -285,6 +285,22 @@ static void free_all(struct model *m)
 
 /* --- Tests ----------------------------------------------------------------- */
 
+/* Every small request maps to the smallest class whose slot holds it with
+ * its header: the class table against the slot sizes themselves. */
+static void test_alloc_size_classes_are_the_tightest(void **state)
+{
+	(void)state;
+	for (size_t n = 0; n <= SMALL_MAX_REQUEST; n++) {
+		unsigned want = 0;
+		while (rh_class_size[want] < n + HDR)
+			want++;
+		if (size_class(n) != want)
+			fail_msg("%zu bytes: class %u, the tightest is %u", n, size_class(n), want);
+	}
+	assert_int_equal(size_class(SMALL_MAX_REQUEST), RH_NUM_CLASSES - 1);
+	assert_int_equal(rh_class_size[RH_NUM_CLASSES - 1], RH_SMALL_MAX_SLOT);
+}
+
 static void test_alloc_random_sequence_keeps_invariants(void **state)
 {
 	static struct model m;
@@ -1459,6 +1475,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_little_used_class_takes_a_page),  /* first: its classes are new */
 		cmocka_unit_test(test_alloc_owns_only_its_blocks),
+		cmocka_unit_test(test_alloc_size_classes_are_the_tightest),
 		cmocka_unit_test(test_alloc_page_classes_follow_spans),
 		cmocka_unit_test(test_alloc_zero_bytes_aligned_to_pages),
 		cmocka_unit_test(test_alloc_random_sequence_keeps_invariants),
