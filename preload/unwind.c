@@ -671,6 +671,16 @@ static inline uint64_t stack_end(uint64_t rsp)
 	return rsp + STACK_SPAN;
 }
 
+/* The thread's last walk, frame by frame: the rule each step found for its
+ * return address. A walk from the same place repeats most of them, and a
+ * step whose return address is the last walk's at the same step takes its
+ * rule from here instead of the shared table. Valid for one generation. */
+#define LAST_STEPS 32
+static __thread struct {
+	uint64_t gen;                  /* generation + 1 of the rules; 0: none */
+	uint64_t ra[LAST_STEPS], rule[LAST_STEPS];
+} last __attribute__((tls_model("initial-exec")));
+
 __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max, uintptr_t skip_lo,
 	uintptr_t skip_hi)
 {
@@ -683,8 +693,14 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 	const uint64_t *fp = __builtin_frame_address(0);
 	uint64_t ra = fp[1], rsp = (uint64_t)(uintptr_t)(fp + 2), rbp = fp[0];
 	uint64_t end = stack_end(rsp);
+	/* Not while code unloads: only rules found anew then. */
+	bool reuse = trusted && last.gen == gen + 1;
+	if (trusted && !reuse) {
+		memset(last.ra, 0, sizeof(last.ra));
+		last.gen = gen + 1;
+	}
 	int n = 0;
-	while (n < max) {
+	for (unsigned step = 0; n < max; step++) {
 		if (!ra)
 			return n;
 		if (ra >> 48)
@@ -694,7 +710,18 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 			if (n == max)
 				break;
 		}
-		uint64_t rule = __builtin_expect(trusted, 1) ? rule_of(t, bits, ra, gen) : rule_miss(ra, gen);
+		uint64_t rule;
+		if (step < LAST_STEPS && last.ra[step] == ra && reuse) {
+			rule = last.rule[step];
+		} else if (__builtin_expect(trusted, 1)) {
+			rule = rule_of(t, bits, ra, gen);
+			if (step < LAST_STEPS) {
+				last.ra[step] = ra;
+				last.rule[step] = rule;
+			}
+		} else {
+			rule = rule_miss(ra, gen);
+		}
 		unsigned kind = rule & 3;
 		if (kind == RULE_END)
 			return n;

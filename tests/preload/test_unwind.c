@@ -8,6 +8,7 @@
  */
 #define UNW_LOCAL_ONLY
 #include <alloca.h>
+#include <dlfcn.h>
 #include <libunwind.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -194,6 +196,74 @@ static void test_flush(void **state)
 	assert_int_equal(grows(MAX, 512), n);
 }
 
+/* Rules of code unloaded go with the flush, also those the thread's last
+ * walk kept by step. Plugins a and b have the same code but for their frame
+ * size, so loaded one after the other at the same address, their walks pass
+ * the same return address at the same step, with different rules. The
+ * reference is libunwind's walk step by step, after its cache is flushed
+ * (unw_backtrace's cache of frames never is). */
+static void *swap_walk[MAX];
+static int swap_n;
+
+static __attribute__((noinline)) void *walk_alloc(size_t n)
+{
+	void *ref[MAX];
+	int m = 0;
+	swap_n = unwind_fast(swap_walk, MAX, 0, 0);
+	unw_context_t uc;
+	unw_cursor_t c;
+	unw_getcontext(&uc);
+	unw_init_local(&c, &uc);
+	do {
+		unw_word_t ip;
+		unw_get_reg(&c, UNW_REG_IP, &ip);
+		ref[m++] = (void *)(uintptr_t)ip;
+	} while (m < MAX && unw_step(&c) > 0);
+	assert_true(swap_n > 3);
+	assert_int_equal(swap_n, m);
+	for (int i = 1; i < swap_n; i++)
+		if (swap_walk[i] != ref[i])
+			fail_msg("frame %d of %d: %p, libunwind %p", i, swap_n, swap_walk[i], ref[i]);
+	return malloc(n);
+}
+
+typedef void *(*make_with_fn)(size_t, void *(*)(size_t));
+
+static make_with_fn plugin_load(const char *name, void **handle)
+{
+	char path[4096];
+	const char *build = getenv("BUILD");
+	snprintf(path, sizeof(path), "%s/tests/plugins/plugin_%s.so", build ? build : "build", name);
+	*handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!*handle)
+		fail_msg("%s", dlerror());
+	make_with_fn f = (make_with_fn)dlsym(*handle, "plugin_make_with");
+	assert_non_null(f);
+	return f;
+}
+
+static void test_unloaded_code_leaves_no_rule(void **state)
+{
+	(void)state;
+	void *h;
+	make_with_fn a = plugin_load("a", &h);
+	free(a(16, walk_alloc));
+	free(a(16, walk_alloc));
+	void *ra_a = swap_walk[1];
+	assert_int_equal(dlclose(h), 0);
+	unwind_flush();
+	unw_flush_cache(unw_local_addr_space, 0, 0);
+	make_with_fn b = plugin_load("b", &h);
+	if ((void *)b != (void *)a) {
+		dlclose(h);
+		skip();  /* not at the same address: nothing to show */
+	}
+	free(b(16, walk_alloc));
+	assert_ptr_equal(swap_walk[1], ra_a);
+	free(b(16, walk_alloc));
+	dlclose(h);
+}
+
 /* In a signal handler the stack runs through the kernel's signal frame,
  * which the fast walk leaves to libunwind. */
 static volatile int handler_n = 0;
@@ -296,6 +366,7 @@ int main(void)
 		cmocka_unit_test(test_whole_stack),
 		cmocka_unit_test(test_many_return_addresses),
 		cmocka_unit_test(test_flush),
+		cmocka_unit_test(test_unloaded_code_leaves_no_rule),
 		cmocka_unit_test(test_signal_frame),
 		cmocka_unit_test(test_wrong_rule_stays_on_stack),
 		cmocka_unit_test(test_walks_during_unload),
