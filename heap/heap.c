@@ -325,10 +325,14 @@ struct heap *heap_get_slow(void)
 		goto out;
 	}
 	create_errno = 0;
+	/* Under the growth lock, which a trim of the reservation takes: the
+	 * range published is the one a trim then shrinks. */
+	pthread_mutex_lock(&grow_lock);
 	rh_classes_bias = (uintptr_t)own.classes - ((uintptr_t)own.base >> RH_CLASS_GRAIN);
-	__atomic_store_n(&rh_heap, &own, __ATOMIC_RELEASE);
 	__atomic_store_n(&rh_own_base, (uintptr_t)own.base, __ATOMIC_RELAXED);
 	__atomic_store_n(&rh_own_size, own.reserve, __ATOMIC_RELEASE);
+	__atomic_store_n(&rh_heap, &own, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&grow_lock);
 	h = &own;
 out:
 	pthread_mutex_unlock(&create_lock);

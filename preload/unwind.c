@@ -674,30 +674,34 @@ static inline uint64_t stack_end(uint64_t rsp)
 /* The thread's last walk, frame by frame: the rule each step found for its
  * return address. A walk from the same place repeats most of them, and a
  * step whose return address is the last walk's at the same step takes its
- * rule from here instead of the shared table. Valid for one generation. */
+ * rule from here instead of the shared table. Valid for one generation
+ * (all 64 bits of it: the table's keys hold only 16). */
 #define LAST_STEPS 32
 static __thread struct {
-	uint64_t gen;                  /* generation + 1 of the rules; 0: none */
+	bool walking;                  /* a walk of this thread uses them */
+	uint64_t gen;                  /* generation of the rules; 0: none */
 	uint64_t ra[LAST_STEPS], rule[LAST_STEPS];
 } last __attribute__((tls_model("initial-exec")));
 
-__attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max, uintptr_t skip_lo,
-	uintptr_t skip_hi)
+/* The walk from the frame at fp; with mine, through the rules of the
+ * thread's last walk. */
+static inline __attribute__((always_inline, no_sanitize_address)) int walk(const uint64_t *fp, void **buf,
+	int max, uintptr_t skip_lo, uintptr_t skip_hi, bool mine)
 {
 	const struct rule_table *t = cache_get();
 	unsigned bits = t ? atomic_load_explicit(&t->bits, memory_order_relaxed) : 0;
 	if (!bits)
 		return -1;  /* none, or one emptied as this walk began */
 	bool trusted = atomic_load_explicit(&unloading, memory_order_acquire) == 0;
-	uint64_t gen = atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
-	const uint64_t *fp = __builtin_frame_address(0);
+	uint64_t full = atomic_load_explicit(&generation, memory_order_acquire), gen = full & 0xffff;
 	uint64_t ra = fp[1], rsp = (uint64_t)(uintptr_t)(fp + 2), rbp = fp[0];
 	uint64_t end = stack_end(rsp);
 	/* Not while code unloads: only rules found anew then. */
-	bool reuse = trusted && last.gen == gen + 1;
-	if (trusted && !reuse) {
+	mine = mine && trusted;
+	bool reuse = mine && last.gen == full;
+	if (mine && !reuse) {
 		memset(last.ra, 0, sizeof(last.ra));
-		last.gen = gen + 1;
+		last.gen = full;
 	}
 	int n = 0;
 	for (unsigned step = 0; n < max; step++) {
@@ -715,7 +719,7 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 			rule = last.rule[step];
 		} else if (__builtin_expect(trusted, 1)) {
 			rule = rule_of(t, bits, ra, gen);
-			if (step < LAST_STEPS) {
+			if (step < LAST_STEPS && mine) {
 				last.ra[step] = ra;
 				last.rule[step] = rule;
 			}
@@ -739,6 +743,23 @@ __attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int m
 		}
 		rsp = cfa;
 	}
+	return n;
+}
+
+__attribute__((noinline, no_sanitize_address)) int unwind_fast(void **buf, int max, uintptr_t skip_lo,
+	uintptr_t skip_hi)
+{
+	const uint64_t *fp = __builtin_frame_address(0);
+	/* A walk in a signal handler that interrupted one of this thread's
+	 * leaves the last walk's rules to it. (A handler that jumps out of a
+	 * walk leaves them to no walk of the thread after it.) */
+	if (last.walking)
+		return walk(fp, buf, max, skip_lo, skip_hi, false);
+	last.walking = true;
+	atomic_signal_fence(memory_order_seq_cst);
+	int n = walk(fp, buf, max, skip_lo, skip_hi, true);
+	atomic_signal_fence(memory_order_seq_cst);
+	last.walking = false;
 	return n;
 }
 

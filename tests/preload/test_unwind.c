@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -242,26 +245,137 @@ static make_with_fn plugin_load(const char *name, void **handle)
 	return f;
 }
 
-static void test_unloaded_code_leaves_no_rule(void **state)
+/* Swaps the plugin `from` for `to` with `flushes` flushes between: the
+ * walks through `to` must be its own. */
+static make_with_fn plugin_swap(const char *from, const char *to, unsigned flushes, void **h)
 {
-	(void)state;
-	void *h;
-	make_with_fn a = plugin_load("a", &h);
+	make_with_fn a = plugin_load(from, h);
 	free(a(16, walk_alloc));
 	free(a(16, walk_alloc));
 	void *ra_a = swap_walk[1];
-	assert_int_equal(dlclose(h), 0);
-	unwind_flush();
+	assert_int_equal(dlclose(*h), 0);
+	for (unsigned i = 0; i < flushes; i++)
+		unwind_flush();
 	unw_flush_cache(unw_local_addr_space, 0, 0);
-	make_with_fn b = plugin_load("b", &h);
+	make_with_fn b = plugin_load(to, h);
 	if ((void *)b != (void *)a) {
-		dlclose(h);
+		dlclose(*h);
 		skip();  /* not at the same address: nothing to show */
 	}
 	free(b(16, walk_alloc));
 	assert_ptr_equal(swap_walk[1], ra_a);
 	free(b(16, walk_alloc));
+	return b;
+}
+
+static void test_unloaded_code_leaves_no_rule(void **state)
+{
+	(void)state;
+	void *h;
+	plugin_swap("a", "b", 1, &h);
 	dlclose(h);
+	/* The rule table's keys hold 16 bits of the generation; the rules
+	 * of the last walk must not come back when those wrap. */
+	plugin_swap("b", "a", 1u << 16, &h);
+	dlclose(h);
+}
+
+/* A walk in a signal handler that interrupts a walk of the same thread
+ * must not change the rules the interrupted walk is using. The frames are
+ * made so that the handler's rule, applied to the interrupted walk's frame,
+ * still lands on a return address (one frame too far out): a wrong stack,
+ * not a walk that fails. Another thread sends the signals, over a second of
+ * walks. */
+__asm__(".text\n"
+	".macro WALKER name, size\n"
+	".type \\name, @function\n"
+	"\\name:\n"
+	".cfi_startproc\n"
+	"	subq $\\size, %rsp\n"
+	".cfi_adjust_cfa_offset \\size\n"
+	"	movl $16, %esi\n"
+	"	xorl %edx, %edx\n"
+	"	xorl %ecx, %ecx\n"
+	"	call unwind_fast\n"
+	"	addq $\\size, %rsp\n"
+	".cfi_adjust_cfa_offset -\\size\n"
+	"	ret\n"
+	".cfi_endproc\n"
+	".endm\n"
+	"WALKER walk_in_16, 8\n"
+	"WALKER walk_in_32, 24\n"
+	".type walk_via, @function\n"
+	"walk_via:\n"
+	".cfi_startproc\n"
+	"	subq $8, %rsp\n"
+	".cfi_adjust_cfa_offset 8\n"
+	"	call walk_in_16\n"
+	"	addq $8, %rsp\n"
+	".cfi_adjust_cfa_offset -8\n"
+	"	ret\n"
+	".cfi_endproc\n");
+int walk_in_32(void **buf);
+int walk_via(void **buf);
+
+static __attribute__((noinline)) int walk_outer(void **buf)
+{
+	int n = walk_via(buf);
+	__asm__ volatile("" ::: "memory");
+	return n;
+}
+
+static volatile long nested_walks;
+static void nested_handler(int sig)
+{
+	(void)sig;
+	void *a[16];
+	walk_in_32(a);
+	nested_walks++;
+}
+
+static volatile int kick_stop;
+static void *kicker(void *arg)
+{
+	pid_t pid = getpid(), tid = *(pid_t *)arg;
+	while (!kick_stop)
+		syscall(SYS_tgkill, pid, tid, SIGUSR2);
+	return NULL;
+}
+
+static void test_walk_interrupted_by_a_walk(void **state)
+{
+	(void)state;
+	void *ref[16], *buf[16];
+	int n = walk_outer(ref);
+	assert_int_equal(walk_outer(ref), n);
+	assert_true(n > 3);
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = nested_handler;
+	sa.sa_flags = SA_RESTART;
+	assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	pthread_t k;
+	kick_stop = 0;
+	nested_walks = 0;
+	assert_int_equal(pthread_create(&k, NULL, kicker, &tid), 0);
+	long done = 0, wrong = 0;
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		for (int i = 0; i < 10000; i++, done++) {
+			int m = walk_outer(buf);
+			if (m >= 0 && (m != n || memcmp(buf, ref, 3 * sizeof(void *))))
+				wrong++;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 1000000000L);
+	kick_stop = 1;
+	assert_int_equal(pthread_join(k, NULL), 0);
+	sigaction(SIGUSR2, &old, NULL);
+	if (wrong)
+		fail_msg("%ld wrong stacks of %ld walks (%ld walks in signal handlers)", wrong, done, nested_walks);
+	assert_true(nested_walks > 0);
 }
 
 /* In a signal handler the stack runs through the kernel's signal frame,
@@ -367,6 +481,7 @@ int main(void)
 		cmocka_unit_test(test_many_return_addresses),
 		cmocka_unit_test(test_flush),
 		cmocka_unit_test(test_unloaded_code_leaves_no_rule),
+		cmocka_unit_test(test_walk_interrupted_by_a_walk),
 		cmocka_unit_test(test_signal_frame),
 		cmocka_unit_test(test_wrong_rule_stays_on_stack),
 		cmocka_unit_test(test_walks_during_unload),
