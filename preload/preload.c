@@ -110,6 +110,18 @@ static void init(void)
 	rh_tc.busy = 0;
 }
 
+/* A fork while another thread was in an unload: the child drops what was
+ * cached of the code, as the unload's own flush will not; libunwind's
+ * cache at its next walk (its flush may free memory, which is not for a
+ * fork handler that may run before the heap's own). */
+static bool libunwind_stale;
+
+static void fork_child(void)
+{
+	if (unwind_fork_child())
+		libunwind_stale = true;
+}
+
 /* libunwind's walk, step by step: unw_backtrace's cache of frames is never
  * flushed, and keeps rules of code that dlclose unloaded. */
 static inline __attribute__((always_inline)) int unwind_steps(void **buf, int max)
@@ -136,6 +148,10 @@ static inline __attribute__((always_inline)) int unwind_steps(void **buf, int ma
 static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 {
 	void *ref[RH_MAX_TRACE_DEPTH + OWN_FRAMES_MAX];
+	if (__builtin_expect(libunwind_stale, 0)) {
+		libunwind_stale = false;
+		unw_flush_cache(unw_local_addr_space, 0, 0);
+	}
 	int m = unwind_flushed() ? unwind_steps(ref, max + OWN_FRAMES_MAX) : unw_backtrace(ref, max + OWN_FRAMES_MAX);
 	int skip = 0;
 	while (skip < m && (uintptr_t)ref[skip] - self_lo < self_hi - self_lo)
@@ -190,11 +206,12 @@ static __attribute__((noinline)) uint32_t capture(void)
  * even if this image never allocates. */
 static void hooks_resolve(void);
 
+
 __attribute__((constructor)) static void preload_init(void)
 {
 	hooks_resolve();
 	journal_capture = capture;
-	pthread_atfork(NULL, NULL, unwind_fork_child);
+	pthread_atfork(NULL, NULL, fork_child);
 	if (environ)
 		heap_exec_leftover();
 }

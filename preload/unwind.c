@@ -85,11 +85,16 @@ void unwind_flush(void)
 }
 
 /* A thread that was storing a rule, or unloading, when another forked is
- * not in the child: the writer's flag is free there, and nothing unloads. */
-void unwind_fork_child(void)
+ * not in the child: the writer's flag is free there, and nothing unloads.
+ * An unload under way in the parent never reaches its flush in the child,
+ * which may already have lost the code: the rules go here. */
+bool unwind_fork_child(void)
 {
 	atomic_flag_clear_explicit(&cache_writer, memory_order_relaxed);
-	atomic_store_explicit(&unloading, 0, memory_order_relaxed);
+	if (!atomic_exchange_explicit(&unloading, 0, memory_order_relaxed))
+		return false;
+	unwind_flush();
+	return true;
 }
 
 void unwind_unload_begin(void)
@@ -791,8 +796,9 @@ bool unwind_flushed(void)
 	return false;
 }
 
-void unwind_fork_child(void)
+bool unwind_fork_child(void)
 {
+	return false;
 }
 
 #endif

@@ -30,7 +30,8 @@ void unwind_unload_end(void);
  * rules of unloaded code that no flush reaches. */
 bool unwind_flushed(void);
 
-/* In a forked child (pthread_atfork). */
-void unwind_fork_child(void);
+/* In a forked child (from its pthread_atfork handler): whether an unload
+ * was under way in the parent, whose rules this dropped. */
+bool unwind_fork_child(void);
 
 #endif

@@ -4,13 +4,17 @@
  * unw_backtrace on the same stacks: frames whose CFA is rsp-based and
  * rbp-based (alloca), the C library's own frames (a qsort callback), a stack
  * cut at the limit, whole stacks down to _start and to a thread's start, and
- * after a flush; a signal handler's stack is left to libunwind (-1).
+ * after a flush; a signal handler's stack is left to libunwind (-1). No rule
+ * of unloaded code survives: a plugin swapped for one with the same return
+ * address and another frame, a fork inside an unload, a walk interrupted by
+ * a walk in a signal handler.
  */
 #define UNW_LOCAL_ONLY
 #include <alloca.h>
 #include <dlfcn.h>
 #include <libunwind.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -207,6 +212,7 @@ static void test_flush(void **state)
  * (unw_backtrace's cache of frames never is). */
 static void *swap_walk[MAX];
 static int swap_n;
+static char swap_wrong[256];  /* how the last walk differed from libunwind's; "": it did not */
 
 static __attribute__((noinline)) void *walk_alloc(size_t n)
 {
@@ -222,13 +228,22 @@ static __attribute__((noinline)) void *walk_alloc(size_t n)
 		unw_get_reg(&c, UNW_REG_IP, &ip);
 		ref[m++] = (void *)(uintptr_t)ip;
 	} while (m < MAX && unw_step(&c) > 0);
-	assert_true(swap_n > 3);
-	assert_int_equal(swap_n, m);
-	for (int i = 1; i < swap_n; i++)
+	swap_wrong[0] = 0;
+	if (swap_n != m || swap_n < 4)
+		snprintf(swap_wrong, sizeof(swap_wrong), "%d frames, libunwind %d", swap_n, m);
+	for (int i = 1; !swap_wrong[0] && i < swap_n; i++)
 		if (swap_walk[i] != ref[i])
-			fail_msg("frame %d of %d: %p, libunwind %p", i, swap_n, swap_walk[i], ref[i]);
+			snprintf(swap_wrong, sizeof(swap_wrong), "frame %d of %d: %p, libunwind %p", i, swap_n,
+				swap_walk[i], ref[i]);
 	return malloc(n);
 }
+
+/* A walk through plugin function f, as libunwind's. */
+#define WALK_THROUGH(f) do {                                    \
+	free((f)(16, walk_alloc));                              \
+	if (swap_wrong[0])                                      \
+		fail_msg("%s", swap_wrong);                     \
+} while (0)
 
 typedef void *(*make_with_fn)(size_t, void *(*)(size_t));
 
@@ -250,8 +265,8 @@ static make_with_fn plugin_load(const char *name, void **handle)
 static make_with_fn plugin_swap(const char *from, const char *to, unsigned flushes, void **h)
 {
 	make_with_fn a = plugin_load(from, h);
-	free(a(16, walk_alloc));
-	free(a(16, walk_alloc));
+	WALK_THROUGH(a);
+	WALK_THROUGH(a);
 	void *ra_a = swap_walk[1];
 	assert_int_equal(dlclose(*h), 0);
 	for (unsigned i = 0; i < flushes; i++)
@@ -262,9 +277,9 @@ static make_with_fn plugin_swap(const char *from, const char *to, unsigned flush
 		dlclose(*h);
 		skip();  /* not at the same address: nothing to show */
 	}
-	free(b(16, walk_alloc));
+	WALK_THROUGH(b);
 	assert_ptr_equal(swap_walk[1], ra_a);
-	free(b(16, walk_alloc));
+	WALK_THROUGH(b);
 	return b;
 }
 
@@ -280,56 +295,88 @@ static void test_unloaded_code_leaves_no_rule(void **state)
 	dlclose(h);
 }
 
-/* A walk in a signal handler that interrupts a walk of the same thread
- * must not change the rules the interrupted walk is using. The frames are
- * made so that the handler's rule, applied to the interrupted walk's frame,
- * still lands on a return address (one frame too far out): a wrong stack,
- * not a walk that fails. Another thread sends the signals, over a second of
- * walks. */
-__asm__(".text\n"
-	".macro WALKER name, size\n"
-	".type \\name, @function\n"
-	"\\name:\n"
-	".cfi_startproc\n"
-	"	subq $\\size, %rsp\n"
-	".cfi_adjust_cfa_offset \\size\n"
-	"	movl $16, %esi\n"
-	"	xorl %edx, %edx\n"
-	"	xorl %ecx, %ecx\n"
-	"	call unwind_fast\n"
-	"	addq $\\size, %rsp\n"
-	".cfi_adjust_cfa_offset -\\size\n"
-	"	ret\n"
-	".cfi_endproc\n"
-	".endm\n"
-	"WALKER walk_in_16, 8\n"
-	"WALKER walk_in_32, 24\n"
-	".type walk_via, @function\n"
-	"walk_via:\n"
-	".cfi_startproc\n"
-	"	subq $8, %rsp\n"
-	".cfi_adjust_cfa_offset 8\n"
-	"	call walk_in_16\n"
-	"	addq $8, %rsp\n"
-	".cfi_adjust_cfa_offset -8\n"
-	"	ret\n"
-	".cfi_endproc\n");
-int walk_in_32(void **buf);
-int walk_via(void **buf);
-
-static __attribute__((noinline)) int walk_outer(void **buf)
+/* A fork while another thread is inside an unload (after the code went,
+ * before the flush): the child never sees that flush, and must drop the
+ * rules itself (unwind_fork_child, which the shim runs at fork). */
+static sem_t unloaded, forked;
+static void *unloader(void *h)
 {
-	int n = walk_via(buf);
-	__asm__ volatile("" ::: "memory");
-	return n;
+	unwind_unload_begin();
+	assert_int_equal(dlclose(h), 0);
+	sem_post(&unloaded);
+	sem_wait(&forked);
+	unwind_flush();
+	unwind_unload_end();
+	return NULL;
+}
+
+static void test_fork_inside_an_unload(void **state)
+{
+	(void)state;
+	void *h;
+	make_with_fn a = plugin_load("a", &h);
+	WALK_THROUGH(a);
+	WALK_THROUGH(a);
+	assert_int_equal(sem_init(&unloaded, 0, 0), 0);
+	assert_int_equal(sem_init(&forked, 0, 0), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, unloader, h), 0);
+	sem_wait(&unloaded);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		unwind_fork_child();
+		make_with_fn b = plugin_load("b", &h);
+		if ((void *)b != (void *)a)
+			_exit(77);
+		unw_flush_cache(unw_local_addr_space, 0, 0);
+		free(b(16, walk_alloc));
+		if (swap_wrong[0])
+			fprintf(stderr, "in the child: %s\n", swap_wrong);
+		_exit(swap_wrong[0] ? 1 : 0);
+	}
+	sem_post(&forked);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();  /* not at the same address: nothing to show */
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A walk in a signal handler that interrupts a walk of the same thread
+ * must not change the rules the interrupted walk is using. Both walk
+ * through recursions of their own, whose frames differ in size at every
+ * step, so a rule the handler's walk leaves at any step would send the
+ * interrupted one astray. Another thread sends the signals, over a second
+ * of walks. */
+#define DEEP 24
+static __attribute__((noinline)) int deep_small(void **buf, int n)
+{
+	volatile char pad[40];
+	pad[n & 31] = (char)n;
+	int r = n ? deep_small(buf, n - 1) : unwind_fast(buf, 32, 0, 0);
+	sink += pad[0];
+	return r;
+}
+
+static __attribute__((noinline)) int deep_big(void **buf, int n)
+{
+	volatile char pad[232];
+	pad[n & 127] = (char)n;
+	int r = n ? deep_big(buf, n - 1) : unwind_fast(buf, 32, 0, 0);
+	sink += pad[0];
+	return r;
 }
 
 static volatile long nested_walks;
 static void nested_handler(int sig)
 {
 	(void)sig;
-	void *a[16];
-	walk_in_32(a);
+	void *a[32];
+	deep_big(a, DEEP);
 	nested_walks++;
 }
 
@@ -338,17 +385,17 @@ static void *kicker(void *arg)
 {
 	pid_t pid = getpid(), tid = *(pid_t *)arg;
 	while (!kick_stop)
-		syscall(SYS_tgkill, pid, tid, SIGUSR2);
+		syscall(SYS_tgkill, pid, tid, SIGUSR2), sched_yield();
 	return NULL;
 }
 
 static void test_walk_interrupted_by_a_walk(void **state)
 {
 	(void)state;
-	void *ref[16], *buf[16];
-	int n = walk_outer(ref);
-	assert_int_equal(walk_outer(ref), n);
-	assert_true(n > 3);
+	void *ref[32], *buf[32];
+	int n = deep_small(ref, DEEP);
+	assert_int_equal(deep_small(ref, DEEP), n);
+	assert_true(n > DEEP + 1);
 	struct sigaction sa, old;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = nested_handler;
@@ -364,8 +411,9 @@ static void test_walk_interrupted_by_a_walk(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
 		for (int i = 0; i < 10000; i++, done++) {
-			int m = walk_outer(buf);
-			if (m >= 0 && (m != n || memcmp(buf, ref, 3 * sizeof(void *))))
+			/* The recursion's frames; the next is this loop's call. */
+			int m = deep_small(buf, DEEP);
+			if (m != n || memcmp(buf, ref, (DEEP + 1) * sizeof(void *)))
 				wrong++;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
@@ -481,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_many_return_addresses),
 		cmocka_unit_test(test_flush),
 		cmocka_unit_test(test_unloaded_code_leaves_no_rule),
+		cmocka_unit_test(test_fork_inside_an_unload),
 		cmocka_unit_test(test_walk_interrupted_by_a_walk),
 		cmocka_unit_test(test_signal_frame),
 		cmocka_unit_test(test_wrong_rule_stays_on_stack),
