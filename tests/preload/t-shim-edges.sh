@@ -55,6 +55,12 @@ echo "ok return values and errno as the C library's"
 # A malloc of RH_SHMALLOC_PRIVATE_SIZE (32 MiB) or more keeps its pages
 # private until rh_shm_ref: a huge buffer the program barely touches takes
 # nothing from the filesystem. 0 turns that off.
+shim "$PROGS/shim_edges" calloc-reuse || fail "calloc-reuse"
+RH_SHMALLOC_TRACE_DEPTH=0 shim "$PROGS/shim_edges" calloc-reuse || fail "calloc-reuse without provenance"
+RH_SHMALLOC_TRACE_DEPTH=0 RH_SHMALLOC_MIN_SIZE=64 shim "$PROGS/shim_edges" calloc-reuse 64 ||
+	fail "calloc-reuse with RH_SHMALLOC_MIN_SIZE"
+no_heaps calloc-reuse
+echo "ok calloc of reused blocks"
 shim "$PROGS/shim_edges" private private || fail "private pages"
 no_heaps private
 RH_SHMALLOC_PRIVATE_SIZE=0 shim "$PROGS/shim_edges" private shared || fail "private pages turned off"

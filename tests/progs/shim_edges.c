@@ -33,6 +33,10 @@
  *   private-maps     with no memory mapping left to make (vm.max_map_count),
  *                    a 64 MiB malloc gets its pages in the heap file instead
  *                    of private ones
+ *   calloc-reuse [N] small blocks of every size from N (1) to 2 KiB are
+ *                    filled, freed, and asked for again with calloc: each comes
+ *                    back from the heap (the thread's cache), all zeros; with
+ *                    N (RH_SHMALLOC_MIN_SIZE), calloc of N - 1 bytes does not
  *   api-corners      prints what malloc's corner cases return and leave in
  *                    errno; run with and without the shim, the two outputs
  *                    must be the same
@@ -554,6 +558,53 @@ static int lock_all(void)
 	return 0;
 }
 
+static int calloc_reuse(size_t from)
+{
+	int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "rh_shm_owns");
+	if (!owns) {
+		fprintf(stderr, "calloc-reuse: the shim's rh_shm_owns is not there\n");
+		return 1;
+	}
+	enum { MAXN = 2048, EACH = 8 };
+	static unsigned char *b[EACH];
+	if (from > 1) {
+		unsigned char *z = calloc(1, from - 1);
+		if (!z || owns(z)) {
+			fprintf(stderr, "calloc-reuse: calloc(1, %zu) is a block of the heap\n", from - 1);
+			return 1;
+		}
+		free(z);
+	}
+	for (size_t n = from; n <= MAXN; n++) {
+		for (int i = 0; i < EACH; i++) {
+			b[i] = malloc(n);
+			if (!b[i] || !owns(b[i])) {
+				fprintf(stderr, "calloc-reuse: malloc(%zu) is not a block of the heap\n", n);
+				return 1;
+			}
+			memset(b[i], 0xa5, n);
+		}
+		for (int i = 0; i < EACH; i++)
+			free(b[i]);
+		for (int i = 0; i < EACH; i++) {
+			unsigned char *z = calloc(1, n);
+			if (!z || !owns(z)) {
+				fprintf(stderr, "calloc-reuse: calloc(1, %zu) is not a block of the heap\n", n);
+				return 1;
+			}
+			for (size_t k = 0; k < n; k++)
+				if (z[k]) {
+					fprintf(stderr, "calloc-reuse: calloc(1, %zu): byte %zu is %#x\n", n, k, z[k]);
+					return 1;
+				}
+			b[i] = z;
+		}
+		for (int i = 0; i < EACH; i++)
+			free(b[i]);
+	}
+	return 0;
+}
+
 static int api_corners(void)
 {
 	void *p, *q;
@@ -766,6 +817,8 @@ int main(int argc, char **argv)
 		return fork_no_fds();
 	if (strcmp(what, "api-corners") == 0)
 		return api_corners();
+	if (strcmp(what, "calloc-reuse") == 0)
+		return calloc_reuse(n > 0 ? (size_t)n : 1);
 	if (strcmp(what, "private-maps") == 0)
 		return private_maps();
 	if (strcmp(what, "private-fork") == 0)
@@ -775,7 +828,7 @@ int main(int argc, char **argv)
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
-		"       shim_edges api-corners | fork-no-fds | fork-in-handler | mlockall\n"
+		"       shim_edges api-corners | calloc-reuse | fork-no-fds | fork-in-handler | mlockall\n"
 		"       shim_edges private private|shared | private-fork | private-maps\n"
 		"       shim_edges fd-taken dup2|closeall FILE\n");
 	return 2;
