@@ -206,7 +206,6 @@ static __attribute__((noinline)) uint32_t capture(void)
  * even if this image never allocates. */
 static void hooks_resolve(void);
 
-
 __attribute__((constructor)) static void preload_init(void)
 {
 	hooks_resolve();
