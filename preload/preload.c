@@ -595,8 +595,14 @@ static void unloads_check(void)
 		return;
 	int e = errno;
 	unsigned long long unloads = unloads_now();
-	if (__atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads)
-		unloads_forget();
+	if (__atomic_load_n(&unloads_seen, __ATOMIC_RELAXED) != unloads) {
+		/* As an unload: a fork before the flush is done flushes in the
+		 * child, which never sees this one. */
+		unwind_unload_begin();
+		if (__atomic_exchange_n(&unloads_seen, unloads, __ATOMIC_RELAXED) != unloads)
+			unloads_forget();
+		unwind_unload_end();
+	}
 	errno = e;
 }
 

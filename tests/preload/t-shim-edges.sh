@@ -52,15 +52,19 @@ done
 no_heaps api-corners
 echo "ok return values and errno as the C library's"
 
-# A malloc of RH_SHMALLOC_PRIVATE_SIZE (32 MiB) or more keeps its pages
-# private until rh_shm_ref: a huge buffer the program barely touches takes
-# nothing from the filesystem. 0 turns that off.
+# calloc of blocks that come back from the thread's cache: zeros, with and
+# without provenance (which has a path of its own), and none under
+# RH_SHMALLOC_MIN_SIZE from the heap.
 shim "$PROGS/shim_edges" calloc-reuse || fail "calloc-reuse"
 RH_SHMALLOC_TRACE_DEPTH=0 shim "$PROGS/shim_edges" calloc-reuse || fail "calloc-reuse without provenance"
 RH_SHMALLOC_TRACE_DEPTH=0 RH_SHMALLOC_MIN_SIZE=64 shim "$PROGS/shim_edges" calloc-reuse 64 ||
 	fail "calloc-reuse with RH_SHMALLOC_MIN_SIZE"
 no_heaps calloc-reuse
 echo "ok calloc of reused blocks"
+
+# A malloc of RH_SHMALLOC_PRIVATE_SIZE (32 MiB) or more keeps its pages
+# private until rh_shm_ref: a huge buffer the program barely touches takes
+# nothing from the filesystem. 0 turns that off.
 shim "$PROGS/shim_edges" private private || fail "private pages"
 no_heaps private
 RH_SHMALLOC_PRIVATE_SIZE=0 shim "$PROGS/shim_edges" private shared || fail "private pages turned off"
@@ -239,6 +243,28 @@ for pair in a,b x,y; do
 		{ cat "$V"; fail "unload_race $p1 $p2: blocks not told by their plugins ($where)"; }
 	echo "ok plugin $p2 used while another thread unloads $p1, which it replaced ($where)"
 done
+# The same window, with the second thread forking in it: the child never
+# sees the unload's flush in the parent, and drops the rules of the
+# unloaded code itself (the shim's walk's and, checked against it,
+# libunwind's).
+where=$(RH_SHMALLOC_KEEP=1 RH_SHMALLOC_UNWIND_CHECK=1 timeout 30 env LD_PRELOAD="$SHIM" "$PROGS/unload_race" \
+	"$PLUG/plugin_a.so" "$PLUG/plugin_b.so" "$PLUG/plugin_c.so" fork 2> "$V.err") ||
+	{ rc=$?; cat "$V.err"; fail "unload_race fork: status $rc (124: hung)"; }
+! grep -q "unwind mismatch" "$V.err" || { cat "$V.err"; fail "unload_race fork: libunwind's rules of the unloaded plugin"; }
+"$BUILD/bin/redhawk-shminfo" -d "$D" --format=b --breakdown=4 > "$V" || fail "shminfo after unload_race fork"
+rm -f "$D"/heap-*
+[ "$(frames 200000)" = "b_alloc make_block " ] || { cat "$V"; fail "unload_race fork: the child's block is not b_alloc's ($where)"; }
+echo "ok a child forked inside an unload uses the plugin loaded in its place ($(echo $where))"
+# And inside the shim's flush after an unload the C library made on its own.
+where=$(RH_SHMALLOC_KEEP=1 RH_SHMALLOC_UNWIND_CHECK=1 timeout 30 env LD_PRELOAD="$SHIM" "$PROGS/unload_race" \
+	"$PLUG/plugin_a.so" "$PLUG/plugin_b.so" "$PLUG/plugin_c.so" check-fork 2> "$V.err") ||
+	{ rc=$?; cat "$V.err"; fail "unload_race check-fork: status $rc (124: hung)"; }
+! grep -q "unwind mismatch" "$V.err" || { cat "$V.err"; fail "unload_race check-fork: libunwind's rules of the unloaded plugin"; }
+"$BUILD/bin/redhawk-shminfo" -d "$D" --format=b --breakdown=4 > "$V" || fail "shminfo after unload_race check-fork"
+rm -f "$D"/heap-*
+[ "$(frames 200000)" = "b_alloc make_block " ] ||
+	{ cat "$V"; fail "unload_race check-fork: the child's block is not b_alloc's ($where)"; }
+echo "ok a child forked inside the flush after the C library's own unload ($(echo $where))"
 
 # The C library unloads an iconv module on its own (iconv_close), and a
 # plugin is loaded where it was: the plugin's block is the plugin's.

@@ -567,14 +567,6 @@ static int calloc_reuse(size_t from)
 	}
 	enum { MAXN = 2048, EACH = 8 };
 	static unsigned char *b[EACH];
-	if (from > 1) {
-		unsigned char *z = calloc(1, from - 1);
-		if (!z || owns(z)) {
-			fprintf(stderr, "calloc-reuse: calloc(1, %zu) is a block of the heap\n", from - 1);
-			return 1;
-		}
-		free(z);
-	}
 	for (size_t n = from; n <= MAXN; n++) {
 		for (int i = 0; i < EACH; i++) {
 			b[i] = malloc(n);
@@ -601,6 +593,15 @@ static int calloc_reuse(size_t from)
 		}
 		for (int i = 0; i < EACH; i++)
 			free(b[i]);
+	}
+	/* Now that the thread's cache holds blocks of that class. */
+	if (from > 1) {
+		unsigned char *z = calloc(1, from - 1);
+		if (!z || owns(z)) {
+			fprintf(stderr, "calloc-reuse: calloc(1, %zu) is a block of the heap\n", from - 1);
+			return 1;
+		}
+		free(z);
 	}
 	return 0;
 }

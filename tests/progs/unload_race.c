@@ -13,14 +13,26 @@
  * 300000 from B after. Run with RH_SHMALLOC_KEEP=1: the heap file then
  * tells who made them. Prints "same" when B was loaded where A was, else
  * "moved".
+ * unload_race A.so B.so SPACER.so fork: in the window the second thread
+ * forks instead, and the child (which never sees the hook's flush) loads B
+ * and makes the 200000 bytes from it, in its own heap; it prints "child
+ * same" or "child moved".
+ * unload_race A.so B.so SPACER.so check-fork: the same, for an unload the
+ * C library makes on its own (as of an iconv module: its dlclose, not the
+ * shim's hook), which the shim notices after setlocale. The window is the
+ * shim's flush of libunwind's cache, held open by this program's own
+ * _Ux86_64_flush_cache (libunwind's name for unw_flush_cache).
  */
 #include <dlfcn.h>
 #include <link.h>
+#include <locale.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "plugin_host.h"
 
@@ -28,7 +40,7 @@ typedef int (*iterate_fn)(int (*)(struct dl_phdr_info *, size_t, void *), void *
 typedef void *(*make_fn)(size_t);
 
 static sem_t ready, go, done;
-static volatile int armed;
+static volatile int armed, armed_flush, forking;
 static const char *b_path;
 static make_fn a_make, b_make;
 
@@ -45,6 +57,20 @@ __attribute__((visibility("default"))) int dl_iterate_phdr(int (*cb)(struct dl_p
 		sem_wait(&done);
 	}
 	return real(cb, arg);
+}
+
+typedef void (*flush_fn)(void *, unsigned long, unsigned long);
+__attribute__((visibility("default"))) void _Ux86_64_flush_cache(void *as, unsigned long lo, unsigned long hi)
+{
+	static flush_fn real;
+	if (!real)
+		real = (flush_fn)dlsym(RTLD_NEXT, "_Ux86_64_flush_cache");
+	if (armed_flush) {
+		armed_flush = 0;
+		sem_post(&go);
+		sem_wait(&done);
+	}
+	real(as, lo, hi);
 }
 
 static make_fn load(const char *path, void **handle)
@@ -77,15 +103,32 @@ static __attribute__((noinline)) void scrub(void)
 static void *second(void *arg)
 {
 	(void)arg;
-	for (int k = 0; k < 2; k++) {
-		if (k) {
-			sem_post(&ready);
-			sem_wait(&go);
-			void *h;
-			b_make = load(b_path, &h);
-			scrub();
+	kept(make_block(a_make, 50000));
+	sem_post(&ready);
+	sem_wait(&go);
+	pid_t pid = forking ? fork() : 0;
+	if (pid < 0) {
+		perror("unload_race: fork");
+		exit(2);
+	}
+	if (pid == 0) {
+		void *h;
+		make_fn b = load(b_path, &h);
+		scrub();
+		kept(make_block(b, 200000));
+		if (!forking) {
+			b_make = b;
+		} else {
+			printf("child %s\n", (void *)b == (void *)a_make ? "same" : "moved");
+			fflush(stdout);
+			_exit(0);
 		}
-		kept(make_block(k ? b_make : a_make, k ? 200000 : 50000));
+	} else {
+		int status;
+		if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+			fprintf(stderr, "unload_race: the child failed\n");
+			exit(1);
+		}
 	}
 	sem_post(&done);
 	return NULL;
@@ -93,11 +136,13 @@ static void *second(void *arg)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: unload_race A.so B.so SPACER.so\n");
+	int check = argc == 5 && strcmp(argv[4], "check-fork") == 0;
+	if (argc < 4 || (argc == 5 && strcmp(argv[4], "fork") && !check) || argc > 5) {
+		fprintf(stderr, "usage: unload_race A.so B.so SPACER.so [fork|check-fork]\n");
 		return 2;
 	}
 	b_path = argv[2];
+	forking = argc == 5;
 	sem_init(&ready, 0, 0);
 	sem_init(&go, 0, 0);
 	sem_init(&done, 0, 0);
@@ -109,9 +154,26 @@ int main(int argc, char **argv)
 	if (pthread_create(&t, NULL, second, NULL) != 0)
 		return 2;
 	sem_wait(&ready); /* its block from A is made */
-	armed = 1;
-	dlclose(ha);
+	fflush(stdout);
+	if (check) {
+		void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+		int (*libc_dlclose)(void *) = libc ? (int (*)(void *))dlsym(libc, "dlclose") : NULL;
+		if (!libc_dlclose) {
+			fprintf(stderr, "unload_race: no dlclose in libc.so.6\n");
+			return 2;
+		}
+		libc_dlclose(ha);
+		armed_flush = 1;
+		setlocale(LC_ALL, "C");
+	} else {
+		armed = 1;
+		dlclose(ha);
+	}
 	pthread_join(t, NULL);
+	if (!b_make) {
+		void *hb;
+		b_make = load(b_path, &hb);
+	}
 	kept(make_block(b_make, 300000));
 	printf("%s\n", (void *)b_make == (void *)a_make ? "same" : "moved");
 	return 0;
