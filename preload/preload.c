@@ -148,10 +148,9 @@ static inline __attribute__((always_inline)) int unwind_steps(void **buf, int ma
 static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 {
 	void *ref[RH_MAX_TRACE_DEPTH + OWN_FRAMES_MAX];
-	if (__builtin_expect(libunwind_stale, 0)) {
-		libunwind_stale = false;
+	if (__builtin_expect(__atomic_load_n(&libunwind_stale, __ATOMIC_RELAXED), 0) &&
+	    __atomic_exchange_n(&libunwind_stale, false, __ATOMIC_RELAXED))
 		unw_flush_cache(unw_local_addr_space, 0, 0);
-	}
 	int m = unwind_flushed() ? unwind_steps(ref, max + OWN_FRAMES_MAX) : unw_backtrace(ref, max + OWN_FRAMES_MAX);
 	int skip = 0;
 	while (skip < m && (uintptr_t)ref[skip] - self_lo < self_hi - self_lo)
