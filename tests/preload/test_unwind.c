@@ -353,23 +353,17 @@ static void test_fork_inside_an_unload(void **state)
  * interrupted one astray. Another thread sends the signals, over a second
  * of walks. */
 #define DEEP 24
-static __attribute__((noinline)) int deep_small(void **buf, int n)
-{
-	volatile char pad[40];
-	pad[n & 31] = (char)n;
-	int r = n ? deep_small(buf, n - 1) : unwind_fast(buf, 32, 0, 0);
-	sink += pad[0];
-	return r;
-}
-
-static __attribute__((noinline)) int deep_big(void **buf, int n)
-{
-	volatile char pad[232];
-	pad[n & 127] = (char)n;
-	int r = n ? deep_big(buf, n - 1) : unwind_fast(buf, 32, 0, 0);
-	sink += pad[0];
-	return r;
-}
+#define RECURSION(name, bytes)                                                  \
+	static __attribute__((noinline)) int name(void **buf, int n)           \
+	{                                                                       \
+		volatile char pad[bytes];                                       \
+		pad[n & 31] = (char)n;                                          \
+		int r = n ? name(buf, n - 1) : unwind_fast(buf, 32, 0, 0);      \
+		sink += pad[0];                                                 \
+		return r;                                                       \
+	}
+RECURSION(deep_small, 40)
+RECURSION(deep_big, 232)
 
 static volatile long nested_walks;
 static void nested_handler(int sig)
