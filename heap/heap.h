@@ -208,6 +208,20 @@ void journal_modules_unloaded(void);
  * recorded module's range is checked to be that module's. */
 void journal_unload_begin(void);
 void journal_unload_end(void);
+/* The unload counters (the journal's and the shim's walk's): one more
+ * unload under way, or one fewer but never below none, as a forked child
+ * starts from none even when the thread that forked was in an unload. */
+static inline void unloads_enter(_Atomic unsigned *n)
+{
+	__atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline void unloads_leave(_Atomic unsigned *n)
+{
+	unsigned v = __atomic_load_n(n, __ATOMIC_RELAXED);
+	while (v && !__atomic_compare_exchange_n(n, &v, v - 1, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+}
 void journal_thread_exit(void);
 /* Set by the shim: captures the current call stack as a site (its own
  * frames left out), so blocks made through the API get whole stacks too. */

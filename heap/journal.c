@@ -247,15 +247,12 @@ static void module_add(const char *name, bool first, uint64_t base, uint64_t lo,
 
 void journal_unload_begin(void)
 {
-	atomic_fetch_add_explicit(&unloading, 1, memory_order_seq_cst);
+	unloads_enter(&unloading);
 }
 
 void journal_unload_end(void)
 {
-	unsigned v = atomic_load_explicit(&unloading, memory_order_relaxed);
-	while (v && !atomic_compare_exchange_weak_explicit(&unloading, &v, v - 1, memory_order_release,
-		memory_order_relaxed))
-		;
+	unloads_leave(&unloading);
 }
 
 /* The ranges of recorded modules that were unloaded, where other code may

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "heap.h"
 #include "unwind.h"
 
 #if defined(__x86_64__)
@@ -99,17 +100,12 @@ bool unwind_fork_child(void)
 
 void unwind_unload_begin(void)
 {
-	atomic_fetch_add_explicit(&unloading, 1, memory_order_seq_cst);
+	unloads_enter(&unloading);
 }
 
 void unwind_unload_end(void)
 {
-	/* Never below 0: a forked child starts from 0 even when the thread
-	 * that forked was in an unload. */
-	unsigned v = atomic_load_explicit(&unloading, memory_order_relaxed);
-	while (v && !atomic_compare_exchange_weak_explicit(&unloading, &v, v - 1, memory_order_release,
-		memory_order_relaxed))
-		;
+	unloads_leave(&unloading);
 }
 
 bool unwind_flushed(void)
