@@ -544,7 +544,7 @@ void heap_trim_reservations(void)
 struct heap *heap_of(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
-	if (rh_heap && a - (uintptr_t)own.base < own.reserve)
+	if (heap_is_own(p))
 		return &own;
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
 	for (unsigned i = 0; i < n; i++)

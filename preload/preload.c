@@ -119,7 +119,7 @@ static bool libunwind_stale;
 static void fork_child(void)
 {
 	if (unwind_fork_child())
-		libunwind_stale = true;
+		__atomic_store_n(&libunwind_stale, true, __ATOMIC_RELAXED);
 }
 
 /* libunwind's walk, step by step: unw_backtrace's cache of frames is never
