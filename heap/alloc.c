@@ -435,7 +435,8 @@ static int span_commit(struct heap *h, struct superblock *sb, uint32_t from, uin
 		uint32_t j = bits_run_end(bits, i, to, false);
 		if (fd < 0)
 			fd = heap_fd(h);
-		int err = fd < 0 ? ENOMEM : os_commit(fd, sb->offset + ((uint64_t)i << h->page_shift), (size_t)(j - i) << h->page_shift);
+		uint64_t off = sb->offset + ((uint64_t)i << h->page_shift);
+		int err = fd < 0 ? ENOMEM : os_commit_fill(fd, off, (size_t)(j - i) << h->page_shift, h->base + off);
 		if (err)
 			return err == ENOSPC ? ENOMEM : err;
 		bits_set(bits, i, j, true);

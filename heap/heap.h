@@ -83,6 +83,7 @@ int os_file_id(int fd, struct os_file_id *id);
 bool os_fd_is(int fd, const struct os_file_id *id);
 int os_fd_high(int fd);                                 /* moved out of the way */
 int os_commit(int fd, uint64_t offset, size_t size);    /* posix_fallocate */
+int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *map); /* a hole: pwritev */
 int os_decommit(int fd, uint64_t offset, size_t size);  /* FALLOC_FL_PUNCH_HOLE */
 int os_grow(int fd, uint64_t size);                     /* ftruncate, within RLIMIT_FSIZE */
 int os_shrink(int fd, uint64_t size);                   /* ftruncate */

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "heap.h"
@@ -272,6 +273,52 @@ int os_commit(int fd, uint64_t offset, size_t size)
 	/* posix_fallocate returns the error instead of setting errno. On tmpfs
 	 * this reserves the pages, so touching them later cannot SIGBUS. */
 	return posix_fallocate(fd, (off_t)offset, (off_t)size);
+}
+
+/* Pages in place of a hole, written with zeros rather than reserved, then
+ * mapped at `map` by a read of one byte in each 64 KiB. A written page is
+ * ready, so the kernel maps its neighbours with it (fault-around, 64 KiB
+ * by default): a few faults for the range where reserved pages take one
+ * each when first touched, and the program's writes then fault no more.
+ * This is about a third less time per page on tmpfs. Only for a range the
+ * caller knows to be a hole: what it held is overwritten. Past the file
+ * size limit, where a write would raise SIGXFSZ, the pages are reserved. */
+int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *map)
+{
+	static const char zeros[4096];
+	enum { PIECES = 64 };
+	struct iovec iov[PIECES];
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || (rl.rlim_cur != RLIM_INFINITY && offset + size > rl.rlim_cur))
+		return os_commit(fd, offset, size);
+	for (unsigned i = 0; i < PIECES; i++)
+		iov[i] = (struct iovec){ (void *)zeros, sizeof zeros };
+	uint64_t at = offset, end = offset + size;
+	while (at < end) {
+		uint64_t left = end - at;
+		unsigned n = left / sizeof zeros >= PIECES ? PIECES : (unsigned)((left + sizeof zeros - 1) / sizeof zeros);
+		iov[n - 1].iov_len = n == PIECES ? sizeof zeros : (size_t)(left - (uint64_t)(n - 1) * sizeof zeros);
+		ssize_t w = pwritev(fd, iov, (int)n, (off_t)at);
+		iov[n - 1].iov_len = sizeof zeros;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int err = w < 0 ? errno : ENOSPC;
+			/* Refused for another reason than space (a sandbox's
+			 * system call filter, say): the rest is reserved. */
+			if (err != ENOSPC && err != EDQUOT && err != EFBIG &&
+			    (err = os_commit(fd, at, (size_t)(end - at))) == 0)
+				break;
+			if (at > offset)
+				os_decommit(fd, offset, (size_t)(at - offset));
+			return err;
+		}
+		at += (uint64_t)w;
+	}
+	for (size_t k = 0; k < size; k += 64u << 10)
+		(void)map[k];
+	(void)map[size - 1];
+	return 0;
 }
 
 int os_decommit(int fd, uint64_t offset, size_t size)

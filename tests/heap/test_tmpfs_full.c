@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -169,6 +170,32 @@ static void scenario_space_taken_after_free(void)
 	unfill_fs("filler");
 	CHECK(alloc_until_full(64 * 1024) >= 1024 * 1024);
 	free_all();
+}
+
+/* Pages written over a hole that stop short (the filesystem filled) are
+ * punched again: the file holds what it held before, the space is back. */
+static void scenario_fill_stopped_short_is_undone(void)
+{
+	char path[400];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/file", mnt);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, 8 << 20) == 0);
+	char *map = mmap(NULL, 8 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(map != MAP_FAILED);
+	memset(map, 7, 4096);
+	uint64_t before = fs_free();
+	CHECK(os_commit_fill(fd, 4096, (8 << 20) - 4096, map + 4096) == ENOSPC);
+	CHECK(fstat(fd, &st) == 0 && st.st_blocks * 512 == 4096);
+	CHECK(fs_free() == before);
+	CHECK(map[4095] == 7);
+	/* What fits is written whole. */
+	CHECK(os_commit_fill(fd, 4096, 1 << 20, map + 4096) == 0);
+	CHECK(fstat(fd, &st) == 0 && st.st_blocks * 512 == 4096 + (1 << 20));
+	CHECK(map[4096] == 0 && map[(1 << 20) + 4095] == 0);
+	munmap(map, 8 << 20);
+	close(fd);
+	unlink(path);
 }
 
 /* A block with private pages (the shim's malloc of RH_SHMALLOC_PRIVATE_SIZE
@@ -398,6 +425,12 @@ static void test_tmpfs_full_private_block_larger_than_the_filesystem(void **stat
 	run(scenario_private_block_larger_than_the_filesystem, "private block larger than the filesystem");
 }
 
+static void test_tmpfs_full_fill_stopped_short_is_undone(void **state)
+{
+	(void)state;
+	run(scenario_fill_stopped_short_is_undone, "fill stopped short");
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -426,6 +459,7 @@ int main(void)
 		cmocka_unit_test(test_tmpfs_full_journal_resumes_when_room_returns),
 		cmocka_unit_test(test_tmpfs_full_stale_ref_attach_fails_cleanly),
 		cmocka_unit_test(test_tmpfs_full_private_block_larger_than_the_filesystem),
+		cmocka_unit_test(test_tmpfs_full_fill_stopped_short_is_undone),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

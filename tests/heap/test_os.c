@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * os.c: pages committed by writing zeros over a hole (os_commit_fill). They
+ * must read as zeros, be counted by the file, come mapped (so the program's
+ * first writes do not fault page by page), never raise SIGXFSZ past the
+ * file size limit, and be reserved instead where writing is refused.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/resource.h>
+
+#include <cmocka.h>
+
+#include "heap.h"
+#include "testutil.h"
+
+#define MIB (1u << 20)
+
+static int fd = -1;
+static char *map;
+
+static int setup(void **state)
+{
+	(void)state;
+	char path[300];
+	test_dir_make();
+	snprintf(path, sizeof(path), "%s/file", test_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || ftruncate(fd, 4 * MIB) != 0)
+		return -1;
+	map = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return map == MAP_FAILED ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	munmap(map, 4 * MIB);
+	close(fd);
+	test_dir_remove();
+	return 0;
+}
+
+static long minor_faults(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/* The kernel's fault-around window, where debugfs shows it; 64 KiB, its
+ * default since Linux 3.15, otherwise. */
+static long fault_around_bytes(void)
+{
+	char buf[32] = "";
+	FILE *f = fopen("/sys/kernel/debug/fault_around_bytes", "r");
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	return buf[0] ? atol(buf) : 65536;
+}
+
+static void test_fill_is_zeros_counted_and_mapped(void **state)
+{
+	(void)state;
+	struct stat st;
+	/* A 2 MiB hole between 1 and 3 MiB, its first page written over. */
+	memset(map + MIB - 4096, 0xa5, 4096);
+	assert_int_equal(os_commit_fill(fd, MIB, 2 * MIB, map + MIB), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal((uint64_t)st.st_blocks * 512, 2 * MIB + 4096);
+	assert_int_equal(lseek(fd, MIB, SEEK_DATA), MIB);
+	assert_int_equal(lseek(fd, MIB, SEEK_HOLE), 3 * MIB);
+	assert_int_equal(map[MIB - 1], (char)0xa5); /* the page before is untouched */
+	static char buf[2 * MIB];
+	memset(buf, 1, sizeof(buf));
+	assert_int_equal(pread(fd, buf, sizeof(buf), MIB), sizeof(buf));
+	for (size_t k = 0; k < sizeof(buf); k++)
+		if (buf[k])
+			fail_msg("byte %zu of the fill is %d", k, buf[k]);
+	/* Writes, as a program's first use: each would fault on pages that
+	 * are only reserved. */
+	long before = minor_faults();
+	for (size_t k = MIB; k < 3 * MIB; k += 4096)
+		map[k] = 1;
+	long faults = minor_faults() - before;
+	if (fault_around_bytes() >= 16384)
+		assert_in_range(faults, 0, (2 * MIB / 4096) / 8);
+	/* An odd length and offset: whole pages on either side are kept. */
+	assert_int_equal(os_commit_fill(fd, 3 * MIB + 4096, 3 * 4096 + 100, map + 3 * MIB + 4096), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal((uint64_t)st.st_blocks * 512, 2 * MIB + 4096 + 4 * 4096);
+	assert_int_equal(lseek(fd, 3 * MIB, SEEK_DATA), 3 * MIB + 4096);
+}
+
+static void fill_past_the_size_limit(void)
+{
+	struct rlimit rl = { MIB, MIB };
+	struct stat st;
+	if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+		exit(3);
+	/* A write there would raise SIGXFSZ; the pages are reserved instead. */
+	if (os_commit_fill(fd, 2 * MIB, MIB, map + 2 * MIB) != 0)
+		exit(4);
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_blocks * 512 != MIB)
+		exit(5);
+	map[2 * MIB] = 1;
+	map[3 * MIB - 1] = 1;
+}
+
+static void test_fill_past_the_size_limit_does_not_raise_sigxfsz(void **state)
+{
+	(void)state;
+	int status = test_in_child(fill_past_the_size_limit);
+	if (WIFSIGNALED(status))
+		fail_msg("the fill died of signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* pwritev refused by a system call filter, as in a sandbox. */
+static void fill_under_a_filter(void)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pwritev, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
+	struct stat st;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+		exit(3);
+	if (os_commit_fill(fd, MIB, MIB, map + MIB) != 0)
+		exit(4);
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_blocks * 512 != MIB)
+		exit(5);
+}
+
+static void test_fill_refused_by_a_filter_reserves(void **state)
+{
+	(void)state;
+	int status = test_in_child(fill_under_a_filter);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 3)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fill_is_zeros_counted_and_mapped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fill_past_the_size_limit_does_not_raise_sigxfsz, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fill_refused_by_a_filter_reserves, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
