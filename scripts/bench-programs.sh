@@ -172,10 +172,13 @@ END {
 	printf "(glibc: seconds and MiB; others: time x RSS, each divided by glibc in the same round;\n"
 	printf " rh-notrace: the shim with RH_SHMALLOC_TRACE_DEPTH=0; redhawk-shm: provenance at the\n"
 	printf " default depth; heaptrack: the whole heaptrack command, RSS of its largest process;\n"
+	printf " nt/mi: rh-notrace'"'"'s time over mimalloc'"'"'s in the same round, target <= 1.25;\n"
 	printf " prov/ht: the shim'"'"'s provenance overhead (redhawk-shm - 1) over heaptrack'"'"'s, target <= 0.33;\n"
 	printf " cc1: heaptrack --raw, as its interpreter (1.4.0) aborts on cc1; raw recording costs less)\n\n"
 	printf "%-9s %14s", "workload", "glibc"
 	for (i = 2; i <= na; i++) printf "  %13s", a[i]
+	hasmi = index(" " allocs " ", " mimalloc ") > 0
+	if (hasmi) printf "  %5s", "nt/mi"
 	hasprov = index(" " allocs " ", " heaptrack ") > 0
 	if (hasprov) printf "  %7s", "prov/ht"
 	printf "\n"
@@ -195,6 +198,16 @@ END {
 			if (!n) { printf "  %13s", "failed"; continue }
 			r[a[i]] = median(rt, n)
 			printf "  %5.2fx %5.2fx", r[a[i]], median(rm, n)
+		}
+		if (hasmi) {
+			n = 0
+			for (k = 1; k <= cnt["mimalloc", w[j]]; k++) {
+				x = t["rh-notrace", w[j], k]; y = t["mimalloc", w[j], k]
+				if (x == "fail" || y == "fail" || x == "" || y <= 0) continue
+				n++; rt[n] = x / y
+			}
+			if (n) printf "  %5.2f", median(rt, n)
+			else printf "  %5s", "-"
 		}
 		if (hasprov) {
 			if (("redhawk-shm" in r) && ("heaptrack" in r) && r["heaptrack"] > 1)
