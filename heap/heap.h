@@ -84,6 +84,7 @@ bool os_fd_is(int fd, const struct os_file_id *id);
 int os_fd_high(int fd);                                 /* moved out of the way */
 int os_commit(int fd, uint64_t offset, size_t size);    /* posix_fallocate */
 int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *map); /* a hole: pwritev */
+bool os_is_tmpfs(int fd);
 int os_decommit(int fd, uint64_t offset, size_t size);  /* FALLOC_FL_PUNCH_HOLE */
 int os_grow(int fd, uint64_t size);                     /* ftruncate, within RLIMIT_FSIZE */
 int os_shrink(int fd, uint64_t size);                   /* ftruncate */
@@ -117,6 +118,7 @@ struct heap {
 	uint8_t *classes;
 	size_t classes_size, classes_ready;
 	int fd;                     /* -1: a foreign heap inherited over fork; see heap_fd */
+	bool fill;                  /* on tmpfs: new pages are written (os_commit_fill) */
 	int dirfd;                  /* see heap_dirfd */
 	struct os_file_id id, dir_id;
 	int holder;                 /* holder slot (attached heaps) */

@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -85,14 +87,17 @@ int os_map_anon_new(void *at, size_t size)
 bool os_all_zero(const void *p, size_t n)
 {
 	const unsigned char *c = p;
-	uint64_t w = 0, x;
-	for (; n >= 8; n -= 8, c += 8) {
-		memcpy(&x, c, 8);
-		w |= x;
+	/* 64 bytes at a time, so that data is seen at its first line. */
+	for (; n >= 64; n -= 64, c += 64) {
+		uint64_t x[8];
+		memcpy(x, c, 64);
+		if (x[0] | x[1] | x[2] | x[3] | x[4] | x[5] | x[6] | x[7])
+			return false;
 	}
-	while (n--)
-		w |= *c++;
-	return w == 0;
+	for (; n; n--)
+		if (*c++)
+			return false;
+	return true;
 }
 
 /* Whether every page of the range is mapped (a mapping that failed may or
@@ -163,17 +168,38 @@ static char bounce[64 << 10];
 static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 {
 	if (fd >= 0) {
-		/* Populated at once: one pass of faults instead of one per page
-		 * inside pread. */
-		int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_POPULATE;
-		if (mmap(base + s, e - s, PROT_READ | PROT_WRITE, flags, -1, 0) == MAP_FAILED)
+		/* A piece at a time through the buffer: pages of zeros are not
+		 * copied and take no memory (pages written with zeros and never
+		 * used since, os_commit_fill, are data to SEEK_DATA). */
+		if (mmap(base + s, e - s, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+		    MAP_FAILED)
 			return errno;
+		size_t page = os_page_size();
 		for (uint64_t c = s; c < e;) {
-			ssize_t n = pread(fd, base + c, e - c, (off_t)c);
+			size_t want = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
+			ssize_t n = pread(fd, bounce, want, (off_t)c);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
 				return n < 0 ? errno : EIO;
+			/* Each run of pages that hold data is populated at once: a
+			 * fault per page would cost more than the copy. */
+			for (size_t k = 0, run = 0;;) {
+				size_t len = (size_t)n - k < page ? (size_t)n - k : page;
+				if (len && !os_all_zero(bounce + k, len)) {
+					run += len;
+					k += len;
+					continue;
+				}
+				if (run) {
+					madvise(base + c + k - run, run, MADV_POPULATE_WRITE);
+					memcpy(base + c + k - run, bounce + k - run, run);
+					run = 0;
+				}
+				if (!len)
+					break;
+				k += len;
+			}
 			c += (uint64_t)n;
 		}
 		return 0;
@@ -280,35 +306,37 @@ int os_commit(int fd, uint64_t offset, size_t size)
  * ready, so the kernel maps its neighbours with it (fault-around, 64 KiB
  * by default): a few faults for the range where reserved pages take one
  * each when first touched, and the program's writes then fault no more.
- * This is about a third less time per page on tmpfs. Only for a range the
- * caller knows to be a hole: what it held is overwritten. Past the file
- * size limit, where a write would raise SIGXFSZ, the pages are reserved. */
+ * This is about a third less time per page on tmpfs (for files on disk,
+ * where the zeros would be written out, callers reserve). Only for a range
+ * the caller knows to be a hole: what it held is overwritten. Past the
+ * file size limit, where a write would raise SIGXFSZ, and once writing has
+ * been refused for another reason than space (a sandbox's system call
+ * filter, say), the pages are reserved instead. */
+static const char zeros[4096];
+static const struct iovec zero_pieces[64] = { [0 ... 63] = { (void *)zeros, sizeof(zeros) } };
+static bool fill_refused;
+
 int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *map)
 {
-	static const char zeros[4096];
-	enum { PIECES = 64 };
-	struct iovec iov[PIECES];
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || (rl.rlim_cur != RLIM_INFINITY && offset + size > rl.rlim_cur))
+	if (__atomic_load_n(&fill_refused, __ATOMIC_RELAXED) || getrlimit(RLIMIT_FSIZE, &rl) != 0 ||
+	    (rl.rlim_cur != RLIM_INFINITY && offset + size > rl.rlim_cur))
 		return os_commit(fd, offset, size);
-	for (unsigned i = 0; i < PIECES; i++)
-		iov[i] = (struct iovec){ (void *)zeros, sizeof zeros };
+	int saved = errno;
 	uint64_t at = offset, end = offset + size;
 	while (at < end) {
-		uint64_t left = end - at;
-		unsigned n = left / sizeof zeros >= PIECES ? PIECES : (unsigned)((left + sizeof zeros - 1) / sizeof zeros);
-		iov[n - 1].iov_len = n == PIECES ? sizeof zeros : (size_t)(left - (uint64_t)(n - 1) * sizeof zeros);
-		ssize_t w = pwritev(fd, iov, (int)n, (off_t)at);
-		iov[n - 1].iov_len = sizeof zeros;
+		uint64_t pieces = (end - at) / sizeof(zeros);
+		ssize_t w = pieces ? pwritev(fd, zero_pieces, pieces < 64 ? (int)pieces : 64, (off_t)at)
+				   : pwrite(fd, zeros, (size_t)(end - at), (off_t)at);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
 			int err = w < 0 ? errno : ENOSPC;
-			/* Refused for another reason than space (a sandbox's
-			 * system call filter, say): the rest is reserved. */
-			if (err != ENOSPC && err != EDQUOT && err != EFBIG &&
-			    (err = os_commit(fd, at, (size_t)(end - at))) == 0)
-				break;
+			if (err != ENOSPC && err != EDQUOT && err != EFBIG) {
+				__atomic_store_n(&fill_refused, true, __ATOMIC_RELAXED);
+				if ((err = os_commit(fd, at, (size_t)(end - at))) == 0)
+					break;
+			}
 			if (at > offset)
 				os_decommit(fd, offset, (size_t)(at - offset));
 			return err;
@@ -318,7 +346,14 @@ int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *ma
 	for (size_t k = 0; k < size; k += 64u << 10)
 		(void)map[k];
 	(void)map[size - 1];
+	errno = saved;
 	return 0;
+}
+
+bool os_is_tmpfs(int fd)
+{
+	struct statfs sf;
+	return fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
 }
 
 int os_decommit(int fd, uint64_t offset, size_t size)

@@ -549,6 +549,67 @@ static void test_lifecycle_fork_child_leaves_parent_heap_alone(void **state)
 	run_scenario(fork_scenario, "fork");
 }
 
+static long rss_anon_kib(void)
+{
+	char line[256];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %ld", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* New pages are written with zeros before they are handed out, so to the
+ * file a block's untouched pages hold data: the child's copy must still
+ * take memory only for the pages that are not zeros. */
+static void fork_copy_scenario(void)
+{
+	enum { SIZE = 6 << 20 };
+	unsigned char *p = rh_shm_alloc(SIZE);
+	CHECK(p);
+	memset(p + (1 << 20), 0x5a, 4096);
+	p[SIZE - 1] = 7;
+	long before = rss_anon_kib();
+	int fds[2];
+	CHECK(pipe(fds) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		long grown = rss_anon_kib() - before;
+		int ok = p[SIZE - 1] == 7 && p[0] == 0 && p[SIZE / 2] == 0;
+		for (unsigned i = 0; i < 4096; i++)
+			ok &= p[(1 << 20) + i] == 0x5a;
+		memset(p, 1, 4096);  /* the child's copy is its own */
+		dprintf(fds[1], "%ld %d\n", grown, ok);
+		_exit(0);
+	}
+	char buf[64] = "";
+	close(fds[1]);
+	CHECK(read(fds[0], buf, sizeof(buf) - 1) > 0);
+	close(fds[0]);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	long grown;
+	int ok;
+	CHECK(sscanf(buf, "%ld %d", &grown, &ok) == 2);
+	if (grown > 2048)
+		fprintf(stderr, "the child's copy took %ld KiB for 8 KiB of data\n", grown);
+	CHECK(grown <= 2048);
+	CHECK(ok);
+	CHECK(p[0] == 0);
+	rh_shm_free(p);
+}
+
+static void test_lifecycle_fork_copies_only_pages_with_data(void **state)
+{
+	(void)state;
+	run_scenario(fork_copy_scenario, "fork copy");
+}
+
 /* A successful first allocation leaves errno alone, even when making the
  * heap met errors it got past: here a leftover of a dead process under our
  * name (EEXIST at the rename, then replaced). */
@@ -823,6 +884,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_disabled_allocates_nothing, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_same_pid_in_two_pid_namespaces, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_first_allocation_keeps_errno, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_copies_only_pages_with_data, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
 
@@ -98,10 +99,16 @@ static void test_fill_is_zeros_counted_and_mapped(void **state)
 	long faults = minor_faults() - before;
 	if (fault_around_bytes() >= 16384)
 		assert_in_range(faults, 0, (2 * MIB / 4096) / 8);
-	/* An odd length and offset: whole pages on either side are kept. */
-	assert_int_equal(os_commit_fill(fd, 3 * MIB + 4096, 3 * 4096 + 100, map + 3 * MIB + 4096), 0);
+	/* An odd length, just short of the pieces written at once: the bytes
+	 * after it are kept. */
+	uint64_t at = 3 * MIB + 4096, len = 63 * 4096 + 100;
+	memset(map + at + len, 0xa5, 200);
+	assert_int_equal(os_commit_fill(fd, at, len, map + at), 0);
+	for (unsigned i = 0; i < 200; i++)
+		assert_int_equal(map[at + len + i], (char)0xa5);
+	assert_int_equal(map[at + len - 1], 0);
 	assert_int_equal(fstat(fd, &st), 0);
-	assert_int_equal((uint64_t)st.st_blocks * 512, 2 * MIB + 4096 + 4 * 4096);
+	assert_int_equal((uint64_t)st.st_blocks * 512, 2 * MIB + 4096 + 64 * 4096);
 	assert_int_equal(lseek(fd, 3 * MIB, SEEK_DATA), 3 * MIB + 4096);
 }
 
@@ -143,10 +150,16 @@ static void fill_under_a_filter(void)
 	struct stat st;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
 		exit(3);
+	errno = 12345;
 	if (os_commit_fill(fd, MIB, MIB, map + MIB) != 0)
 		exit(4);
 	if (fstat(fd, &st) != 0 || (uint64_t)st.st_blocks * 512 != MIB)
 		exit(5);
+	if (errno != 12345)
+		exit(6);  /* a successful commit leaves errno alone */
+	/* And the next, reserved without asking again. */
+	if (os_commit_fill(fd, 2 * MIB, 4096, map + 2 * MIB) != 0 || errno != 12345)
+		exit(7);
 }
 
 static void test_fill_refused_by_a_filter_reserves(void **state)
@@ -159,6 +172,22 @@ static void test_fill_refused_by_a_filter_reserves(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Only tmpfs gets its pages written: on a disk the zeros would be written
+ * out. A file of the build folder's, where that is not on tmpfs. */
+static void test_fill_only_on_tmpfs(void **state)
+{
+	(void)state;
+	char path[] = "os-test-XXXXXX";
+	assert_true(os_is_tmpfs(fd) == (strncmp(test_dir, "/dev/shm/", 9) == 0));
+	int other = mkstemp(path);
+	assert_true(other >= 0);
+	unlink(path);
+	struct statfs sf;
+	assert_int_equal(fstatfs(other, &sf), 0);
+	assert_true(os_is_tmpfs(other) == (sf.f_type == 0x01021994));
+	close(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -166,6 +195,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fill_past_the_size_limit_does_not_raise_sigxfsz, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_fill_refused_by_a_filter_reserves, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fill_only_on_tmpfs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
