@@ -752,6 +752,20 @@ static void inherit(char *base, size_t size)
 	inherited[n - 1].base = lo;
 }
 
+/* What a forked child could not copy stops being the parent's memory: no
+ * access to it, or no mapping at all. Failing both (no mapping left to
+ * split under vm.max_map_count), the child would write into the parent's
+ * heap, so it ends instead. */
+static void fork_cut(char *at, size_t size, const char *what, int err)
+{
+	rh_warn("fork: cannot copy all of %s (%s); the child cannot use the rest", what,
+		strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error");
+	if (os_map_none(at, size) == 0 || munmap(at, size) == 0)
+		return;
+	rh_warn("fork: the child cannot part from %s: it exits", what);
+	_exit(127);
+}
+
 /* The child gets private copies of every shared mapping, at the same
  * addresses, and from then on treats those blocks as private memory: its own
  * new allocations go to a heap of its own. */
@@ -768,11 +782,8 @@ void heap_fork_child(void)
 		size_t done;
 		int err = os_map_private_copy(fd, own.base, own.mapped_end, fd >= 0 ? own_data_runs : alloc_data_runs,
 			&own, &done);
-		if (err) {
-			rh_warn("fork: cannot copy all of the parent's heap (%s); the child cannot use the rest",
-				strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error");
-			os_map_none(own.base + done, own.mapped_end - done);
-		}
+		if (err)
+			fork_cut(own.base + done, own.mapped_end - done, "the parent's heap", err);
 		heap_close(&own);
 		/* The reservation past the heap is not the child's to keep. */
 		if (own.reserve > own.mapped_end)
@@ -794,10 +805,10 @@ void heap_fork_child(void)
 		struct heap *f = &foreign[i];
 		int fd = f->fd;
 		size_t done = 0;
-		if (!os_fd_is(fd, &f->id) || os_map_private_copy(fd, f->base, f->mapped_end, os_fd_data_runs, &fd, &done)) {
-			rh_warn("fork: cannot copy all of %s; the child cannot use the rest", f->name);
-			os_map_none(f->base + done, f->mapped_end - done);
-		}
+		int err = os_fd_is(fd, &f->id) ? os_map_private_copy(fd, f->base, f->mapped_end, os_fd_data_runs, &fd, &done)
+					       : EBADF;
+		if (err)
+			fork_cut(f->base + done, f->mapped_end - done, f->name, err);
 		heap_close(f);
 		if (f->reserve > f->mapped_end)
 			munmap(f->base + f->mapped_end, f->reserve - f->mapped_end);

@@ -68,7 +68,7 @@ int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
  * of data (read through fd, or from the mapping itself when fd is -1), its
  * holes zeros. 0 or an errno; *done: the bytes from `at` made private. */
 int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done);
-void os_map_none(void *at, size_t size);                 /* PROT_NONE, no memory */
+int os_map_none(void *at, size_t size);                  /* PROT_NONE, no memory */
 int os_map_anon(void *at, size_t size);                  /* private zeros, MAP_FIXED */
 int os_map_anon_new(void *at, size_t size);              /* the same, only where nothing is */
 bool os_mapped(void *at, size_t size);

@@ -164,6 +164,13 @@ int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
  * without the file, through a small buffer a piece at a time. Either way no
  * more address space or memory is needed than the copy itself. */
 static char bounce[64 << 10];
+/* Holes and copied runs alike: one kind of mapping, so that the kernel
+ * merges neighbours, and a heap whose written pages alternate with holes
+ * does not need a mapping for each (vm.max_map_count, 65530 by default). */
+#define COPY_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  /* Linux 5.14; before, runs fault page by page */
+#endif
 
 static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 {
@@ -171,8 +178,7 @@ static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 		/* A piece at a time through the buffer: pages of zeros are not
 		 * copied and take no memory (pages written with zeros and never
 		 * used since, os_commit_fill, are data to SEEK_DATA). */
-		if (mmap(base + s, e - s, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
-		    MAP_FAILED)
+		if (mmap(base + s, e - s, PROT_READ | PROT_WRITE, COPY_FLAGS, -1, 0) == MAP_FAILED)
 			return errno;
 		size_t page = os_page_size();
 		for (uint64_t c = s; c < e;) {
@@ -207,7 +213,7 @@ static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 	for (uint64_t c = s; c < e; c += sizeof(bounce)) {
 		size_t n = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
 		memcpy(bounce, base + c, n);
-		if (mmap(base + c, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+		if (mmap(base + c, n, PROT_READ | PROT_WRITE, COPY_FLAGS, -1, 0) == MAP_FAILED)
 			return errno;
 		memcpy(base + c, bounce, n);
 	}
@@ -236,8 +242,7 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 			e = s = s + page < size ? s + page : size;
 		/* Holes read as zeros (tmpfs counts pages reserved but never
 		 * written as holes too) and are no longer the parent's. */
-		if (s > pos && mmap(base + pos, s - pos, PROT_READ | PROT_WRITE,
-				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
+		if (s > pos && mmap(base + pos, s - pos, PROT_READ | PROT_WRITE, COPY_FLAGS, -1, 0) == MAP_FAILED) {
 			err = errno;
 			break;
 		}
@@ -253,9 +258,11 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 /* Address space kept without memory or access: a reservation given back its
  * range, or what a forked child could not copy of its parent's heap (so it
  * can never write into it). */
-void os_map_none(void *at, size_t size)
+int os_map_none(void *at, size_t size)
 {
-	mmap(at, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (mmap(at, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+		return errno;
+	return 0;
 }
 
 /* Descriptors of ours sit high, out of the way of the numbers programs
@@ -319,6 +326,8 @@ static bool fill_refused;
 int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *map)
 {
 	struct rlimit rl;
+	if (!size)
+		return 0;
 	if (__atomic_load_n(&fill_refused, __ATOMIC_RELAXED) || getrlimit(RLIMIT_FSIZE, &rl) != 0 ||
 	    (rl.rlim_cur != RLIM_INFINITY && offset + size > rl.rlim_cur))
 		return os_commit(fd, offset, size);
@@ -332,10 +341,12 @@ int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *ma
 			continue;
 		if (w <= 0) {
 			int err = w < 0 ? errno : ENOSPC;
-			if (err != ENOSPC && err != EDQUOT && err != EFBIG) {
+			/* Reserving works where writing did not: writing is
+			 * what is refused, so it is not tried again. */
+			if (err != ENOSPC && err != EDQUOT && err != EFBIG && err != ENOMEM &&
+			    (err = os_commit(fd, at, (size_t)(end - at))) == 0) {
 				__atomic_store_n(&fill_refused, true, __ATOMIC_RELAXED);
-				if ((err = os_commit(fd, at, (size_t)(end - at))) == 0)
-					break;
+				break;
 			}
 			if (at > offset)
 				os_decommit(fd, offset, (size_t)(at - offset));

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/statfs.h>
+
 #include <cmocka.h>
 
 #include "heap.h"
@@ -1462,6 +1464,38 @@ static void test_alloc_crowd_of_threads_counts_exactly(void **state)
 	assert_int_equal(st.blocks_created, st.blocks_destroyed);
 }
 
+/* On tmpfs a block's new pages are written with zeros when it is made
+ * (data to SEEK_DATA) up to 8 MiB a run; a bigger block's are only
+ * reserved (holes until written). In a child: a heap of its own, no pages
+ * kept from earlier tests. */
+static void child_fill_up_to_its_limit(void)
+{
+	char *small = rh_shm_alloc(1 << 20), *big = rh_shm_alloc(16 << 20);
+	if (!small || !big)
+		exit(3);
+	int fd = rh_heap->fd;
+	struct statfs sf;
+	if (fstatfs(fd, &sf) != 0)
+		exit(4);
+	off_t a = (small - rh_heap->base + (512 << 10)) & ~(off_t)4095;
+	off_t b = (big - rh_heap->base + (8 << 20)) & ~(off_t)4095;
+	bool tmpfs = sf.f_type == 0x01021994;
+	if ((lseek(fd, a, SEEK_DATA) == a) != tmpfs)
+		exit(5);  /* written on tmpfs, reserved elsewhere */
+	if (lseek(fd, b, SEEK_DATA) == b)
+		exit(6);  /* reserved: a hole until written */
+	big[8 << 20] = 1;
+	small[1 << 19] = 1;
+	if (lseek(fd, b, SEEK_DATA) > b + 4096)
+		exit(7);
+}
+
+static void test_alloc_new_pages_written_up_to_8_mib(void **state)
+{
+	(void)state;
+	test_child_ok(child_fill_up_to_its_limit);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1500,6 +1534,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_free_keeps_errno),
 		cmocka_unit_test(test_alloc_private_superblock_keeps_budget),
 		cmocka_unit_test(test_alloc_grows_after_trim_with_classes_in_the_way),
+		cmocka_unit_test(test_alloc_new_pages_written_up_to_8_mib),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }

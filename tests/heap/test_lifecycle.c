@@ -572,6 +572,9 @@ static void fork_copy_scenario(void)
 	CHECK(p);
 	memset(p + (1 << 20), 0x5a, 4096);
 	p[SIZE - 1] = 7;
+	/* Huge pages (THP "always") would round the child's copy up to 2 MiB
+	 * at a time. */
+	prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
 	long before = rss_anon_kib();
 	int fds[2];
 	CHECK(pipe(fds) == 0);
@@ -608,6 +611,59 @@ static void test_lifecycle_fork_copies_only_pages_with_data(void **state)
 {
 	(void)state;
 	run_scenario(fork_copy_scenario, "fork copy");
+}
+
+/* Written pages alternating with pages never touched, in blocks too big to
+ * be written at once (so the untouched pages are holes in the file): the
+ * child's copy must not need a mapping per run, more than the kernel allows
+ * (vm.max_map_count). */
+static void fork_alternating_scenario(void)
+{
+	enum { BLOCK = 16 << 20, PAGE = 4096 };
+	char buf[32] = "";
+	long max_maps = 65530;
+	CHECK(os_read_small("/proc/sys/vm/max_map_count", buf, sizeof(buf)) == 0);
+	max_maps = atol(buf);
+	if (max_maps > 1000000)
+		max_maps = 1000000;
+	/* Data runs alone outnumber the mappings allowed. */
+	unsigned nblocks = (unsigned)(max_maps / (BLOCK / PAGE / 2)) + 1;
+	unsigned char **blocks = calloc(nblocks, sizeof(*blocks));
+	CHECK(blocks);
+	for (unsigned b = 0; b < nblocks; b++) {
+		CHECK((blocks[b] = rh_shm_alloc(BLOCK)));
+		for (size_t o = 0; o < BLOCK; o += 2 * PAGE)
+			blocks[b][o] = (unsigned char)(o / PAGE % 251 + 1);
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		for (unsigned b = 0; b < nblocks; b++)
+			for (size_t o = 0; o < BLOCK; o += PAGE) {
+				if (blocks[b][o] != (o / PAGE % 2 ? 0 : (unsigned char)(o / PAGE % 251 + 1)))
+					_exit(3);
+				blocks[b][o] = 0xee;  /* its own copy */
+			}
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (WIFSIGNALED(status))
+		fprintf(stderr, "the child died of signal %d reading its copy\n", WTERMSIG(status));
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (unsigned b = 0; b < nblocks; b++)
+		for (size_t o = 0; o < BLOCK; o += PAGE)
+			CHECK(blocks[b][o] == (o / PAGE % 2 ? 0 : (unsigned char)(o / PAGE % 251 + 1)));
+	for (unsigned b = 0; b < nblocks; b++)
+		rh_shm_free(blocks[b]);
+	free(blocks);
+}
+
+static void test_lifecycle_fork_copies_alternating_pages(void **state)
+{
+	(void)state;
+	run_scenario(fork_alternating_scenario, "fork, alternating pages");
 }
 
 /* A successful first allocation leaves errno alone, even when making the
@@ -885,6 +941,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_same_pid_in_two_pid_namespaces, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_first_allocation_keeps_errno, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_copies_only_pages_with_data, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_copies_alternating_pages, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),

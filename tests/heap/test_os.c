@@ -110,6 +110,12 @@ static void test_fill_is_zeros_counted_and_mapped(void **state)
 	assert_int_equal(fstat(fd, &st), 0);
 	assert_int_equal((uint64_t)st.st_blocks * 512, 2 * MIB + 4096 + 64 * 4096);
 	assert_int_equal(lseek(fd, 3 * MIB, SEEK_DATA), 3 * MIB + 4096);
+	/* A part page at the end, in a hole: written too. */
+	at = 3 * MIB + 512 * 1024;
+	assert_int_equal(os_commit_fill(fd, at, 2 * 4096 + 100, map + at), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal((uint64_t)st.st_blocks * 512, 2 * MIB + 4096 + 67 * 4096);
+	assert_int_equal(lseek(fd, at, SEEK_HOLE), at + 3 * 4096);
 }
 
 static void fill_past_the_size_limit(void)
