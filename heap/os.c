@@ -251,6 +251,10 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 			break;
 		pos = e;
 	}
+	/* One mapping now, which THP ("always") could make huge pages of,
+	 * giving memory to the holes and the pages of zeros. */
+	if (pos)
+		madvise(base, (size_t)pos, MADV_NOHUGEPAGE);
 	*done = (size_t)pos;
 	return err;
 }
