@@ -425,14 +425,14 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 		pool_decay(h, pl);
 }
 
+#define FILL_MAX (8u << 20)
+
 /* Commits the pages of [from, to) that hold no memory. 0 or an errno
  * (ENOMEM when the filesystem is full). On tmpfs, runs up to FILL_MAX are
  * written and mapped at once (os_commit_fill), which costs less than
  * reserving them when the program uses them soon, as it does a small
  * span's pages and most buffers; longer runs are only reserved, so a huge
  * block the program barely touches costs no more than its reservation. */
-#define FILL_MAX (8u << 20)
-
 static int span_commit(struct heap *h, struct superblock *sb, uint32_t from, uint32_t to)
 {
 	uint64_t *bits = commit_bits(sb);
@@ -443,7 +443,11 @@ static int span_commit(struct heap *h, struct superblock *sb, uint32_t from, uin
 			fd = heap_fd(h);
 		uint64_t off = sb->offset + ((uint64_t)i << h->page_shift);
 		size_t len = (size_t)(j - i) << h->page_shift;
-		int err = fd < 0 ? ENOMEM : h->fill && len <= FILL_MAX ? os_commit_fill(fd, off, len, h->base + off) : os_commit(fd, off, len);
+		int err = ENOMEM;
+		if (fd >= 0 && h->writes_new_pages && len <= FILL_MAX)
+			err = os_commit_fill(fd, off, len, h->base + off);
+		else if (fd >= 0)
+			err = os_commit(fd, off, len);
 		if (err)
 			return err == ENOSPC ? ENOMEM : err;
 		bits_set(bits, i, j, true);

@@ -251,7 +251,7 @@ static int create(struct heap *h)
 	h->hdr = base;
 	h->mapped_end = hsize;
 	h->fd = fd;
-	h->fill = os_is_tmpfs(fd);
+	h->writes_new_pages = os_is_tmpfs(fd);
 	fill_header(h->hdr, opt, page);
 	h->instance = h->hdr->instance;
 	if ((err = os_lock_byte(fd, RH_LOCK_BASE)))

@@ -118,7 +118,7 @@ struct heap {
 	uint8_t *classes;
 	size_t classes_size, classes_ready;
 	int fd;                     /* -1: a foreign heap inherited over fork; see heap_fd */
-	bool fill;                  /* on tmpfs: new pages are written (os_commit_fill) */
+	bool writes_new_pages;      /* on tmpfs: new pages are written (os_commit_fill) */
 	int dirfd;                  /* see heap_dirfd */
 	struct os_file_id id, dir_id;
 	int holder;                 /* holder slot (attached heaps) */

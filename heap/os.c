@@ -164,13 +164,24 @@ int os_fd_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
  * without the file, through a small buffer a piece at a time. Either way no
  * more address space or memory is needed than the copy itself. */
 static char bounce[64 << 10];
-/* Holes and copied runs alike: one kind of mapping, so that the kernel
- * merges neighbours, and a heap whose written pages alternate with holes
- * does not need a mapping for each (vm.max_map_count, 65530 by default). */
-#define COPY_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23  /* Linux 5.14; before, runs fault page by page */
 #endif
+
+/* Private memory in place of the shared mapping at `at`: holes and copied
+ * runs alike, one kind of mapping, so that the kernel merges neighbours
+ * and a heap whose written pages alternate with holes does not need a
+ * mapping for each (vm.max_map_count, 65530 by default). No huge pages:
+ * with THP "always" one page of data would take 2 MiB, and the holes and
+ * pages of zeros around it memory. */
+static int map_copy(char *at, size_t len)
+{
+	if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) ==
+	    MAP_FAILED)
+		return errno;
+	madvise(at, len, MADV_NOHUGEPAGE);
+	return 0;
+}
 
 static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 {
@@ -178,8 +189,9 @@ static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 		/* A piece at a time through the buffer: pages of zeros are not
 		 * copied and take no memory (pages written with zeros and never
 		 * used since, os_commit_fill, are data to SEEK_DATA). */
-		if (mmap(base + s, e - s, PROT_READ | PROT_WRITE, COPY_FLAGS, -1, 0) == MAP_FAILED)
-			return errno;
+		int err = map_copy(base + s, (size_t)(e - s));
+		if (err)
+			return err;
 		size_t page = os_page_size();
 		for (uint64_t c = s; c < e;) {
 			size_t want = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
@@ -213,8 +225,9 @@ static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 	for (uint64_t c = s; c < e; c += sizeof(bounce)) {
 		size_t n = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
 		memcpy(bounce, base + c, n);
-		if (mmap(base + c, n, PROT_READ | PROT_WRITE, COPY_FLAGS, -1, 0) == MAP_FAILED)
-			return errno;
+		int err = map_copy(base + c, n);
+		if (err)
+			return err;
 		memcpy(base + c, bounce, n);
 	}
 	return 0;
@@ -242,19 +255,13 @@ int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, con
 			e = s = s + page < size ? s + page : size;
 		/* Holes read as zeros (tmpfs counts pages reserved but never
 		 * written as holes too) and are no longer the parent's. */
-		if (s > pos && mmap(base + pos, s - pos, PROT_READ | PROT_WRITE, COPY_FLAGS, -1, 0) == MAP_FAILED) {
-			err = errno;
+		if (s > pos && (err = map_copy(base + pos, (size_t)(s - pos))))
 			break;
-		}
 		pos = s;
 		if (e > s && found != 2 && (err = copy_run(fd, base, s, e)))
 			break;
 		pos = e;
 	}
-	/* One mapping now, which THP ("always") could make huge pages of,
-	 * giving memory to the holes and the pages of zeros. */
-	if (pos)
-		madvise(base, (size_t)pos, MADV_NOHUGEPAGE);
 	*done = (size_t)pos;
 	return err;
 }
@@ -368,7 +375,10 @@ int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *ma
 bool os_is_tmpfs(int fd)
 {
 	struct statfs sf;
-	return fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
+	int saved = errno;
+	bool tmpfs = fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
+	errno = saved;
+	return tmpfs;
 }
 
 int os_decommit(int fd, uint64_t offset, size_t size)

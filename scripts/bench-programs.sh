@@ -11,8 +11,10 @@
 # Each round runs every workload under every allocator, back to back in a
 # rotating order; the table shows, per workload, glibc's median time and peak
 # RSS and, per allocator, the median over rounds of its time and RSS divided
-# by glibc's in the same round. Every shim run gets a private RH_SHM_DIR
-# under /dev/shm, removed afterwards.
+# by glibc's in the same round; nt/mi, the shim's time without provenance
+# over mimalloc's in the same round; prov/ht, the shim's provenance overhead
+# over heaptrack's. Every shim run gets a private RH_SHM_DIR under
+# /dev/shm, removed afterwards.
 #   BENCH_PROGRAM_REPS rounds (default 5)
 set -u
 export LC_ALL=C # sort's order, and awk's decimal point
