@@ -72,6 +72,18 @@ static inline void test_child_ok(void (*fn)(void))
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* The same, but a child that exits with TEST_SKIPPED (it cannot run here)
+ * skips the test. */
+#define TEST_SKIPPED 77
+static inline void test_child_ok_or_skipped(void (*fn)(void))
+{
+	int status = test_in_child(fn);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == TEST_SKIPPED)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static inline int test_setup(void **state)
 {
 	(void)state;

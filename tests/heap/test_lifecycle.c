@@ -28,7 +28,6 @@
 #include "testutil.h"
 #include <redhawk/shm.h>
 
-#define SKIPPED 77
 
 static int dir_fd = -1;
 
@@ -330,7 +329,7 @@ static void into_pid_namespace(void *arg)
 {
 	(void)arg;
 	if (unshare(CLONE_NEWPID) != 0)
-		_exit(SKIPPED);
+		_exit(TEST_SKIPPED);
 	pid_t pid = fork();
 	if (pid < 0)
 		_exit(126);

@@ -31,7 +31,6 @@
 #include <redhawk/shm.h>
 
 #define FS_SIZE "4m"
-#define SKIPPED 77
 
 static char mnt[300];
 
@@ -353,7 +352,7 @@ static void in_tmpfs(void (*scenario)(void))
 	if (mount("rh-test-tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=" FS_SIZE ",mode=0700")
 	    != 0) {
 		printf("cannot mount a tmpfs on %s: %s\n", mnt, strerror(errno));
-		_exit(SKIPPED);
+		_exit(TEST_SKIPPED);
 	}
 	setenv("RH_SHM_DIR", mnt, 1);
 	options_load(&rh_options);
@@ -374,7 +373,7 @@ static void run(void (*scenario)(void), const char *what)
 	/* Only when the namespace could not be made is the mount ours to undo. */
 	umount2(mnt, MNT_DETACH);
 	rmdir(mnt);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == SKIPPED)
+	if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_SKIPPED)
 		skip();
 	if (WIFSIGNALED(status))
 		fail_msg("%s: the process died of signal %d (%s)", what, WTERMSIG(status),
