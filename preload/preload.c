@@ -727,22 +727,24 @@ EXPORT locale_t __newlocale(int mask, const char *locale, locale_t base)
 	return newlocale_checked(hooked.newlocale_, mask, locale, base);
 }
 
+static void freelocale_checked(void (*fn)(locale_t), locale_t loc)
+{
+	if (fn) {
+		fn(loc);
+		unloads_check();
+	}
+}
+
 EXPORT void freelocale(locale_t loc)
 {
 	REAL(freelocale, "freelocale");
-	if (hooked.freelocale) {
-		hooked.freelocale(loc);
-		unloads_check();
-	}
+	freelocale_checked(hooked.freelocale, loc);
 }
 
 EXPORT void __freelocale(locale_t loc)
 {
 	REAL(freelocale_, "__freelocale");
-	if (hooked.freelocale_) {
-		hooked.freelocale_(loc);
-		unloads_check();
-	}
+	freelocale_checked(hooked.freelocale_, loc);
 }
 
 /* --- Signal masks ---------------------------------------------------------------- */
