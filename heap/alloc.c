@@ -722,6 +722,10 @@ static void *refill(unsigned c)
 		pl = &pools[(unsigned)(cpu < 0 ? 0 : cpu) / rh_options.cpus_per_pool % npools];
 	}
 	struct tbin *b = &rh_tc.bins[c];
+	if (b->stream_next) {
+		b->count--;
+		return stream_pop(b, c);
+	}
 	/* A class the thread uses little takes little of a span (whose pages
 	 * are committed as slots reach them); one it uses more, more at once:
 	 * up to half of what its bin holds (1 once the thread has exited). */
@@ -746,6 +750,21 @@ static void *refill(unsigned c)
 		struct page_desc *d = &sb->pages[cur->idx];
 		char *span = span_start(h, sb, cur->idx);
 		char *slot;
+		/* Every slot bumped and not in use is on the free list. */
+		uint32_t nfree = d->bumped - d->used;
+		if (d->free_head && nfree > 1 && !b->stream_next && b->count + nfree <= b->max) {
+			/* The whole list, read as it is used (see struct tbin). */
+			b->stream = span;
+			b->stream_next = d->free_head;
+			b->count = (uint16_t)(b->count + nfree);
+			d->free_head = 0;
+			d->used += nfree;
+			if (!first) {
+				first = stream_pop(b, c);
+				b->count--;
+			}
+			break;
+		}
 		if (d->free_head) {
 			slot = span + (size_t)(d->free_head - 1) * rh_class_size[c];
 			d->free_head = *(uint32_t *)(slot + HDR);
@@ -821,7 +840,10 @@ static void tcache_flush(unsigned c, uint32_t keep)
 	uint64_t pending = 0;  /* bit i: chain[i] holds blocks */
 	while (b->count > keep) {
 		void *p = b->head;
-		b->head = *(void **)p;
+		if (p)
+			b->head = *(void **)p;
+		else
+			p = stream_pop(b, c);
 		b->count--;
 		struct block_header *bh = (struct block_header *)p - 1;
 		struct superblock *sb = sb_at(h, bh->sb_page);

@@ -22,10 +22,16 @@ extern const uint32_t rh_class_size[RH_NUM_CLASSES];
 
 struct tbin {
 	void *head;
-	uint16_t count;
+	uint16_t count;   /* blocks in head's list and in the stream */
 	uint16_t max;
 	uint16_t fill;    /* blocks the next refill takes: one page's worth at first, doubling */
 	uint16_t usable;  /* the class's slot size less its header */
+	/* The stream: a span's whole free list, taken at once and read a slot
+	 * at a time as blocks are handed out, so that following its links
+	 * (a cache miss each, when the slots were freed long ago) costs
+	 * nothing until the block is used anyway. */
+	char *stream;          /* the span's first slot */
+	uint32_t stream_next;  /* the next slot + 1, linked as in the span; 0: empty */
 };
 
 struct tcache {
@@ -102,6 +108,17 @@ static inline __attribute__((always_inline)) void *small_start(void *p, unsigned
 	return p;
 }
 
+/* The next block of the bin's stream (not empty); the caller counts it. */
+static inline void *stream_pop(struct tbin *b, unsigned c)
+{
+	char *slot = b->stream + (size_t)(b->stream_next - 1) * rh_class_size[c];
+	struct block_header *bh = (struct block_header *)slot;
+	b->stream_next = *(uint32_t *)(slot + HDR);
+	if (bh->refcount == RH_REF_MARKER)
+		bh->refcount = 0;
+	return slot + HDR;
+}
+
 /* A small block from the thread's cache, or NULL: alloc_block's fast path,
  * which the shim also calls on its own (it makes no call when site is 0). */
 static inline __attribute__((always_inline)) void *small_cached(size_t size, uint32_t site)
@@ -115,6 +132,10 @@ static inline __attribute__((always_inline)) void *small_cached(size_t size, uin
 		b->head = *(void **)p;
 		b->count--;
 		return small_start(p, c, size, site);
+	}
+	if (b->stream_next) {
+		b->count--;
+		return small_start(stream_pop(b, c), c, size, site);
 	}
 	return NULL;
 }

@@ -610,6 +610,97 @@ static void test_alloc_free_returns_pages_to_filesystem(void **state)
 /* A size class a program uses little takes one page of the file, not a
  * whole span's 64 KiB: a span's pages are reserved as its slots reach them,
  * and a thread's first refill of a class takes one page's worth. */
+/* The page descriptor of a small block's span. */
+static struct page_desc *span_desc(const void *p)
+{
+	const struct block_header *bh = (const struct block_header *)p - 1;
+	struct superblock *sb = (struct superblock *)(rh_heap->base +
+		((uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << rh_heap->page_shift));
+	return &sb->pages[bh->span_index];
+}
+
+/* A span's free list goes to the thread whole, unread (the stream), and
+ * its slots come out one at a time: each freed slot once and no other; the
+ * stream's slots not handed out go back to the span when the cache is
+ * emptied. */
+static void test_alloc_partial_span_free_list_taken_whole(void **state)
+{
+	(void)state;
+	enum { N = 400, MORE = 400, SIZE = 700 };
+	static void *p[N], *q[MORE];
+	unsigned c = size_class(SIZE);
+	for (unsigned i = 0; i < N; i++) {
+		p[i] = rh_shm_alloc(SIZE);
+		assert_non_null(p[i]);
+		memset(p[i], 5, SIZE);
+	}
+	/* Every third block of the first block's span is freed, and all the
+	 * thread holds goes back to the spans. */
+	struct page_desc *d = span_desc(p[0]);
+	void *freed[N];
+	unsigned nfreed = 0;
+	for (unsigned i = 0, k = 0; i < N; i++) {
+		if (span_desc(p[i]) != d || k++ % 3)
+			continue;
+		freed[nfreed++] = p[i];
+		rh_shm_free(p[i]);
+		p[i] = NULL;
+	}
+	assert_true(nfreed > 8);
+	rh_shm_trim();
+	assert_int_equal(rh_tc.bins[c].count, 0);
+	assert_int_not_equal(d->free_head, 0);
+	assert_int_equal(d->bumped - d->used, nfreed);
+
+	/* Allocating until a block comes from that span takes its whole list. */
+	unsigned n = 0;
+	while (n < MORE) {
+		q[n] = rh_shm_alloc(SIZE);
+		assert_non_null(q[n]);
+		if (span_desc(q[n++]) == d)
+			break;
+	}
+	assert_true(n < MORE);
+	assert_int_equal(d->free_head, 0);
+	assert_int_equal(d->used, d->bumped);
+	assert_int_not_equal(rh_tc.bins[c].stream_next, 0);
+
+	/* Handed out: each freed slot once, none that was live. */
+	unsigned got = 0, stop = n + nfreed / 2;
+	for (; n < MORE; n++) {
+		if (n >= stop)
+			break;
+		q[n] = rh_shm_alloc(SIZE);
+		assert_non_null(q[n]);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (span_desc(q[i]) != d)
+			continue;
+		unsigned hits = 0;
+		for (unsigned j = 0; j < nfreed; j++)
+			hits += freed[j] == q[i];
+		assert_int_equal(hits, 1);
+		for (unsigned j = 0; j < i; j++)
+			assert_ptr_not_equal(q[j], q[i]);
+		memset(q[i], 6, SIZE);
+		got++;
+	}
+	assert_true(got >= nfreed / 2 && got < nfreed);
+
+	/* The rest of the stream goes back to the span, unused. */
+	rh_shm_trim();
+	assert_int_equal(rh_tc.bins[c].stream_next, 0);
+	assert_int_equal(rh_tc.bins[c].count, 0);
+	assert_int_equal(d->bumped - d->used, nfreed - got);
+	assert_int_not_equal(d->free_head, 0);
+
+	for (unsigned i = 0; i < n; i++)
+		rh_shm_free(q[i]);
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(p[i]);
+	assert_int_equal(heap_used(), 0);
+}
+
 static void test_alloc_little_used_class_takes_a_page(void **state)
 {
 	(void)state;
@@ -1535,6 +1626,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_superblock_keeps_budget),
 		cmocka_unit_test(test_alloc_grows_after_trim_with_classes_in_the_way),
 		cmocka_unit_test(test_alloc_new_pages_written_up_to_8_mib),
+		cmocka_unit_test(test_alloc_partial_span_free_list_taken_whole),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
