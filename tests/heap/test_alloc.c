@@ -1581,6 +1581,39 @@ static void child_fill_up_to_its_limit(void)
 		exit(7);
 }
 
+/* A run of one to three pages is reserved, not written: a filter that ends
+ * the process on pwritev lets a block of each of five new classes through
+ * (each takes its span's first page), and the pages are the file's. */
+static void child_short_runs_reserved(void)
+{
+	void *first = rh_shm_alloc(100);
+	if (!first)
+		exit(3);
+	struct stat st;
+	if (!rh_heap->writes_new_pages)
+		exit(TEST_SKIPPED);  /* not tmpfs: nothing is written anyway */
+	if (fstat(rh_heap->fd, &st) != 0)
+		exit(4);
+	blkcnt_t before = st.st_blocks;
+	if (test_filter_pwritev(SECCOMP_RET_KILL_PROCESS) != 0)
+		exit(TEST_SKIPPED);  /* no system call filters here */
+	static const size_t sizes[] = { 40, 200, 1000, 3000, 2000 };
+	for (unsigned i = 0; i < 5; i++) {
+		char *p = rh_shm_alloc(sizes[i]);
+		if (!p)
+			exit(5);
+		memset(p, 1, sizes[i]);
+	}
+	if (fstat(rh_heap->fd, &st) != 0 || (st.st_blocks - before) * 512 < 5 * 4096)
+		exit(6);
+}
+
+static void test_alloc_short_runs_are_reserved(void **state)
+{
+	(void)state;
+	test_child_ok_or_skipped(child_short_runs_reserved);
+}
+
 static void test_alloc_new_pages_written_up_to_8_mib(void **state)
 {
 	(void)state;
@@ -1627,6 +1660,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_grows_after_trim_with_classes_in_the_way),
 		cmocka_unit_test(test_alloc_new_pages_written_up_to_8_mib),
 		cmocka_unit_test(test_alloc_partial_span_free_list_taken_whole),
+		cmocka_unit_test(test_alloc_short_runs_are_reserved),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }

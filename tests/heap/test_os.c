@@ -153,22 +153,10 @@ static void test_os_fill_past_the_size_limit_does_not_raise_sigxfsz(void **state
 
 /* A system call filter that answers pwritev with `action`, as a sandbox's
  * does; 0 or -1. */
-static int filter_pwritev(uint32_t action)
-{
-	struct sock_filter code[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pwritev, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, action),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
-	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) ? -1 : 0;
-}
-
 static void fill_under_a_filter(void)
 {
 	struct stat st;
-	if (filter_pwritev(SECCOMP_RET_ERRNO | EPERM) != 0)
+	if (test_filter_pwritev(SECCOMP_RET_ERRNO | EPERM) != 0)
 		exit(TEST_SKIPPED);  /* no system call filters here */
 	errno = 12345;
 	if (os_commit_fill(fd, MIB, MIB, map + MIB) != 0)
@@ -179,7 +167,7 @@ static void fill_under_a_filter(void)
 		exit(6);  /* a successful commit leaves errno alone */
 	/* The next is reserved without asking again: writing would now end
 	 * the process. */
-	if (filter_pwritev(SECCOMP_RET_KILL_PROCESS) != 0)
+	if (test_filter_pwritev(SECCOMP_RET_KILL_PROCESS) != 0)
 		exit(8);
 	if (os_commit_fill(fd, 2 * MIB, 4096, map + 2 * MIB) != 0 || errno != 12345)
 		exit(7);
