@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -444,10 +445,12 @@ static const size_t fork_sizes[] = { 24, 500, 5000, 70000, 3 << 20 };
 #define NFORK (sizeof(fork_sizes) / sizeof(fork_sizes[0]))
 
 /* Runs a scenario in a child: it must end with exit status 0, by no signal,
- * and leave the folder empty. */
+ * and leave the folder empty; TEST_SKIPPED skips the test. */
 static void run_scenario(void (*fn)(void), const char *what)
 {
 	int status = test_in_child(fn);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_SKIPPED)
+		skip();
 	if (WIFSIGNALED(status))
 		fail_msg("%s: the process died of signal %d (%s)", what, WTERMSIG(status), strsignal(WTERMSIG(status)));
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -667,6 +670,60 @@ static void test_lifecycle_fork_copies_alternating_pages(void **state)
 {
 	(void)state;
 	run_scenario(fork_alternating_scenario, "fork, alternating pages");
+}
+
+/* Makes reads of files fail (EIO) and PROT_NONE mappings fail (ENOMEM)
+ * for the rest of the process: 0, or -1 where filters cannot be set. */
+static int filter_pread_and_prot_none(void)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pread64, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EIO),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROT_NONE, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOMEM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(code) / sizeof(code[0]), code };
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) ? -1 : 0;
+}
+
+/* A child that can neither copy its parent's heap nor keep the rest of it
+ * without access unmaps it: that range is then no longer inherited, so
+ * memory mapped there later is not taken for the parent's blocks (whose
+ * frees do nothing). */
+static void fork_cut_unmapped_scenario(void)
+{
+	unsigned char *p = rh_shm_alloc(1 << 20);
+	CHECK(p);
+	memset(p, 7, 1 << 20);
+	char *base = rh_heap->base;
+	if (filter_pread_and_prot_none() != 0)
+		exit(TEST_SKIPPED);  /* no system call filters here */
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		void *q = mmap(base, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			       -1, 0);
+		CHECK(q == base);  /* the heap's range was unmapped */
+		CHECK(heap_owner(base) == OWNER_NONE);
+		CHECK(heap_owner(base + 4095) == OWNER_NONE);
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(p[0] == 7);
+	rh_shm_free(p);
+}
+
+static void test_lifecycle_fork_cut_unmapped_is_not_inherited(void **state)
+{
+	(void)state;
+	run_scenario(fork_cut_unmapped_scenario, "fork, copy and cut refused");
 }
 
 /* A successful first allocation leaves errno alone, even when making the
@@ -950,6 +1007,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_descriptor_taken_by_the_program, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_without_the_heap_descriptor, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_cut_unmapped_is_not_inherited, empty, reap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
