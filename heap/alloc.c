@@ -777,11 +777,17 @@ static void *refill(unsigned c)
 			slot = span + off;
 			/* A slot reaching a page the one before it did not: its
 			 * pages are committed, and as many again as the span has
-			 * used (at least the slot's). */
+			 * used, or those of all the slots this refill still takes
+			 * when that is more (one system call for them). */
 			if (!off || last >> h->page_shift != (off - 1) >> h->page_shift) {
 				uint32_t pg = cur->idx + (uint32_t)(off >> h->page_shift);
 				uint32_t pg_end = cur->idx + 1 + (uint32_t)(last >> h->page_shift);
+				size_t taken_end = off + (size_t)(want - got) * rh_class_size[c];
+				uint32_t pg_taken = cur->idx + (uint32_t)((taken_end + ((size_t)1 << h->page_shift) - 1) >>
+									 h->page_shift);
 				uint32_t upto = pg + (pg - cur->idx), span_end = cur->idx + d->span_pages;
+				if (upto < pg_taken)
+					upto = pg_taken;
 				upto = upto < pg_end ? pg_end : upto > span_end ? span_end : upto;
 				if (bits_run_end(commit_bits(sb), pg, pg_end, true) < pg_end && span_commit(h, sb, pg, upto))
 					break;  /* the filesystem is full: what was taken is served */

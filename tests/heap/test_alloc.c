@@ -5,6 +5,7 @@
  * blocks overlap, alignment, usable size, contents kept, used bytes counted
  * exactly, and a heap back at zero live blocks has no fragmentation left.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -18,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,30 @@
 #include <redhawk/shm.h>
 
 #define MIB (1024u * 1024u)
+
+/* --- Counted system calls ----------------------------------------------------
+ * The heap's calls that give pages memory in the file go through these
+ * (the test program's own definitions), which count them. */
+
+static unsigned long commit_calls;
+
+ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
+{
+	static ssize_t (*real)(int, const struct iovec *, int, off_t);
+	if (!real)
+		real = (ssize_t (*)(int, const struct iovec *, int, off_t))dlsym(RTLD_NEXT, "pwritev");
+	__atomic_fetch_add(&commit_calls, 1, __ATOMIC_RELAXED);
+	return real(fd, iov, n, off);
+}
+
+int posix_fallocate(int fd, off_t off, off_t len)
+{
+	static int (*real)(int, off_t, off_t);
+	if (!real)
+		real = (int (*)(int, off_t, off_t))dlsym(RTLD_NEXT, "posix_fallocate");
+	__atomic_fetch_add(&commit_calls, 1, __ATOMIC_RELAXED);
+	return real(fd, off, len);
+}
 
 /* --- Deterministic randomness and patterns -------------------------------- */
 
@@ -699,6 +725,47 @@ static void test_alloc_partial_span_free_list_taken_whole(void **state)
 	for (unsigned i = 0; i < N; i++)
 		rh_shm_free(p[i]);
 	assert_int_equal(heap_used(), 0);
+}
+
+/* A refill that takes many slots of a span gives their pages memory in one
+ * call: once the thread's refills of a class are full size, a span of
+ * 3000-byte blocks (21 slots, 16 pages) takes about three calls (one per
+ * refill that reaches it), where committing as many pages again as the
+ * span had used took about six. */
+static void child_refill_commits_its_slots_at_once(void)
+{
+	enum { N = 840, WARM = 210, SIZE = 3000 };
+	static void *p[N];
+	unsigned long before = 0;
+	for (unsigned i = 0; i < N; i++) {
+		if (i == WARM)
+			before = __atomic_load_n(&commit_calls, __ATOMIC_RELAXED);
+		if (!(p[i] = rh_shm_alloc(SIZE)))
+			exit(3);
+		memset(p[i], 1, SIZE);
+	}
+	unsigned long calls = __atomic_load_n(&commit_calls, __ATOMIC_RELAXED) - before;
+	/* The spans begun after the warm-up: those of the later blocks that
+	 * none of the earlier ones is in. */
+	unsigned spans = 0;
+	for (unsigned i = WARM; i < N; i++) {
+		unsigned j = 0;
+		while (j < i && span_desc(p[j]) != span_desc(p[i]))
+			j++;
+		spans += j == i;
+	}
+	if (spans < 20)
+		exit(4);
+	if (calls > 4 * spans) {
+		fprintf(stderr, "%lu calls to commit %u spans\n", calls, spans);
+		exit(5);
+	}
+}
+
+static void test_alloc_refill_commits_its_slots_at_once(void **state)
+{
+	(void)state;
+	test_child_ok(child_refill_commits_its_slots_at_once);
 }
 
 static void test_alloc_little_used_class_takes_a_page(void **state)
@@ -1661,6 +1728,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_new_pages_written_up_to_8_mib),
 		cmocka_unit_test(test_alloc_partial_span_free_list_taken_whole),
 		cmocka_unit_test(test_alloc_short_runs_are_reserved),
+		cmocka_unit_test(test_alloc_refill_commits_its_slots_at_once),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
