@@ -425,12 +425,12 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 		pool_decay(h, pl);
 }
 
-#define FILL_MIN (16u << 10)
+#define FILL_MIN_PAGES 4u
 #define FILL_MAX (8u << 20)
 
 /* Commits the pages of [from, to) that hold no memory. 0 or an errno
- * (ENOMEM when the filesystem is full). On tmpfs, runs of FILL_MIN to
- * FILL_MAX bytes are written and mapped at once (os_commit_fill), which
+ * (ENOMEM when the filesystem is full). On tmpfs, runs of FILL_MIN_PAGES
+ * pages to FILL_MAX bytes are written and mapped at once (os_commit_fill), which
  * costs less than reserving them when the program uses them soon, as it
  * does a small span's pages and most buffers. Shorter runs are reserved:
  * for one to three pages the write's fixed cost (two more system calls)
@@ -448,7 +448,7 @@ static int span_commit(struct heap *h, struct superblock *sb, uint32_t from, uin
 		uint64_t off = sb->offset + ((uint64_t)i << h->page_shift);
 		size_t len = (size_t)(j - i) << h->page_shift;
 		int err = ENOMEM;
-		if (fd >= 0 && h->writes_new_pages && len >= FILL_MIN && len <= FILL_MAX)
+		if (fd >= 0 && h->writes_new_pages && len >> h->page_shift >= FILL_MIN_PAGES && len <= FILL_MAX)
 			err = os_commit_fill(fd, off, len, h->base + off);
 		else if (fd >= 0)
 			err = os_commit(fd, off, len);
@@ -737,6 +737,7 @@ static void *refill(unsigned c)
 	if (b->fill < b->max / 2 + 1)
 		b->fill = (uint16_t)(b->fill * 2 < b->max / 2 + 1 ? b->fill * 2 : b->max / 2 + 1);
 	void *first = NULL;
+	rh_tc.refills++;
 	pthread_mutex_lock(&pl->lock);
 	drain_remote(h, pl);
 	if (!pl->cur[c].sb) {
@@ -754,9 +755,13 @@ static void *refill(unsigned c)
 		struct page_desc *d = &sb->pages[cur->idx];
 		char *span = span_start(h, sb, cur->idx);
 		char *slot;
-		/* Every slot bumped and not in use is on the free list. */
+		/* Every slot bumped and not in use is on the free list. Taken
+		 * whole when it holds what the refill still wants (a shorter
+		 * list would leave the thread short, so that the blocks of a
+		 * batch it allocates and frees go back and forth between the
+		 * span and its cache) and leaves the cache room for a free. */
 		uint32_t nfree = d->bumped - d->used;
-		if (d->free_head && nfree > 1 && !b->stream_next && b->count + nfree <= b->max) {
+		if (d->free_head && nfree > 1 && nfree >= want - got && !b->stream_next && b->count + nfree < b->max) {
 			/* The whole list, read as it is used (see struct tbin). */
 			b->stream = span;
 			b->stream_next = d->free_head;
@@ -864,6 +869,7 @@ static void tcache_flush(unsigned c, uint32_t keep)
 		unsigned i = sb->pool % RH_MAX_POOLS;
 		if (&pools[i] == mine) {
 			if (!locked) {
+				rh_tc.flushes++;
 				pthread_mutex_lock(&mine->lock);
 				locked = true;
 			}

@@ -47,6 +47,7 @@ struct tcache {
 	} large[LCACHE_ENTRIES];
 	unsigned nlarge;
 	size_t large_bytes;
+	unsigned long refills, flushes; /* the pools' locks taken for the bins (tests) */
 	int busy;                      /* the shim's guard: inside its own code */
 	bool exited;                   /* past tcache_exit: cache nothing */
 	bool shared_only;              /* an API call: no private pages (below) */

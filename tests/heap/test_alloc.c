@@ -645,86 +645,129 @@ static struct page_desc *span_desc(const void *p)
 	return &sb->pages[bh->span_index];
 }
 
-/* A span's free list goes to the thread whole, unread (the stream), and
- * its slots come out one at a time: each freed slot once and no other; the
- * stream's slots not handed out go back to the span when the cache is
- * emptied. */
+/* A span's free list goes to the thread whole, unread (the stream), when it
+ * holds what the refill wants, and its slots come out one at a time: each
+ * free slot once and no live one; the stream's slots not handed out go back
+ * to the span when the cache is emptied. The span is the class's current
+ * one (only it is bumped part way), so the refill starts there. */
 static void test_alloc_partial_span_free_list_taken_whole(void **state)
 {
 	(void)state;
-	enum { N = 400, MORE = 400, SIZE = 700 };
-	static void *p[N], *q[MORE];
-	unsigned c = size_class(SIZE);
-	for (unsigned i = 0; i < N; i++) {
-		p[i] = rh_shm_alloc(SIZE);
-		assert_non_null(p[i]);
-		memset(p[i], 5, SIZE);
-	}
-	/* Every third block of the first block's span is freed, and all the
-	 * thread holds goes back to the spans. */
-	struct page_desc *d = span_desc(p[0]);
-	void *freed[N];
-	unsigned nfreed = 0;
-	for (unsigned i = 0, k = 0; i < N; i++) {
-		if (span_desc(p[i]) != d || k++ % 3)
+	enum { N = 400, EXTRA = 300, SIZE = 700 };
+	static void *p[N + EXTRA];
+	unsigned c = size_class(SIZE), n = 0;
+	struct page_desc *d = NULL;
+	while (!d && n < N + EXTRA) {
+		p[n] = rh_shm_alloc(SIZE);
+		assert_non_null(p[n]);
+		memset(p[n++], 5, SIZE);
+		if (n < N)
 			continue;
-		freed[nfreed++] = p[i];
-		rh_shm_free(p[i]);
-		p[i] = NULL;
+		rh_shm_trim();
+		/* The current span, once it holds ten of the blocks. */
+		struct page_desc *e = span_desc(p[n - 1]);
+		uint32_t capacity = (uint32_t)(((size_t)e->span_pages << rh_heap->page_shift) / rh_class_size[c]);
+		unsigned mine = 0;
+		for (unsigned i = 0; i < n; i++)
+			mine += span_desc(p[i]) == e;
+		if (e->bumped < capacity && mine >= 10)
+			d = e;
 	}
-	assert_true(nfreed > 8);
+	assert_non_null(d);
+	/* Ten of its live blocks freed, and the thread's cache emptied. */
+	unsigned freed = 0;
+	for (unsigned i = 0; i < n && freed < 10; i++)
+		if (p[i] && span_desc(p[i]) == d) {
+			rh_shm_free(p[i]);
+			p[i] = NULL;
+			freed++;
+		}
+	assert_int_equal(freed, 10);
 	rh_shm_trim();
-	assert_int_equal(rh_tc.bins[c].count, 0);
+	struct tbin *b = &rh_tc.bins[c];
+	assert_int_equal(b->count, 0);
+	uint32_t nfree = d->bumped - d->used;
+	assert_true(nfree >= freed && nfree + 1 < b->max);
 	assert_int_not_equal(d->free_head, 0);
-	assert_int_equal(d->bumped - d->used, nfreed);
 
-	/* Allocating until a block comes from that span takes its whole list. */
-	unsigned n = 0;
-	while (n < MORE) {
-		q[n] = rh_shm_alloc(SIZE);
-		assert_non_null(q[n]);
-		if (span_desc(q[n++]) == d)
-			break;
-	}
-	assert_true(n < MORE);
+	/* A refill that wants two blocks takes all of them. */
+	b->fill = 2;
+	static void *q[N];
+	q[0] = rh_shm_alloc(SIZE);
+	assert_non_null(q[0]);
+	assert_ptr_equal(span_desc(q[0]), d);
 	assert_int_equal(d->free_head, 0);
 	assert_int_equal(d->used, d->bumped);
-	assert_int_not_equal(rh_tc.bins[c].stream_next, 0);
+	assert_int_not_equal(b->stream_next, 0);
+	assert_int_equal(b->count, nfree - 1);
 
-	/* Handed out: each freed slot once, none that was live. */
-	unsigned got = 0, stop = n + nfreed / 2;
-	for (; n < MORE; n++) {
-		if (n >= stop)
-			break;
-		q[n] = rh_shm_alloc(SIZE);
-		assert_non_null(q[n]);
+	/* Handed out in turn: slots of that span, none live, none twice. */
+	unsigned got = 1, half = nfree / 2;
+	for (; got < half; got++) {
+		q[got] = rh_shm_alloc(SIZE);
+		assert_non_null(q[got]);
 	}
-	for (unsigned i = 0; i < n; i++) {
-		if (span_desc(q[i]) != d)
-			continue;
-		unsigned hits = 0;
-		for (unsigned j = 0; j < nfreed; j++)
-			hits += freed[j] == q[i];
-		assert_int_equal(hits, 1);
+	for (unsigned i = 0; i < got; i++) {
+		assert_ptr_equal(span_desc(q[i]), d);
+		for (unsigned j = 0; j < n; j++)
+			assert_ptr_not_equal(p[j], q[i]);
 		for (unsigned j = 0; j < i; j++)
 			assert_ptr_not_equal(q[j], q[i]);
 		memset(q[i], 6, SIZE);
-		got++;
 	}
-	assert_true(got >= nfreed / 2 && got < nfreed);
 
 	/* The rest of the stream goes back to the span, unused. */
 	rh_shm_trim();
-	assert_int_equal(rh_tc.bins[c].stream_next, 0);
-	assert_int_equal(rh_tc.bins[c].count, 0);
-	assert_int_equal(d->bumped - d->used, nfreed - got);
+	assert_int_equal(b->stream_next, 0);
+	assert_int_equal(b->count, 0);
+	assert_int_equal(d->bumped - d->used, nfree - got);
 	assert_int_not_equal(d->free_head, 0);
 
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < got; i++)
 		rh_shm_free(q[i]);
-	for (unsigned i = 0; i < N; i++)
+	for (unsigned i = 0; i < n; i++)
 		rh_shm_free(p[i]);
 	assert_int_equal(heap_used(), 0);
+}
+
+/* A batch of blocks allocated and freed in turn settles in the thread's
+ * cache: after a few rounds the pools are not asked again. A stream shorter
+ * than what the refill wanted once left the cache short, so that every
+ * round took a refill and a flush of half the batch. In a child: a heap of
+ * its own, as a program starts. */
+static void child_batches_settle(void)
+{
+	static const unsigned batches[] = { 80, 100, 127 };
+	for (unsigned k = 0; k < 3; k++) {
+		enum { ROUNDS = 200 };
+		static void *a[128];
+		size_t size = 16 + 32 * k;
+		unsigned long refills = 0, flushes = 0;
+		for (unsigned r = 0; r < ROUNDS; r++) {
+			if (r == ROUNDS / 2)
+				refills = rh_tc.refills, flushes = rh_tc.flushes;
+			for (unsigned i = 0; i < batches[k]; i++) {
+				if (!(a[i] = rh_shm_alloc(size)))
+					exit(3);
+				*(volatile char *)a[i] = 1;
+			}
+			for (unsigned i = 0; i < batches[k]; i++)
+				rh_shm_free(a[i]);
+		}
+		refills = rh_tc.refills - refills;
+		flushes = rh_tc.flushes - flushes;
+		if (refills > 10 || flushes > 10) {
+			fprintf(stderr, "batches of %u blocks of %zu bytes: %lu refills and %lu flushes in %u rounds\n",
+				batches[k], size, refills, flushes, ROUNDS / 2);
+			exit(4);
+		}
+	}
+}
+
+static void test_alloc_batches_settle_in_the_cache(void **state)
+{
+	(void)state;
+	test_child_ok(child_batches_settle);
 }
 
 /* A refill that takes many slots of a span gives their pages memory in one
@@ -1727,6 +1770,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_grows_after_trim_with_classes_in_the_way),
 		cmocka_unit_test(test_alloc_new_pages_written_up_to_8_mib),
 		cmocka_unit_test(test_alloc_partial_span_free_list_taken_whole),
+		cmocka_unit_test(test_alloc_batches_settle_in_the_cache),
 		cmocka_unit_test(test_alloc_short_runs_are_reserved),
 		cmocka_unit_test(test_alloc_refill_commits_its_slots_at_once),
 	};
