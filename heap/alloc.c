@@ -150,9 +150,12 @@ static bool tcache_init(void)
 	journal_forget_last();  /* a new counter slot */
 	rh_tc.nlarge = 0;
 	rh_tc.large_bytes = 0;
+	/* A bin holds up to 64 KiB of blocks, at least 8 and at most 512:
+	 * a program that allocates a batch of blocks and frees them all, in
+	 * turn, finds them in the cache up to that many. */
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++) {
 		uint32_t m = (64u << 10) / rh_class_size[c];
-		m = m < 8 ? 8 : m > 128 ? 128 : m;
+		m = m < 8 ? 8 : m > 512 ? 512 : m;
 		uint32_t f = ((uint32_t)1 << h->page_shift) / rh_class_size[c];
 		rh_tc.bins[c].max = (uint16_t)m;
 		rh_tc.bins[c].usable = (uint16_t)(rh_class_size[c] - HDR);

@@ -731,34 +731,38 @@ static void test_alloc_partial_span_free_list_taken_whole(void **state)
 }
 
 /* A batch of blocks allocated and freed in turn settles in the thread's
- * cache: after a few rounds the pools are not asked again. A stream shorter
- * than what the refill wanted once left the cache short, so that every
- * round took a refill and a flush of half the batch. In a child: a heap of
- * its own, as a program starts. */
+ * cache: after a few rounds the pools are not asked again, for batches up
+ * to 400 small blocks (bins held 128 once: a batch of 200 then took two
+ * refills and two flushes a round). A stream shorter than what the refill
+ * wanted once left the cache short, so that every round took a refill and
+ * a flush of half the batch. In a child: a heap of its own, as a program
+ * starts. */
 static void child_batches_settle(void)
 {
-	static const unsigned batches[] = { 80, 100, 127 };
-	for (unsigned k = 0; k < 3; k++) {
+	static const struct { unsigned n; size_t size; } batches[] = {
+		{ 80, 16 }, { 100, 48 }, { 127, 80 }, { 200, 16 }, { 400, 48 },
+	};
+	for (unsigned k = 0; k < sizeof(batches) / sizeof(batches[0]); k++) {
 		enum { ROUNDS = 200 };
-		static void *a[128];
-		size_t size = 16 + 32 * k;
+		static void *a[400];
+		size_t size = batches[k].size;
 		unsigned long refills = 0, flushes = 0;
 		for (unsigned r = 0; r < ROUNDS; r++) {
 			if (r == ROUNDS / 2)
 				refills = rh_tc.refills, flushes = rh_tc.flushes;
-			for (unsigned i = 0; i < batches[k]; i++) {
+			for (unsigned i = 0; i < batches[k].n; i++) {
 				if (!(a[i] = rh_shm_alloc(size)))
 					exit(3);
 				*(volatile char *)a[i] = 1;
 			}
-			for (unsigned i = 0; i < batches[k]; i++)
+			for (unsigned i = 0; i < batches[k].n; i++)
 				rh_shm_free(a[i]);
 		}
 		refills = rh_tc.refills - refills;
 		flushes = rh_tc.flushes - flushes;
 		if (refills > 10 || flushes > 10) {
 			fprintf(stderr, "batches of %u blocks of %zu bytes: %lu refills and %lu flushes in %u rounds\n",
-				batches[k], size, refills, flushes, ROUNDS / 2);
+				batches[k].n, size, refills, flushes, ROUNDS / 2);
 			exit(4);
 		}
 	}
