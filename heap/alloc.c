@@ -433,9 +433,9 @@ static void span_free(struct heap *h, struct pool *pl, struct superblock *sb, ui
 
 /* Commits the pages of [from, to) that hold no memory. 0 or an errno
  * (ENOMEM when the filesystem is full). On tmpfs, runs of FILL_MIN_PAGES
- * pages to FILL_MAX bytes are written and mapped at once (os_commit_fill), which
- * costs less than reserving them when the program uses them soon, as it
- * does a small span's pages and most buffers. Shorter runs are reserved:
+ * pages to FILL_MAX bytes are written and mapped at once (os_commit_fill),
+ * which costs less than reserving them when the program uses them soon, as
+ * it does a small span's pages and most buffers. Shorter runs are reserved:
  * for one to three pages the write's fixed cost (two more system calls)
  * outweighs what it saves (a page: 2.7 us reserved and touched, 4.2 us
  * written; four pages: the same). Longer runs are reserved too, so a huge
@@ -729,6 +729,7 @@ static void *refill(unsigned c)
 		pl = &pools[(unsigned)(cpu < 0 ? 0 : cpu) / rh_options.cpus_per_pool % npools];
 	}
 	struct tbin *b = &rh_tc.bins[c];
+	/* A stream left (small_aligned looks at the list only): no refill. */
 	if (b->stream_next) {
 		b->count--;
 		return stream_pop(b, c);
@@ -764,7 +765,7 @@ static void *refill(unsigned c)
 		 * batch it allocates and frees go back and forth between the
 		 * span and its cache) and leaves the cache room for a free. */
 		uint32_t nfree = d->bumped - d->used;
-		if (d->free_head && nfree > 1 && nfree >= want - got && !b->stream_next && b->count + nfree < b->max) {
+		if (d->free_head && nfree > 1 && nfree >= want - got && b->count + nfree < b->max) {
 			/* The whole list, read as it is used (see struct tbin). */
 			b->stream = span;
 			b->stream_next = d->free_head;
