@@ -144,7 +144,8 @@ static inline __attribute__((always_inline)) int unwind_steps(void **buf, int ma
 #define OWN_FRAMES_MAX 8
 
 /* libunwind's walk, where unwind_fast gave up (n < 0) or is checked: the
- * program's frames, without ours on top, at most max. */
+ * program's frames, without ours (on top, and a hook's below the C library's
+ * frames it called), at most max. */
 static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 {
 	void *ref[RH_MAX_TRACE_DEPTH + OWN_FRAMES_MAX];
@@ -152,17 +153,18 @@ static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 	    __atomic_exchange_n(&libunwind_stale, false, __ATOMIC_RELAXED))
 		unw_flush_cache(unw_local_addr_space, 0, 0);
 	int m = unwind_flushed() ? unwind_steps(ref, max + OWN_FRAMES_MAX) : unw_backtrace(ref, max + OWN_FRAMES_MAX);
-	int skip = 0;
-	while (skip < m && (uintptr_t)ref[skip] - self_lo < self_hi - self_lo)
-		skip++;
-	m = m - skip < max ? m - skip : max;
+	int kept = 0;
+	for (int i = 0; i < m && kept < max; i++)
+		if ((uintptr_t)ref[i] - self_lo >= self_hi - self_lo)
+			ref[kept++] = ref[i];
+	m = kept;
 	if (n < 0) {
-		memcpy(buf, ref + skip, (size_t)(m > 0 ? m : 0) * sizeof(*buf));
+		memcpy(buf, ref, (size_t)m * sizeof(*buf));
 		return m;
 	}
 	bool same = m == n;
 	for (int i = 0; same && i < n; i++)
-		same = buf[i] == ref[skip + i];
+		same = buf[i] == ref[i];
 	if (!same) {
 		char line[64 * 20 + 64];
 		int len = snprintf(line, 64, "redhawk-shm: unwind mismatch:");
@@ -170,7 +172,7 @@ static __attribute__((noinline)) int unwind_slow(void **buf, int n, int max)
 			len += snprintf(line + len, 40, " %p", buf[i]);
 		len += snprintf(line + len, 8, " /");
 		for (int i = 0; i < m && len < (int)sizeof(line) - 40; i++)
-			len += snprintf(line + len, 40, " %p", ref[skip + i]);
+			len += snprintf(line + len, 40, " %p", ref[i]);
 		line[len++] = '\n';
 		if (write(2, line, (size_t)len) < 0)
 			return n;

@@ -710,7 +710,7 @@ static inline __attribute__((always_inline, no_sanitize_address)) int walk(const
 			return n;
 		if (ra >> 48)
 			return -1;  /* no room for the key's generation */
-		if (n || ra - skip_lo >= skip_hi - skip_lo) {
+		if (ra - skip_lo >= skip_hi - skip_lo) {
 			buf[n++] = (void *)(uintptr_t)ra;
 			if (n == max)
 				break;

@@ -7,8 +7,9 @@
 
 /* The return addresses of the calling thread's stack, innermost first,
  * starting with the caller's return address into its own caller... as
- * libunwind's unw_backtrace gives them, at most `max`; the first ones that
- * lie in [skip_lo, skip_hi) (the caller's own code) are left out. Frames are unwound
+ * libunwind's unw_backtrace gives them, at most `max`; those that lie in
+ * [skip_lo, skip_hi) (the caller's own code: on top, and a hook's under
+ * the code it called) are left out. Frames are unwound
  * with their DWARF call-frame information, each return address's rule
  * cached; -1 when a frame needs more than this (a signal frame, a CFA
  * expression, code without unwind tables): then ask libunwind. x86-64

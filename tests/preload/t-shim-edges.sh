@@ -276,3 +276,15 @@ if [ -x "$PROGS/gconv_swap" ]; then
 	[ "$(frames 777777)" = "a_alloc make_block " ] || { cat "$V"; fail "gconv_swap: the plugin's block is not a_alloc's ($where)"; }
 	echo "ok a plugin loaded where the C library unloaded an iconv module ($where)"
 fi
+
+# A hook of the shim's that calls into the C library, which allocates
+# (setlocale): the recorded stacks hold the C library's frames and the
+# program's, none of the shim's (walked by the shim and by libunwind).
+printf 'b\na\n' | LC_ALL=C.UTF-8 RH_SHMALLOC_KEEP=1 RH_SHMALLOC_UNWIND_CHECK=1 shim sort > /dev/null 2> "$V.err" ||
+	{ cat "$V.err"; fail "sort under the shim"; }
+! grep -q "unwind mismatch" "$V.err" || { cat "$V.err"; fail "setlocale: the walks differ"; }
+"$BUILD/bin/redhawk-shminfo" -d "$D" --breakdown=100 > "$V" || fail "shminfo after sort"
+rm -f "$D"/heap-*
+grep -q "setlocale" "$V" || { cat "$V"; fail "setlocale: no stack through it (the test is wrong)"; }
+! grep -q "preload\.c\|libredhawk-shm-preload" "$V" || { cat "$V"; fail "setlocale: the shim's own frames recorded"; }
+echo "ok no frame of the shim's in the stacks of its hooks' allocations"

@@ -100,6 +100,50 @@ static void test_shapes(void **state)
 	assert_true(n >= 7);  /* grows, big_frame, many_live, plain, the test, cmocka... */
 }
 
+/* Frames in the skipped range are left out wherever they are: on top (the
+ * shim's own) and under frames outside it (a hook of the shim's that called
+ * into the C library, which allocated). Here the range is the return
+ * address of the first frame, then of the second. */
+static __attribute__((noinline)) int skip_walk(void **buf, uintptr_t lo, uintptr_t hi)
+{
+	int n = unwind_fast(buf, MAX, lo, hi);
+	sink++;
+	return n;
+}
+
+static __attribute__((noinline)) int skip_outer(void **buf, uintptr_t lo, uintptr_t hi)
+{
+	int n = skip_walk(buf, lo, hi);
+	sink++;
+	return n;
+}
+
+static volatile int nwalks = 3;
+
+static void test_skipped_frames_anywhere(void **state)
+{
+	(void)state;
+	void *w[3][MAX];
+	int n[3];
+	uintptr_t lo = 0, hi = 0;
+	/* One call site for the three walks (the count is not known to the
+	 * compiler), so that they share their frames: all, without the first
+	 * (which returns into skip_outer, on top), without the second (which
+	 * returns into this function, under skip_outer's). */
+	for (int k = 0; k < nwalks; k++) {
+		n[k] = skip_outer(w[k], lo, hi);
+		lo = (uintptr_t)w[0][k];
+		hi = lo + 1;
+	}
+	assert_true(n[0] >= 3);
+	for (int k = 1; k < 3; k++) {
+		assert_int_equal(n[k], n[0] - 1);
+		for (int i = 0, j = 0; i < n[0]; i++)
+			if (i != k - 1)
+				assert_ptr_equal(w[k][j++], w[0][i]);
+	}
+}
+
 static __attribute__((noinline)) int recurse(int levels, int max)
 {
 	if (levels == 0)
@@ -516,6 +560,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shapes),
+		cmocka_unit_test(test_skipped_frames_anywhere),
 		cmocka_unit_test(test_cut_at_limit),
 		cmocka_unit_test(test_through_libc),
 		cmocka_unit_test(test_thread),
