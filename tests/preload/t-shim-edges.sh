@@ -288,3 +288,9 @@ rm -f "$D"/heap-*
 grep -q "setlocale" "$V" || { cat "$V"; fail "setlocale: no stack through it (the test is wrong)"; }
 ! grep -q "preload\.c\|libredhawk-shm-preload" "$V" || { cat "$V"; fail "setlocale: the shim's own frames recorded"; }
 echo "ok no frame of the shim's in the stacks of its hooks' allocations"
+
+# libstdc++'s names for making and freeing locales go through the shim's
+# hooks, which hand them on.
+shim "$PROGS/shim_edges" locale-names || fail "__newlocale and __freelocale under the shim"
+no_heaps locale-names
+echo "ok __newlocale and __freelocale"

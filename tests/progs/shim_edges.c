@@ -51,6 +51,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -798,6 +799,43 @@ static int fd_taken(const char *mode, const char *victim)
 	return 0;
 }
 
+/* The names libstdc++ makes and frees locales by, __newlocale and
+ * __freelocale: the shim's (its hooks check for code the C library
+ * unloaded), and they work: a UTF-8 locale made, used and freed many times
+ * over, as a C++ program's streams do. */
+extern locale_t __newlocale(int, const char *, locale_t);
+extern void __freelocale(locale_t);
+
+static int locale_names(void)
+{
+	static const char *const names[] = { "__newlocale", "__freelocale" };
+	for (unsigned i = 0; i < 2; i++) {
+		Dl_info info;
+		void *fn = dlsym(RTLD_DEFAULT, names[i]);
+		if (!fn || !dladdr(fn, &info) || !info.dli_fname || !strstr(info.dli_fname, "redhawk-shm-preload")) {
+			fprintf(stderr, "locale-names: %s is not the shim's (%s)\n", names[i],
+				fn && info.dli_fname ? info.dli_fname : "not found");
+			return 1;
+		}
+	}
+	for (int i = 0; i < 1000; i++) {
+		locale_t loc = __newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
+		if (!loc) {
+			perror("locale-names: __newlocale C.UTF-8");
+			return 1;
+		}
+		locale_t old = uselocale(loc);
+		size_t max = MB_CUR_MAX;
+		uselocale(old);
+		__freelocale(loc);
+		if (max < 4) {
+			fprintf(stderr, "locale-names: C.UTF-8 has MB_CUR_MAX %zu\n", max);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *what = argc > 1 ? argv[1] : "";
@@ -826,11 +864,13 @@ int main(int argc, char **argv)
 		return private_fork();
 	if (strcmp(what, "private") == 0 && argc > 2)
 		return private_pages(argv[2]);
+	if (strcmp(what, "locale-names") == 0)
+		return locale_names();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
 		"       shim_edges api-corners | calloc-reuse | fork-no-fds | fork-in-handler | mlockall\n"
 		"       shim_edges private private|shared | private-fork | private-maps\n"
-		"       shim_edges fd-taken dup2|closeall FILE\n");
+		"       shim_edges fd-taken dup2|closeall FILE | locale-names\n");
 	return 2;
 }
