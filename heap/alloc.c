@@ -798,8 +798,11 @@ static void *refill(unsigned c)
 				if (upto < pg_taken)
 					upto = pg_taken;
 				upto = upto < pg_end ? pg_end : upto > span_end ? span_end : upto;
-				if (bits_run_end(commit_bits(sb), pg, pg_end, true) < pg_end && span_commit(h, sb, pg, upto))
-					break;  /* the filesystem is full: what was taken is served */
+				/* On a nearly full filesystem, at least the slot's own
+				 * pages; failing those, what was taken is served. */
+				if (bits_run_end(commit_bits(sb), pg, pg_end, true) < pg_end && span_commit(h, sb, pg, upto) &&
+				    (upto == pg_end || span_commit(h, sb, pg, pg_end)))
+					break;
 			}
 			struct block_header *bh = (struct block_header *)slot;
 			bh->sb_page = (uint32_t)(sb->offset >> h->page_shift) | (uint32_t)c << RH_CLASS_SHIFT;

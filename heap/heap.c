@@ -755,16 +755,21 @@ static void inherit(char *base, size_t size)
 /* What a forked child could not copy stops being the parent's memory: no
  * access to it, or no mapping at all. Failing both (no mapping left to
  * split under vm.max_map_count), the child would write into the parent's
- * heap, so it ends instead. True when the range is unmapped: then it is
- * no longer the heap's, and whatever is mapped there later is not either. */
-static bool fork_cut(char *at, size_t size, const char *what, int err)
+ * heap, so it ends instead. Unmapped, the range is reserved again where
+ * that can be (one mapping fits where the pieces' splits did not), so
+ * that nothing else is placed there: it stays the parent's, whose blocks'
+ * frees do nothing, and a free of one of them never reaches the C library
+ * (which would read the unmapped header). */
+static void fork_cut(char *at, size_t size, const char *what, int err)
 {
 	rh_warn("fork: cannot copy all of %s (%s); the child cannot use the rest", what,
 		strerrordesc_np(err) ? strerrordesc_np(err) : "unknown error");
 	if (os_map_none(at, size) == 0)
-		return false;
-	if (munmap(at, size) == 0)
-		return true;
+		return;
+	if (munmap(at, size) == 0) {
+		(void)os_map_none(at, size);
+		return;
+	}
 	rh_warn("fork: the child cannot part from %s: it exits", what);
 	_exit(127);
 }
@@ -782,17 +787,16 @@ void heap_fork_child(void)
 		 * read from the file, or from the mapping when the program took
 		 * our descriptor. */
 		int fd = os_fd_is(own.fd, &own.id) ? own.fd : -1;
-		size_t done, kept = own.mapped_end;
+		size_t done;
 		int err = os_map_private_copy(fd, own.base, own.mapped_end, fd >= 0 ? own_data_runs : alloc_data_runs,
 			&own, &done);
-		if (err && fork_cut(own.base + done, own.mapped_end - done, "the parent's heap", err))
-			kept = done;
+		if (err)
+			fork_cut(own.base + done, own.mapped_end - done, "the parent's heap", err);
 		heap_close(&own);
 		/* The reservation past the heap is not the child's to keep. */
 		if (own.reserve > own.mapped_end)
 			munmap(own.base + own.mapped_end, own.reserve - own.mapped_end);
-		if (kept)
-			inherit(own.base, kept);
+		inherit(own.base, own.mapped_end);
 		rh_classes_bias = 0;
 		munmap(own.classes, own.classes_size);
 		rh_own_size = 0;
@@ -811,8 +815,8 @@ void heap_fork_child(void)
 		size_t done = 0;
 		int err = os_fd_is(fd, &f->id) ? os_map_private_copy(fd, f->base, f->mapped_end, os_fd_data_runs, &fd, &done)
 					       : EBADF;
-		if (err && fork_cut(f->base + done, f->mapped_end - done, f->name, err))
-			f->mapped_end = done;
+		if (err)
+			fork_cut(f->base + done, f->mapped_end - done, f->name, err);
 		heap_close(f);
 		if (f->reserve > f->mapped_end)
 			munmap(f->base + f->mapped_end, f->reserve - f->mapped_end);

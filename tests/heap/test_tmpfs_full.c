@@ -280,6 +280,32 @@ static void scenario_small_span_reserves_as_it_goes(void)
 	rh_shm_free(first);
 }
 
+/* The last pages of a nearly full filesystem are used: a refill that would
+ * commit the pages of all the slots it takes, or as many pages again as
+ * the span has used, commits at least the next slot's when those do not
+ * fit. */
+static void scenario_last_pages_used(void)
+{
+	static void *warm[300];
+	for (unsigned i = 0; i < 300; i++) {  /* the class's refills at full size */
+		warm[i] = rh_shm_alloc(1000);
+		CHECK(warm[i]);
+		memset(warm[i], 1, 1000);
+	}
+	fill_fs("filler");
+	char path[400];
+	snprintf(path, sizeof(path), "%s/filler", mnt);
+	struct stat st;
+	CHECK(stat(path, &st) == 0);
+	CHECK(truncate(path, st.st_size - 12 * 4096) == 0);  /* twelve pages free */
+	CHECK(alloc_until_full(1000) >= 11 * 4 * 1000);
+	CHECK(fs_free() < 4096);
+	free_all();
+	for (unsigned i = 0; i < 300; i++)
+		rh_shm_free(warm[i]);
+	unfill_fs("filler");
+}
+
 /* A stale reference to a freed block whose pages went back to the
  * filesystem, attached while the filesystem is full: reading the punched
  * block header would need a page the filesystem cannot give (SIGBUS). The
@@ -424,6 +450,12 @@ static void test_tmpfs_full_private_block_larger_than_the_filesystem(void **stat
 	run(scenario_private_block_larger_than_the_filesystem, "private block larger than the filesystem");
 }
 
+static void test_tmpfs_full_last_pages_used(void **state)
+{
+	(void)state;
+	run(scenario_last_pages_used, "last pages used");
+}
+
 static void test_tmpfs_full_fill_stopped_short_is_undone(void **state)
 {
 	(void)state;
@@ -459,6 +491,7 @@ int main(void)
 		cmocka_unit_test(test_tmpfs_full_stale_ref_attach_fails_cleanly),
 		cmocka_unit_test(test_tmpfs_full_private_block_larger_than_the_filesystem),
 		cmocka_unit_test(test_tmpfs_full_fill_stopped_short_is_undone),
+		cmocka_unit_test(test_tmpfs_full_last_pages_used),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
