@@ -644,15 +644,16 @@ static inline bool is_current(const struct pool *pl, unsigned c, const struct su
 	return pl->cur[c].sb == sb && pl->cur[c].idx == idx;
 }
 
-/* Gives a slot back to its span (pool locked). */
-static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, char *slot)
+/* Gives n slots back to their span (pool locked): a chain linked as the
+ * span's free list is, from head (a slot index + 1) to the slot at last. */
+static void slots_release(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, uint32_t head,
+			  char *last, uint32_t n)
 {
 	struct page_desc *d = &sb->pages[idx];
 	unsigned c = d->size_class;
-	uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[c]);
-	*(uint32_t *)(slot + HDR) = d->free_head;
-	d->free_head = k + 1;
-	d->used--;
+	*(uint32_t *)(last + HDR) = d->free_head;
+	d->free_head = head;
+	d->used -= n;
 	if (is_current(pl, c, sb, idx))
 		return;
 	if (d->used == 0) {
@@ -667,6 +668,13 @@ static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb,
 		list_push(sb, &sb->partial[c], idx);
 		sb->class_mask |= 1ULL << c;
 	}
+}
+
+/* Gives a slot back to its span (pool locked). */
+static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, char *slot)
+{
+	uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[sb->pages[idx].size_class]);
+	slots_release(h, pl, sb, idx, k + 1, slot, 1);
 }
 
 /* A span to refill class c from: a partial one, else a new one. */
@@ -860,6 +868,8 @@ static void tcache_flush(unsigned c, uint32_t keep)
 	bool locked = false;
 	struct { uint64_t first, last, n; } chain[RH_MAX_POOLS];
 	uint64_t pending = 0;  /* bit i: chain[i] holds blocks */
+	/* Blocks of the own pool go back a span's run at a time. */
+	struct { struct superblock *sb; uint32_t idx, head, n; char *last; } run = { NULL, 0, 0, 0, NULL };
 	while (b->count > keep) {
 		void *p = b->head;
 		if (p) {
@@ -880,7 +890,22 @@ static void tcache_flush(unsigned c, uint32_t keep)
 				pthread_mutex_lock(&mine->lock);
 				locked = true;
 			}
-			slot_release(h, mine, sb, bh->span_index, (char *)bh);
+			char *slot = (char *)bh;
+			uint32_t idx = bh->span_index;
+			uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[c]);
+			if (run.n && (run.sb != sb || run.idx != idx)) {
+				slots_release(h, mine, run.sb, run.idx, run.head, run.last, run.n);
+				run.n = 0;
+			}
+			if (!run.n) {
+				run.sb = sb;
+				run.idx = idx;
+				run.last = slot;
+			} else {
+				*(uint32_t *)(slot + HDR) = run.head;
+			}
+			run.head = k + 1;
+			run.n++;
 			continue;
 		}
 		uint64_t off = (uint64_t)((char *)bh - h->base);
@@ -894,6 +919,8 @@ static void tcache_flush(unsigned c, uint32_t keep)
 			pending |= 1ULL << i;
 		}
 	}
+	if (run.n)
+		slots_release(h, mine, run.sb, run.idx, run.head, run.last, run.n);
 	if (locked)
 		pthread_mutex_unlock(&mine->lock);
 	while (pending) {

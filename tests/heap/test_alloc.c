@@ -730,6 +730,54 @@ static void test_alloc_partial_span_free_list_taken_whole(void **state)
 	assert_int_equal(heap_used(), 0);
 }
 
+/* The free list of a small span: every slot on it once, each one bumped,
+ * as many as the span's slots not in use. */
+static void check_free_list(struct page_desc *d, char *span, unsigned c)
+{
+	static unsigned char seen[4096];
+	uint32_t capacity = (uint32_t)(((size_t)d->span_pages << rh_heap->page_shift) / rh_class_size[c]);
+	assert_true(capacity <= sizeof(seen));
+	memset(seen, 0, capacity);
+	uint32_t n = 0;
+	for (uint32_t k = d->free_head; k; k = *(uint32_t *)(span + (size_t)(k - 1) * rh_class_size[c] + HDR)) {
+		assert_true(k - 1 < d->bumped);
+		assert_int_equal(seen[k - 1], 0);
+		seen[k - 1] = 1;
+		n++;
+	}
+	assert_int_equal(n, d->bumped - d->used);
+}
+
+/* Blocks go back from the thread's cache to their spans a span's run at a
+ * time: freed interleaved across spans (odd ones, then even ones from the
+ * end), the cache emptied, every span's free list is whole and exact. */
+static void test_alloc_flushed_runs_keep_free_lists_exact(void **state)
+{
+	(void)state;
+	enum { N = 3000, SIZE = 100 };
+	static void *p[N];
+	unsigned c = size_class(SIZE);
+	for (unsigned i = 0; i < N; i++) {
+		p[i] = rh_shm_alloc(SIZE);
+		assert_non_null(p[i]);
+	}
+	for (unsigned i = 1; i < N; i += 2)
+		rh_shm_free(p[i]);
+	for (unsigned i = N - 2 + N % 2; i < N; i -= 2)
+		rh_shm_free(p[i]);
+	rh_shm_trim();
+	/* Every span the blocks were in (a block's header still names it). */
+	for (unsigned i = 0; i < N; i++) {
+		struct page_desc *d = span_desc(p[i]);
+		if (d->kind != RH_PAGE_SMALL || d->size_class != c)
+			continue;  /* freed whole, or taken since */
+		const struct block_header *bh = (const struct block_header *)p[i] - 1;
+		char *sb = rh_heap->base + ((uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << rh_heap->page_shift);
+		check_free_list(d, sb + ((size_t)bh->span_index << rh_heap->page_shift), c);
+	}
+	assert_int_equal(heap_used(), 0);
+}
+
 /* A batch of blocks allocated and freed in turn settles in the thread's
  * cache: after a few rounds the pools are not asked again, for batches up
  * to 400 small blocks (bins held 128 once: a batch of 200 then took two
@@ -1774,6 +1822,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_grows_after_trim_with_classes_in_the_way),
 		cmocka_unit_test(test_alloc_new_pages_written_up_to_8_mib),
 		cmocka_unit_test(test_alloc_partial_span_free_list_taken_whole),
+		cmocka_unit_test(test_alloc_flushed_runs_keep_free_lists_exact),
 		cmocka_unit_test(test_alloc_batches_settle_in_the_cache),
 		cmocka_unit_test(test_alloc_short_runs_are_reserved),
 		cmocka_unit_test(test_alloc_refill_commits_its_slots_at_once),
