@@ -670,11 +670,18 @@ static void slots_release(struct heap *h, struct pool *pl, struct superblock *sb
 	}
 }
 
+/* The index of a slot of class c in the span at idx, + 1: as the span's
+ * free list links it. */
+static inline uint32_t slot_link(const struct heap *h, const struct superblock *sb, uint32_t idx, const char *slot,
+				 unsigned c)
+{
+	return (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[c]) + 1;
+}
+
 /* Gives a slot back to its span (pool locked). */
 static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, char *slot)
 {
-	uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[sb->pages[idx].size_class]);
-	slots_release(h, pl, sb, idx, k + 1, slot, 1);
+	slots_release(h, pl, sb, idx, slot_link(h, sb, idx, slot, sb->pages[idx].size_class), slot, 1);
 }
 
 /* A span to refill class c from: a partial one, else a new one. */
@@ -892,7 +899,6 @@ static void tcache_flush(unsigned c, uint32_t keep)
 			}
 			char *slot = (char *)bh;
 			uint32_t idx = bh->span_index;
-			uint32_t k = (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[c]);
 			if (run.n && (run.sb != sb || run.idx != idx)) {
 				slots_release(h, mine, run.sb, run.idx, run.head, run.last, run.n);
 				run.n = 0;
@@ -904,7 +910,7 @@ static void tcache_flush(unsigned c, uint32_t keep)
 			} else {
 				*(uint32_t *)(slot + HDR) = run.head;
 			}
-			run.head = k + 1;
+			run.head = slot_link(h, sb, idx, slot, c);
 			run.n++;
 			continue;
 		}
