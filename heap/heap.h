@@ -39,7 +39,7 @@ struct options {
 	char dir[4096];            /* RH_SHM_DIR */
 };
 #define RH_DEFAULT_TRACE_DEPTH 12
-#define RH_DEFAULT_PRIVATE_SIZE ((size_t)32 << 20)
+#define RH_DEFAULT_PRIVATE_SIZE ((size_t)8 << 20)
 #define RH_MAX_TRACE_DEPTH 64
 
 /* Reads the environment without allocating (walks environ); reports each

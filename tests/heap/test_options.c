@@ -119,7 +119,7 @@ static void test_options_values_parsed(void **state)
 	load_with(&o, "RH_SHMALLOC_MIN_SIZE", "4K");
 	assert_int_equal(o.min_size, 4096);
 	load_with(&o, NULL, NULL);
-	assert_int_equal(o.private_size, 32 << 20);
+	assert_int_equal(o.private_size, 8 << 20);
 	load_with(&o, "RH_SHMALLOC_PRIVATE_SIZE", "64M");
 	assert_int_equal(o.private_size, 64 << 20);
 	load_with(&o, "RH_SHMALLOC_PRIVATE_SIZE", "0");

@@ -21,8 +21,9 @@
  *   mlockall         mlockall(MCL_CURRENT) succeeds as it does without the
  *                    shim (the heap's unused reservation counts against
  *                    RLIMIT_MEMLOCK), and the heap still grows after it
- *   private MODE     a malloc of 64 MiB with 8 MiB of it written takes (MODE
- *                    private) at most 1 MiB of the heap file, or (MODE shared,
+ *   private MODE     a malloc of 8 MiB with 64 KiB of it written, and one of
+ *                    64 MiB with 8 MiB written, each take (MODE private) at
+ *                    most 1 MiB of the heap file, or (MODE shared,
  *                    RH_SHMALLOC_PRIVATE_SIZE=0) all of it; either way it is a
  *                    block of the heap, calloc's zeros hold, realloc keeps the
  *                    contents, a forked child gets a copy of its own, and after
@@ -270,7 +271,22 @@ static int private_pages(const char *mode)
 	}
 	int priv = strcmp(mode, "private") == 0;
 	free(malloc(100)); /* the heap exists */
+	/* At the default threshold: 8 MiB, of which the program writes 64 KiB
+	 * (GNU sort's buffer for a small file is 13 MB). */
 	long long before = heap_file_bytes();
+	unsigned char *e = malloc(8 * PRIV_MIB);
+	if (!e || !owns(e)) {
+		fprintf(stderr, "private: malloc(8 MiB) is not a block of the heap\n");
+		return 1;
+	}
+	memset(e, 0x5d, 64 * 1024);
+	long long took = heap_file_bytes() - before;
+	if (priv ? took > (long long)PRIV_MIB : took < (long long)(8 * PRIV_MIB)) {
+		fprintf(stderr, "private: 8 MiB with 64 KiB written took %lld bytes of the file (%s)\n", took, mode);
+		return 1;
+	}
+	free(e);
+	before = heap_file_bytes();
 	size_t n = 64 * PRIV_MIB;
 	unsigned char *p = malloc(n);
 	if (!p || !owns(p) || malloc_usable_size(p) < n) {
@@ -278,7 +294,7 @@ static int private_pages(const char *mode)
 		return 1;
 	}
 	memset(p, 0x5e, 8 * PRIV_MIB);
-	long long took = heap_file_bytes() - before;
+	took = heap_file_bytes() - before;
 	if (priv ? took > (long long)PRIV_MIB : took < (long long)n) {
 		fprintf(stderr, "private: 64 MiB with 8 MiB written took %lld bytes of the file (%s)\n", took, mode);
 		return 1;
