@@ -285,6 +285,28 @@ static void bits_set(uint64_t *bits, uint32_t from, uint32_t to, bool on)
 	}
 }
 
+/* The header page holding page i's descriptor. A superblock's header is
+ * committed page by page as descriptors are first written in it (a huge
+ * block's superblock would otherwise reserve 32 bytes of descriptors per
+ * page: 5 MB for GNU sort's 664 MB buffer, 1.3 ms of fallocate), so a
+ * descriptor is written or read only where its page's commit bit is set:
+ * those of span heads and tails always are (see desc_commit's callers).
+ * Header pages are never punched. */
+static inline uint32_t desc_page(const struct heap *h, uint32_t i)
+{
+	return (uint32_t)((offsetof(struct superblock, pages) + (uint64_t)i * sizeof(struct page_desc)) >>
+			  h->page_shift);
+}
+
+static int span_commit(struct heap *h, struct superblock *sb, uint32_t from, uint32_t to);
+
+/* Commits the header page of page i's descriptor. 0 or an errno. */
+static inline int desc_commit(struct heap *h, struct superblock *sb, uint32_t i)
+{
+	uint32_t pg = desc_page(h, i);
+	return bit_get(commit_bits(sb), pg) ? 0 : span_commit(h, sb, pg, pg + 1);
+}
+
 /* Pages a pool keeps committed in free spans before it punches holes: 32
  * MiB, or half of its superblocks when that is more. */
 static inline size_t retain_budget(const struct pool *pl)
@@ -474,7 +496,13 @@ static int span_take(struct heap *h, struct pool *pl, struct superblock *sb, uin
 	uint32_t have = sb->pages[idx].span_pages;
 	uint32_t end = idx + (commit < pages ? commit : pages);
 	uint32_t reused = bits_count(commit_bits(sb), idx, end);
-	int err = span_commit(h, sb, idx, end);
+	/* The descriptors the split writes: the span's new tail, the rest's
+	 * head. */
+	int err = desc_commit(h, sb, idx + pages - 1);
+	if (!err && have > pages)
+		err = desc_commit(h, sb, idx + pages);
+	if (!err)
+		err = span_commit(h, sb, idx, end);
 	if (err) {
 		bin_insert(sb, idx, have);
 		return err;
@@ -548,7 +576,7 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 		grown = cap;
 	struct superblock *sb = NULL;
 	uint64_t total, tried = 0;
-	uint32_t hp;
+	uint32_t hp, lo = 0, hi = 0;
 	int saved = errno;
 	/* When the grown size does not fit (the end of the reservation, a
 	 * nearly full folder), the least that holds the span. */
@@ -569,13 +597,23 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 		if (least && total >= tried)
 			break;
 		tried = total;
-		sb = heap_grow(h, total << h->page_shift, hp << h->page_shift, RH_SB_DATA, (unsigned)(pl - pools));
+		/* Committed: the page of the first free span's head and those
+		 * before it, the page of its tail and those after it (the
+		 * commit bitmap); the rest as descriptors are written there. */
+		lo = desc_page(h, hp) + 1;
+		hi = desc_page(h, (uint32_t)total - 1);
+		if (hi < lo)
+			hi = lo;
+		sb = heap_grow(h, total << h->page_shift, hp << h->page_shift, lo << h->page_shift, hi << h->page_shift,
+			       RH_SB_DATA, (unsigned)(pl - pools));
 	}
 	if (!sb)
 		return NULL;
 	errno = saved;
 	desc_set(sb, 0, hp, RH_PAGE_HEADER, 0);
-	bits_set(commit_bits(sb), 0, hp, true);
+	bits_set(commit_bits(sb), 0, lo < hp ? lo : hp, true);
+	if (hi < hp)
+		bits_set(commit_bits(sb), hi, hp, true);
 	if (counted)
 		pl->bytes += sb->size;
 	desc_set(sb, hp, (uint32_t)total - hp, RH_PAGE_FREE, 0);
@@ -1151,12 +1189,23 @@ placed:;
 	uint32_t before = (uint32_t)((data - HDR) >> h->page_shift);
 	uint32_t need = (uint32_t)((data + body + page - 1) >> h->page_shift);
 	if (align > page && (before || need < pages64)) {
+		struct pool *owner = &pools[r.sb->pool];
+		pthread_mutex_lock(&owner->lock);
+		uint32_t after = (uint32_t)pages64 - need;
+		/* The descriptors the cut writes; where they cannot be
+		 * committed, the block keeps the whole span. */
+		bool cut = true;
+		if (before)
+			cut = !desc_commit(h, r.sb, r.idx + before - 1) && !desc_commit(h, r.sb, r.idx + before);
+		if (after && cut)
+			cut = !desc_commit(h, r.sb, r.idx + need - 1) && !desc_commit(h, r.sb, r.idx + need);
+		if (!cut) {
+			pthread_mutex_unlock(&owner->lock);
+			goto whole;
+		}
 		/* Alignment above a page: the whole pages before the header's
 		 * page and after the block go back to the bins, punched, rather
 		 * than stay committed with it. */
-		uint32_t after = (uint32_t)pages64 - need;
-		struct pool *owner = &pools[r.sb->pool];
-		pthread_mutex_lock(&owner->lock);
 		desc_set(r.sb, r.idx + before, need - before, RH_PAGE_LARGE, 0);
 		owner->punch_next = true;
 		if (before)
@@ -1169,6 +1218,7 @@ placed:;
 		span += (size_t)before << h->page_shift;
 		data -= (uint64_t)before << h->page_shift;
 	}
+whole:;
 	struct page_desc *d = &r.sb->pages[r.idx];
 	d->free_head = (uint32_t)data;
 	d->bumped = (uint32_t)size;
@@ -1580,7 +1630,8 @@ static struct block_header *check_block_errno(struct heap *h, uint64_t sb_off, u
 	if (off % 16 || sb_off % page || end < page || off < h->hdr->header_size + HDR || off > end - 16 ||
 	    sb_off < h->hdr->header_size || sb_off > end - page || sb_off >= off)
 		return NULL;
-	/* The superblock's header pages are always committed: safe to read. */
+	/* The superblock's first header page and its commit bitmap are always
+	 * committed: safe to read. */
 	struct superblock *sb = (struct superblock *)(h->base + sb_off);
 	uint64_t size = sb->size, npages = sb->npages, hsize = sb->header_size;
 	if (__atomic_load_n(&sb->magic, __ATOMIC_ACQUIRE) != RH_SB_MAGIC || sb->kind != RH_SB_DATA ||
@@ -1599,7 +1650,7 @@ static struct block_header *check_block_errno(struct heap *h, uint64_t sb_off, u
 	if (((uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift) != sb_off)
 		return NULL;
 	uint32_t idx = bh->span_index;
-	if ((uint64_t)idx * page < hsize || idx >= npages)
+	if ((uint64_t)idx * page < hsize || idx >= npages || !bit_get(commit_bits(sb), desc_page(h, idx)))
 		return NULL;
 	struct page_desc *d = &sb->pages[idx];
 	uint32_t span_pages = d->span_pages;

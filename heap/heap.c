@@ -445,7 +445,8 @@ void heap_classes_set(struct heap *h, uint64_t offset, uint64_t bytes, uint8_t v
 /* Appends a superblock of `size` bytes (a multiple of the page size) with a
  * header of `header_size` bytes. The header pages are reserved with
  * fallocate; data pages stay holes until spans are carved from them. */
-struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, unsigned kind, unsigned pool)
+struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, uint32_t hole_from,
+			     uint32_t hole_to, unsigned kind, unsigned pool)
 {
 	struct superblock *sb = NULL;
 	int err;
@@ -478,7 +479,13 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 	err = beyond ? os_map_shared_new(fd, off, size, h->base + off) : os_map_shared(fd, off, size, h->base + off);
 	if (!err) {
 		mapped = true;
-		err = os_commit(fd, off, header_size);
+		if (hole_to <= hole_from || hole_from > header_size)
+			hole_from = hole_to = header_size;
+		else if (hole_to > header_size)
+			hole_to = header_size;
+		err = hole_from ? os_commit(fd, off, hole_from) : 0;
+		if (!err && hole_to < header_size)
+			err = os_commit(fd, off + hole_to, header_size - hole_to);
 	}
 	if (err) {
 		/* Give the address range back to the reservation (or, past it, to

@@ -143,8 +143,12 @@ struct heap *heap_get_slow(void);
  * (reopened if the program closed it or reused its number); -1 if lost. */
 int heap_fd(struct heap *h);
 int heap_dirfd(struct heap *h);
-/* Appends a superblock; NULL with errno (ENOMEM when the folder is full). */
-struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, unsigned kind, unsigned pool);
+/* Appends a superblock, its header's pages committed but for those in
+ * [hole_from, hole_to) (bytes from its start, multiples of the page size;
+ * none when hole_to <= hole_from); NULL with errno (ENOMEM when the folder is
+ * full). */
+struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size, uint32_t hole_from,
+			     uint32_t hole_to, unsigned kind, unsigned pool);
 /* Sets the page classes of `bytes` of the own heap from `offset` (both
  * multiples of 4 KiB) to v. */
 void heap_classes_set(struct heap *h, uint64_t offset, uint64_t bytes, uint8_t v);

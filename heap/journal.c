@@ -127,7 +127,7 @@ static void *journal_reserve(struct heap *h, uint32_t size, uint64_t *off)
 		size_t page = (size_t)1 << h->page_shift;
 		size_t bytes = JOURNAL_SB_SIZE > size + page ? JOURNAL_SB_SIZE : size + page;
 		bytes = (bytes + page - 1) & ~(page - 1);
-		struct superblock *sb = heap_grow(h, bytes, (uint32_t)page, RH_SB_JOURNAL, 0);
+		struct superblock *sb = heap_grow(h, bytes, (uint32_t)page, 0, 0, RH_SB_JOURNAL, 0);
 		if (!sb)
 			return journal_full();
 		jsb = sb;

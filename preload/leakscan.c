@@ -152,7 +152,13 @@ static void index_spans(struct scan *s, struct superblock *sb)
 	if (sb->kind != RH_SB_DATA || sb->npages != sb->size / s->page)
 		return;
 	uint32_t n = sb->npages;
+	const uint64_t *bits = (const uint64_t *)&sb->pages[n];
 	for (uint32_t i = (uint32_t)(sb->header_size / s->page); i < n;) {
+		/* A descriptor's header page may be a hole (alloc.c, desc_page):
+		 * not read unless committed. */
+		uint64_t pg = (offsetof(struct superblock, pages) + (uint64_t)i * sizeof(struct page_desc)) / s->page;
+		if (!(bits[pg >> 6] >> (pg & 63) & 1))
+			return;
 		const struct page_desc *d = &sb->pages[i];
 		uint32_t pages = __atomic_load_n(&d->span_pages, __ATOMIC_RELAXED);
 		if (pages == 0 || pages > n - i)

@@ -145,6 +145,57 @@ static size_t superblock_size(void)
 	return rh_options.superblock_size ? rh_options.superblock_size : 2 * MIB;
 }
 
+/* Whether the header page holding page i's descriptor is committed. */
+static bool desc_committed(const struct superblock *sb, uint32_t i)
+{
+	const uint64_t *bits = (const uint64_t *)&sb->pages[sb->npages];
+	uint64_t pg = (offsetof(struct superblock, pages) + (uint64_t)i * sizeof(struct page_desc)) >>
+		rh_heap->page_shift;
+	return bits[pg >> 6] >> (pg & 63) & 1;
+}
+
+/* Every span of every DATA superblock of the heap: its head's and its
+ * tail's descriptors lie in committed header pages (the rest of the header
+ * may be holes), and agree; the spans tile the superblock. The number of
+ * header pages that are holes goes to *holes. */
+static void check_span_descs(unsigned *holes)
+{
+	if (holes)
+		*holes = 0;
+	if (!rh_heap)
+		return;
+	uint64_t end = __atomic_load_n(&rh_heap->hdr->superblocks_end, __ATOMIC_ACQUIRE);
+	for (uint64_t off = rh_heap->hdr->header_size; off < end;) {
+		const struct superblock *sb = (const struct superblock *)(rh_heap->base + off);
+		assert_true(sb->size > 0);
+		off += sb->size;
+		if (sb->kind != RH_SB_DATA)
+			continue;
+		const uint64_t *bits = (const uint64_t *)&sb->pages[sb->npages];
+		uint32_t hp = (uint32_t)(sb->header_size >> rh_heap->page_shift);
+		for (uint32_t pg = 0; holes && pg < hp; pg++)
+			*holes += !(bits[pg >> 6] >> (pg & 63) & 1);
+		uint32_t i = 0;
+		while (i < sb->npages) {
+			if (!desc_committed(sb, i))
+				fail_msg("superblock at %llu: span head %u's descriptor is in a hole",
+					 (unsigned long long)sb->offset, i);
+			uint32_t n = sb->pages[i].span_pages;
+			if (n == 0 || n > sb->npages - i)
+				fail_msg("superblock at %llu: span %u of %u pages", (unsigned long long)sb->offset, i, n);
+			if (!desc_committed(sb, i + n - 1))
+				fail_msg("superblock at %llu: span %u's tail descriptor is in a hole",
+					 (unsigned long long)sb->offset, i);
+			const struct page_desc *t = &sb->pages[i + n - 1];
+			if (t->span_pages != n || t->kind != sb->pages[i].kind)
+				fail_msg("superblock at %llu: span %u's tail says %u pages of kind %u, its head %u of %u",
+					 (unsigned long long)sb->offset, i, t->span_pages, t->kind, n,
+					 sb->pages[i].kind);
+			i += n;
+		}
+	}
+}
+
 /* --- The shadow model ----------------------------------------------------- */
 
 struct shadow {
@@ -301,8 +352,10 @@ static void run_model(struct model *m, uint64_t seed, unsigned steps)
 					 (unsigned long long)used, (unsigned long long)m->used);
 			for (size_t j = 0; j < m->n; j++)
 				verify(&m->live[j]);
+			check_span_descs(NULL);
 		}
 	}
+	check_span_descs(NULL);
 }
 
 static void free_all(struct model *m)
@@ -473,6 +526,7 @@ static void test_alloc_aligned_blocks_are_complete(void **state)
 		}
 	rh_shm_free(base);
 	assert_int_equal(heap_used(), 0);
+	check_span_descs(NULL);
 }
 
 static void test_alloc_owns_only_its_blocks(void **state)
@@ -1351,6 +1405,57 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
  * among the pages its pool keeps for reuse: the pool's later frees still
  * keep their pages instead of punching them. In a child, whose heap and
  * pools start empty. */
+/* A huge block's superblock reserves only the header pages whose
+ * descriptors are written: a span's head and tail, not one descriptor per
+ * page (a block of 1 GiB would reserve 8 MiB of them). Spans cut from it
+ * later, aligned ones too, commit the pages of their own descriptors. */
+static void test_alloc_huge_superblock_header_reserved_as_needed(void **state)
+{
+	(void)state;
+	const size_t n = 1024 * MIB;
+	rh_shm_free(rh_shm_alloc(16)); /* the heap exists */
+	uint64_t before = file_bytes();
+	unsigned char *p = alloc_private(n);
+	assert_non_null(p);
+	p[0] = 1;
+	p[n - 1] = 2;
+	uint64_t took = file_bytes() - before;
+	if (took > MIB)
+		fail_msg("a private block of %zu bytes took %llu bytes of the file", n, (unsigned long long)took);
+	unsigned holes;
+	check_span_descs(&holes);
+	assert_true(holes > 1000);
+	rh_shm_free(p);
+	check_span_descs(NULL);
+	/* Its superblock's pages cut into spans anywhere: the descriptors
+	 * written are in committed pages. */
+	enum { N = 24 };
+	unsigned char *q[N];
+	uint64_t rng = 0x5eed;
+	for (unsigned round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < N; i++) {
+			size_t size = (size_t)(1 + rnd_next(&rng) % 12) * MIB + rnd_next(&rng) % 5000;
+			q[i] = i % 3 == 0 ? rh_shm_alloc_aligned((size_t)64 << 10 << (i % 4), size) : rh_shm_alloc(size);
+			assert_non_null(q[i]);
+			memset(q[i], (int)i, 4096);
+		}
+		check_span_descs(NULL);
+		for (unsigned i = 0; i < N; i += 2)
+			rh_shm_free(q[i]);
+		check_span_descs(NULL);
+		for (unsigned i = 1; i < N; i += 2) {
+			q[i] = rh_shm_realloc(q[i], rh_shm_usable_size(q[i]) + 3 * MIB);
+			assert_non_null(q[i]);
+			assert_int_equal(q[i][4095], (unsigned char)i);
+		}
+		check_span_descs(NULL);
+		for (unsigned i = 1; i < N; i += 2)
+			rh_shm_free(q[i]);
+		check_span_descs(NULL);
+	}
+	assert_int_equal(heap_used(), 0);
+}
+
 static void child_private_free(void)
 {
 	struct rh_shm_stats a, b;
@@ -1816,6 +1921,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_many_sites_count_across_tables),
 		cmocka_unit_test(test_alloc_private_pages_stay_out_of_the_file),
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
+		cmocka_unit_test(test_alloc_huge_superblock_header_reserved_as_needed),
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),
 		cmocka_unit_test(test_alloc_private_free_keeps_errno),
 		cmocka_unit_test(test_alloc_private_superblock_keeps_budget),
