@@ -999,6 +999,17 @@ static void tcache_flush_all(void)
 /* --- Large blocks ---------------------------------------------------------- */
 
 size_t alloc_private_min = SIZE_MAX;
+bool alloc_private_adapts;
+
+/* A private span of `bytes` was freed (see alloc.h). */
+static void private_adapt(size_t bytes)
+{
+	size_t now = __atomic_load_n(&alloc_private_min, __ATOMIC_RELAXED);
+	while (alloc_private_adapts && bytes > now && bytes <= PRIVATE_ADAPT_MAX &&
+	       !__atomic_compare_exchange_n(&alloc_private_min, &now, bytes, true, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED))
+		;
+}
 
 /* A private span's pages after its first: their offset and length. */
 static inline void private_range(const struct heap *h, const struct superblock *sb, uint32_t idx,
@@ -1123,7 +1134,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 	/* Private pages: only the first page, which holds the header, is
 	 * taken from the file (alignments above a page are carved out of a
 	 * larger span, below). */
-	bool priv = size >= alloc_private_min && align <= page && !rh_tc.shared_only && pages64 > 1;
+	bool priv = size >= __atomic_load_n(&alloc_private_min, __ATOMIC_RELAXED) && align <= page && !rh_tc.shared_only && pages64 > 1;
 	uint32_t commit = priv ? 1 : UINT32_MAX;
 	uint16_t flags = priv ? RH_PAGE_F_PRIVATE : 0;
 	for (unsigned i = 0; i < rh_tc.nlarge && !priv; i++) {
@@ -1317,10 +1328,13 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 			return;
 		}
 		struct pool *pl = &pools[sb->pool];
+		bool priv = d->flags & RH_PAGE_F_PRIVATE;
 		pthread_mutex_lock(&pl->lock);
-		if (!(d->flags & RH_PAGE_F_PRIVATE) || private_end(h, sb, bh->span_index))
+		if (!priv || private_end(h, sb, bh->span_index))
 			span_free(h, pl, sb, bh->span_index, d->span_pages);
 		pthread_mutex_unlock(&pl->lock);
+		if (priv)
+			private_adapt(bytes);
 		return;
 	}
 	char *slot = slot_of(h, sb, bh);

@@ -60,8 +60,15 @@ void *alloc_slow(size_t size, size_t align, uint32_t site);
  * API's calls set rh_tc.shared_only) get private pages after their first:
  * the heap keeps their header, size and call site, the file only holes, and
  * the pages are made when first touched, as with the C library's mmap'd
- * chunks. rh_shm_ref moves them into the file. SIZE_MAX: none. */
+ * chunks. rh_shm_ref moves them into the file. SIZE_MAX: none.
+ * With alloc_private_adapts, a freed private span of up to
+ * PRIVATE_ADAPT_MAX raises it to the span's size, as the C library raises
+ * its mmap threshold: a program that allocates and frees such blocks again
+ * and again then gets them from the file, where the freed pages are kept
+ * for reuse, instead of new private pages each time. */
+#define PRIVATE_ADAPT_MAX ((size_t)32 << 20)
 extern size_t alloc_private_min;
+extern bool alloc_private_adapts;
 /* Zeros the first n bytes of a block just allocated, skipping its private
  * pages (fresh zeros already). */
 void block_clear(void *p, size_t n);

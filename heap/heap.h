@@ -34,6 +34,7 @@ struct options {
 	unsigned trace_depth;      /* RH_SHMALLOC_TRACE_DEPTH */
 	size_t min_size;           /* RH_SHMALLOC_MIN_SIZE */
 	size_t private_size;       /* RH_SHMALLOC_PRIVATE_SIZE, 0: none */
+	bool private_size_set;     /* given: fixed, else it adapts (alloc.h) */
 	bool keep;                 /* RH_SHMALLOC_KEEP */
 	bool leak_scan;            /* RH_SHMALLOC_LEAK_SCAN (preload/leakscan.c) */
 	char dir[4096];            /* RH_SHM_DIR */

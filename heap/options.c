@@ -205,9 +205,10 @@ void options_load(struct options *opt)
 	}
 	if ((v = env_value("RH_SHMALLOC_PRIVATE_SIZE")) && *v) {
 		/* Each such block is a mapping of its own: not for small ones. */
-		if (parse_size(v, &n) == 0 && (n == 0 || n >= (1u << 20)))
+		if (parse_size(v, &n) == 0 && (n == 0 || n >= (1u << 20))) {
 			opt->private_size = (size_t)n;
-		else
+			opt->private_size_set = true;
+		} else
 			bad("RH_SHMALLOC_PRIVATE_SIZE", v, "expected 0 (none) or a size of at least 1M");
 	}
 	if ((v = env_value("RH_SHMALLOC_KEEP")) && *v) {

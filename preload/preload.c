@@ -88,6 +88,7 @@ static void init(void)
 	min_size = o->min_size;
 	if (o->private_size)
 		alloc_private_min = o->private_size;
+	alloc_private_adapts = o->private_size && !o->private_size_set;
 	depth = o->trace_depth;
 	const char *check = getenv("RH_SHMALLOC_UNWIND_CHECK");
 	unwind_check = check && check[0] == '1';

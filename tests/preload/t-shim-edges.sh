@@ -62,7 +62,7 @@ RH_SHMALLOC_TRACE_DEPTH=0 RH_SHMALLOC_MIN_SIZE=64 shim "$PROGS/shim_edges" callo
 no_heaps calloc-reuse
 echo "ok calloc of reused blocks"
 
-# A malloc of RH_SHMALLOC_PRIVATE_SIZE (32 MiB) or more keeps its pages
+# A malloc of RH_SHMALLOC_PRIVATE_SIZE (8 MiB, rising) or more keeps its pages
 # private until rh_shm_ref: a huge buffer the program barely touches takes
 # nothing from the filesystem. 0 turns that off.
 shim "$PROGS/shim_edges" private private || fail "private pages"
