@@ -63,6 +63,7 @@ struct sb_entry {
 
 struct rh_heap {
 	int fd;
+	int own_fd;             /* rh_heap_close closes fd (rh_heap_open's) */
 	int bad;                /* open found the file bad: walks refuse */
 	uint32_t page_size;
 	struct rh_heap_info info;
@@ -438,24 +439,20 @@ static int open_redhawk22(struct rh_heap *h, const uint8_t *head, size_t n, uid_
 	return 0;
 }
 
-int rh_heap_open(int dirfd, const char *name, struct rh_heap **heap)
+/* rh_heap_open and rh_heap_open_fd: the heap on fd, closed on failure when
+ * own (and then by rh_heap_close). */
+static int open_on(int fd, int own, struct rh_heap **heap)
 {
-	if (!heap || !name)
-		return EINVAL;
-	*heap = NULL;
-
-	/* O_NONBLOCK: opening a FIFO someone left here must not hang us. */
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return errno;
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
 		int err = errno;
-		close(fd);
+		if (own)
+			close(fd);
 		return err;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		close(fd);
+		if (own)
+			close(fd);
 		return ENOTSUP;
 	}
 
@@ -468,22 +465,26 @@ int rh_heap_open(int dirfd, const char *name, struct rh_heap **heap)
 	ssize_t n = read_head(fd, head.bytes, sizeof(head.bytes));
 	if (n < 0) {
 		int err = errno;
-		close(fd);
+		if (own)
+			close(fd);
 		return err;
 	}
 	memset(head.bytes + n, 0, sizeof(head.bytes) - (size_t)n);
 	uint32_t magic = get32(head.bytes);
 	if (n < 4 || (magic != RH_HEAP_MAGIC && magic != RH_REDHAWK22_MAGIC)) {
-		close(fd);
+		if (own)
+			close(fd);
 		return ENOTSUP;
 	}
 
 	struct rh_heap *h = calloc(1, sizeof(*h));
 	if (!h) {
-		close(fd);
+		if (own)
+			close(fd);
 		return ENOMEM;
 	}
 	h->fd = fd;
+	h->own_fd = own;
 	h->info.file_size = (uint64_t)st.st_size;
 	int rc = magic == RH_HEAP_MAGIC ? open_native(h, &head.hdr, (size_t)n)
 		: open_redhawk22(h, head.bytes, (size_t)n, st.st_uid);
@@ -495,11 +496,34 @@ int rh_heap_open(int dirfd, const char *name, struct rh_heap **heap)
 	return 0;
 }
 
+int rh_heap_open(int dirfd, const char *name, struct rh_heap **heap)
+{
+	if (!heap || !name)
+		return EINVAL;
+	*heap = NULL;
+	/* O_NONBLOCK: opening a FIFO someone left here must not hang us. */
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return errno;
+	return open_on(fd, 1, heap);
+}
+
+int rh_heap_open_fd(int fd, struct rh_heap **heap)
+{
+	if (!heap)
+		return EINVAL;
+	*heap = NULL;
+	if (fd < 0)
+		return EINVAL;
+	return open_on(fd, 0, heap);
+}
+
 void rh_heap_close(struct rh_heap *heap)
 {
 	if (!heap)
 		return;
-	close(heap->fd);
+	if (heap->own_fd)
+		close(heap->fd);
 	free(heap->sbs);
 	free(heap);
 }

@@ -121,7 +121,8 @@ static void clean(int dirfd, const char *name, int named)
 		return;
 	}
 
-	/* Our own fd: the orphan test and the final identity check use it. */
+	/* Our own fd: the reader, the orphan test and the final identity
+	 * check use it. */
 	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		if (!named)
@@ -141,7 +142,7 @@ static void clean(int dirfd, const char *name, int named)
 	}
 
 	struct rh_heap *heap = NULL;
-	int err = rh_heap_open(dirfd, name, &heap);
+	int err = rh_heap_open_fd(fd, &heap);
 	if (err == ENOTSUP || (err && err != EPROTO)) {
 		if (named) {
 			if (opt.force)

@@ -237,6 +237,61 @@ static void test_reader_reads_native_heap_info(void **state)
 	rh_heap_close(h);
 }
 
+/* rh_heap_open_fd reads the same heap from the caller's fd, which stays
+ * open after a failure and after rh_heap_close. */
+static void test_reader_opens_the_callers_fd(void **state)
+{
+	(void)state;
+	struct rh_heap *h = NULL, *g = NULL;
+	assert_int_equal(write_open(&fx.f, &h), 0);
+	int dfd = dirfd_open();
+	int fd = openat(dfd, NAME, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(rh_heap_open_fd(fd, &g), 0);
+	const struct rh_heap_info *a = rh_heap_info(h), *b = rh_heap_info(g);
+	assert_int_equal(b->instance, a->instance);
+	assert_int_equal(b->heap_size, a->heap_size);
+	assert_int_equal(b->heap_used, a->heap_used);
+	assert_int_equal(b->live_blocks, a->live_blocks);
+	assert_int_equal(b->superblocks, a->superblocks);
+	assert_string_equal(b->command, a->command);
+	static struct collect c, d;
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(rh_heap_walk_blocks(g, collect_block, &c), 0);
+	assert_int_equal(rh_heap_walk_blocks(h, collect_block, &d), 0);
+	assert_true(c.n > 0);
+	assert_int_equal(c.n, d.n);
+	for (unsigned i = 0; i < c.n; i++) {
+		assert_int_equal(c.blocks[i].offset, d.blocks[i].offset);
+		assert_int_equal(c.blocks[i].size, d.blocks[i].size);
+		assert_int_equal(c.blocks[i].refcount, d.blocks[i].refcount);
+	}
+	rh_heap_close(g);
+	rh_heap_close(h);
+	assert_true(fcntl(fd, F_GETFD) >= 0);  /* still the caller's */
+	close(fd);
+
+	char path[512];
+	snprintf(path, sizeof(path), "%s/text-fd", test_dir);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("not a heap\n", fp);
+	fclose(fp);
+	fd = openat(dfd, "text-fd", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	g = (void *)1;
+	assert_int_equal(rh_heap_open_fd(fd, &g), ENOTSUP);
+	assert_null(g);
+	assert_true(fcntl(fd, F_GETFD) >= 0);
+	close(fd);
+	unlink(path);
+	assert_int_equal(rh_heap_open_fd(dfd, &g), ENOTSUP);  /* a folder */
+	assert_true(fcntl(dfd, F_GETFD) >= 0);
+	assert_int_equal(rh_heap_open_fd(-1, &g), EINVAL);
+	close(dfd);
+}
+
 static void test_reader_walks_blocks(void **state)
 {
 	(void)state;
@@ -1252,6 +1307,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_reader_reads_native_heap_info),
+		T(test_reader_opens_the_callers_fd),
 		T(test_reader_walks_blocks),
 		T(test_reader_walks_sites),
 		T(test_reader_walks_modules),

@@ -122,6 +122,10 @@ struct rh_heap;
  *   EPROTO   a heap that cannot be read (*heap is set: rh_heap_error says why,
  *            rh_heap_info gives what could be read) */
 RH_SHM_API int rh_heap_open(int dirfd, const char *name, struct rh_heap **heap);
+/* The same for a file the caller opened for reading: FD stays the caller's
+ * (rh_heap_close does not close it) and must stay open while the heap is
+ * used. EINVAL for a negative FD. */
+RH_SHM_API int rh_heap_open_fd(int fd, struct rh_heap **heap);
 RH_SHM_API void rh_heap_close(struct rh_heap *heap);
 RH_SHM_API const char *rh_heap_error(const struct rh_heap *heap);
 /* Header figures, heap size and used bytes (from superblock headers and
