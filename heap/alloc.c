@@ -1001,11 +1001,14 @@ static void tcache_flush_all(void)
 size_t alloc_private_min = SIZE_MAX;
 bool alloc_private_adapts;
 
-/* A private span of `bytes` was freed (see alloc.h). */
-static void private_adapt(size_t bytes)
+/* A private block of `size` bytes was freed, most of its pages used (see
+ * alloc.h): the threshold rises to the smallest span that holds it. */
+static void private_adapt(const struct heap *h, uint64_t size)
 {
+	size_t page = (size_t)1 << h->page_shift;
+	size_t bytes = (size_t)(size + HDR + page - 1) & ~(page - 1);
 	size_t now = __atomic_load_n(&alloc_private_min, __ATOMIC_RELAXED);
-	while (alloc_private_adapts && bytes > now && bytes <= PRIVATE_ADAPT_MAX &&
+	while (size <= PRIVATE_ADAPT_MAX && bytes > now &&
 	       !__atomic_compare_exchange_n(&alloc_private_min, &now, bytes, true, __ATOMIC_RELAXED,
 					    __ATOMIC_RELAXED))
 		;
@@ -1328,13 +1331,23 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 			return;
 		}
 		struct pool *pl = &pools[sb->pool];
-		bool priv = d->flags & RH_PAGE_F_PRIVATE;
+		bool priv = d->flags & RH_PAGE_F_PRIVATE, adapt = false;
+		uint64_t size = large_size(d);
+		if (priv && alloc_private_adapts && size <= PRIVATE_ADAPT_MAX) {
+			/* Only a block whose pages were mostly used: one barely
+			 * touched would otherwise make the next ones reserve all
+			 * their pages in the file. */
+			uint64_t off;
+			size_t len;
+			private_range(h, sb, bh->span_index, &off, &len);
+			adapt = os_resident_pages(h->base + off, len) * 2 >= len >> h->page_shift;
+		}
 		pthread_mutex_lock(&pl->lock);
 		if (!priv || private_end(h, sb, bh->span_index))
 			span_free(h, pl, sb, bh->span_index, d->span_pages);
 		pthread_mutex_unlock(&pl->lock);
-		if (priv)
-			private_adapt(bytes);
+		if (adapt)
+			private_adapt(h, size);
 		return;
 	}
 	char *slot = slot_of(h, sb, bh);

@@ -61,11 +61,12 @@ void *alloc_slow(size_t size, size_t align, uint32_t site);
  * the heap keeps their header, size and call site, the file only holes, and
  * the pages are made when first touched, as with the C library's mmap'd
  * chunks. rh_shm_ref moves them into the file. SIZE_MAX: none.
- * With alloc_private_adapts, a freed private span of up to
- * PRIVATE_ADAPT_MAX raises it to the span's size, as the C library raises
- * its mmap threshold: a program that allocates and frees such blocks again
- * and again then gets them from the file, where the freed pages are kept
- * for reuse, instead of new private pages each time. */
+ * With alloc_private_adapts, a private block of up to PRIVATE_ADAPT_MAX
+ * bytes freed with at least half of its pages used raises it to the
+ * smallest span that holds the block, as the C library raises its mmap
+ * threshold: a program that allocates and frees such blocks again and again
+ * then gets them from the file, where the freed pages are kept for reuse,
+ * instead of new private pages each time. */
 #define PRIVATE_ADAPT_MAX ((size_t)32 << 20)
 extern size_t alloc_private_min;
 extern bool alloc_private_adapts;

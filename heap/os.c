@@ -84,6 +84,23 @@ int os_map_anon_new(void *at, size_t size)
 
 /* Whether n bytes at p are all zeros (reading a page never touched maps the
  * zero page: no memory is made for it). */
+size_t os_resident_pages(const void *p, size_t n)
+{
+	/* A small vector, a chunk at a time: this may run on a signal
+	 * handler's small stack. */
+	unsigned char vec[256];
+	size_t page = os_page_size(), count = 0;
+	for (size_t done = 0; done < n;) {
+		size_t len = n - done < sizeof(vec) * page ? n - done : sizeof(vec) * page;
+		if (mincore((char *)p + done, len, vec) != 0)
+			return 0;
+		for (size_t i = 0; i < (len + page - 1) / page; i++)
+			count += vec[i] & 1;
+		done += len;
+	}
+	return count;
+}
+
 bool os_all_zero(const void *p, size_t n)
 {
 	const unsigned char *c = p;

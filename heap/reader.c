@@ -4,7 +4,9 @@
  * file is untrusted input (any user may write one into /dev/shm, and a live
  * one changes underneath us), so every offset and length is checked against
  * the file's size before use, every walk is bounded by it, and the file is
- * read with pread(2) only: a file that shrinks gives a short read, not SIGBUS.
+ * read with pread(2) only (never mapped): a file that shrinks gives a short
+ * read, not SIGBUS. Walks skip holes with lseek(2), which moves the file
+ * offset.
  * heap/FORMAT.md lists each check.
  */
 #include <errno.h>

@@ -1405,26 +1405,41 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
  * among the pages its pool keeps for reuse: the pool's later frees still
  * keep their pages instead of punching them. In a child, whose heap and
  * pools start empty. */
-/* With alloc_private_adapts (the shim's default), a freed private block
- * raises the threshold to its span's size, up to PRIVATE_ADAPT_MAX, as the C
- * library raises its mmap threshold: a program that allocates and frees such
- * a buffer again and again gets it from the file after the first time, and
- * then the same pages each time, instead of new private pages. Larger
- * blocks stay private and leave the threshold alone. */
+/* With alloc_private_adapts (the shim's default), a freed private block of
+ * up to PRIVATE_ADAPT_MAX whose pages were mostly used raises the threshold
+ * to the smallest span that holds it, as the C library raises its mmap
+ * threshold: a program that allocates and frees such a buffer again and
+ * again gets it from the file after the first time, and then the same pages
+ * each time, instead of new private pages. A block barely touched, or a
+ * larger one, leaves the threshold alone. */
+static int private_reset(void **state)
+{
+	(void)state;
+	alloc_private_adapts = false;
+	alloc_private_min = SIZE_MAX;
+	return 0;
+}
+
 static void test_alloc_private_threshold_adapts(void **state)
 {
 	(void)state;
-	const size_t n = 12 * MIB;
+	const size_t n = 12 * MIB, page = (size_t)1 << rh_heap->page_shift;
 	rh_shm_free(rh_shm_alloc(16)); /* the heap exists */
 	alloc_private_min = 8 * MIB;
 	alloc_private_adapts = true;
 	unsigned char *p = alloc_block(n, 16, 0);
 	assert_non_null(p);
 	assert_false(maps_heap_file(p + n / 2));
+	memset(p, 1, n / 4);
+	rh_shm_free(p);
+	assert_int_equal(alloc_private_min, 8 * MIB);
+	p = alloc_block(n, 16, 0);
+	assert_non_null(p);
+	assert_false(maps_heap_file(p + n / 2));
 	memset(p, 1, n);
 	rh_shm_free(p);
 	size_t now = alloc_private_min;
-	assert_true(now > n && now <= n + 2 * MIB);
+	assert_int_equal(now, n + page);
 	p = alloc_block(n, 16, 0);
 	assert_non_null(p);
 	assert_true(maps_heap_file(p + n / 2));
@@ -1438,12 +1453,20 @@ static void test_alloc_private_threshold_adapts(void **state)
 		rh_shm_free(q);
 	}
 	assert_int_equal(file_bytes(), file);
-	/* Above PRIVATE_ADAPT_MAX: private, and the threshold stays. */
-	p = alloc_block(PRIVATE_ADAPT_MAX + MIB, 16, 0);
+	/* Above PRIVATE_ADAPT_MAX: private, and the threshold stays; at it,
+	 * the threshold rises to it. */
+	p = alloc_block(PRIVATE_ADAPT_MAX + 1, 16, 0);
 	assert_non_null(p);
 	assert_false(maps_heap_file(p + PRIVATE_ADAPT_MAX / 2));
+	memset(p, 4, PRIVATE_ADAPT_MAX + 1);
 	rh_shm_free(p);
 	assert_int_equal(alloc_private_min, now);
+	p = alloc_block(PRIVATE_ADAPT_MAX, 16, 0);
+	assert_non_null(p);
+	assert_false(maps_heap_file(p + PRIVATE_ADAPT_MAX / 2));
+	memset(p, 5, PRIVATE_ADAPT_MAX);
+	rh_shm_free(p);
+	assert_int_equal(alloc_private_min, PRIVATE_ADAPT_MAX + page);
 	alloc_private_adapts = false;
 	alloc_private_min = SIZE_MAX;
 	assert_int_equal(heap_used(), 0);
@@ -1966,7 +1989,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_pages_stay_out_of_the_file),
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
 		cmocka_unit_test(test_alloc_huge_superblock_header_reserved_as_needed),
-		cmocka_unit_test(test_alloc_private_threshold_adapts),
+		cmocka_unit_test_teardown(test_alloc_private_threshold_adapts, private_reset),
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),
 		cmocka_unit_test(test_alloc_private_free_keeps_errno),
 		cmocka_unit_test(test_alloc_private_superblock_keeps_budget),

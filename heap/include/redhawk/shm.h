@@ -124,7 +124,7 @@ struct rh_heap;
 RH_SHM_API int rh_heap_open(int dirfd, const char *name, struct rh_heap **heap);
 /* The same for a file the caller opened for reading: FD stays the caller's
  * (rh_heap_close does not close it) and must stay open while the heap is
- * used. EINVAL for a negative FD. */
+ * used; walks move its file offset. EINVAL for a negative FD. */
 RH_SHM_API int rh_heap_open_fd(int fd, struct rh_heap **heap);
 RH_SHM_API void rh_heap_close(struct rh_heap *heap);
 RH_SHM_API const char *rh_heap_error(const struct rh_heap *heap);
