@@ -36,7 +36,7 @@
  * The heap's calls that give pages memory in the file go through these
  * (the test program's own definitions), which count them. */
 
-static unsigned long commit_calls;
+static unsigned long commit_calls, commit_bytes;
 
 ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
@@ -44,6 +44,8 @@ ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
 	if (!real)
 		real = (ssize_t (*)(int, const struct iovec *, int, off_t))dlsym(RTLD_NEXT, "pwritev");
 	__atomic_fetch_add(&commit_calls, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < n; i++)
+		__atomic_fetch_add(&commit_bytes, iov[i].iov_len, __ATOMIC_RELAXED);
 	return real(fd, iov, n, off);
 }
 
@@ -53,6 +55,7 @@ int posix_fallocate(int fd, off_t off, off_t len)
 	if (!real)
 		real = (int (*)(int, off_t, off_t))dlsym(RTLD_NEXT, "posix_fallocate");
 	__atomic_fetch_add(&commit_calls, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&commit_bytes, (unsigned long)len, __ATOMIC_RELAXED);
 	return real(fd, off, len);
 }
 
@@ -1472,6 +1475,41 @@ static void test_alloc_private_threshold_adapts(void **state)
 	assert_int_equal(heap_used(), 0);
 }
 
+/* A program that allocates, fills and frees buffers of varying sizes, one
+ * at a time, gets the pages it freed again: a fit that holds memory comes
+ * before a tighter one that was punched (which, taken, made the kept one
+ * be punched in turn: every page new each time). In a fresh heap (a
+ * child), where the pool keeps 32 MiB of freed pages. */
+static void child_varying_buffers(void)
+{
+	uint64_t rng = 0xb0f;
+	unsigned long bytes = 0;
+	for (unsigned k = 0; k < 60; k++) {
+		if (k == 20)
+			bytes = __atomic_load_n(&commit_bytes, __ATOMIC_RELAXED);
+		size_t n = 12 * MIB + (size_t)(rnd_next(&rng) % 12288) * 1024;
+		unsigned char *p = rh_shm_alloc(n);
+		if (!p)
+			exit(3);
+		for (size_t off = 0; off < n; off += 4096)
+			p[off] = (unsigned char)k;
+		rh_shm_free(p);
+	}
+	/* The pages of one buffer, at most, are new (a larger one than any
+	 * before; descriptors' header pages). */
+	bytes = __atomic_load_n(&commit_bytes, __ATOMIC_RELAXED) - bytes;
+	if (bytes > 24 * MIB) {
+		fprintf(stderr, "40 buffers of 12 to 24 MiB, one at a time, gave %lu MiB new pages\n", bytes >> 20);
+		exit(4);
+	}
+}
+
+static void test_alloc_varying_buffers_reuse_kept_pages(void **state)
+{
+	(void)state;
+	test_child_ok(child_varying_buffers);
+}
+
 /* A huge block's superblock reserves only the header pages whose
  * descriptors are written: a span's head and tail, not one descriptor per
  * page (a block of 1 GiB would reserve 8 MiB of them). Spans cut from it
@@ -1989,6 +2027,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_pages_stay_out_of_the_file),
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
 		cmocka_unit_test(test_alloc_huge_superblock_header_reserved_as_needed),
+		cmocka_unit_test(test_alloc_varying_buffers_reuse_kept_pages),
 		cmocka_unit_test_teardown(test_alloc_private_threshold_adapts, private_reset),
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),
 		cmocka_unit_test(test_alloc_private_free_keeps_errno),
