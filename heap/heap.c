@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/single_threaded.h>
@@ -172,10 +171,9 @@ static void fill_header(struct heap_header *hdr, const struct options *opt, size
 	hdr->flags = RH_HEAP_F_LOCKED | (opt->keep ? RH_HEAP_F_KEEP : 0);
 	hdr->npools = alloc_npools();
 	hdr->trace_depth = opt->trace_depth;
-	/* The kernel's name of the process (/proc/self/comm), in one call. */
-	char comm[17] = "";
-	if (prctl(PR_GET_NAME, comm) == 0)
-		memcpy(hdr->command, comm, strnlen(comm, 16));
+	char comm[RH_COMMAND_LEN];
+	if (os_read_small("/proc/self/comm", comm, sizeof(comm)) == 0)
+		memcpy(hdr->command, comm, strlen(comm) + 1);
 	hdr->holders[0].pid = hdr->creator_pid;
 	hdr->holders[0].state = RH_HOLDER_CLAIMED;
 	hdr->holders[0].start_time = hdr->creator_start;

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -777,6 +778,46 @@ static void test_lifecycle_first_allocation_keeps_errno(void **state)
 	run_scenario(first_allocation_errno_scenario, "errno");
 }
 
+/* The heap is named after the process (its main thread's name), also when
+ * another thread, named otherwise, makes it with the first allocation. */
+static void *named_thread_allocates(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "io-worker-3");
+	return rh_shm_alloc(100);
+}
+
+static void thread_named_scenario(void)
+{
+	char comm[64] = "";
+	FILE *f = fopen("/proc/self/comm", "r");
+	CHECK(f && fgets(comm, sizeof(comm), f));
+	fclose(f);
+	comm[strcspn(comm, "\n")] = 0;
+	CHECK(comm[0] && strcmp(comm, "io-worker-3") != 0);
+	pthread_t t;
+	void *p = NULL;
+	CHECK(pthread_create(&t, NULL, named_thread_allocates, NULL) == 0);
+	CHECK(pthread_join(t, &p) == 0 && p);
+	char name[RH_HEAP_NAME_LEN];
+	heap_name(getpid(), name, sizeof(name));
+	struct rh_heap *h = NULL;
+	CHECK(rh_heap_open(dir_fd, name, &h) == 0);
+	if (strcmp(rh_heap_info(h)->command, comm) != 0) {
+		fprintf(stderr, "heap made by a thread named io-worker-3 of %s is named %s\n", comm,
+			rh_heap_info(h)->command);
+		exit(1);
+	}
+	rh_heap_close(h);
+	rh_shm_free(p);
+}
+
+static void test_lifecycle_named_after_the_process(void **state)
+{
+	(void)state;
+	run_scenario(thread_named_scenario, "thread-named");
+}
+
 /* Under a file size limit (ulimit -f), growing the heap file past it would
  * have the kernel end the process with SIGXFSZ: allocation fails with
  * ENOMEM instead, and the heap goes on serving what fits. */
@@ -994,6 +1035,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_lifecycle_heap_made_at_first_allocation, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_named_after_the_process, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_heap_appears_complete, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_mode_from_environment, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_heap_removed_at_normal_exit, empty, reap),
