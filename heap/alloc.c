@@ -630,37 +630,50 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, bool lazy,
 		      struct span_ref *out, bool grow)
 {
-	/* Over the pool's superblocks, the tightest fit, the oldest on a tie;
-	 * but when none of the pages it would commit hold memory, the fit
-	 * whose pages hold the most (freed pages kept for reuse), the tightest
-	 * on a tie. Tightest alone, a program that allocates and frees buffers
-	 * of varying sizes took the punched span that fit best, and punched the
-	 * one it had just freed: every page made again each time (19 times
-	 * glibc's time for 12 to 24 MiB buffers). Kept memory first always,
-	 * small blocks were cut out of large spans, which left later large
-	 * ones only new pages. */
-	uint32_t idx = 0, i, want = commit < pages ? commit : pages, held = 0, kidx = 0, tight_held = 0;
-	struct superblock *sb = NULL, *kept = NULL;
+	/* The tightest fit over the pool's superblocks, the oldest on a tie. */
+	uint32_t idx = 0, i;
+	struct superblock *sb = NULL;
 	for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
-		if (!sb_find(s, pages, &i))
-			continue;
-		uint32_t n = s->pages[i].span_pages, c = bits_count(commit_bits(s), i, i + want);
-		if (!sb || n <= sb->pages[idx].span_pages) {
+		if (sb_find(s, pages, &i) &&
+		    (!sb || s->pages[i].span_pages <= sb->pages[idx].span_pages)) {
 			sb = s;
 			idx = i;
-			tight_held = c;
-			if (n == pages && c == want)
-				break;  /* none better */
-		}
-		if (c && (c > held || (c == held && n <= kept->pages[kidx].span_pages))) {
-			kept = s;
-			kidx = i;
-			held = c;
+			if (sb->pages[idx].span_pages == pages)
+				break;
 		}
 	}
-	if (sb && !tight_held && kept) {
-		sb = kept;
-		idx = kidx;
+	/* But where none of the pages it would commit hold memory, the fit
+	 * whose pages hold the most (freed pages kept for reuse), the tightest
+	 * on a tie, among those that hold no more than twice the request in
+	 * all: memory kept from a block of about this size. Tightest alone, a
+	 * program that allocates and frees buffers of varying sizes took the
+	 * punched span that fit best, and punched the one it had just freed:
+	 * every page made again each time (19 times glibc's time for 12 to 24
+	 * MiB buffers). A span holding much more is left for the large block
+	 * that will want it again, and a private span (which would punch what
+	 * it does not commit) takes the tightest. */
+	uint32_t want = commit < pages ? commit : pages;
+	const uint64_t *bits = sb ? commit_bits(sb) : NULL;
+	if (sb && want && (commit >= pages || lazy) && bits_run_end(bits, idx, idx + want, false) == idx + want) {
+		uint32_t held = 0, kidx = 0;
+		struct superblock *kept = NULL;
+		for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
+			if (!sb_find(s, pages, &i))
+				continue;
+			const uint64_t *b = commit_bits(s);
+			uint32_t n = s->pages[i].span_pages, c = bits_count(b, i, i + want);
+			if (!c || c + bits_count(b, i + want, i + n) > 2 * (uint64_t)pages)
+				continue;
+			if (c > held || (c == held && n <= kept->pages[kidx].span_pages)) {
+				kept = s;
+				kidx = i;
+				held = c;
+			}
+		}
+		if (kept) {
+			sb = kept;
+			idx = kidx;
+		}
 	}
 	if (!sb) {
 		if (!grow)
@@ -1360,7 +1373,7 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 			uint64_t off;
 			size_t len;
 			private_range(h, sb, bh->span_index, &off, &len);
-			adapt = os_resident_pages(h->base + off, len) * 2 >= len >> h->page_shift;
+			adapt = os_mostly_resident(h->base + off, len);
 		}
 		pthread_mutex_lock(&pl->lock);
 		if (!priv || private_end(h, sb, bh->span_index))

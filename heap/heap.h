@@ -74,9 +74,10 @@ int os_map_anon(void *at, size_t size);                  /* private zeros, MAP_F
 int os_map_anon_new(void *at, size_t size);              /* the same, only where nothing is */
 bool os_mapped(void *at, size_t size);
 bool os_all_zero(const void *p, size_t n);
-/* Pages of [p, p+n) (p page-aligned) that hold memory, by mincore(2); 0 when
- * it cannot tell. */
-size_t os_resident_pages(const void *p, size_t n);
+/* Whether at least half the pages of [p, p+n) (p page-aligned) are mapped,
+ * by mincore(2) (pages only read count: the zero page is mapped there);
+ * false when it cannot tell. */
+bool os_mostly_resident(const void *p, size_t n);
 int os_map_into_file(int fd, uint64_t offset, size_t size, void *at);
 /* Which file a descriptor is: a program may close our descriptor or put
  * another file under its number (dup2), so we check before we write. */

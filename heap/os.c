@@ -82,25 +82,26 @@ int os_map_anon_new(void *at, size_t size)
 	return 0;
 }
 
-/* Whether n bytes at p are all zeros (reading a page never touched maps the
- * zero page: no memory is made for it). */
-size_t os_resident_pages(const void *p, size_t n)
+bool os_mostly_resident(const void *p, size_t n)
 {
-	/* A small vector, a chunk at a time: this may run on a signal
-	 * handler's small stack. */
-	unsigned char vec[256];
-	size_t page = os_page_size(), count = 0;
-	for (size_t done = 0; done < n;) {
+	/* A vector of 1 KiB, a chunk at a time (this may run on a signal
+	 * handler's small stack), until the answer is known. */
+	unsigned char vec[1024];
+	size_t page = os_page_size(), pages = (n + page - 1) / page, in = 0, out = 0;
+	for (size_t done = 0; done < n && 2 * in < pages && 2 * out <= pages;) {
 		size_t len = n - done < sizeof(vec) * page ? n - done : sizeof(vec) * page;
 		if (mincore((char *)p + done, len, vec) != 0)
-			return 0;
+			return false;
 		for (size_t i = 0; i < (len + page - 1) / page; i++)
-			count += vec[i] & 1;
+			in += vec[i] & 1;
+		out = (done + len + page - 1) / page - in;
 		done += len;
 	}
-	return count;
+	return 2 * in >= pages;
 }
 
+/* Whether n bytes at p are all zeros (reading a page never touched maps the
+ * zero page: no memory is made for it). */
 bool os_all_zero(const void *p, size_t n)
 {
 	const unsigned char *c = p;

@@ -1510,6 +1510,39 @@ static void test_alloc_varying_buffers_reuse_kept_pages(void **state)
 	test_child_ok(child_varying_buffers);
 }
 
+/* A private block (whose span commits its first page and punches the
+ * rest) takes the tightest fit, a punched one, not a span whose pages are
+ * kept for reuse: that one would lose them. */
+static void child_private_spares_kept_pages(void)
+{
+	unsigned char *b = rh_shm_alloc(9 * MIB), *a = rh_shm_alloc(16 * MIB);
+	if (!a || !b)
+		exit(3);
+	memset(b, 1, 9 * MIB);
+	memset(a, 2, 16 * MIB);
+	rh_shm_free(b);
+	rh_shm_trim();        /* b's pages punched */
+	rh_shm_free(a);       /* a's kept */
+	uint64_t kept = file_bytes();
+	alloc_private_min = 8 * MIB;
+	unsigned char *p = alloc_block(9 * MIB, 16, 0);
+	alloc_private_min = SIZE_MAX;
+	if (!p)
+		exit(5);
+	if (file_bytes() + MIB < kept) {
+		fprintf(stderr, "a private block of 9 MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
+			(unsigned long long)kept, (unsigned long long)file_bytes());
+		exit(4);
+	}
+	rh_shm_free(p);
+}
+
+static void test_alloc_private_spares_kept_pages(void **state)
+{
+	(void)state;
+	test_child_ok(child_private_spares_kept_pages);
+}
+
 /* A huge block's superblock reserves only the header pages whose
  * descriptors are written: a span's head and tail, not one descriptor per
  * page (a block of 1 GiB would reserve 8 MiB of them). Spans cut from it
@@ -2028,6 +2061,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_private_pages_are_copied_to_a_forked_child),
 		cmocka_unit_test(test_alloc_huge_superblock_header_reserved_as_needed),
 		cmocka_unit_test(test_alloc_varying_buffers_reuse_kept_pages),
+		cmocka_unit_test(test_alloc_private_spares_kept_pages),
 		cmocka_unit_test_teardown(test_alloc_private_threshold_adapts, private_reset),
 		cmocka_unit_test(test_alloc_private_free_keeps_retention),
 		cmocka_unit_test(test_alloc_private_free_keeps_errno),
