@@ -644,35 +644,43 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 	}
 	/* But where none of the pages it would commit hold memory, the fit
 	 * whose pages hold the most (freed pages kept for reuse), the tightest
-	 * on a tie, among those that hold no more than twice the request in
-	 * all: memory kept from a block of about this size. Tightest alone, a
-	 * program that allocates and frees buffers of varying sizes took the
-	 * punched span that fit best, and punched the one it had just freed:
-	 * every page made again each time (19 times glibc's time for 12 to 24
-	 * MiB buffers). A span holding much more is left for the large block
-	 * that will want it again, and a private span (which would punch what
-	 * it does not commit) takes the tightest. */
+	 * on a tie. Tightest alone, a program that allocates and frees buffers
+	 * of varying sizes took the punched span that fit best, and punched
+	 * the one it had just freed: every page made again each time (19
+	 * times glibc's time for 12 to 24 MiB buffers). While the pool holds
+	 * more than twice the request in blocks, only fits holding no more
+	 * than twice the request in all are taken: a span holding much more is
+	 * left for the large block that will want it again, rather than cut
+	 * for one that may live long (the file grew by a third where 3 to 5
+	 * MiB blocks piled up beside a 16 to 24 MiB buffer made and freed in
+	 * turn). A private span (which would punch what it does not commit)
+	 * takes the tightest. */
 	uint32_t want = commit < pages ? commit : pages;
-	const uint64_t *bits = sb ? commit_bits(sb) : NULL;
-	if (sb && want && (commit >= pages || lazy) && bits_run_end(bits, idx, idx + want, false) == idx + want) {
-		uint32_t held = 0, kidx = 0;
-		struct superblock *kept = NULL;
+	if (sb && want && commit >= pages && bits_run_end(commit_bits(sb), idx, idx + want, false) == idx + want) {
+		uint32_t held[2] = { 0, 0 }, kidx[2] = { 0, 0 };
+		struct superblock *kept[2] = { NULL, NULL };  /* any size, at most twice */
+		uint64_t live = 0;
 		for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
+			live += s->npages - (s->header_size >> h->page_shift) - s->free_pages;
 			if (!sb_find(s, pages, &i))
 				continue;
 			const uint64_t *b = commit_bits(s);
 			uint32_t n = s->pages[i].span_pages, c = bits_count(b, i, i + want);
-			if (!c || c + bits_count(b, i + want, i + n) > 2 * (uint64_t)pages)
+			if (!c)
 				continue;
-			if (c > held || (c == held && n <= kept->pages[kidx].span_pages)) {
-				kept = s;
-				kidx = i;
-				held = c;
-			}
+			bool small = c + bits_count(b, i + want, i + n) <= 2 * (uint64_t)pages;
+			for (unsigned k = 0; k < 2; k++)
+				if ((k == 0 || small) &&
+				    (c > held[k] || (c == held[k] && n <= kept[k]->pages[kidx[k]].span_pages))) {
+					kept[k] = s;
+					kidx[k] = i;
+					held[k] = c;
+				}
 		}
-		if (kept) {
-			sb = kept;
-			idx = kidx;
+		unsigned k = live > 2 * (uint64_t)pages;
+		if (kept[k]) {
+			sb = kept[k];
+			idx = kidx[k];
 		}
 	}
 	if (!sb) {

@@ -1487,7 +1487,7 @@ static void child_varying_buffers(void)
 	for (unsigned k = 0; k < 60; k++) {
 		if (k == 20)
 			bytes = __atomic_load_n(&commit_bytes, __ATOMIC_RELAXED);
-		size_t n = 12 * MIB + (size_t)(rnd_next(&rng) % 12288) * 1024;
+		size_t n = 4 * MIB + (size_t)(rnd_next(&rng) % 20480) * 1024;
 		unsigned char *p = rh_shm_alloc(n);
 		if (!p)
 			exit(3);
@@ -1499,7 +1499,7 @@ static void child_varying_buffers(void)
 	 * before; descriptors' header pages). */
 	bytes = __atomic_load_n(&commit_bytes, __ATOMIC_RELAXED) - bytes;
 	if (bytes > 24 * MIB) {
-		fprintf(stderr, "40 buffers of 12 to 24 MiB, one at a time, gave %lu MiB new pages\n", bytes >> 20);
+		fprintf(stderr, "40 buffers of 4 to 24 MiB, one at a time, gave %lu MiB new pages\n", bytes >> 20);
 		exit(4);
 	}
 }
