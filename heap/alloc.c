@@ -626,6 +626,19 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 	return sb;
 }
 
+/* A free span whose pages hold memory (kept for reuse), for span_alloc: the
+ * one holding the most so far, the tightest on a tie. */
+struct kept_fit {
+	struct superblock *sb;
+	uint32_t idx, held;
+};
+
+static inline void kept_offer(struct kept_fit *f, struct superblock *s, uint32_t i, uint32_t held)
+{
+	if (held > f->held || (held == f->held && s->pages[i].span_pages <= f->sb->pages[f->idx].span_pages))
+		*f = (struct kept_fit){ s, i, held };
+}
+
 /* Finds and takes `pages` in the pool, growing the heap when needed. */
 static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, bool lazy,
 		      struct span_ref *out, bool grow)
@@ -657,30 +670,24 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 	 * takes the tightest. */
 	uint32_t want = commit < pages ? commit : pages;
 	if (sb && want && commit >= pages && bits_run_end(commit_bits(sb), idx, idx + want, false) == idx + want) {
-		uint32_t held[2] = { 0, 0 }, kidx[2] = { 0, 0 };
-		struct superblock *kept[2] = { NULL, NULL };  /* any size, at most twice */
+		struct kept_fit any = { NULL, 0, 0 }, near = { NULL, 0, 0 };
 		uint64_t live = 0;
 		for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
 			live += s->npages - (s->header_size >> h->page_shift) - s->free_pages;
 			if (!sb_find(s, pages, &i))
 				continue;
 			const uint64_t *b = commit_bits(s);
-			uint32_t n = s->pages[i].span_pages, c = bits_count(b, i, i + want);
+			uint32_t c = bits_count(b, i, i + want);
 			if (!c)
 				continue;
-			bool small = c + bits_count(b, i + want, i + n) <= 2 * (uint64_t)pages;
-			for (unsigned k = 0; k < 2; k++)
-				if ((k == 0 || small) &&
-				    (c > held[k] || (c == held[k] && n <= kept[k]->pages[kidx[k]].span_pages))) {
-					kept[k] = s;
-					kidx[k] = i;
-					held[k] = c;
-				}
+			kept_offer(&any, s, i, c);
+			if (c + bits_count(b, i + want, i + s->pages[i].span_pages) <= 2 * (uint64_t)pages)
+				kept_offer(&near, s, i, c);
 		}
-		unsigned k = live > 2 * (uint64_t)pages;
-		if (kept[k]) {
-			sb = kept[k];
-			idx = kidx[k];
+		const struct kept_fit *f = live > 2 * (uint64_t)pages ? &near : &any;
+		if (f->sb) {
+			sb = f->sb;
+			idx = f->idx;
 		}
 	}
 	if (!sb) {
