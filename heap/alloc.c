@@ -643,11 +643,18 @@ static inline void kept_offer(struct kept_fit *f, struct superblock *s, uint32_t
 static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, bool lazy,
 		      struct span_ref *out, bool grow)
 {
-	/* The tightest fit over the pool's superblocks, the oldest on a tie. */
+	/* The tightest fit over the pool's superblocks, the oldest on a tie.
+	 * A private span (which punches the pages it does not commit) takes
+	 * none whose pages hold memory past its first: taking the pages a
+	 * buffer just freed, it made the next buffer in the file make them
+	 * all again (buffers of 8 to 24 MiB, cycled beside 64 MiB of small
+	 * blocks: 2.6 times glibc's time). */
 	uint32_t idx = 0, i;
+	bool priv = commit < pages && !lazy;
 	struct superblock *sb = NULL;
 	for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
 		if (sb_find(s, pages, &i) &&
+		    (!priv || bits_run_end(commit_bits(s), i + commit, i + pages, false) == i + pages) &&
 		    (!sb || s->pages[i].span_pages <= sb->pages[idx].span_pages)) {
 			sb = s;
 			idx = i;
@@ -669,7 +676,7 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 	 * turn). A private span (which would punch what it does not commit)
 	 * takes the tightest. */
 	uint32_t want = commit < pages ? commit : pages;
-	if (sb && want && commit >= pages && bits_run_end(commit_bits(sb), idx, idx + want, false) == idx + want) {
+	if (sb && want && !priv && bits_run_end(commit_bits(sb), idx, idx + want, false) == idx + want) {
 		struct kept_fit any = { NULL, 0, 0 }, near = { NULL, 0, 0 };
 		uint64_t live = 0;
 		for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {

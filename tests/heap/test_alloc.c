@@ -1365,7 +1365,9 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
 	rh_shm_free(p);
 
 	/* Freed without being shared: the same pages, reused through the API,
-	 * are the file's again. */
+	 * are the file's again (the pages kept from the block above go back
+	 * first: a private block takes no span holding memory). */
+	rh_shm_trim();
 	p = alloc_private(n);
 	assert_non_null(p);
 	fill(p, n, 9);
@@ -1512,7 +1514,8 @@ static void test_alloc_varying_buffers_reuse_kept_pages(void **state)
 
 /* A private block (whose span commits its first page and punches the
  * rest) takes the tightest fit, a punched one, not a span whose pages are
- * kept for reuse: that one would lose them. */
+ * kept for reuse: that one would lose them. Nor does it when the span
+ * holding them is the tightest fit: it takes new address space instead. */
 static void child_private_spares_kept_pages(void)
 {
 	unsigned char *b = rh_shm_alloc(9 * MIB), *a = rh_shm_alloc(16 * MIB);
@@ -1533,6 +1536,18 @@ static void child_private_spares_kept_pages(void)
 		fprintf(stderr, "a private block of 9 MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
 			(unsigned long long)kept, (unsigned long long)file_bytes());
 		exit(4);
+	}
+	rh_shm_free(p);
+	kept = file_bytes();
+	alloc_private_min = 8 * MIB;
+	p = alloc_block(12 * MIB, 16, 0);
+	alloc_private_min = SIZE_MAX;
+	if (!p)
+		exit(5);
+	if (file_bytes() + MIB < kept) {
+		fprintf(stderr, "a private block of 12 MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
+			(unsigned long long)kept, (unsigned long long)file_bytes());
+		exit(6);
 	}
 	rh_shm_free(p);
 }
