@@ -645,22 +645,35 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 {
 	/* The tightest fit over the pool's superblocks, the oldest on a tie.
 	 * A private span (which punches the pages it does not commit) takes
-	 * none whose pages hold memory past its first: taking the pages a
-	 * buffer just freed, it made the next buffer in the file make them
-	 * all again (buffers of 8 to 24 MiB, cycled beside 64 MiB of small
-	 * blocks: 2.6 times glibc's time). */
-	uint32_t idx = 0, i;
+	 * one whose pages hold no memory past its first where there is one:
+	 * taking the pages a buffer just freed, it made the next buffer in the
+	 * file make them all again (buffers of 8 to 24 MiB, cycled beside 64
+	 * MiB of small blocks: 2.6 times glibc's time). Where every fit holds
+	 * some, the tightest all the same: growing instead made the file grow
+	 * without bound for some patterns. */
+	uint32_t idx = 0, i, didx = 0;
 	bool priv = commit < pages && !lazy;
-	struct superblock *sb = NULL;
+	struct superblock *sb = NULL, *dirty = NULL;
 	for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
-		if (sb_find(s, pages, &i) &&
-		    (!priv || bits_run_end(commit_bits(s), i + commit, i + pages, false) == i + pages) &&
-		    (!sb || s->pages[i].span_pages <= sb->pages[idx].span_pages)) {
+		if (!sb_find(s, pages, &i))
+			continue;
+		if (priv && bits_run_end(commit_bits(s), i + commit, i + pages, false) != i + pages) {
+			if (!dirty || s->pages[i].span_pages <= dirty->pages[didx].span_pages) {
+				dirty = s;
+				didx = i;
+			}
+			continue;
+		}
+		if (!sb || s->pages[i].span_pages <= sb->pages[idx].span_pages) {
 			sb = s;
 			idx = i;
 			if (sb->pages[idx].span_pages == pages)
 				break;
 		}
+	}
+	if (!sb && dirty) {
+		sb = dirty;
+		idx = didx;
 	}
 	/* But where none of the pages it would commit hold memory, the fit
 	 * whose pages hold the most (freed pages kept for reuse), the tightest

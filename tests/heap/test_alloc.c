@@ -1366,7 +1366,8 @@ static void test_alloc_private_pages_stay_out_of_the_file(void **state)
 
 	/* Freed without being shared: the same pages, reused through the API,
 	 * are the file's again (the pages kept from the block above go back
-	 * first: a private block takes no span holding memory). */
+	 * first: a private block takes a span holding memory only where no
+	 * other fits). */
 	rh_shm_trim();
 	p = alloc_private(n);
 	assert_non_null(p);
@@ -1515,7 +1516,7 @@ static void test_alloc_varying_buffers_reuse_kept_pages(void **state)
 /* A private block (whose span commits its first page and punches the
  * rest) takes the tightest fit, a punched one, not a span whose pages are
  * kept for reuse: that one would lose them. Nor does it when the span
- * holding them is the tightest fit: it takes new address space instead. */
+ * holding them is the tightest fit and a punched one fits too. */
 static void child_private_spares_kept_pages(void)
 {
 	unsigned char *b = rh_shm_alloc(9 * MIB), *a = rh_shm_alloc(16 * MIB);
@@ -1538,16 +1539,30 @@ static void child_private_spares_kept_pages(void)
 		exit(4);
 	}
 	rh_shm_free(p);
-	kept = file_bytes();
+}
+
+/* The same where the span holding kept pages is the tightest fit and a
+ * punched one fits too. */
+static void child_private_prefers_punched_fit(void)
+{
+	unsigned char *c = rh_shm_alloc(20 * MIB), *a = rh_shm_alloc(12 * MIB);
+	if (!a || !c)
+		exit(3);
+	memset(c, 1, 20 * MIB);
+	memset(a, 2, 12 * MIB);
+	rh_shm_free(c);
+	rh_shm_trim();        /* c's pages punched */
+	rh_shm_free(a);       /* a's kept */
+	uint64_t kept = file_bytes();
 	alloc_private_min = 8 * MIB;
-	p = alloc_block(12 * MIB, 16, 0);
+	unsigned char *p = alloc_block(10 * MIB, 16, 0);
 	alloc_private_min = SIZE_MAX;
 	if (!p)
 		exit(5);
 	if (file_bytes() + MIB < kept) {
-		fprintf(stderr, "a private block of 12 MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
+		fprintf(stderr, "a private block of 10 MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
 			(unsigned long long)kept, (unsigned long long)file_bytes());
-		exit(6);
+		exit(4);
 	}
 	rh_shm_free(p);
 }
@@ -1556,6 +1571,7 @@ static void test_alloc_private_spares_kept_pages(void **state)
 {
 	(void)state;
 	test_child_ok(child_private_spares_kept_pages);
+	test_child_ok(child_private_prefers_punched_fit);
 }
 
 /* A huge block's superblock reserves only the header pages whose
