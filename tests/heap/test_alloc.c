@@ -1514,57 +1514,43 @@ static void test_alloc_varying_buffers_reuse_kept_pages(void **state)
 }
 
 /* A private block (whose span commits its first page and punches the
- * rest) takes the tightest fit, a punched one, not a span whose pages are
- * kept for reuse: that one would lose them. Nor does it when the span
- * holding them is the tightest fit and a punched one fits too. */
-static void child_private_spares_kept_pages(void)
+ * rest) takes a punched fit, not a span whose pages are kept for reuse
+ * (that one would lose them): when the punched fit is the tightest, and
+ * when the kept one is. A block of `punched` MiB is freed and its pages
+ * punched, one of `kept` MiB freed and its pages kept, then a private block
+ * of `want` MiB is made. */
+static void private_spares(size_t punched, size_t kept, size_t want)
 {
-	unsigned char *b = rh_shm_alloc(9 * MIB), *a = rh_shm_alloc(16 * MIB);
-	if (!a || !b)
+	unsigned char *c = rh_shm_alloc(punched * MIB), *a = rh_shm_alloc(kept * MIB);
+	if (!a || !c)
 		exit(3);
-	memset(b, 1, 9 * MIB);
-	memset(a, 2, 16 * MIB);
-	rh_shm_free(b);
-	rh_shm_trim();        /* b's pages punched */
+	memset(c, 1, punched * MIB);
+	memset(a, 2, kept * MIB);
+	rh_shm_free(c);
+	rh_shm_trim();        /* c's pages punched */
 	rh_shm_free(a);       /* a's kept */
-	uint64_t kept = file_bytes();
+	uint64_t before = file_bytes();
 	alloc_private_min = 8 * MIB;
-	unsigned char *p = alloc_block(9 * MIB, 16, 0);
+	unsigned char *p = alloc_block(want * MIB, 16, 0);
 	alloc_private_min = SIZE_MAX;
 	if (!p)
 		exit(5);
-	if (file_bytes() + MIB < kept) {
-		fprintf(stderr, "a private block of 9 MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
-			(unsigned long long)kept, (unsigned long long)file_bytes());
+	if (file_bytes() + MIB < before) {
+		fprintf(stderr, "a private block of %zu MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
+			want, (unsigned long long)before, (unsigned long long)file_bytes());
 		exit(4);
 	}
 	rh_shm_free(p);
 }
 
-/* The same where the span holding kept pages is the tightest fit and a
- * punched one fits too. */
+static void child_private_spares_kept_pages(void)
+{
+	private_spares(9, 16, 9);
+}
+
 static void child_private_prefers_punched_fit(void)
 {
-	unsigned char *c = rh_shm_alloc(20 * MIB), *a = rh_shm_alloc(12 * MIB);
-	if (!a || !c)
-		exit(3);
-	memset(c, 1, 20 * MIB);
-	memset(a, 2, 12 * MIB);
-	rh_shm_free(c);
-	rh_shm_trim();        /* c's pages punched */
-	rh_shm_free(a);       /* a's kept */
-	uint64_t kept = file_bytes();
-	alloc_private_min = 8 * MIB;
-	unsigned char *p = alloc_block(10 * MIB, 16, 0);
-	alloc_private_min = SIZE_MAX;
-	if (!p)
-		exit(5);
-	if (file_bytes() + MIB < kept) {
-		fprintf(stderr, "a private block of 10 MiB took the place of kept pages: the file went from %llu to %llu bytes\n",
-			(unsigned long long)kept, (unsigned long long)file_bytes());
-		exit(4);
-	}
-	rh_shm_free(p);
+	private_spares(20, 12, 10);
 }
 
 static void test_alloc_private_spares_kept_pages(void **state)
