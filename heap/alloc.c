@@ -51,8 +51,10 @@ struct pool {
 	bool punch_next;                       /* span_free: punch, whatever the budget */
 	uint64_t purged_ns;                    /* last time retained pages were punched */
 	size_t bytes;                          /* in its superblocks */
+	size_t private_bytes;                  /* in those made for private spans */
 	bool used;
 };
+
 
 static struct pool pools[RH_MAX_POOLS];
 static unsigned npools;
@@ -616,6 +618,8 @@ static struct superblock *sb_new(struct heap *h, struct pool *pl, uint32_t pages
 		bits_set(commit_bits(sb), hi, hp, true);
 	if (counted)
 		pl->bytes += sb->size;
+	else
+		pl->private_bytes += sb->size;
 	desc_set(sb, hp, (uint32_t)total - hp, RH_PAGE_FREE, 0);
 	sb->pages[hp].freed_ms = now_ms();
 	bin_insert(sb, hp, (uint32_t)total - hp);
@@ -649,8 +653,10 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 	 * taking the pages a buffer just freed, it made the next buffer in the
 	 * file make them all again (buffers of 8 to 24 MiB, cycled beside 64
 	 * MiB of small blocks: 2.6 times glibc's time). Where every fit holds
-	 * some, the tightest all the same: growing instead made the file grow
-	 * without bound for some patterns. */
+	 * some, it takes new address space, up to PRIVATE_GROWTH_MAX for the
+	 * pool's life or while the heap can grow, then the tightest all the
+	 * same (growing without a bound made the file's size grow without one
+	 * for some patterns, and fail under an address space limit). */
 	uint32_t idx = 0, i, didx = 0;
 	bool priv = commit < pages && !lazy;
 	struct superblock *sb = NULL, *dirty = NULL;
@@ -671,7 +677,7 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 				break;
 		}
 	}
-	if (!sb && dirty) {
+	if (!sb && dirty && pl->private_bytes + ((size_t)pages << h->page_shift) > PRIVATE_GROWTH_MAX) {
 		sb = dirty;
 		idx = didx;
 	}
@@ -716,10 +722,16 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 		/* One made for a private span does not count towards the pool's
 		 * size, which sets how much freed memory it keeps in the file. */
 		sb = sb_new(h, pl, pages, lazy || commit >= pages);
-		if (!sb)
-			return errno ? errno : ENOMEM;
-		if (!sb_find(sb, pages, &idx))
+		if (sb && !sb_find(sb, pages, &idx))
 			return ENOMEM;
+		if (!sb && !dirty)
+			return errno ? errno : ENOMEM;
+		if (!sb) {
+			/* No room to grow (an address space limit): kept pages
+			 * after all. */
+			sb = dirty;
+			idx = didx;
+		}
 	}
 	bin_remove(sb, idx);
 	int err = span_take(h, pl, sb, idx, pages, commit, lazy);

@@ -1553,11 +1553,44 @@ static void child_private_prefers_punched_fit(void)
 	private_spares(20, 12, 10);
 }
 
+/* Where every fit holds kept pages, a private block takes new address
+ * space only up to PRIVATE_GROWTH_MAX: a block shrinking step by step, with
+ * a smaller one filled and freed between, would otherwise add a superblock
+ * each time (the file's size grew to 4 GiB in 300 steps). */
+static void child_private_growth_bounded(void)
+{
+	char path[512];
+	struct stat st;
+	alloc_private_min = 8 * MIB;
+	for (unsigned k = 0; k < 300; k++) {
+		unsigned char *p = alloc_block(20 * MIB - (size_t)k * 16384, 16, 0);
+		if (!p)
+			exit(3);
+		p[0] = 1;
+		rh_shm_free(p);
+		unsigned char *s = rh_shm_alloc(MIB + MIB / 2);
+		if (!s)
+			exit(3);
+		memset(s, 1, MIB + MIB / 2);
+		rh_shm_free(s);
+	}
+	alloc_private_min = SIZE_MAX;
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	if (stat(path, &st) != 0)
+		exit(5);
+	if ((uint64_t)st.st_size > PRIVATE_GROWTH_MAX + 64 * MIB) {
+		fprintf(stderr, "300 private blocks of 15 to 20 MiB, one at a time, made the file %llu MiB\n",
+			(unsigned long long)st.st_size >> 20);
+		exit(4);
+	}
+}
+
 static void test_alloc_private_spares_kept_pages(void **state)
 {
 	(void)state;
 	test_child_ok(child_private_spares_kept_pages);
 	test_child_ok(child_private_prefers_punched_fit);
+	test_child_ok(child_private_growth_bounded);
 }
 
 /* A huge block's superblock reserves only the header pages whose
