@@ -644,9 +644,16 @@ static inline void kept_offer(struct kept_fit *f, struct superblock *s, uint32_t
 }
 
 /* Finds and takes `pages` in the pool, growing the heap when needed. */
+/* span_alloc's ways: grow the heap when nothing fits; a private span may
+ * take a fit holding kept pages whatever the pool has grown (another pool's,
+ * which this one's growth would not spare). */
+#define SPAN_GROW 1u
+#define SPAN_KEPT_OK 2u
+
 static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, bool lazy,
-		      struct span_ref *out, bool grow)
+		      struct span_ref *out, unsigned how)
 {
+	bool grow = how & SPAN_GROW;
 	/* The tightest fit over the pool's superblocks, the oldest on a tie.
 	 * A private span (which punches the pages it does not commit) takes
 	 * one whose pages hold no memory past its first where there is one:
@@ -677,7 +684,8 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 				break;
 		}
 	}
-	if (!sb && dirty && pl->private_bytes + ((size_t)pages << h->page_shift) > PRIVATE_GROWTH_MAX) {
+	if (!sb && dirty &&
+	    ((how & SPAN_KEPT_OK) || pl->private_bytes + ((size_t)pages << h->page_shift) > PRIVATE_GROWTH_MAX)) {
 		sb = dirty;
 		idx = didx;
 	}
@@ -721,6 +729,7 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 			return ENOMEM;
 		/* One made for a private span does not count towards the pool's
 		 * size, which sets how much freed memory it keeps in the file. */
+		int saved = errno;
 		sb = sb_new(h, pl, pages, lazy || commit >= pages);
 		if (sb && !sb_find(sb, pages, &idx))
 			return ENOMEM;
@@ -729,6 +738,7 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 		if (!sb) {
 			/* No room to grow (an address space limit): kept pages
 			 * after all. */
+			errno = saved;
 			sb = dirty;
 			idx = didx;
 		}
@@ -821,7 +831,7 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 	uint32_t pages = small_span_pages(h, c);
 	/* Pages are committed as slots reach them (refill): a class a
 	 * program uses little takes one page of the file, not 64 KiB. */
-	int err = span_alloc(h, pl, pages, 0, true, &r, true);
+	int err = span_alloc(h, pl, pages, 0, true, &r, SPAN_GROW);
 	if (err)
 		return err;
 	struct page_desc *d = &r.sb->pages[r.idx];
@@ -1238,7 +1248,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
 		drain_others(h, pl);
-		int err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, false);
+		int err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, 0);
 		if (err) {
 			/* Free pages of another pool (its threads may be gone) before
 			 * growing the file. A LARGE span stays its superblock's pool's. */
@@ -1247,7 +1257,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 				struct pool *other = &pools[i];
 				if (other == pl || !other->used || pthread_mutex_trylock(&other->lock))
 					continue;
-				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, false, &r, false)) == 0) {
+				if ((err = span_alloc(h, other, (uint32_t)pages64, commit, false, &r, SPAN_KEPT_OK)) == 0) {
 					desc_set(r.sb, r.idx, (uint32_t)pages64, RH_PAGE_LARGE, flags);
 					if (priv && !private_pages(h, other, r.sb, r.idx)) {
 						pthread_mutex_unlock(&other->lock);
@@ -1259,7 +1269,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 			if (!err)
 				goto placed;
 			pthread_mutex_lock(&pl->lock);
-			err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, true);
+			err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, SPAN_GROW);
 		}
 		if (err) {
 			pthread_mutex_unlock(&pl->lock);

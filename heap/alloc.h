@@ -68,8 +68,9 @@ void *alloc_slow(size_t size, size_t align, uint32_t site);
  * then gets them from the file, where the freed pages are kept for reuse,
  * instead of new private pages each time. */
 #define PRIVATE_ADAPT_MAX ((size_t)32 << 20)
-/* Address space a pool may add, over its life, for private spans rather
- * than give them a fit whose pages are kept for reuse (span_alloc). */
+/* Address space a pool may add for private spans, over its life, before a
+ * private span takes one of its fits whose pages are kept for reuse rather
+ * than grow the heap (span_alloc). */
 #define PRIVATE_GROWTH_MAX ((size_t)256 << 20)
 extern size_t alloc_private_min;
 extern bool alloc_private_adapts;

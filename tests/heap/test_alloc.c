@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
@@ -1585,12 +1586,56 @@ static void child_private_growth_bounded(void)
 	}
 }
 
+/* Where the heap cannot grow and the only fit is another pool's, holding
+ * kept pages, a private block takes it. */
+static void *fill_and_free_20_mib(void *arg)
+{
+	(void)arg;
+	unsigned char *a = rh_shm_alloc(20 * MIB);
+	if (a) {
+		memset(a, 2, 20 * MIB);
+		rh_shm_free(a);
+	}
+	return a;
+}
+
+static void child_private_takes_other_pools_kept_pages(void)
+{
+	if (alloc_npools() < 2)
+		exit(TEST_SKIPPED);
+	rh_shm_free(rh_shm_alloc(16)); /* this thread's pool */
+	pthread_t t;
+	void *made = NULL;
+	if (pthread_create(&t, NULL, fill_and_free_20_mib, NULL) != 0 || pthread_join(t, &made) != 0 || !made)
+		exit(3);
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	if (stat(path, &st) != 0)
+		exit(3);
+	struct rlimit rl = { (rlim_t)st.st_size, RLIM_INFINITY };
+	if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || (rl.rlim_cur = (rlim_t)st.st_size, setrlimit(RLIMIT_FSIZE, &rl)) != 0)
+		exit(3);
+	alloc_private_min = 8 * MIB;
+	errno = 0;
+	unsigned char *p = alloc_block(16 * MIB, 16, 0);
+	alloc_private_min = SIZE_MAX;
+	if (!p || !rh_shm_owns(p) || errno) {
+		fprintf(stderr, "a private block of 16 MiB with only another pool's kept pages to fit: %p, %s\n",
+			(void *)p, strerror(errno));
+		exit(4);
+	}
+	p[16 * MIB - 1] = 1;
+	rh_shm_free(p);
+}
+
 static void test_alloc_private_spares_kept_pages(void **state)
 {
 	(void)state;
 	test_child_ok(child_private_spares_kept_pages);
 	test_child_ok(child_private_prefers_punched_fit);
 	test_child_ok(child_private_growth_bounded);
+	test_child_ok_or_skipped(child_private_takes_other_pools_kept_pages);
 }
 
 /* A huge block's superblock reserves only the header pages whose
