@@ -664,17 +664,15 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 	 * pool's life or while the heap can grow, then the tightest all the
 	 * same (growing without a bound made the file's size grow without one
 	 * for some patterns, and fail under an address space limit). */
-	uint32_t idx = 0, i, didx = 0;
+	uint32_t idx = 0, i;
 	bool priv = commit < pages && !lazy;
-	struct superblock *sb = NULL, *dirty = NULL;
+	struct superblock *sb = NULL;
+	struct kept_fit dirty = { NULL, 0, 0 };  /* the tightest holding memory */
 	for (struct superblock *s = pl->first; s; s = sb_next(h, s)) {
 		if (!sb_find(s, pages, &i))
 			continue;
 		if (priv && bits_run_end(commit_bits(s), i + commit, i + pages, false) != i + pages) {
-			if (!dirty || s->pages[i].span_pages <= dirty->pages[didx].span_pages) {
-				dirty = s;
-				didx = i;
-			}
+			kept_offer(&dirty, s, i, 1);
 			continue;
 		}
 		if (!sb || s->pages[i].span_pages <= sb->pages[idx].span_pages) {
@@ -684,10 +682,10 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 				break;
 		}
 	}
-	if (!sb && dirty &&
+	if (!sb && dirty.sb &&
 	    ((how & SPAN_KEPT_OK) || pl->private_bytes + ((size_t)pages << h->page_shift) > PRIVATE_GROWTH_MAX)) {
-		sb = dirty;
-		idx = didx;
+		sb = dirty.sb;
+		idx = dirty.idx;
 	}
 	/* But where none of the pages it would commit hold memory, the fit
 	 * whose pages hold the most (freed pages kept for reuse), the tightest
@@ -700,8 +698,7 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 	 * left for the large block that will want it again, rather than cut
 	 * for one that may live long (the file grew by a third where 3 to 5
 	 * MiB blocks piled up beside a 16 to 24 MiB buffer made and freed in
-	 * turn). A private span (which would punch what it does not commit)
-	 * takes the tightest. */
+	 * turn). A private span keeps to the rule above. */
 	uint32_t want = commit < pages ? commit : pages;
 	if (sb && want && !priv && bits_run_end(commit_bits(sb), idx, idx + want, false) == idx + want) {
 		struct kept_fit any = { NULL, 0, 0 }, near = { NULL, 0, 0 };
@@ -733,14 +730,14 @@ static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t 
 		sb = sb_new(h, pl, pages, lazy || commit >= pages);
 		if (sb && !sb_find(sb, pages, &idx))
 			return ENOMEM;
-		if (!sb && !dirty)
+		if (!sb && !dirty.sb)
 			return errno ? errno : ENOMEM;
 		if (!sb) {
 			/* No room to grow (an address space limit): kept pages
 			 * after all. */
 			errno = saved;
-			sb = dirty;
-			idx = didx;
+			sb = dirty.sb;
+			idx = dirty.idx;
 		}
 	}
 	bin_remove(sb, idx);
