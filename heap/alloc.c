@@ -1616,23 +1616,22 @@ __attribute__((noinline)) void *alloc_slow(size_t size, size_t align, uint32_t s
 size_t block_usable(const void *p)
 {
 	const struct block_header *bh = (const struct block_header *)p - 1;
-	struct heap *h = heap_of(p);
+	struct heap *h = heap_of(p), tmp;
 	if (h == rh_heap && h)
 		return usable_in(h, bh);
-	if (h) {
-		/* Another process's heap: its metadata is checked before use. */
-		int saved = errno;
-		uint64_t off = (uint64_t)((const char *)p - h->base);
-		bool ok = check_block(h, (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift, off) != NULL;
-		errno = saved;
-		return ok ? usable_in(h, bh) : 0;
-	}
-	/* An inherited private copy: its geometry is intact, its base is not a
-	 * heap of ours any more. */
-	struct heap tmp;
-	if (heap_inherited_view(p, &tmp))
-		return usable_in(&tmp, bh);
-	return 0;
+	if (!h && heap_inherited_view(p, &tmp))
+		h = &tmp;
+	if (!h)
+		return 0;
+	/* Another process's heap, or a private copy inherited over fork (its
+	 * base not a heap of ours any more): its records are checked before
+	 * use. The parent's other threads went on while the copy was made, so
+	 * a block freed and reused meanwhile may show another's header. */
+	int saved = errno;
+	uint64_t off = (uint64_t)((const char *)p - h->base);
+	bool ok = check_block(h, (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift, off) != NULL;
+	errno = saved;
+	return ok ? usable_in(h, bh) : 0;
 }
 
 /* memcpy into a block just made. Its private pages are fresh zeros: the

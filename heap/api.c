@@ -153,6 +153,8 @@ RH_SHM_API void *rh_shm_realloc(void *ptr, size_t size)
 	void *p = alloc_api(size, 16, __builtin_return_address(0));
 	if (p) {
 		size_t old = block_usable(ptr);
+		if (!old && o == OWNER_INHERITED)
+			old = heap_inherited_left(ptr);  /* as the shim's realloc */
 		memcpy(p, ptr, old < size ? old : size);
 		rh_shm_free(ptr);
 	}

@@ -584,6 +584,7 @@ bool heap_inherited_view(const void *p, struct heap *view)
 			view->base = inherited[i].base;
 			view->hdr = (struct heap_header *)view->base;
 			view->reserve = inherited[i].size;
+			view->mapped_end = inherited[i].size;
 			view->page_shift = (unsigned)__builtin_ctzl(os_page_size());
 			view->fd = -1;
 			return true;
@@ -595,6 +596,16 @@ bool heap_inherited_view(const void *p, struct heap *view)
 			return true;
 		}
 	return false;
+}
+
+size_t heap_inherited_left(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	unsigned n = atomic_load_explicit(&ninherited, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (a - (uintptr_t)inherited[i].base < inherited[i].size)
+			return inherited[i].size - (size_t)(a - (uintptr_t)inherited[i].base);
+	return 0;
 }
 
 /* --- Exit ---------------------------------------------------------------- */

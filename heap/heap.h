@@ -183,8 +183,11 @@ static inline bool heap_is_own(const void *p)
 	return (uintptr_t)p - __atomic_load_n(&rh_own_base, __ATOMIC_RELAXED) < size;
 }
 struct heap *heap_of(const void *p);  /* own or attached heap holding p */
-/* For a block inherited over fork: a view with base and page shift. */
+/* For a block inherited over fork: a view with base, size and page shift. */
 bool heap_inherited_view(const void *p, struct heap *view);
+/* Bytes from p to the end of the region inherited over fork that holds it;
+ * 0 when none does. */
+size_t heap_inherited_left(const void *p);
 void *heap_attach(const struct rh_shm_ref *ref);
 void heap_foreign_dropped(struct heap *h);
 void heap_exec_leftover(void);

@@ -442,6 +442,10 @@ EXPORT void *realloc(void *p, size_t n)
 	if (!q)
 		return NULL;
 	size_t old = usable(p);
+	/* An inherited block whose header changed in the parent during the
+	 * copy: its bytes are still the child's, up to the copy's end. */
+	if (!old && o == OWNER_INHERITED)
+		old = heap_inherited_left(p);
 	memcpy(q, p, old < n ? old : n);
 	free(p);
 	return q;

@@ -552,6 +552,50 @@ static void test_lifecycle_fork_child_leaves_parent_heap_alone(void **state)
 	run_scenario(fork_scenario, "fork");
 }
 
+/* The parent's other threads go on while a child copies the heap, so a
+ * block the child inherited may show a header changed meanwhile (freed and
+ * reused, or written over as data). Such a header is never followed: the
+ * child's usable size is 0 and realloc moves the bytes up to the end of the
+ * copy, where reading the header would have faulted. */
+static void fork_changed_header_scenario(void)
+{
+	unsigned char *blocks[NFORK];
+	for (unsigned i = 0; i < NFORK; i++) {
+		blocks[i] = rh_shm_alloc(fork_sizes[i]);
+		CHECK(blocks[i]);
+		fill(blocks[i], fork_sizes[i], i);
+	}
+	fflush(NULL);
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		for (unsigned i = 0; i < NFORK; i++) {
+			memset(blocks[i] - 16, 0xa5, 16);
+			CHECK(rh_shm_usable_size(blocks[i]) == 0);
+			unsigned char *moved = rh_shm_realloc(blocks[i], fork_sizes[i] * 2);
+			CHECK(moved && moved != blocks[i]);
+			CHECK(same(moved, fork_sizes[i], i));
+			rh_shm_free(moved);
+		}
+		exit(0);
+	}
+	int status;
+	CHECK(waitpid(child, &status, 0) == child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (unsigned i = 0; i < NFORK; i++) {
+		CHECK(same(blocks[i], fork_sizes[i], i));
+		CHECK(rh_shm_usable_size(blocks[i]) >= fork_sizes[i]);
+		rh_shm_free(blocks[i]);
+	}
+	CHECK(used_now() == 0);
+}
+
+static void test_lifecycle_fork_changed_header_not_followed(void **state)
+{
+	(void)state;
+	run_scenario(fork_changed_header_scenario, "fork, header changed");
+}
+
 static long rss_anon_kib(void)
 {
 	char line[256];
@@ -1049,6 +1093,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_copies_only_pages_with_data, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_copies_alternating_pages, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_changed_header_not_followed, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_descriptor_taken_by_the_program, empty, reap),
