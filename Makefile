@@ -127,6 +127,9 @@ $(BUILD)/tests/fuzz/replay: tests/fuzz/replay.c tests/fuzz/fuzz_reader.c $(HEAP_
 # unload_race's dl_iterate_phdr and libunwind flush are the ones the shim calls.
 $(BUILD)/tests/progs/unload_race: PROG_LDFLAGS := -Wl,--export-dynamic-symbol=dl_iterate_phdr \
 	-Wl,--export-dynamic-symbol=_Ux86_64_flush_cache
+# static_true: an image the loader never runs (the shim not in it).
+$(BUILD)/tests/progs/static_true: PROG_LDFLAGS := -static
+$(BUILD)/tests/progs/static_true: SANFLAGS :=
 $(PROGS_C): $(BUILD)/tests/%: tests/%.c $(LIB_A) $(wildcard tests/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests -std=gnu11 -O0 -g -Wall -Wextra -Werror -fno-omit-frame-pointer $(SANFLAGS) $(PROG_LDFLAGS) -o $@ $< $(LIB_A) $(LDLIBS_CORE)

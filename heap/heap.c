@@ -612,8 +612,14 @@ size_t heap_inherited_left(const void *p)
 
 void heap_unlink_at_exit(void)
 {
+	if (!rh_options.keep)
+		heap_unlink_now();
+}
+
+void heap_unlink_now(void)
+{
 	struct heap *h = rh_heap;
-	if (!h || h->unlinked || h->pid != getpid() || rh_options.keep)
+	if (!h || h->unlinked || h->pid != getpid())
 		return;
 	h->unlinked = true;
 	/* Remove the name only if it is still our file. */
@@ -622,6 +628,23 @@ void heap_unlink_at_exit(void)
 	if (dirfd >= 0 && fstatat(dirfd, h->name, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    (uint64_t)there.st_dev == h->id.dev && (uint64_t)there.st_ino == h->id.ino)
 		unlinkat(dirfd, h->name, 0);
+}
+
+/* The process is about to run as another user: its heap file becomes that
+ * user's while the process may still give it away. In a folder with the
+ * sticky bit, as /dev/shm, only a file's owner may remove it, so a heap
+ * made as root would otherwise outlive a program that dropped its
+ * privileges (at exit, and set aside for an exec). */
+void heap_give_to(uid_t uid)
+{
+	struct heap *h = rh_heap;
+	if (!h || h->pid != getpid() || h->unlinked || uid == (uid_t)-1 || uid == 0)
+		return;
+	int saved = errno, fd = heap_fd(h);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid != uid)
+		(void)fchown(fd, uid, (gid_t)-1);
+	errno = saved;
 }
 
 __attribute__((destructor)) static void heap_fini(void)

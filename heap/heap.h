@@ -157,7 +157,8 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
 /* Sets the page classes of `bytes` of the own heap from `offset` (both
  * multiples of 4 KiB) to v. */
 void heap_classes_set(struct heap *h, uint64_t offset, uint64_t bytes, uint8_t v);
-void heap_unlink_at_exit(void);
+void heap_unlink_at_exit(void);  /* unless RH_SHMALLOC_KEEP */
+void heap_unlink_now(void);      /* the own heap's name, whatever KEEP says */
 /* Gives back the address space reserved past what each heap maps (for
  * mlockall, and a lowered RLIMIT_AS); heaps grow on where it is free. */
 void heap_trim_reservations(void);
@@ -191,6 +192,7 @@ size_t heap_inherited_left(const void *p);
 void *heap_attach(const struct rh_shm_ref *ref);
 void heap_foreign_dropped(struct heap *h);
 void heap_exec_leftover(void);
+void heap_give_to(uid_t uid);  /* before the effective user becomes uid */
 #define FOREIGN_RELEASED (-2)      /* struct heap.fd of a reusable entry */
 int heap_ref(const void *p, struct rh_shm_ref *ref);
 

@@ -24,7 +24,9 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "heap.h"
@@ -208,8 +210,28 @@ static __attribute__((noinline)) uint32_t capture(void)
  * even if this image never allocates. */
 static void hooks_resolve(void);
 
+/* This shim's file, for exec to tell whether the next image loads it. */
+static dev_t shim_dev;
+static ino_t shim_ino;
+static char shim_base[128];
+static uintptr_t self_base;  /* its ELF header, as loaded */
+
+static void shim_file(void)
+{
+	Dl_info info;
+	struct stat st;
+	if (dladdr((void *)shim_file, &info) && info.dli_fname && stat(info.dli_fname, &st) == 0) {
+		self_base = (uintptr_t)info.dli_fbase;
+		shim_dev = st.st_dev;
+		shim_ino = st.st_ino;
+		const char *b = strrchr(info.dli_fname, '/');
+		snprintf(shim_base, sizeof(shim_base), "%s", b ? b + 1 : info.dli_fname);
+	}
+}
+
 __attribute__((constructor)) static void preload_init(void)
 {
+	shim_file();
 	hooks_resolve();
 	journal_capture = capture;
 	pthread_atfork(NULL, NULL, fork_child);
@@ -868,6 +890,46 @@ EXPORT int prlimit64(pid_t pid, enum __rlimit_resource resource, const struct rl
 	return limit_changed(real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1), pid, (int)resource, rl);
 }
 
+/* --- Users ---------------------------------------------------------------------- */
+
+/* A process that drops its privileges gives its heap file to the user it
+ * becomes first, so that it can still remove the file (heap_give_to). */
+EXPORT int setuid(uid_t uid)
+{
+	static int (*real)(uid_t);
+	if (!real)
+		real = (int (*)(uid_t))next_sym("setuid");
+	heap_give_to(uid);
+	return real ? real(uid) : (errno = ENOSYS, -1);
+}
+
+EXPORT int seteuid(uid_t euid)
+{
+	static int (*real)(uid_t);
+	if (!real)
+		real = (int (*)(uid_t))next_sym("seteuid");
+	heap_give_to(euid);
+	return real ? real(euid) : (errno = ENOSYS, -1);
+}
+
+EXPORT int setreuid(uid_t ruid, uid_t euid)
+{
+	static int (*real)(uid_t, uid_t);
+	if (!real)
+		real = (int (*)(uid_t, uid_t))next_sym("setreuid");
+	heap_give_to(euid);
+	return real ? real(ruid, euid) : (errno = ENOSYS, -1);
+}
+
+EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
+{
+	static int (*real)(uid_t, uid_t, uid_t);
+	if (!real)
+		real = (int (*)(uid_t, uid_t, uid_t))next_sym("setresuid");
+	heap_give_to(euid);
+	return real ? real(ruid, euid, suid) : (errno = ENOSYS, -1);
+}
+
 /* --- Process ends and program images ------------------------------------------ */
 
 /* _exit and _Exit end a process without exit handlers: the heap goes now. */
@@ -884,13 +946,163 @@ EXPORT void _Exit(int status)
 	_exit(status);
 }
 
+/* --- exec: will the next image remove the heap? ------------------------------- */
+
 /* exec replaces the program image: the heap is set aside under a name the
- * next image removes, and put back if exec fails. */
-static int exec_aside(void)
+ * next image removes (heap_exec_leftover), and put back if exec fails. An
+ * image that will not load the shim, or will look for it in another folder,
+ * would leave it there for good: then the heap's name goes now instead, and
+ * a failed exec leaves the process a heap without a name (it works on, but
+ * no tool sees it and no other process can attach its blocks). Nothing here
+ * allocates: a child of vfork runs it too (and returns at once, its heap
+ * being its parent's). */
+
+/* The value of `name` in envp, or NULL. */
+static const char *env_in(char *const envp[], const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (strncmp(envp[i], name, n) == 0 && envp[i][n] == '=')
+			return envp[i] + n + 1;
+	return NULL;
+}
+
+/* Does the list (LD_PRELOAD's, or /etc/ld.so.preload's: names separated by
+ * spaces, colons or line ends) name this shim? A name with a slash is
+ * compared by its file, one without by the name. */
+static bool names_shim(const char *list)
+{
+	char name[4096];
+	while (list && *list) {
+		size_t n = strcspn(list, " :\t\n");
+		if (n > 0 && n < sizeof(name)) {
+			memcpy(name, list, n);
+			name[n] = 0;
+			struct stat st;
+			if (strchr(name, '/') ? stat(name, &st) == 0 && st.st_dev == shim_dev && st.st_ino == shim_ino
+					      : strcmp(name, shim_base) == 0)
+				return true;
+		}
+		list += n;
+		list += strspn(list, " :\t\n");
+	}
+	return false;
+}
+
+static bool preloads_shim(char *const envp[])
+{
+	if (shim_ino && names_shim(env_in(envp, "LD_PRELOAD")))
+		return true;
+	char buf[4096];
+	int fd = open("/etc/ld.so.preload", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	return shim_ino && names_shim(buf);
+}
+
+/* Can the program in the file open at fd run with the shim: not one that
+ * the loader runs in secure mode (set-user-ID or set-group-ID to another
+ * user, or with file capabilities, which make it ignore LD_PRELOAD), and not
+ * a static executable (no loader at all)? A script's interpreter is taken
+ * to be dynamic; a file that cannot be read is given the benefit of the
+ * doubt. */
+static bool runs_shim(int fd)
+{
+	struct stat st;
+	struct statvfs vfs;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return true;
+	bool nosuid = fstatvfs(fd, &vfs) == 0 && (vfs.f_flag & ST_NOSUID);
+	if (!nosuid && (((st.st_mode & S_ISUID) && st.st_uid != getuid()) ||
+			((st.st_mode & S_ISGID) && st.st_gid != getgid())))
+		return false;
+	if (getuid() != 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0)
+		return false;
+	ElfW(Ehdr) eh;
+	ssize_t n = pread(fd, &eh, sizeof(eh), 0);
+	if (n < (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+		return true;
+	/* A program of another class or machine cannot load this shim. */
+	const ElfW(Ehdr) *self = (const ElfW(Ehdr) *)(uintptr_t)self_base;
+	if (self && (eh.e_ident[EI_CLASS] != self->e_ident[EI_CLASS] || eh.e_machine != self->e_machine))
+		return false;
+	if (eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 || eh.e_phnum > 256)
+		return true;
+	ElfW(Phdr) ph[256];
+	size_t bytes = (size_t)eh.e_phnum * sizeof(ph[0]);
+	if (pread(fd, ph, bytes, (off_t)eh.e_phoff) != (ssize_t)bytes)
+		return true;
+	for (unsigned i = 0; i < eh.e_phnum; i++)
+		if (ph[i].p_type == PT_INTERP)
+			return true;
+	return false;
+}
+
+/* The file exec will run, opened: `file` itself when it has a slash (or
+ * execvp's search is not asked for), else the first match on PATH. */
+static int exec_target(int dirfd, const char *file, bool search)
+{
+	if (!file || !*file)
+		return -1;
+	if (!search || strchr(file, '/'))
+		return openat(dirfd, file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	const char *path = getenv("PATH");
+	if (!path)
+		path = "/bin:/usr/bin";
+	char cand[4096];
+	for (const char *p = path;; p++) {
+		size_t n = strcspn(p, ":");
+		int len = n ? snprintf(cand, sizeof(cand), "%.*s/%s", (int)n, p, file)
+			    : snprintf(cand, sizeof(cand), "%s", file);
+		struct stat st;
+		if (len > 0 && (size_t)len < sizeof(cand) && stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(cand, X_OK) == 0)
+			return open(cand, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		p += n;
+		if (!*p)
+			return -1;
+	}
+}
+
+/* Will the next image, run from the file open at fd (-1: not known) with
+ * envp, remove the heap set aside in our folder? */
+static bool next_image_cleans(struct heap *h, int fd, char *const envp[])
+{
+	if (geteuid() != getuid() || getegid() != getgid())
+		return false; /* the loader's secure mode: LD_PRELOAD ignored */
+	if (!preloads_shim(envp))
+		return false;
+	const char *dir = env_in(envp, "RH_SHM_DIR");
+	struct stat there, ours;
+	int dirfd = heap_dirfd(h);
+	if (dirfd < 0 || fstat(dirfd, &ours) != 0 || stat(dir && *dir ? dir : "/dev/shm", &there) != 0 ||
+	    there.st_dev != ours.st_dev || there.st_ino != ours.st_ino)
+		return false;
+	return fd < 0 || runs_shim(fd);
+}
+
+/* Before exec of the file open at fd with envp: 1 when the heap was set
+ * aside (put back by exec_failed), 0 otherwise. */
+static int exec_aside(int fd, char *const envp[])
 {
 	struct heap *h = rh_heap;
-	if (!h || h->pid != getpid() || h->unlinked)
+	int saved = errno;
+	bool mine = h && h->pid == getpid() && !h->unlinked;
+	bool cleans = mine && next_image_cleans(h, fd, envp);
+	if (fd >= 0)
+		close(fd);
+	errno = saved;
+	if (!mine)
 		return 0;
+	if (!cleans) {
+		heap_unlink_now();
+		return 0;
+	}
 	char aside[64];
 	snprintf(aside, sizeof(aside), ".heap-%d.exec", (int)h->pid);
 	int dirfd = heap_dirfd(h);
@@ -931,7 +1143,7 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 	static execve_fn real;
 	if (!real)
 		real = (execve_fn)next_sym("execve");
-	int aside = exec_aside();
+	int aside = exec_aside(rh_heap ? exec_target(AT_FDCWD, path, false) : -1, envp);
 	int r = real(path, argv, envp);
 	exec_failed(aside);
 	return r;
@@ -942,7 +1154,7 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 	static execvpe_fn real;
 	if (!real)
 		real = (execvpe_fn)next_sym("execvpe");
-	int aside = exec_aside();
+	int aside = exec_aside(rh_heap ? exec_target(AT_FDCWD, file, true) : -1, envp);
 	int r = real(file, argv, envp);
 	exec_failed(aside);
 	return r;
@@ -963,7 +1175,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	static fexecve_fn real;
 	if (!real)
 		real = (fexecve_fn)next_sym("fexecve");
-	int aside = exec_aside();
+	int aside = exec_aside(rh_heap ? dup(fd) : -1, envp);
 	int r = real(fd, argv, envp);
 	exec_failed(aside);
 	return r;
@@ -974,7 +1186,8 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const
 	static execveat_fn real;
 	if (!real)
 		real = (execveat_fn)next_sym("execveat");
-	int aside = exec_aside();
+	int aside = exec_aside(rh_heap ? (flags & AT_EMPTY_PATH) && !*path ? dup(dirfd) : exec_target(dirfd, path, false) : -1,
+			       envp);
 	int r = real(dirfd, path, argv, envp, flags);
 	exec_failed(aside);
 	return r;

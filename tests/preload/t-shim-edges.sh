@@ -294,3 +294,65 @@ echo "ok no frame of the shim's in the stacks of its hooks' allocations"
 shim "$PROGS/shim_edges" locale-names || fail "__newlocale and __freelocale under the shim"
 no_heaps locale-names
 echo "ok __newlocale and __freelocale"
+
+# A process that starts as root and drops its privileges (a daemon, su,
+# setpriv) still removes its heap in a folder with the sticky bit, as
+# /dev/shm has, where only a file's owner may remove it: at exit and, set
+# aside, across an exec.
+if [ "$(id -u)" = 0 ]; then
+	S=$(mktemp -d /dev/shm/rh-shim-drop.XXXXXX) || fail mktemp
+	chmod 1777 "$S"
+	for how in setuid seteuid setreuid setresuid; do
+		for then in return exec; do
+			RH_SHM_DIR=$S shim "$PROGS/shim_edges" drop-user $how 65534 $then ||
+				{ rm -rf "$S"; fail "drop-user $how $then"; }
+			left=$(ls -A "$S")
+			[ -z "$left" ] || { rm -rf "$S"; fail "drop-user $how, then $then: left $left"; }
+		done
+	done
+	if command -v setpriv > /dev/null; then
+		RH_SHM_DIR=$S shim setpriv --reuid=65534 --regid=65534 --clear-groups /bin/true ||
+			{ rm -rf "$S"; fail "setpriv"; }
+		left=$(ls -A "$S")
+		[ -z "$left" ] || { rm -rf "$S"; fail "setpriv to another user: left $left"; }
+	fi
+	rm -rf "$S"
+	echo "ok heaps removed after a drop of privileges"
+else
+	echo "skip heaps removed after a drop of privileges (needs root)"
+fi
+
+# exec into an image that will not remove the heap set aside for it (no
+# LD_PRELOAD, another folder, a static program, a set-user-ID program run by
+# another user): the heap's name goes at exec instead of staying for good.
+# An exec that fails puts the name back, or says it is gone.
+O=$(mktemp -d /dev/shm/rh-shim-other.XXXXXX) || fail mktemp
+for how in none other same; do
+	for prog in /bin/true "$PROGS/static_true"; do
+		shim "$PROGS/shim_edges" exec-env $how "$prog" "$O" || { rm -rf "$O"; fail "exec-env $how $prog"; }
+		left=$(ls -A "$D" "$O" | grep heap)
+		[ -z "$left" ] || { rm -rf "$O"; fail "exec with environment '$how' into $prog: left $left"; }
+	done
+done
+out=$(shim "$PROGS/shim_edges" exec-env same "$D/missing")
+[ "$out" = named ] || { rm -rf "$O"; fail "a failed exec did not put the heap's name back ($out)"; }
+out=$(shim "$PROGS/shim_edges" exec-env none "$D/missing")
+[ "$out" = unnamed ] || { rm -rf "$O"; fail "a failed exec into an image without the shim: $out"; }
+no_heaps exec-env
+rm -rf "$O"
+if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
+	suid=
+	for f in /usr/bin/chfn /usr/bin/chsh /usr/bin/passwd /usr/bin/newgrp; do
+		[ -u "$f" ] && [ "$(stat -c %u "$f")" = 0 ] && { suid=$f; break; }
+	done
+	if [ -n "$suid" ]; then
+		S=$(mktemp -d /dev/shm/rh-shim-suid.XXXXXX) || fail mktemp
+		chmod 1777 "$S"
+		RH_SHM_DIR=$S setpriv --reuid=65534 --regid=65534 --clear-groups env LD_PRELOAD="$SHIM" \
+			"$PROGS/shim_edges" exec-env same "$suid" > /dev/null 2>&1
+		left=$(ls -A "$S")
+		rm -rf "$S"
+		[ -z "$left" ] || fail "exec of $suid (set-user-ID) by another user: left $left"
+	fi
+fi
+echo "ok exec into images that do not load the shim"

@@ -874,6 +874,61 @@ static int locale_names(void)
 	return 0;
 }
 
+/* Allocates as the user it started as, becomes `uid` through `how`
+ * (setuid, seteuid, setreuid or setresuid), allocates again and ends, by
+ * returning or, with `then` "exec", in /bin/true. */
+static int drop_user(const char *how, uid_t uid, const char *then)
+{
+	char *before = malloc(5000);
+	if (!before)
+		return 1;
+	memset(before, 1, 5000);
+	int r = strcmp(how, "setuid") == 0     ? setuid(uid)
+		: strcmp(how, "seteuid") == 0  ? seteuid(uid)
+		: strcmp(how, "setreuid") == 0 ? setreuid(uid, uid)
+		: strcmp(how, "setresuid") == 0 ? setresuid(uid, uid, uid)
+		: (errno = EINVAL, -1);
+	if (r != 0 || geteuid() != uid) {
+		fprintf(stderr, "drop-user: %s(%d): %s\n", how, (int)uid, strerror(errno));
+		return 1;
+	}
+	char *after = malloc(70000);
+	if (!after)
+		return 1;
+	memset(after, 2, 70000);
+	free(before);
+	if (then && strcmp(then, "exec") == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		perror("drop-user: /bin/true");
+		return 1;
+	}
+	return 0;
+}
+
+/* Allocates, then execs `target` with an environment: "none" (empty),
+ * "other" (the shim preloaded, RH_SHM_DIR the folder `arg`) or "same" (the
+ * program's own). If exec fails, says whether the heap still has its name
+ * ("named" or "unnamed" on stdout) and ends normally. */
+static int exec_env(const char *how, const char *target, const char *arg)
+{
+	char *p = malloc(5000);
+	if (!p)
+		return 1;
+	memset(p, 3, 5000);
+	char preload[4200], dir[4200];
+	snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
+	snprintf(dir, sizeof(dir), "RH_SHM_DIR=%s", arg ? arg : "");
+	char *none[] = { NULL }, *other[] = { preload, dir, NULL };
+	char **envp = strcmp(how, "none") == 0 ? none : strcmp(how, "other") == 0 ? other : environ;
+	char *argv[] = { (char *)target, NULL };
+	execve(target, argv, envp);
+	char name[4200];
+	snprintf(name, sizeof(name), "%s/heap-%d", getenv("RH_SHM_DIR"), (int)getpid());
+	printf("%s\n", access(name, F_OK) == 0 ? "named" : "unnamed");
+	free(p);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *what = argc > 1 ? argv[1] : "";
@@ -906,9 +961,15 @@ int main(int argc, char **argv)
 		return locale_names();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
+	if (strcmp(what, "exec-env") == 0 && argc > 3)
+		return exec_env(argv[2], argv[3], argc > 4 ? argv[4] : NULL);
+	if (strcmp(what, "drop-user") == 0 && argc > 3)
+		return drop_user(argv[2], (uid_t)atoi(argv[3]), argc > 4 ? argv[4] : NULL);
 	fprintf(stderr, "usage: shim_edges thread-exits|overflow|fork-depth|huge-align [N]\n"
 		"       shim_edges api-corners | calloc-reuse | fork-no-fds | fork-in-handler | mlockall\n"
 		"       shim_edges private private|shared | private-fork | private-maps\n"
-		"       shim_edges fd-taken dup2|closeall FILE | locale-names\n");
+		"       shim_edges fd-taken dup2|closeall FILE | locale-names\n"
+		"       shim_edges drop-user setuid|seteuid|setreuid|setresuid UID [exec]\n"
+		"       shim_edges exec-env none|other|same PROGRAM [FOLDER]\n");
 	return 2;
 }
