@@ -322,6 +322,52 @@ static void untrack(pid_t pid)
 		}
 }
 
+/* Fields 4 (the parent's pid) and 22 (the start time) of /proc/PID/stat;
+ * 0 when the process is gone. */
+static uint64_t proc_stat(pid_t pid, pid_t *ppid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	for (int field = 2; p && *p && field < 22; p++) {
+		if (*p == ' ' && ++field == 4 && ppid)
+			*ppid = (pid_t)strtol(p + 1, NULL, 10);
+	}
+	return p ? strtoull(p, NULL, 10) : 0;
+}
+
+static uint64_t start_time(pid_t pid)
+{
+	return proc_stat(pid, NULL);
+}
+
+/* Is PID, started at START, a process of our tree? Its parents lead to us:
+ * we are the tree's subreaper, so an orphan's parent is us. The socket's
+ * name can be read in /proc/net/unix, so any local user may send to it. */
+static int in_tree(pid_t pid, uint64_t start)
+{
+	pid_t self = getpid(), p = pid;
+	if (!start || proc_stat(pid, NULL) != start)
+		return 0;
+	for (int depth = 0; depth < 4096 && p > 1; depth++) {
+		pid_t parent = 0;
+		if (!proc_stat(p, &parent) || parent == p)
+			return 0;
+		if (parent == self)
+			return 1;
+		p = parent;
+	}
+	return 0;
+}
+
 /* Reads every announcement waiting on the socket. */
 static void drain_socket(void)
 {
@@ -346,29 +392,11 @@ static void drain_socket(void)
 			continue;
 		struct ucred cred;
 		memcpy(&cred, CMSG_DATA(c), sizeof(cred));
-		if (cred.pid > 0)
+		if (cred.pid > 0 && in_tree(cred.pid, m.start))
 			track(cred.pid, m.start);
 	}
 }
 
-static uint64_t start_time(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	for (int field = 2; p && *p && field < 22; p++)
-		if (*p == ' ')
-			field++;
-	return p ? strtoull(p, NULL, 10) : 0;
-}
 
 /* --- Reports ----------------------------------------------------------------- */
 
@@ -540,14 +568,9 @@ static int unlink_checked(const char *name, const struct stat *st)
 /* One for the run: heaps that load the same files share their parsing. */
 static struct symbolizer *run_sym;
 
-/* The heap of process PID (started at START), if it left one: reported and
- * removed. STATUS is its wait status, -1 when another process reaped it.
- * Returns 1 when its heap was found, 0 when there is none, -1 while the
- * creator still holds it. */
-static int examine(pid_t pid, uint64_t start, int status)
+/* examine, for the heap named NAME. */
+static int examine_name(pid_t pid, uint64_t start, int status, const char *name)
 {
-	char name[RH_HEAP_NAME_LEN];
-	snprintf(name, sizeof(name), "heap-%d", (int)pid);
 	struct stat st0, st;
 	if (fstatat(heap_dir, name, &st0, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st0.st_mode))
 		return 0;
@@ -558,12 +581,12 @@ static int examine(pid_t pid, uint64_t start, int status)
 	int rc = 0;
 	if (fstat(fd, &st) != 0 || st.st_dev != st0.st_dev || st.st_ino != st0.st_ino)
 		goto out;
-	int err = rh_heap_open(heap_dir, name, &heap);
+	int err = rh_heap_open_fd(fd, &heap);
 	if (err && err != EPROTO)
 		goto out;
 	const struct rh_heap_info *info = rh_heap_info(heap);
 	/* Ours only: made by this very process (pid and start time). */
-	if (info->creator_pid != pid || (start && info->creator_start && info->creator_start != start))
+	if (info->creator_pid != pid || (start && info->creator_start != start))
 		goto out;
 	int orphaned = rh_heap_fd_orphaned(fd, info);
 	if (orphaned != 1) {
@@ -627,6 +650,26 @@ out:
 	rh_heap_close(heap);
 	close(fd);
 	return rc;
+}
+
+/* The pid namespace of this process, and so of the tree's (0: unknown). */
+static uint64_t pid_ns;
+
+/* The heap of process PID (started at START), if it left one: under its
+ * name, or, when a live heap of another namespace's process held that name
+ * as it was made, under the name with our namespace's suffix. Reported and
+ * removed. STATUS is its wait status, -1 when another process reaped it.
+ * Returns 1 when its heap was found, 0 when there is none, -1 while the
+ * creator still holds it. */
+static int examine(pid_t pid, uint64_t start, int status)
+{
+	char name[RH_HEAP_NAME_LEN];
+	snprintf(name, sizeof(name), "heap-%d", (int)pid);
+	int rc = examine_name(pid, start, status, name);
+	if (rc != 0 || !pid_ns)
+		return rc;
+	snprintf(name, sizeof(name), "heap-%d-%" PRIu64, (int)pid, pid_ns);
+	return examine_name(pid, start, status, name);
 }
 
 /* A dead process's .heap-PID.exec: the heap its earlier program image set
@@ -856,6 +899,9 @@ int main(int argc, char **argv)
 		set_env("RH_SHMALLOC_KEEP", "1");
 		set_env("RH_SHMALLOC_LEAK_SCAN", "1");
 	}
+	struct stat ns;
+	if (stat("/proc/self/ns/pid", &ns) == 0)
+		pid_ns = (uint64_t)ns.st_ino;
 	open_socket();
 	/* Orphans of the tree are reparented to us, so we can reap them and
 	 * see how they died (prctl(2), PR_SET_CHILD_SUBREAPER). */

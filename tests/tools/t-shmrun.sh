@@ -99,6 +99,73 @@ expect_rc 139 "segfault next to a foreign orphan"
 rm -f "$D"/heap-*
 echo "ok foreign"
 
+# A process outside the tree announces itself on the launcher's socket (its
+# name can be read in /proc/net/unix) and leaves a heap of its own making,
+# marked scanned, with its true pid and start time: not counted, not removed.
+if command -v python3 >/dev/null 2>&1; then
+	"$SHMRUN" -d "$D" --leak-check sleep 2 >"$D.out" 2>"$D.err" &
+	S=$!
+	KIDS="$KIDS $S"
+	python3 - "$D" "$MKHEAP" "$S" <<'PY' || fail "announcing from outside the tree"
+import os, socket, struct, subprocess, sys, time
+d, mkheap, launcher = sys.argv[1], sys.argv[2], sys.argv[3]
+for _ in range(500):
+    names = [l.split()[-1] for l in open('/proc/net/unix') if '@redhawk-shmrun-%s-' % launcher in l]
+    if names:
+        break
+    time.sleep(0.01)
+else:
+    sys.exit('no socket')
+pid = os.getpid()
+start = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])
+name = 'heap-%d' % pid
+subprocess.run([mkheap, 'native', d, name, str(pid), 'fake'], check=True)
+with open(os.path.join(d, name), 'r+b') as f:
+    f.seek(40); f.write(struct.pack('<Q', start))   # creator_start
+    f.seek(80); f.write(struct.pack('<I', 0x4))     # scanned
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(struct.pack('<IIQ', 0x52484852, 1, start), '\0' + names[0][1:])
+PY
+	wait $S
+	rc=$?
+	expect_rc 0 "a process outside the tree announced itself"
+	grep -q "0 bytes lost in 0 blocks (0 leaks) in 0 of 1 process" "$D.err" ||
+		{ cat "$D.err"; fail "another process's heap counted as the tree's"; }
+	[ -n "$(ls -A "$D")" ] || fail "a heap of a process outside the tree removed"
+	rm -f "$D"/heap-*
+	echo "ok announcements from outside the tree ignored"
+fi
+
+# COMMAND's pid already names a live heap (a process of another PID
+# namespace sharing the folder; here a file whose creator lock another
+# process holds), so its heap takes the namespace's suffix: that is the
+# heap reported and removed after its crash; the other is left alone.
+if command -v python3 >/dev/null 2>&1 && [ -e /proc/self/ns/pid ]; then
+	run "$SHMRUN" -d "$D" env RH_SHMALLOC=disable sh -c '
+		"$1" native "$2" heap-$$ $$ fake || exit 90
+		python3 -c "
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack(\"hhqqi4x\", fcntl.F_WRLCK, 0, 0, 1, 0))
+print(\"locked\", flush=True)
+time.sleep(60)" "$2/heap-$$" > "$2.hold" &
+		echo $! > "$2.holder"
+		i=0
+		until [ -s "$2.hold" ]; do i=$((i + 1)); [ $i -lt 500 ] || exit 91; sleep 0.01; done
+		exec env -u RH_SHMALLOC "$3" segv' sh "$MKHEAP" "$D" "$CRASHER"
+	[ -s "$D.holder" ] && KIDS="$KIDS $(cat "$D.holder")"
+	expect_rc 139 "segfault with the pid's name taken"
+	ns=$(stat -L -c %i /proc/self/ns/pid)
+	expect_err "heap-" "report"
+	grep -q "unlinking heap-[0-9]*-$ns" "$D.err" || { cat "$D.err"; fail "the suffixed heap not removed"; }
+	kill "$(cat "$D.holder")" 2>/dev/null
+	left=$(ls -A "$D" | grep -v "^heap-[0-9]*$")
+	[ -z "$left" ] || fail "left behind: $left"
+	[ -n "$(ls -A "$D")" ] || fail "the other process's heap removed"
+	rm -f "$D"/heap-* "$D.hold" "$D.holder"
+	echo "ok a heap with the namespace's suffix"
+fi
+
 # Statuses pass through; nothing printed without a crash.
 run "$SHMRUN" -d "$D" sh -c 'exit 7'
 expect_rc 7 "exit status"
