@@ -298,7 +298,11 @@ static int open_native(struct rh_heap *h, const struct heap_header *hdr, size_t 
 	 * terminal through the tools. */
 	for (size_t i = 0; i < sizeof(in->command) - 1 && hdr->command[i]; i++) {
 		unsigned char c = (unsigned char)hdr->command[i];
-		in->command[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+		unsigned char next = i + 1 < sizeof(in->command) - 1 ? (unsigned char)hdr->command[i + 1] : 0;
+		int c1 = c == 0xc2 && next >= 0x80 && next <= 0x9f; /* C1 controls, as UTF-8 */
+		in->command[i] = c < 0x20 || c == 0x7f || c1 ? '?' : (char)c;
+		if (c1)
+			in->command[++i] = '?';
 	}
 	native_liveness(h, hdr);
 

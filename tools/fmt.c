@@ -85,6 +85,8 @@ void fmt_name(FILE *out, const char *name)
 			fputs("\\t", out);
 		else if (*p < 0x20 || *p == 0x7f)
 			fprintf(out, "\\x%02x", *p);
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* C1 controls, as UTF-8 */
+			fprintf(out, "\\x%02x\\x%02x", *p, p[1]), p++;
 		else
 			putc(*p, out);
 	}
@@ -151,17 +153,24 @@ void fmt_json_string(FILE *out, const char *s)
 
 void fmt_prom_label(FILE *out, const char *s)
 {
-	/* Text exposition format: label values escape \, " and newline. */
+	/* Text exposition format: label values are UTF-8 and escape \, " and
+	 * newline. A byte that is not UTF-8 becomes U+FFFD, as in JSON. */
 	putc('"', out);
-	for (; *s; s++) {
-		if (*s == '\\')
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		int n = utf8_len(p);
+		if (n == 0)
+			fputs("\xef\xbf\xbd", out), n = 1;
+		else if (n > 1)
+			fwrite(p, 1, (size_t)n, out);
+		else if (*p == '\\')
 			fputs("\\\\", out);
-		else if (*s == '"')
+		else if (*p == '"')
 			fputs("\\\"", out);
-		else if (*s == '\n')
+		else if (*p == '\n')
 			fputs("\\n", out);
 		else
-			putc(*s, out);
+			putc(*p, out);
+		p += n;
 	}
 	putc('"', out);
 }

@@ -16,11 +16,23 @@
 
 int scan_open_dir(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NOFOLLOW does not apply to "link/": a trailing slash makes the
+	 * kernel follow the link. The path is opened without it. */
+	char bare[PATH_MAX];
+	size_t len = strlen(path);
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	if (len >= sizeof(bare)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(bare, path, len);
+	bare[len] = 0;
+	int fd = open(bare, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	/* O_DIRECTORY is checked first: a link to a folder gives ENOTDIR.
 	 * Say what is wrong instead. */
-	if (fd < 0 && errno == ENOTDIR && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+	if (fd < 0 && errno == ENOTDIR && lstat(bare, &st) == 0 && S_ISLNK(st.st_mode))
 		errno = ELOOP;
 	return fd;
 }

@@ -18,6 +18,7 @@
  * took a third of a plain listing's run time, and most runs never symbolise.
  */
 #include "symbolize.h"
+#include "fmt.h"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -321,11 +322,23 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 	m->resolved = 1;
 	if (!m->path[0])
 		return;
-	int fd = open(m->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	/* The journal names the file: it is looked at before it is opened,
+	 * since opening a device (a tty, a watchdog) acts on it. */
+	int at = open(m->path, O_PATH | O_CLOEXEC);
+	if (at < 0)
+		return;
+	struct stat st, now;
+	if (fstat(at, &st) != 0 || !S_ISREG(st.st_mode) || !dw_load()) {
+		close(at);
+		return;
+	}
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", at);
+	int fd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	close(at);
 	if (fd < 0)
 		return;
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !dw_load()) {
+	if (fstat(fd, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
 		close(fd);
 		return;
 	}
@@ -456,14 +469,22 @@ void symbolizer_frame(struct symbolizer *s, uint64_t addr, struct frame *f)
 	f->line = c->line;
 }
 
+/* Every name here comes from the journal or from a file it names: control
+ * characters are escaped, as in file names. */
 void symbolizer_print(FILE *out, const struct frame *f)
 {
-	if (f->function && f->file)
-		fprintf(out, "%s (%s:%d)", f->function, f->file, f->line);
-	else if (f->function && f->module)
-		fprintf(out, "%s (%s+0x%" PRIx64 ")", f->function, f->module, f->offset);
-	else if (f->module)
-		fprintf(out, "%s+0x%" PRIx64, f->module, f->offset);
-	else
+	if (f->function && (f->file || f->module)) {
+		fmt_name(out, f->function);
+		fputs(" (", out);
+		fmt_name(out, f->file ? f->file : f->module);
+		if (f->file)
+			fprintf(out, ":%d)", f->line);
+		else
+			fprintf(out, "+0x%" PRIx64 ")", f->offset);
+	} else if (f->module) {
+		fmt_name(out, f->module);
+		fprintf(out, "+0x%" PRIx64, f->offset);
+	} else {
 		fprintf(out, "0x%" PRIx64, f->addr);
+	}
 }

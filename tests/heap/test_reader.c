@@ -441,10 +441,18 @@ static void test_reader_sanitizes_command(void **state)
 	struct heap_header *hdr = heapfix_header(&x.f);
 	memset(hdr->command, 'x', sizeof(hdr->command)); /* no NUL at all */
 	hdr->command[1] = '\033';
+	hdr->command[5] = '\xc2'; /* U+009B, CSI, as UTF-8 */
+	hdr->command[6] = '\x9b';
+	hdr->command[10] = '\xc3'; /* U+00E9: a letter, kept */
+	hdr->command[11] = '\xa9';
 	assert_int_equal(write_open(&x.f, &h), 0);
 	const char *cmd = rh_heap_info(h)->command;
 	assert_int_equal(strlen(cmd), 63);
 	assert_int_equal(cmd[1], '?');
+	assert_int_equal(cmd[5], '?');
+	assert_int_equal(cmd[6], '?');
+	assert_int_equal((unsigned char)cmd[10], 0xc3);
+	assert_int_equal((unsigned char)cmd[11], 0xa9);
 	rh_heap_close(h);
 	heapfix_free(&x.f);
 }

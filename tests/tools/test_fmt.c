@@ -284,6 +284,13 @@ static void test_fmt_prometheus_is_valid_exposition(void **state)
 	assert_non_null(strstr(s, "redhawk_shm_filesystem_free_bytes{dir=\"/dev/shm\"} 50\n"));
 	assert_non_null(strstr(s, "redhawk_shm_file_size_bytes{dir=\"/dev/shm\",file=\"other\",type=\"other\"} 63019008\n"));
 	free(s);
+
+	/* Label values must be UTF-8: a byte that is not becomes U+FFFD; a
+	 * valid sequence stays. */
+	o.name = "x\xff\xc3\xa9";
+	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
+	assert_non_null(strstr(s, "file=\"x\xef\xbf\xbd\xc3\xa9\""));
+	free(s);
 }
 
 int main(void)

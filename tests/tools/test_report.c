@@ -17,6 +17,8 @@
 #include <elf.h>
 #include <inttypes.h>
 #include <link.h>
+#include <errno.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 
 #include "heapfix.h"
@@ -253,11 +255,15 @@ static void test_symbolize_one_module_at_two_bases(void **state)
 static void test_symbolize_ignores_hostile_paths(void **state)
 {
 	(void)state;
-	/* A FIFO as a module path must not hang the tool: it is never opened
-	 * as a file to parse. */
+	/* A FIFO as a module path must not hang the tool, and is not even
+	 * opened (opening a device node acts on the device: a tty, a
+	 * watchdog): inotify sees no open. */
 	char fifo[512];
 	snprintf(fifo, sizeof(fifo), "%s/fifo", test_dir);
 	assert_int_equal(mkfifo(fifo, 0600), 0);
+	int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	assert_true(in >= 0);
+	assert_true(inotify_add_watch(in, fifo, IN_OPEN) >= 0);
 	struct rh_module_info m = { .base = 0x1000, .start = 0x1000, .end = 0x2000, .path = fifo };
 	struct symbolizer *sym = symbolizer_new();
 	assert_int_equal(symbolizer_add(sym, &m), 0);
@@ -266,6 +272,34 @@ static void test_symbolize_ignores_hostile_paths(void **state)
 	assert_null(f.function);
 	assert_string_equal(f.module, fifo);
 	assert_int_equal(f.offset, 0x800);
+	symbolizer_free(sym);
+	char ev[256];
+	assert_int_equal(read(in, ev, sizeof(ev)), -1);
+	assert_int_equal(errno, EAGAIN);
+	/* The check can fail: a real open is seen. */
+	close(open(fifo, O_RDONLY | O_NONBLOCK));
+	assert_true(read(in, ev, sizeof(ev)) > 0);
+	close(in);
+}
+
+static void test_symbolize_escapes_names_from_the_journal(void **state)
+{
+	(void)state;
+	/* A module path with terminal escapes and a line end, and a C1
+	 * control as UTF-8: printed escaped, on one line. */
+	const char *path = "/x\x1b]0;T\x07\x1b[2J\nunlinking heap-1\xc2\x9b";
+	struct rh_module_info m = { .base = 0x1000, .start = 0x1000, .end = 0x2000, .path = path };
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	struct frame f;
+	symbolizer_frame(sym, 0x1800, &f);
+	char *s = NULL;
+	size_t n;
+	FILE *out = open_memstream(&s, &n);
+	symbolizer_print(out, &f);
+	fclose(out);
+	assert_string_equal(s, "/x\\x1b]0;T\\x07\\x1b[2J\\nunlinking heap-1\\xc2\\x9b+0x800");
+	free(s);
 	symbolizer_free(sym);
 }
 
@@ -419,6 +453,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
 		cmocka_unit_test(test_symbolize_one_module_at_two_bases),
 		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, test_setup, test_teardown),
+		cmocka_unit_test(test_symbolize_escapes_names_from_the_journal),
 		cmocka_unit_test(test_symbolize_demangles_cxx_names),
 		cmocka_unit_test(test_symbolize_frames_with_demangled_names),
 		cmocka_unit_test_setup_teardown(test_symbolize_without_libdw_prints_module_offset,

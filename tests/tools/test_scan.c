@@ -107,7 +107,20 @@ static void test_scan_open_dir_refuses_a_link(void **state)
 	errno = 0;
 	assert_int_equal(scan_open_dir(link), -1);
 	assert_int_equal(errno, ELOOP);
+	/* With trailing slashes too, which make open follow the link. */
+	char slashed[520];
+	snprintf(slashed, sizeof(slashed), "%s//", link);
+	errno = 0;
+	assert_int_equal(scan_open_dir(slashed), -1);
+	assert_int_equal(errno, ELOOP);
 	int fd = scan_open_dir(test_dir);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(slashed, sizeof(slashed), "%s/", test_dir);
+	fd = scan_open_dir(slashed);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = scan_open_dir("/");
 	assert_true(fd >= 0);
 	close(fd);
 }
