@@ -74,6 +74,12 @@ static void announce_child(void)
 	announce();
 }
 
+void leakscan_fork_child(void)
+{
+	if (shmrun_len)
+		announce();
+}
+
 /* RH_SHMRUN_SOCKET: a socket name, '@' first for the abstract namespace. */
 __attribute__((constructor)) static void leakscan_init(void)
 {

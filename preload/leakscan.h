@@ -22,5 +22,8 @@ struct shmrun_hello {
 /* Scans now, once per process, when the option asks for it. Allocates
  * nothing; safe from _exit. */
 void leakscan_run(void);
+/* In a child made by clone(2) without CLONE_VM, which runs no fork
+ * handlers: announces it to redhawk-shmrun, as a forked child is. */
+void leakscan_fork_child(void);
 
 #endif

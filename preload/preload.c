@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <libunwind.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -888,6 +889,59 @@ EXPORT int prlimit64(pid_t pid, enum __rlimit_resource resource, const struct rl
 	if (!real)
 		real = (int (*)(pid_t, enum __rlimit_resource, const struct rlimit64 *, struct rlimit64 *))next_sym("prlimit64");
 	return limit_changed(real ? real(pid, resource, rl, old) : (errno = ENOSYS, -1), pid, (int)resource, rl);
+}
+
+/* --- clone -------------------------------------------------------------------- */
+
+/* The C library's clone runs no fork handlers, but a child made without
+ * CLONE_VM has a copy of its parent's memory, the heap's shared mapping
+ * included: without the handlers' private copy it would write into its
+ * parent's heap. Here the child gets what a forked child gets. (A child of
+ * a raw clone or fork system call still does not: see README.) */
+struct clone_start {
+	int (*fn)(void *);
+	void *arg;
+};
+
+static int clone_child(void *p)
+{
+	/* The parent's stack, copied into the child: still there. */
+	struct clone_start *cs = p;
+	heap_fork_child();
+	fork_child();
+	leakscan_fork_child();
+	int status = cs->fn(cs->arg);
+	/* The C library ends the child with the exit system call, as _exit
+	 * does, when fn returns. */
+	leakscan_run();
+	heap_unlink_at_exit();
+	return status;
+}
+
+EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	static int (*real)(int (*)(void *), void *, int, void *, ...);
+	if (!real)
+		real = (int (*)(int (*)(void *), void *, int, void *, ...))next_sym("clone");
+	if (!real) {
+		errno = ENOSYS;
+		return -1;
+	}
+	/* The optional arguments, passed on as they came (the C library reads
+	 * them from their registers whether given or not). */
+	va_list ap;
+	va_start(ap, arg);
+	pid_t *parent_tid = va_arg(ap, pid_t *);
+	void *tls = va_arg(ap, void *);
+	pid_t *child_tid = va_arg(ap, pid_t *);
+	va_end(ap);
+	if ((flags & CLONE_VM) || !fn)
+		return real(fn, stack, flags, arg, parent_tid, tls, child_tid);
+	struct clone_start cs = { fn, arg };
+	heap_fork_prepare();
+	int r = real(clone_child, stack, flags, &cs, parent_tid, tls, child_tid);
+	heap_fork_parent(); /* tells a failed clone by errno, as after fork */
+	return r;
 }
 
 /* --- Users ---------------------------------------------------------------------- */

@@ -7,6 +7,7 @@
  * under our name, and never touched by a forked child. This process never
  * allocates: every heap belongs to a child, so none of ours interferes.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -552,6 +553,61 @@ static void test_lifecycle_fork_child_leaves_parent_heap_alone(void **state)
 	run_scenario(fork_scenario, "fork");
 }
 
+/* SEEK_HOLE calls: the fork copy asks the file where its data is. */
+static unsigned long seek_holes;
+
+off_t lseek(int fd, off_t off, int whence)
+{
+	static off_t (*real)(int, off_t, int);
+	if (!real)
+		real = (off_t (*)(int, off_t, int))dlsym(RTLD_NEXT, "lseek");
+	if (whence == SEEK_HOLE)
+		__atomic_fetch_add(&seek_holes, 1, __ATOMIC_RELAXED);
+	return real(fd, off, whence);
+}
+
+/* A heap written end to end, whose records cut it into many runs (every
+ * other block of 300 freed, its pages kept): the copy asks the file about
+ * its one run of data a few times, not once for each of the heap's runs
+ * (on tmpfs each SEEK_HOLE walks the whole run: a quadratic fork). */
+static void fork_seek_scenario(void)
+{
+	enum { N = 300, SIZE = 40000 };
+	static unsigned char *blocks[N];
+	for (unsigned i = 0; i < N; i++) {
+		blocks[i] = rh_shm_alloc(SIZE);
+		CHECK(blocks[i]);
+		fill(blocks[i], SIZE, i);
+	}
+	for (unsigned i = 0; i < N; i += 2)
+		rh_shm_free(blocks[i]);
+	fflush(NULL);
+	__atomic_store_n(&seek_holes, 0, __ATOMIC_RELAXED);
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		unsigned long n = __atomic_load_n(&seek_holes, __ATOMIC_RELAXED);
+		if (n > 20) {
+			fprintf(stderr, "the copy asked the file %lu times\n", n);
+			_exit(3);
+		}
+		for (unsigned i = 1; i < N; i += 2)
+			CHECK(same(blocks[i], SIZE, i));
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(child, &status, 0) == child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (unsigned i = 1; i < N; i += 2)
+		rh_shm_free(blocks[i]);
+}
+
+static void test_lifecycle_fork_asks_the_file_once_per_run(void **state)
+{
+	(void)state;
+	run_scenario(fork_seek_scenario, "fork, one question per run of the file");
+}
+
 /* The parent's other threads go on while a child copies the heap, so a
  * block the child inherited may show a header changed meanwhile (freed and
  * reused, or written over as data). Such a header is never followed: the
@@ -1094,6 +1150,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_copies_alternating_pages, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_changed_header_not_followed, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_asks_the_file_once_per_run, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_descriptor_taken_by_the_program, empty, reap),

@@ -356,3 +356,10 @@ if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
 	fi
 fi
 echo "ok exec into images that do not load the shim"
+
+# clone(2) without CLONE_VM, through the C library (which runs no fork
+# handlers): the child gets a private copy of the heap as a forked child
+# does, and its own heap goes when its function returns.
+shim "$PROGS/shim_edges" clone || fail "clone: the parent's heap changed, or the child failed"
+no_heaps clone
+echo "ok clone without CLONE_VM"

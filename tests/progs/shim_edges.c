@@ -56,6 +56,7 @@
 #include <locale.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -905,6 +906,65 @@ static int drop_user(const char *how, uid_t uid, const char *then)
 	return 0;
 }
 
+/* clone(2) without CLONE_VM, through the C library: the child writes to,
+ * frees and allocates beside what it inherited; the parent's blocks stay
+ * as they were and its heap keeps working. */
+static char *clone_keep[1000];
+
+static int clone_fn(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000; i++)
+		memset(clone_keep[i], 0xaa, 64);
+	for (int i = 0; i < 1000; i += 2)
+		free(clone_keep[i]);
+	for (int i = 0; i < 2000; i++) {
+		char *p = malloc(64);
+		if (!p)
+			return 1;
+		memset(p, 0xbb, 64);
+	}
+	return 0;
+}
+
+static int clone_child_heap(void)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (!(clone_keep[i] = malloc(64)))
+			return 1;
+		memset(clone_keep[i], i & 0x7f, 64);
+	}
+	static char stack[1 << 16];
+	pid_t pid = clone(clone_fn, stack + sizeof(stack), SIGCHLD, NULL);
+	int st = 0;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "clone: the child failed (%#x)\n", st);
+		return 1;
+	}
+	int bad = 0;
+	for (int i = 0; i < 1000; i++)
+		for (int k = 0; k < 64; k++)
+			bad += clone_keep[i][k] != (char)(i & 0x7f);
+	char *more[1000];
+	for (int i = 0; i < 1000; i++) {
+		if (!(more[i] = malloc(64)))
+			return 1;
+		memset(more[i], 0xcc, 64);
+	}
+	for (int i = 0; i < 1000; i++)
+		for (int k = 0; k < 64; k++)
+			bad += clone_keep[i][k] != (char)(i & 0x7f);
+	if (bad) {
+		fprintf(stderr, "clone: %d bytes of the parent's blocks changed\n", bad);
+		return 1;
+	}
+	for (int i = 0; i < 1000; i++) {
+		free(more[i]);
+		free(clone_keep[i]);
+	}
+	return 0;
+}
+
 /* Allocates, then execs `target` with an environment: "none" (empty),
  * "other" (the shim preloaded, RH_SHM_DIR the folder `arg`) or "same" (the
  * program's own). If exec fails, says whether the heap still has its name
@@ -961,6 +1021,8 @@ int main(int argc, char **argv)
 		return locale_names();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
+	if (strcmp(what, "clone") == 0)
+		return clone_child_heap();
 	if (strcmp(what, "exec-env") == 0 && argc > 3)
 		return exec_env(argv[2], argv[3], argc > 4 ? argv[4] : NULL);
 	if (strcmp(what, "drop-user") == 0 && argc > 3)
@@ -970,6 +1032,6 @@ int main(int argc, char **argv)
 		"       shim_edges private private|shared | private-fork | private-maps\n"
 		"       shim_edges fd-taken dup2|closeall FILE | locale-names\n"
 		"       shim_edges drop-user setuid|seteuid|setreuid|setresuid UID [exec]\n"
-		"       shim_edges exec-env none|other|same PROGRAM [FOLDER]\n");
+		"       shim_edges exec-env none|other|same PROGRAM [FOLDER] | clone\n");
 	return 2;
 }
