@@ -85,6 +85,12 @@ struct sym_module {
 struct symbolizer {
 	struct sym_module *mods;
 	size_t n, cap;
+	/* mods by start address, with the greatest end so far along that
+	 * order: a lookup walks back only while a range can still hold it. */
+	size_t *order;
+	uint64_t *max_end;
+	size_t indexed, order_cap;  /* mods indexed; 0 with n: not indexed */
+	uint64_t steps;         /* lookup steps spent on this heap */
 	uint64_t site_pos;      /* the current site's record offset; 0: none */
 	struct sym_path *paths;
 	struct sym_file *files;
@@ -208,12 +214,16 @@ void symbolizer_free(struct symbolizer *s)
 		free(p);
 	}
 	free(s->mods);
+	free(s->order);
+	free(s->max_end);
 	free(s);
 }
 
 void symbolizer_clear(struct symbolizer *s)
 {
 	s->n = 0;
+	s->indexed = 0;
+	s->steps = 0;
 	s->site_pos = 0;
 }
 
@@ -386,21 +396,76 @@ void symbolizer_site(struct symbolizer *s, uint32_t id)
 	s->site_pos = (uint64_t)id * 8;
 }
 
+/* A heap's module records may overlap (a range reused after a dlclose),
+ * or be made hostile: a lookup spends at most this many steps per heap in
+ * all, past which frames print as bare addresses. */
+#define LOOKUP_STEPS (64ull << 20)
+
+static int by_start(const void *a, const void *b, void *mods)
+{
+	const struct sym_module *x = (const struct sym_module *)mods + *(const size_t *)a;
+	const struct sym_module *y = (const struct sym_module *)mods + *(const size_t *)b;
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+static int index_mods(struct symbolizer *s)
+{
+	if (s->n > s->order_cap) {
+		size_t cap = s->n;
+		size_t *o = realloc(s->order, cap * sizeof(*o));
+		if (!o)
+			return -1;
+		s->order = o;
+		uint64_t *e = realloc(s->max_end, cap * sizeof(*e));
+		if (!e)
+			return -1;
+		s->max_end = e;
+		s->order_cap = cap;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		s->order[i] = i;
+	qsort_r(s->order, s->n, sizeof(*s->order), by_start, s->mods);
+	uint64_t end = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->mods[s->order[i]].end > end)
+			end = s->mods[s->order[i]].end;
+		s->max_end[i] = end;
+	}
+	s->indexed = s->n;
+	return 0;
+}
+
 static struct sym_module *module_of(struct symbolizer *s, uint64_t addr)
 {
 	/* A range may be reused after a dlclose: the latest record made before
 	 * the site's wins, else the latest (records come in file order). */
-	struct sym_module *latest = NULL;
-	for (size_t i = s->n; i-- > 0;) {
-		struct sym_module *m = &s->mods[i];
-		if (addr < m->start || addr >= m->end)
-			continue;
-		if (!s->site_pos || m->pos < s->site_pos)
-			return m;
-		if (!latest)
-			latest = m;
+	if (s->indexed != s->n && index_mods(s) != 0)
+		return NULL;
+	size_t lo = 0, hi = s->n; /* the first module starting past addr */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->mods[s->order[mid]].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	return latest;
+	size_t before = SIZE_MAX, latest = SIZE_MAX;
+	for (size_t j = lo; j-- > 0 && s->max_end[j] > addr;) {
+		if (++s->steps > LOOKUP_STEPS)
+			return NULL;
+		size_t i = s->order[j];
+		const struct sym_module *m = &s->mods[i];
+		if (addr >= m->end)
+			continue;
+		if ((latest == SIZE_MAX || i > latest))
+			latest = i;
+		if ((!s->site_pos || m->pos < s->site_pos) && (before == SIZE_MAX || i > before))
+			before = i;
+	}
+	size_t pick = before != SIZE_MAX ? before : latest;
+	return pick != SIZE_MAX ? &s->mods[pick] : NULL;
 }
 
 /* Looks PC up in F into *C; C->demangled is then set when C->function is a

@@ -282,6 +282,55 @@ static void test_symbolize_ignores_hostile_paths(void **state)
 	close(in);
 }
 
+/* Many modules: each frame finds its own (a lookup by address, not a walk
+ * over all of them); ranges made to overlap, as a hostile journal can, cost
+ * a bounded number of steps per heap, past which frames are bare addresses. */
+static void test_symbolize_many_modules(void **state)
+{
+	(void)state;
+	enum { N = 5000 };
+	struct symbolizer *sym = symbolizer_new();
+	char path[64];
+	for (unsigned i = 0; i < N; i++) {
+		/* Added out of address order. */
+		unsigned k = (i * 7919u) % N;
+		snprintf(path, sizeof(path), "/nonexistent/m%u.so", k);
+		struct rh_module_info m = { .base = 0x100000ull * (k + 1), .start = 0x100000ull * (k + 1),
+			.end = 0x100000ull * (k + 1) + 0x80000, .path = path, .pos = 64 + i };
+		assert_int_equal(symbolizer_add(sym, &m), 0);
+	}
+	struct frame f;
+	for (unsigned k = 0; k < N; k++) {
+		symbolizer_frame(sym, 0x100000ull * (k + 1) + 0x1234, &f);
+		snprintf(path, sizeof(path), "/nonexistent/m%u.so", k);
+		assert_non_null(f.module);
+		assert_string_equal(f.module, path);
+		assert_int_equal(f.offset, 0x1234);
+		symbolizer_frame(sym, 0x100000ull * (k + 1) + 0x90000, &f); /* between two */
+		assert_null(f.module);
+	}
+	symbolizer_clear(sym);
+	for (unsigned i = 0; i < 100000; i++) {
+		struct rh_module_info m = { .base = 0x1000, .start = 0x1000, .end = 0x100000, .path = "/nonexistent/o.so",
+			.pos = 64 + i };
+		assert_int_equal(symbolizer_add(sym, &m), 0);
+	}
+	symbolizer_frame(sym, 0x2000, &f);
+	assert_non_null(f.module);
+	unsigned bare = 0;
+	for (unsigned i = 0; i < 2000; i++) {
+		symbolizer_frame(sym, 0x2000 + i, &f);
+		bare += !f.module;
+	}
+	assert_true(bare > 1000);
+	symbolizer_clear(sym); /* the next heap gets its own steps */
+	struct rh_module_info m = { .base = 0x1000, .start = 0x1000, .end = 0x2000, .path = "/nonexistent/p.so" };
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	symbolizer_frame(sym, 0x1800, &f);
+	assert_non_null(f.module);
+	symbolizer_free(sym);
+}
+
 static void test_symbolize_escapes_names_from_the_journal(void **state)
 {
 	(void)state;
@@ -454,6 +503,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_symbolize_one_module_at_two_bases),
 		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_escapes_names_from_the_journal),
+		cmocka_unit_test(test_symbolize_many_modules),
 		cmocka_unit_test(test_symbolize_demangles_cxx_names),
 		cmocka_unit_test(test_symbolize_frames_with_demangled_names),
 		cmocka_unit_test_setup_teardown(test_symbolize_without_libdw_prints_module_offset,
