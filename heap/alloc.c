@@ -159,6 +159,11 @@ static bool tcache_init(void)
 		uint32_t m = (64u << 10) / rh_class_size[c];
 		m = m < 8 ? 8 : m > 512 ? 512 : m;
 		uint32_t f = ((uint32_t)1 << h->page_shift) / rh_class_size[c];
+		/* Empty already, but for a block an interrupted free put here
+		 * after a fork in a signal handler cleared the cache. */
+		rh_tc.bins[c].head = NULL;
+		rh_tc.bins[c].count = 0;
+		rh_tc.bins[c].stream_next = 0;
 		rh_tc.bins[c].max = (uint16_t)m;
 		rh_tc.bins[c].usable = (uint16_t)(rh_class_size[c] - HDR);
 		rh_tc.bins[c].fill = (uint16_t)(f < 1 ? 1 : f > m / 2 + 1 ? m / 2 + 1 : f);
@@ -1475,10 +1480,11 @@ static bool unref(struct block_header *bh)
 /* Everything but an ordinary block going back to the thread's cache. */
 __attribute__((noinline)) void free_slow(struct heap *h, struct block_header *bh, uint32_t r)
 {
-	if (!tcache_init()) {
-		/* No heap of our own any more (cannot happen for our blocks). */
+	/* No heap of our own any more, or not the block's: a child forked by a
+	 * signal handler that interrupted this free, whose heap is now a new
+	 * one and the block a private copy of the parent's (left as it is). */
+	if (!tcache_init() || !h || !heap_is_own(bh + 1))
 		return;
-	}
 	if (r == 1) {
 		__atomic_store_n(&bh->refcount, 0, __ATOMIC_RELAXED);
 	} else if (!unref(bh)) {
@@ -1873,6 +1879,10 @@ void alloc_fork_parent(void)
 
 /* The child starts with no heap: everything private is reset, the blocks it
  * inherited stay where they are as private memory. */
+/* Where an allocation or free interrupted by a fork in a signal handler
+ * counts, in the child, when the handler returns into it: nowhere. */
+static struct heap_counter fork_counter;
+
 void alloc_fork_child(void)
 {
 	memset(pools, 0, sizeof(pools));
@@ -1881,6 +1891,7 @@ void alloc_fork_child(void)
 	int busy = rh_tc.busy;
 	memset(&rh_tc, 0, sizeof(rh_tc));
 	rh_tc.busy = busy;
+	rh_tc.counter = &fork_counter;
 	atomic_store(&counter_slots, 1);
 }
 

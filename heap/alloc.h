@@ -116,7 +116,7 @@ static inline __attribute__((always_inline)) void *small_start(void *p, unsigned
 	bh->site = site;
 	__atomic_store_n(&bh->refcount, 1, __ATOMIC_RELEASE);
 	count((int64_t)size, 1);
-	if (site)
+	if (site && likely(rh_tc.heap)) /* none: a fork in a signal handler cleared it */
 		journal_count(rh_tc.heap->hdr, site, (unsigned)rh_tc.slot, (int64_t)size, 1);
 	return p;
 }
@@ -230,7 +230,7 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 			b->head = p;
 			b->count++;
 			/* Last, so the common free makes no call before it is done. */
-			if (site)
+			if (site && likely(rh_tc.heap))
 				journal_count(rh_tc.heap->hdr, site, (unsigned)rh_tc.slot, (int64_t)(size), -1);
 			return;
 		}

@@ -1229,6 +1229,39 @@ static void test_alloc_forked_child_records_its_own_sites(void **state)
 		fail_msg("the child's block points at no call-site record of its own journal");
 }
 
+/* A fork made by a signal handler that interrupted a free or an allocation:
+ * the child returns into it after its own fork handling cleared the heap.
+ * Finishing there must not crash: the free of a block that is now the
+ * child's private copy does nothing, and a count goes nowhere. */
+static void *interrupted_block;
+static struct heap *interrupted_heap;
+
+static void child_finishes_interrupted_calls(void)
+{
+	/* As free_block does after its fast path, with what it read before. */
+	struct block_header *bh = (struct block_header *)interrupted_block - 1;
+	count(100, 1); /* small_start's count, past the fork */
+	free_slow(interrupted_heap, bh, 1);
+	void *q = rh_shm_alloc(64); /* and the child's own heap works */
+	if (!q || heap_is_own(interrupted_block))
+		exit(1);
+	memset(q, 1, 64);
+	rh_shm_free(q);
+}
+
+static void test_alloc_calls_interrupted_by_fork_finish_in_the_child(void **state)
+{
+	(void)state;
+	interrupted_block = rh_shm_alloc(100);
+	assert_non_null(interrupted_block);
+	interrupted_heap = rh_heap;
+	int status = test_in_child(child_finishes_interrupted_calls);
+	if (WIFSIGNALED(status))
+		fail_msg("the child died of signal %d", WTERMSIG(status));
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	rh_shm_free(interrupted_block);
+}
+
 /* 3000 call sites counted by one thread: its counter tables fill (1024,
  * 2048 entries...) and are followed by others, and the reader sums every
  * entry of a site, in whichever table it is. */
@@ -2168,6 +2201,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_batches_settle_in_the_cache),
 		cmocka_unit_test(test_alloc_short_runs_are_reserved),
 		cmocka_unit_test(test_alloc_refill_commits_its_slots_at_once),
+		cmocka_unit_test(test_alloc_calls_interrupted_by_fork_finish_in_the_child),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
