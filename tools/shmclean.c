@@ -15,9 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <redhawk/shm.h>
+
+#include "format.h"
 
 #include "fmt.h"
 #include "options.h"
@@ -92,6 +95,26 @@ static void unlink_checked(int dirfd, const char *name, const struct stat *st)
 		error(name, "%s", strerror(errno));
 }
 
+/* A heap its creator never finished: ".heap-PID.HEX.tmp", the name a heap
+ * has while it is made (it is renamed once ready and locked), left by a
+ * process killed on the way. Gone only when nobody holds its lock and it is
+ * a minute old: a heap being made takes microseconds. */
+#define UNFINISHED_AGE 60
+
+static int unfinished(int fd, const char *name, const struct stat *st)
+{
+	unsigned pid;
+	int end = 0;
+	if (sscanf(name, ".heap-%u.%*[0-9a-f].tmp%n", &pid, &end) != 1 || end == 0 || name[end] != 0)
+		return 0;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (now.tv_sec - st->st_mtim.tv_sec < UNFINISHED_AGE)
+		return 0;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = RH_LOCK_BASE, .l_len = 1 };
+	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
+}
+
 /* Removes NAME when it should go. NAMED: the user asked for this file (errors
  * are reported); else the folder is being swept for orphans (other files are
  * passed over quietly). */
@@ -143,6 +166,12 @@ static void clean(int dirfd, const char *name, int named)
 
 	struct rh_heap *heap = NULL;
 	int err = rh_heap_open_fd(fd, &heap);
+	if (err && !named && unfinished(fd, name, &st)) {
+		unlink_checked(dirfd, name, &st);
+		rh_heap_close(heap);
+		close(fd);
+		return;
+	}
 	if (err == ENOTSUP || (err && err != EPROTO)) {
 		if (named) {
 			if (opt.force)

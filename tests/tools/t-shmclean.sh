@@ -90,6 +90,34 @@ run "$SHMCLEAN" -d "$D.outside/link"
 expect_rc 1 "folder is a link"
 present heap-live "folder is a link"
 
+# Heaps never finished, left by a process killed while it made one (empty,
+# or without a header yet): removed once a minute old and not locked; a
+# newer one, one being made (locked), and another name are left alone.
+rm -rf "$D"/* "$D"/.[!.]*
+: > "$D/.heap-123.5f3a.tmp"
+head -c 8192 /dev/zero > "$D/.heap-124.1f.tmp"
+: > "$D/.heap-125.77.tmp"
+: > "$D/.heap-126.zz.tmp"
+: > "$D/.heap-127.88.tmp"
+touch -d '2 minutes ago' "$D/.heap-123.5f3a.tmp" "$D/.heap-124.1f.tmp" "$D/.heap-126.zz.tmp" "$D/.heap-127.88.tmp"
+if command -v python3 >/dev/null 2>&1; then
+	python3 -c '
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 1, 0))
+print("locked", flush=True)
+time.sleep(30)' "$D/.heap-127.88.tmp" > "$D.hold" &
+	KIDS="$KIDS $!"
+	i=0
+	until [ -s "$D.hold" ]; do i=$((i + 1)); [ $i -lt 500 ] || fail "no lock"; sleep 0.01; done
+fi
+run "$SHMCLEAN" -d "$D"
+expect_rc 0 "unfinished heaps"
+[ ! -e "$D/.heap-123.5f3a.tmp" ] && [ ! -e "$D/.heap-124.1f.tmp" ] || fail "an unfinished heap left: $(ls -A "$D")"
+[ -e "$D/.heap-125.77.tmp" ] && [ -e "$D/.heap-126.zz.tmp" ] && [ -e "$D/.heap-127.88.tmp" ] ||
+	fail "a file removed that was not an old unfinished heap: $(ls -A "$D")"
+rm -f "$D"/.heap-*
+
 run "$SHMCLEAN" -x
 expect_rc 2 "bad option"
 expect_err "Try 'redhawk-shmclean --help' for more information." "usage hint"
