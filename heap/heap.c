@@ -292,6 +292,9 @@ fail:
 	return err;
 }
 
+/* The thread making the heap, while it does (heap_unlink_at_exit). */
+static pid_t creating;
+
 struct heap *heap_get_slow(void)
 {
 	struct heap *h = NULL;
@@ -312,6 +315,7 @@ struct heap *heap_get_slow(void)
 		goto out;
 	}
 	int saved = errno;
+	__atomic_store_n(&creating, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	int err = create(&own);
 	errno = saved;  /* a heap made is no error for the caller to see */
 	if (err) {
@@ -336,6 +340,7 @@ struct heap *heap_get_slow(void)
 	pthread_mutex_unlock(&grow_lock);
 	h = &own;
 out:
+	__atomic_store_n(&creating, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&create_lock);
 	return h;
 }
@@ -619,6 +624,18 @@ void heap_unlink_at_exit(void)
 void heap_unlink_now(void)
 {
 	struct heap *h = rh_heap;
+	/* Another thread may be making the heap as this one ends the process:
+	 * its name, once made, must go too. The wait is bounded (a thread
+	 * stopped in a debugger), and never on this thread's own making (an
+	 * exit from a signal handler that interrupted it). */
+	pid_t maker = __atomic_load_n(&creating, __ATOMIC_ACQUIRE);
+	if (!h && maker && maker != (pid_t)syscall(SYS_gettid)) {
+		for (int i = 0; i < 1000 && __atomic_load_n(&creating, __ATOMIC_ACQUIRE); i++) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		h = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE);
+	}
 	if (!h || h->unlinked || h->pid != getpid())
 		return;
 	h->unlinked = true;
@@ -902,6 +919,7 @@ void heap_fork_child(void)
 	pthread_mutex_init(&fd_lock, NULL);
 	pthread_mutex_init(&foreign_lock, NULL);
 	pthread_mutex_init(&create_lock, NULL);
+	creating = 0;
 	alloc_fork_child();
 	journal_fork_child();
 	errno = fork_errno;

@@ -363,3 +363,16 @@ echo "ok exec into images that do not load the shim"
 shim "$PROGS/shim_edges" clone || fail "clone: the parent's heap changed, or the child failed"
 no_heaps clone
 echo "ok clone without CLONE_VM"
+
+# exit() from one thread while another makes the process's first allocation,
+# and so its heap: nothing is left, named or half made (RH_SHMALLOC_MIN_SIZE
+# keeps the C library's own small allocations from making it earlier).
+for spin in 0 1000 5000 20000 50000 100000; do
+	i=0
+	while [ $i -lt 15 ]; do
+		RH_SHMALLOC_MIN_SIZE=4096 shim "$PROGS/shim_edges" exit-while-creating $spin || fail "exit-while-creating"
+		i=$((i + 1))
+	done
+done
+no_heaps exit-while-creating
+echo "ok exit while the heap is being made"

@@ -58,6 +58,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -965,6 +966,42 @@ static int clone_child_heap(void)
 	return 0;
 }
 
+/* One thread makes the process's first allocation (and so its heap) while
+ * another ends the process: the heap must not outlive it, named or not. */
+static atomic_int exit_go;
+
+static void *exit_maker(void *arg)
+{
+	(void)arg;
+	atomic_store(&exit_go, 1);
+	void *p = malloc(100000);
+	__asm__ volatile("" : : "r"(p) : "memory"); /* kept */
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void *exit_ender(void *arg)
+{
+	int spin = *(int *)arg;
+	while (!atomic_load(&exit_go))
+		;
+	for (volatile int i = 0; i < spin; i++)
+		;
+	exit(0);
+	return NULL;
+}
+
+static int exit_while_creating(int spin)
+{
+	pthread_t a, b;
+	pthread_create(&b, NULL, exit_ender, &spin);
+	pthread_create(&a, NULL, exit_maker, NULL);
+	for (;;)
+		pause();
+	return 1;
+}
+
 /* Allocates, then execs `target` with an environment: "none" (empty),
  * "other" (the shim preloaded, RH_SHM_DIR the folder `arg`) or "same" (the
  * program's own). If exec fails, says whether the heap still has its name
@@ -1021,6 +1058,8 @@ int main(int argc, char **argv)
 		return locale_names();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
+	if (strcmp(what, "exit-while-creating") == 0)
+		return exit_while_creating(n);
 	if (strcmp(what, "clone") == 0)
 		return clone_child_heap();
 	if (strcmp(what, "exec-env") == 0 && argc > 3)
@@ -1032,6 +1071,6 @@ int main(int argc, char **argv)
 		"       shim_edges private private|shared | private-fork | private-maps\n"
 		"       shim_edges fd-taken dup2|closeall FILE | locale-names\n"
 		"       shim_edges drop-user setuid|seteuid|setreuid|setresuid UID [exec]\n"
-		"       shim_edges exec-env none|other|same PROGRAM [FOLDER] | clone\n");
+		"       shim_edges exec-env none|other|same PROGRAM [FOLDER] | clone | exit-while-creating SPIN\n");
 	return 2;
 }
