@@ -615,9 +615,11 @@ size_t heap_inherited_left(const void *p)
 
 /* --- Exit ---------------------------------------------------------------- */
 
+bool (*heap_keep_useful)(void);
+
 void heap_unlink_at_exit(void)
 {
-	if (!rh_options.keep)
+	if (!rh_options.keep || (heap_keep_useful && !heap_keep_useful()))
 		heap_unlink_now();
 }
 

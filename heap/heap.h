@@ -158,6 +158,9 @@ struct superblock *heap_grow(struct heap *h, uint64_t size, uint32_t header_size
  * multiples of 4 KiB) to v. */
 void heap_classes_set(struct heap *h, uint64_t offset, uint64_t bytes, uint8_t v);
 void heap_unlink_at_exit(void);  /* unless RH_SHMALLOC_KEEP */
+/* With RH_SHMALLOC_KEEP: is there still someone to read the heap kept? Set
+ * by the shim under redhawk-shmrun; NULL: yes. */
+extern bool (*heap_keep_useful)(void);
 void heap_unlink_now(void);      /* the own heap's name, whatever KEEP says */
 /* Gives back the address space reserved past what each heap maps (for
  * mlockall, and a lowered RLIMIT_AS); heaps grow on where it is free. */

@@ -80,6 +80,21 @@ void leakscan_fork_child(void)
 		announce();
 }
 
+/* Under redhawk-shmrun --leak-check, which sets RH_SHMALLOC_KEEP so that it
+ * can read each heap after its process exits: is it still there to read
+ * it? A process that outlives it (a daemon started by the command) would
+ * otherwise leave its heap for good. */
+static bool shmrun_listens(void)
+{
+	int e = errno;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool yes = fd < 0 || connect(fd, (struct sockaddr *)&shmrun_addr, shmrun_len) == 0;
+	if (fd >= 0)
+		close(fd);
+	errno = e;
+	return yes;
+}
+
 /* RH_SHMRUN_SOCKET: a socket name, '@' first for the abstract namespace. */
 __attribute__((constructor)) static void leakscan_init(void)
 {
@@ -92,6 +107,7 @@ __attribute__((constructor)) static void leakscan_init(void)
 	if (name[0] == '@')
 		shmrun_addr.sun_path[0] = 0;
 	shmrun_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	heap_keep_useful = shmrun_listens;
 	pthread_atfork(NULL, NULL, announce_child);
 	announce();
 }
