@@ -5,7 +5,7 @@
  * allocator can be put under it with LD_PRELOAD. Deterministic (a fixed-seed
  * xorshift); each mode touches the memory it gets, and prints a checksum so
  * that nothing can be optimised away.
- *   workloads churn|threads|large|realloc [SCALE]
+ *   workloads churn|threads|large|realloc|pipeline [SCALE]
  * SCALE (default 1.0) multiplies the number of operations.
  */
 #include <pthread.h>
@@ -216,10 +216,63 @@ static void grow(void)
 		put(b[i].p);
 }
 
+/* A pipeline of buffers, as REDHAWK components pass them: one thread fills
+ * 64 KiB buffers (a page of each written) and queues them, 32 at most in
+ * flight; the other takes them, reads them and frees them. Every buffer is
+ * freed by the thread that did not allocate it. */
+enum { PIPE_DEPTH = 32, PIPE_BYTES = 64 << 10 };
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	unsigned char *buf[PIPE_DEPTH];
+	unsigned head, n;
+	long total;
+} pipe_q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, { 0 }, 0, 0, 0 };
+
+static void *pipe_producer(void *arg)
+{
+	(void)arg;
+	for (long k = 0; k < pipe_q.total; k++) {
+		unsigned char *b = get(PIPE_BYTES);
+		memset(b, (int)k, 4096);
+		pthread_mutex_lock(&pipe_q.lock);
+		while (pipe_q.n == PIPE_DEPTH)
+			pthread_cond_wait(&pipe_q.changed, &pipe_q.lock);
+		pipe_q.buf[(pipe_q.head + pipe_q.n++) % PIPE_DEPTH] = b;
+		pthread_cond_broadcast(&pipe_q.changed);
+		pthread_mutex_unlock(&pipe_q.lock);
+	}
+	return NULL;
+}
+
+static void pipeline(void)
+{
+	pipe_q.total = (long)(2e5 * scale);
+	pthread_t t;
+	if (pthread_create(&t, NULL, pipe_producer, NULL)) {
+		fprintf(stderr, "workloads: pthread_create failed\n");
+		exit(1);
+	}
+	for (long k = 0; k < pipe_q.total; k++) {
+		pthread_mutex_lock(&pipe_q.lock);
+		while (!pipe_q.n)
+			pthread_cond_wait(&pipe_q.changed, &pipe_q.lock);
+		unsigned char *b = pipe_q.buf[pipe_q.head];
+		pipe_q.head = (pipe_q.head + 1) % PIPE_DEPTH;
+		pipe_q.n--;
+		pthread_cond_broadcast(&pipe_q.changed);
+		pthread_mutex_unlock(&pipe_q.lock);
+		checksum += b[4095];
+		put(b);
+	}
+	pthread_join(t, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*run)(void); } modes[] = {
 		{ "churn", churn }, { "threads", threads }, { "large", large }, { "realloc", grow },
+		{ "pipeline", pipeline },
 	};
 	if (argc > 2 && (scale = atof(argv[2])) <= 0)
 		argc = 0;
@@ -230,6 +283,6 @@ int main(int argc, char **argv)
 			return 0;
 		}
 	}
-	fprintf(stderr, "usage: workloads churn|threads|large|realloc [SCALE]\n");
+	fprintf(stderr, "usage: workloads churn|threads|large|realloc|pipeline [SCALE]\n");
 	return 2;
 }

@@ -1434,7 +1434,18 @@ static void release(struct heap *h, struct block_header *bh, bool account)
 			private_range(h, sb, bh->span_index, &off, &len);
 			adapt = os_mostly_resident(h->base + off, len);
 		}
-		pthread_mutex_lock(&pl->lock);
+		/* A pool busy with another thread (a producer allocating what
+		 * this thread consumes and frees) is not waited for: the span
+		 * goes onto its remote-free list, which the next allocation
+		 * there takes under the lock it holds anyway. */
+		if (pthread_mutex_trylock(&pl->lock) != 0) {
+			if (rh_tc.heap == h && !priv) {
+				uint64_t off = (uint64_t)((char *)bh - h->base);
+				remote_push(h, sb->pool, off, off, 1);
+				return;
+			}
+			pthread_mutex_lock(&pl->lock);
+		}
 		if (!priv || private_end(h, sb, bh->span_index))
 			span_free(h, pl, sb, bh->span_index, d->span_pages);
 		pthread_mutex_unlock(&pl->lock);

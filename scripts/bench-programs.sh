@@ -6,7 +6,8 @@
 # and at its default depth, and heaptrack (the whole `heaptrack -o FILE CMD`
 # command, recording every allocation's stack). Workloads: bench/workloads
 # (small-object churn, two threads freeing each other's objects, 64 KiB to
-# 4 MiB buffers, realloc growth), python3 on bench/pywork.py, cc1 -O2 on the
+# 4 MiB buffers, realloc growth, 64 KiB buffers passed from one thread to
+# another), python3 on bench/pywork.py, cc1 -O2 on the
 # preprocessed heap/alloc.c, and sort -V of 10 MB.
 # Each round runs every workload under every allocator, back to back in a
 # rotating order; the table shows, per workload, glibc's median time and peak
@@ -60,7 +61,7 @@ HEAPTRACK=$(command -v heaptrack 2>/dev/null) && allocs="$allocs heaptrack" ||
 
 # The real programs and their inputs. python3 from /usr/bin, not a version
 # manager's shim (a shell script that would be timed too).
-workloads="churn threads large realloc"
+workloads="churn threads large realloc pipeline"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3 2>/dev/null) || PY=
 if [ -n "$PY" ]; then

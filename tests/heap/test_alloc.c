@@ -60,6 +60,22 @@ int posix_fallocate(int fd, off_t off, off_t len)
 	return real(fd, off, len);
 }
 
+/* pthread_mutex_trylock, made to fail the next `busy_trylocks` times: a
+ * pool lock another thread holds. */
+static int busy_trylocks;
+
+int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+	static int (*real)(pthread_mutex_t *);
+	if (!real)
+		real = (int (*)(pthread_mutex_t *))dlsym(RTLD_NEXT, "pthread_mutex_trylock");
+	if (__atomic_load_n(&busy_trylocks, __ATOMIC_RELAXED) > 0) {
+		__atomic_fetch_sub(&busy_trylocks, 1, __ATOMIC_RELAXED);
+		return EBUSY;
+	}
+	return real(m);
+}
+
 /* --- Deterministic randomness and patterns -------------------------------- */
 
 static uint64_t rnd_next(uint64_t *s)
@@ -1229,6 +1245,42 @@ static void test_alloc_forked_child_records_its_own_sites(void **state)
 		fail_msg("the child's block points at no call-site record of its own journal");
 }
 
+/* A big block freed while its pool's lock is taken (a producer thread
+ * allocating what this one consumes): not waited for, the span goes onto
+ * the pool's remote-free list, and the next allocation that misses the
+ * thread's cache takes it back from there (the same pages again). */
+static void test_alloc_free_does_not_wait_for_a_busy_pool(void **state)
+{
+	(void)state;
+	size_t size = 9u << 20; /* past the thread's cache of big blocks */
+	char *p = rh_shm_alloc(size);
+	assert_non_null(p);
+	memset(p, 1, 4096);
+	struct heap *h = rh_heap;
+	uint64_t pushed = 0;
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+		pushed += __atomic_load_n(&h->hdr->pools[i].remote_count, __ATOMIC_RELAXED);
+	__atomic_store_n(&busy_trylocks, 1, __ATOMIC_RELAXED);
+	rh_shm_free(p);
+	assert_int_equal(__atomic_load_n(&busy_trylocks, __ATOMIC_RELAXED), 0);
+	uint64_t waiting = 0, now = 0;
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++) {
+		now += __atomic_load_n(&h->hdr->pools[i].remote_count, __ATOMIC_RELAXED);
+		waiting |= __atomic_load_n(&h->hdr->pools[i].remote_free, __ATOMIC_RELAXED);
+	}
+	assert_int_equal(now, pushed + 1);
+	assert_true(waiting != 0);
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	char *q = rh_shm_alloc(size);
+	assert_ptr_equal(q, p);
+	waiting = 0;
+	for (unsigned i = 0; i < RH_MAX_POOLS; i++)
+		waiting |= __atomic_load_n(&h->hdr->pools[i].remote_free, __ATOMIC_RELAXED);
+	assert_int_equal(waiting, 0);
+	rh_shm_free(q);
+}
+
 /* A fork made by a signal handler that interrupted a free or an allocation:
  * the child returns into it after its own fork handling cleared the heap.
  * Finishing there must not crash: the free of a block that is now the
@@ -2202,6 +2254,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_short_runs_are_reserved),
 		cmocka_unit_test(test_alloc_refill_commits_its_slots_at_once),
 		cmocka_unit_test(test_alloc_calls_interrupted_by_fork_finish_in_the_child),
+		cmocka_unit_test(test_alloc_free_does_not_wait_for_a_busy_pool),
 	};
 	return cmocka_run_group_tests(tests, setup, test_teardown);
 }
