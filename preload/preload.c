@@ -948,22 +948,26 @@ EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
 
 /* A process that drops its privileges gives its heap file to the user it
  * becomes first, so that it can still remove the file (heap_give_to). */
+typedef int (*uid_fn)(uid_t);
+
+static int one_uid(const char *name, uid_fn *real, uid_t uid)
+{
+	if (!*real)
+		*real = (uid_fn)next_sym(name);
+	heap_give_to(uid);
+	return *real ? (*real)(uid) : (errno = ENOSYS, -1);
+}
+
 EXPORT int setuid(uid_t uid)
 {
-	static int (*real)(uid_t);
-	if (!real)
-		real = (int (*)(uid_t))next_sym("setuid");
-	heap_give_to(uid);
-	return real ? real(uid) : (errno = ENOSYS, -1);
+	static uid_fn real;
+	return one_uid("setuid", &real, uid);
 }
 
 EXPORT int seteuid(uid_t euid)
 {
-	static int (*real)(uid_t);
-	if (!real)
-		real = (int (*)(uid_t))next_sym("seteuid");
-	heap_give_to(euid);
-	return real ? real(euid) : (errno = ENOSYS, -1);
+	static uid_fn real;
+	return one_uid("seteuid", &real, euid);
 }
 
 EXPORT int setreuid(uid_t ruid, uid_t euid)
