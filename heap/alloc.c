@@ -55,7 +55,6 @@ struct pool {
 	bool used;
 };
 
-
 static struct pool pools[RH_MAX_POOLS];
 static unsigned npools;
 static _Atomic unsigned thread_seq;
@@ -648,13 +647,13 @@ static inline void kept_offer(struct kept_fit *f, struct superblock *s, uint32_t
 		*f = (struct kept_fit){ s, i, held };
 }
 
-/* Finds and takes `pages` in the pool, growing the heap when needed. */
 /* span_alloc's ways: grow the heap when nothing fits; a private span may
  * take a fit holding kept pages whatever the pool has grown (another pool's,
  * which this one's growth would not spare). */
 #define SPAN_GROW 1u
 #define SPAN_KEPT_OK 2u
 
+/* Finds and takes `pages` in the pool, growing the heap when needed. */
 static int span_alloc(struct heap *h, struct pool *pl, uint32_t pages, uint32_t commit, bool lazy,
 		      struct span_ref *out, unsigned how)
 {
