@@ -1089,15 +1089,18 @@ static bool runs_shim(int fd)
 	const ElfW(Ehdr) *self = (const ElfW(Ehdr) *)(uintptr_t)self_base;
 	if (self && (eh.e_ident[EI_CLASS] != self->e_ident[EI_CLASS] || eh.e_machine != self->e_machine))
 		return false;
-	if (eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 || eh.e_phnum > 256)
+	if (eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0)
 		return true;
-	ElfW(Phdr) ph[256];
-	size_t bytes = (size_t)eh.e_phnum * sizeof(ph[0]);
-	if (pread(fd, ph, bytes, (off_t)eh.e_phoff) != (ssize_t)bytes)
-		return true;
-	for (unsigned i = 0; i < eh.e_phnum; i++)
-		if (ph[i].p_type == PT_INTERP)
+	ElfW(Phdr) ph[16]; /* a few at a time: the stack may be a small one */
+	for (unsigned i = 0; i < eh.e_phnum; i += 16) {
+		unsigned k = eh.e_phnum - i < 16 ? eh.e_phnum - i : 16;
+		size_t bytes = k * sizeof(ph[0]);
+		if (pread(fd, ph, bytes, (off_t)(eh.e_phoff + i * sizeof(ph[0]))) != (ssize_t)bytes)
 			return true;
+		for (unsigned j = 0; j < k; j++)
+			if (ph[j].p_type == PT_INTERP)
+				return true;
+	}
 	return false;
 }
 
@@ -1144,13 +1147,21 @@ static bool next_image_cleans(struct heap *h, int fd, char *const envp[])
 	return fd < 0 || runs_shim(fd);
 }
 
+/* A heap this very process made and still names (not a vfork child's,
+ * whose heap is its parent's)? */
+static bool heap_named_mine(void)
+{
+	struct heap *h = rh_heap;
+	return h && h->pid == getpid() && !h->unlinked;
+}
+
 /* Before exec of the file open at fd with envp: 1 when the heap was set
  * aside (put back by exec_failed), 0 otherwise. */
 static int exec_aside(int fd, char *const envp[])
 {
 	struct heap *h = rh_heap;
 	int saved = errno;
-	bool mine = h && h->pid == getpid() && !h->unlinked;
+	bool mine = heap_named_mine();
 	bool cleans = mine && next_image_cleans(h, fd, envp);
 	if (fd >= 0)
 		close(fd);
@@ -1201,7 +1212,7 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 	static execve_fn real;
 	if (!real)
 		real = (execve_fn)next_sym("execve");
-	int aside = exec_aside(rh_heap ? exec_target(AT_FDCWD, path, false) : -1, envp);
+	int aside = exec_aside(heap_named_mine() ? exec_target(AT_FDCWD, path, false) : -1, envp);
 	int r = real(path, argv, envp);
 	exec_failed(aside);
 	return r;
@@ -1212,7 +1223,7 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 	static execvpe_fn real;
 	if (!real)
 		real = (execvpe_fn)next_sym("execvpe");
-	int aside = exec_aside(rh_heap ? exec_target(AT_FDCWD, file, true) : -1, envp);
+	int aside = exec_aside(heap_named_mine() ? exec_target(AT_FDCWD, file, true) : -1, envp);
 	int r = real(file, argv, envp);
 	exec_failed(aside);
 	return r;
@@ -1233,7 +1244,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	static fexecve_fn real;
 	if (!real)
 		real = (fexecve_fn)next_sym("fexecve");
-	int aside = exec_aside(rh_heap ? dup(fd) : -1, envp);
+	int aside = exec_aside(heap_named_mine() ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1, envp);
 	int r = real(fd, argv, envp);
 	exec_failed(aside);
 	return r;
@@ -1244,8 +1255,10 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const
 	static execveat_fn real;
 	if (!real)
 		real = (execveat_fn)next_sym("execveat");
-	int aside = exec_aside(rh_heap ? (flags & AT_EMPTY_PATH) && !*path ? dup(dirfd) : exec_target(dirfd, path, false) : -1,
-			       envp);
+	int fd = -1;
+	if (heap_named_mine())
+		fd = (flags & AT_EMPTY_PATH) && !*path ? fcntl(dirfd, F_DUPFD_CLOEXEC, 0) : exec_target(dirfd, path, false);
+	int aside = exec_aside(fd, envp);
 	int r = real(dirfd, path, argv, envp, flags);
 	exec_failed(aside);
 	return r;
