@@ -623,6 +623,23 @@ void heap_unlink_at_exit(void)
 		heap_unlink_now();
 }
 
+/* The process runs, for now, as another user than its heap file's owner
+ * (seteuid, which heap_give_to leaves alone), and the folder has the sticky
+ * bit: this thread alone (the raw system call, not the C library's, which
+ * changes every thread) becomes the owner again, when its real or saved
+ * user id allows, removes the name, and goes back. */
+static void unlink_as_owner(struct heap *h, int dirfd, uid_t owner)
+{
+	uid_t r, e, s;
+	int saved = errno;
+	if (getresuid(&r, &e, &s) == 0 && owner != e && (owner == r || owner == s) &&
+	    syscall(SYS_setresuid, -1, owner, -1) == 0) {
+		unlinkat(dirfd, h->name, 0);
+		syscall(SYS_setresuid, -1, e, -1);
+	}
+	errno = saved;
+}
+
 void heap_unlink_now(void)
 {
 	struct heap *h = rh_heap;
@@ -645,24 +662,42 @@ void heap_unlink_now(void)
 	struct stat there;
 	int dirfd = heap_dirfd(h);
 	if (dirfd >= 0 && fstatat(dirfd, h->name, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    (uint64_t)there.st_dev == h->id.dev && (uint64_t)there.st_ino == h->id.ino)
-		unlinkat(dirfd, h->name, 0);
+	    (uint64_t)there.st_dev == h->id.dev && (uint64_t)there.st_ino == h->id.ino &&
+	    unlinkat(dirfd, h->name, 0) != 0 && (errno == EPERM || errno == EACCES))
+		unlink_as_owner(h, dirfd, there.st_uid);
 }
 
-/* The process is about to run as another user: its heap file becomes that
- * user's while the process may still give it away. In a folder with the
- * sticky bit, as /dev/shm, only a file's owner may remove it, so a heap
- * made as root would otherwise outlive a program that dropped its
- * privileges (at exit, and set aside for an exec). */
-void heap_give_to(uid_t uid)
+/* The process is about to run as user uid for good (its real, effective
+ * and saved user ids all that one): its heap file becomes that user's while
+ * the process may still give it away. In a folder with the sticky bit, as
+ * /dev/shm, only a file's owner may remove it, so a heap made as root would
+ * otherwise outlive a program that dropped its privileges (at exit, and set
+ * aside for an exec). Never for a change the process can undo: the file
+ * would be another user's to read and write while the process is root
+ * again. The owner before, for heap_give_back, or (uid_t)-1. */
+uid_t heap_give_to(uid_t uid)
 {
 	struct heap *h = rh_heap;
 	if (!h || h->pid != getpid() || h->unlinked || uid == (uid_t)-1 || uid == 0)
-		return;
+		return (uid_t)-1;
 	int saved = errno, fd = heap_fd(h);
 	struct stat st;
-	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid != uid)
-		(void)fchown(fd, uid, (gid_t)-1);
+	uid_t was = (uid_t)-1;
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid != uid && fchown(fd, uid, (gid_t)-1) == 0)
+		was = st.st_uid;
+	errno = saved;
+	return was;
+}
+
+/* The change of user failed: the heap file goes back to its owner. */
+void heap_give_back(uid_t owner)
+{
+	struct heap *h = rh_heap;
+	if (!h || owner == (uid_t)-1)
+		return;
+	int saved = errno, fd = heap_fd(h);
+	if (fd >= 0)
+		(void)fchown(fd, owner, (gid_t)-1);
 	errno = saved;
 }
 

@@ -935,7 +935,10 @@ EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
 	void *tls = va_arg(ap, void *);
 	pid_t *child_tid = va_arg(ap, pid_t *);
 	va_end(ap);
-	if ((flags & CLONE_VM) || !fn)
+	/* With CLONE_FILES the fork handling would close and reuse descriptors
+	 * of the parent's (the pipe it waits on, the heap's): such a child is
+	 * left as a raw clone's. */
+	if ((flags & (CLONE_VM | CLONE_FILES)) || !fn)
 		return real(fn, stack, flags, arg, parent_tid, tls, child_tid);
 	struct clone_start cs = { fn, arg };
 	heap_fork_prepare();
@@ -946,28 +949,50 @@ EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
 
 /* --- Users ---------------------------------------------------------------------- */
 
-/* A process that drops its privileges gives its heap file to the user it
- * becomes first, so that it can still remove the file (heap_give_to). */
-typedef int (*uid_fn)(uid_t);
-
-static int one_uid(const char *name, uid_fn *real, uid_t uid)
+/* A process that drops its privileges for good gives its heap file to the
+ * user it becomes first, so that it can still remove the file; one that
+ * can become root again keeps it as it is (heap_give_to). The user ids a
+ * call leaves are worked out from the ones before it; a call that fails
+ * gives the file back. */
+static uid_t give_if_for_good(uid_t r, uid_t e, uid_t s)
 {
-	if (!*real)
-		*real = (uid_fn)next_sym(name);
-	heap_give_to(uid);
-	return *real ? (*real)(uid) : (errno = ENOSYS, -1);
+	return r == e && e == s ? heap_give_to(e) : (uid_t)-1;
+}
+
+static int uid_changed(int ret, uid_t was)
+{
+	if (ret != 0)
+		heap_give_back(was);
+	return ret;
 }
 
 EXPORT int setuid(uid_t uid)
 {
-	static uid_fn real;
-	return one_uid("setuid", &real, uid);
+	static int (*real)(uid_t);
+	if (!real)
+		real = (int (*)(uid_t))next_sym("setuid");
+	if (!real)
+		return errno = ENOSYS, -1;
+	uid_t r, e, s;
+	if (getresuid(&r, &e, &s) != 0)
+		return real(uid);
+	/* Privileged, it sets all three; else only the effective one. */
+	uid_t was = e == 0 ? give_if_for_good(uid, uid, uid) : give_if_for_good(r, uid, s);
+	return uid_changed(real(uid), was);
 }
 
 EXPORT int seteuid(uid_t euid)
 {
-	static uid_fn real;
-	return one_uid("seteuid", &real, euid);
+	static int (*real)(uid_t);
+	if (!real)
+		real = (int (*)(uid_t))next_sym("seteuid");
+	if (!real)
+		return errno = ENOSYS, -1;
+	uid_t r, e, s;
+	if (getresuid(&r, &e, &s) != 0)
+		return real(euid);
+	uid_t was = give_if_for_good(r, euid == (uid_t)-1 ? e : euid, s);
+	return uid_changed(real(euid), was);
 }
 
 EXPORT int setreuid(uid_t ruid, uid_t euid)
@@ -975,8 +1000,17 @@ EXPORT int setreuid(uid_t ruid, uid_t euid)
 	static int (*real)(uid_t, uid_t);
 	if (!real)
 		real = (int (*)(uid_t, uid_t))next_sym("setreuid");
-	heap_give_to(euid);
-	return real ? real(ruid, euid) : (errno = ENOSYS, -1);
+	if (!real)
+		return errno = ENOSYS, -1;
+	uid_t r, e, s;
+	if (getresuid(&r, &e, &s) != 0)
+		return real(ruid, euid);
+	uid_t nr = ruid == (uid_t)-1 ? r : ruid, ne = euid == (uid_t)-1 ? e : euid;
+	/* The saved one follows the effective one when the real one is set,
+	 * or the effective one set to other than the real one. */
+	uid_t ns = ruid != (uid_t)-1 || (euid != (uid_t)-1 && euid != r) ? ne : s;
+	uid_t was = give_if_for_good(nr, ne, ns);
+	return uid_changed(real(ruid, euid), was);
 }
 
 EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
@@ -984,8 +1018,14 @@ EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
 	static int (*real)(uid_t, uid_t, uid_t);
 	if (!real)
 		real = (int (*)(uid_t, uid_t, uid_t))next_sym("setresuid");
-	heap_give_to(euid);
-	return real ? real(ruid, euid, suid) : (errno = ENOSYS, -1);
+	if (!real)
+		return errno = ENOSYS, -1;
+	uid_t r, e, s;
+	if (getresuid(&r, &e, &s) != 0)
+		return real(ruid, euid, suid);
+	uid_t was = give_if_for_good(ruid == (uid_t)-1 ? r : ruid, euid == (uid_t)-1 ? e : euid,
+				     suid == (uid_t)-1 ? s : suid);
+	return uid_changed(real(ruid, euid, suid), was);
 }
 
 /* --- Process ends and program images ------------------------------------------ */

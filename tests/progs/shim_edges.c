@@ -894,6 +894,17 @@ static int drop_user(const char *how, uid_t uid, const char *then)
 		fprintf(stderr, "drop-user: %s(%d): %s\n", how, (int)uid, strerror(errno));
 		return 1;
 	}
+	/* Given to the user only for good: after seteuid the process can be
+	 * root again, and its heap must not be another user's to read. */
+	char name[4200];
+	struct stat st;
+	uid_t owner = strcmp(how, "seteuid") == 0 ? 0 : uid;
+	snprintf(name, sizeof(name), "%s/heap-%d", getenv("RH_SHM_DIR"), (int)getpid());
+	if (stat(name, &st) != 0 || st.st_uid != owner) {
+		fprintf(stderr, "drop-user: after %s the heap is user %d's, not %d's\n", how, (int)st.st_uid,
+			(int)owner);
+		return 1;
+	}
 	char *after = malloc(70000);
 	if (!after)
 		return 1;
@@ -925,6 +936,12 @@ static int clone_fn(void *arg)
 			return 1;
 		memset(p, 0xbb, 64);
 	}
+	return 0;
+}
+
+static int clone_nothing(void *arg)
+{
+	(void)arg;
 	return 0;
 }
 
@@ -962,6 +979,30 @@ static int clone_child_heap(void)
 	for (int i = 0; i < 1000; i++) {
 		free(more[i]);
 		free(clone_keep[i]);
+	}
+	/* A child sharing the descriptor table (CLONE_FILES) gets no fork
+	 * handling, which would close the parent's: the heap's descriptor is
+	 * still its file afterwards. */
+	pid = clone(clone_nothing, stack + sizeof(stack), CLONE_FILES | SIGCHLD, NULL);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid) {
+		perror("clone CLONE_FILES");
+		return 1;
+	}
+	char want[64], link[64], to[4200];
+	snprintf(want, sizeof(want), "/heap-%d", (int)getpid());
+	int found = 0;
+	for (int fd = 3; fd < 1024 && !found; fd++) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, to, sizeof(to) - 1);
+		if (n > 0) {
+			to[n] = 0;
+			size_t w = strlen(want);
+			found = (size_t)n >= w && strcmp(to + n - w, want) == 0;
+		}
+	}
+	if (!found) {
+		fprintf(stderr, "clone: after a CLONE_FILES child, no descriptor is the heap's file\n");
+		return 1;
 	}
 	return 0;
 }
