@@ -392,7 +392,12 @@ static void drain_socket(void)
 			continue;
 		struct ucred cred;
 		memcpy(&cred, CMSG_DATA(c), sizeof(cred));
-		if (cred.pid > 0 && in_tree(cred.pid, m.start))
+		/* One already gone (a grandchild its parent reaped before this
+		 * read) cannot be checked: it counts when it ran as the user we
+		 * run as, which the kernel vouches for; its heap must then have
+		 * the start time it gave. */
+		if (cred.pid > 0 && (in_tree(cred.pid, m.start) ||
+				     (m.start && !start_time(cred.pid) && cred.uid == getuid())))
 			track(cred.pid, m.start);
 	}
 }

@@ -239,6 +239,22 @@ sleep 1
 no_heaps "a process that outlived the launcher"
 echo "ok a process that outlives the launcher"
 
+# A grandchild that announced itself and was reaped by its parent before the
+# launcher read its announcement (the launcher held stopped meanwhile) is
+# still checked; so is a command in another network namespace, where the
+# launcher's socket is out of reach.
+run "$SHMRUN" -d "$D" --leak-check sh -c "kill -STOP \$PPID; \"$LEAKS/dropped\"; kill -CONT \$PPID"
+expect_rc 23 "a grandchild reaped before its announcement was read"
+expect_err "(dropped): 100 bytes lost in 1 block" "the grandchild's leak"
+no_heaps "a grandchild reaped before its announcement was read"
+if command -v unshare >/dev/null 2>&1 && unshare -n true 2>/dev/null; then
+	run "$SHMRUN" -d "$D" --leak-check unshare -n "$LEAKS/dropped"
+	expect_rc 23 "another network namespace"
+	expect_err "100 bytes lost in 1 block" "the leak in another network namespace"
+	no_heaps "another network namespace"
+fi
+echo "ok announcements read late, and from another network namespace"
+
 # Bad input: 125 for our own failures, 126 and 127 for COMMAND's.
 run "$SHMRUN" -d "$D"
 expect_rc 125 "missing COMMAND"
