@@ -223,7 +223,10 @@ static int create(struct heap *h)
 		close(dirfd);
 		return err;
 	}
-	if ((err = os_file_id(fd, &h->id)) || (err = os_file_id(dirfd, &h->dir_id)))
+	/* Locked from the start: a tool that finds the file half made, its
+	 * maker stopped, sees it held. */
+	if ((err = os_lock_byte(fd, RH_LOCK_BASE)) || (err = os_file_id(fd, &h->id)) ||
+	    (err = os_file_id(dirfd, &h->dir_id)))
 		goto fail;
 	/* Exactly the mode asked for, whatever the umask. */
 	if (fchmod(fd, opt->mode) != 0 && fchmod(fd, opt->mode & 0777) != 0)
@@ -254,8 +257,6 @@ static int create(struct heap *h)
 	h->writes_new_pages = os_is_tmpfs(fd);
 	fill_header(h->hdr, opt, page);
 	h->instance = h->hdr->instance;
-	if ((err = os_lock_byte(fd, RH_LOCK_BASE)))
-		goto fail_unmap;
 	/* Visible under its name only now, initialised and locked. */
 	for (int tries = 0;; tries++) {
 		if (renameat2(dirfd, tmp, dirfd, h->name, RENAME_NOREPLACE) == 0)

@@ -130,6 +130,11 @@ void fmt_json_string(FILE *out, const char *s)
 			p++;
 			continue;
 		}
+		if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) { /* C1 controls */
+			fprintf(out, "\\u%04x", p[1]);
+			p += n;
+			continue;
+		}
 		if (n > 1) {
 			fwrite(p, 1, (size_t)n, out);
 			p += n;
@@ -158,8 +163,10 @@ void fmt_prom_label(FILE *out, const char *s)
 	putc('"', out);
 	for (const unsigned char *p = (const unsigned char *)s; *p;) {
 		int n = utf8_len(p);
-		if (n == 0)
-			fputs("\xef\xbf\xbd", out), n = 1;
+		if (n == 0 || (n == 1 && *p != '\n' && (*p < 0x20 || *p == 0x7f)) || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
+			/* Not UTF-8, or a control character (C1 too): the format
+			 * has no escape for them but the line end. */
+			fputs("\xef\xbf\xbd", out), n = n ? n : 1;
 		else if (n > 1)
 			fwrite(p, 1, (size_t)n, out);
 		else if (*p == '\\')

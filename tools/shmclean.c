@@ -7,9 +7,11 @@
  * that same file right before unlinkat(2). A heap that cannot be read is
  * never taken for an orphan.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,16 +98,30 @@ static void unlink_checked(int dirfd, const char *name, const struct stat *st)
 }
 
 /* A heap its creator never finished: ".heap-PID.HEX.tmp", the name a heap
- * has while it is made (it is renamed once ready and locked), left by a
- * process killed on the way. Gone only when nobody holds its lock and it is
- * a minute old: a heap being made takes microseconds. */
+ * has while it is made (locked, then renamed once ready), left by a
+ * process killed on the way. Gone only when no process has that pid,
+ * nobody holds its lock and it is a minute old: a heap being made takes
+ * microseconds. */
 #define UNFINISHED_AGE 60
 
 static int unfinished(int fd, const char *name, const struct stat *st)
 {
-	unsigned pid;
-	int end = 0;
-	if (sscanf(name, ".heap-%u.%*[0-9a-f].tmp%n", &pid, &end) != 1 || end == 0 || name[end] != 0)
+	/* ".heap-", digits, ".", hex digits, ".tmp", nothing else. */
+	const char *p = name + 6;
+	long pid = 0;
+	if (strncmp(name, ".heap-", 6) != 0 || *p < '1' || *p > '9')
+		return 0;
+	for (; *p >= '0' && *p <= '9' && pid < 1L << 31; p++)
+		pid = pid * 10 + (*p - '0');
+	if (*p++ != '.' || !isxdigit((unsigned char)*p))
+		return 0;
+	while (isxdigit((unsigned char)*p))
+		p++;
+	if (strcmp(p, ".tmp") != 0 || pid >= 1L << 31)
+		return 0;
+	/* Its maker may be stopped (a debugger, a frozen cgroup): a process
+	 * of that pid leaves it alone. */
+	if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 		return 0;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);

@@ -345,6 +345,10 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 	char self[64];
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", at);
 	int fd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	/* Without /proc, by its name again (the same file, checked below; a
+	 * device put there in between would be opened, then refused). */
+	if (fd < 0 && errno == ENOENT)
+		fd = open(m->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	close(at);
 	if (fd < 0)
 		return;

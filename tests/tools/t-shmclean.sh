@@ -91,31 +91,44 @@ expect_rc 1 "folder is a link"
 present heap-live "folder is a link"
 
 # Heaps never finished, left by a process killed while it made one (empty,
-# or without a header yet): removed once a minute old and not locked; a
-# newer one, one being made (locked), and another name are left alone.
+# or without a header yet): removed once a minute old, not locked, and no
+# process has the pid in its name; a newer one, one being made (locked),
+# one whose maker lives, and other names are left alone.
 rm -rf "$D"/* "$D"/.[!.]*
-: > "$D/.heap-123.5f3a.tmp"
-head -c 8192 /dev/zero > "$D/.heap-124.1f.tmp"
-: > "$D/.heap-125.77.tmp"
-: > "$D/.heap-126.zz.tmp"
-: > "$D/.heap-127.88.tmp"
-touch -d '2 minutes ago' "$D/.heap-123.5f3a.tmp" "$D/.heap-124.1f.tmp" "$D/.heap-126.zz.tmp" "$D/.heap-127.88.tmp"
+# pids no process has: the maker of an unfinished heap must be gone
+dead=
+p=4000000
+while [ "$(echo $dead | wc -w)" -lt 5 ] && [ $p -gt 300 ]; do
+	[ -d /proc/$p ] || dead="$dead $p"
+	p=$((p - 7919))
+done
+set -- $dead
+: > "$D/.heap-$1.5f3a.tmp"
+head -c 8192 /dev/zero > "$D/.heap-$2.1f.tmp"
+: > "$D/.heap-$3.77.tmp"
+: > "$D/.heap-$4.zz.tmp"
+: > "$D/.heap-$5.88.tmp"
+: > "$D/.heap-$$.99.tmp" # this shell's: alive
+: > "$D/.heap--$1.5f.tmp"
+touch -d '2 minutes ago' "$D/.heap-$1.5f3a.tmp" "$D/.heap-$2.1f.tmp" "$D/.heap-$4.zz.tmp" "$D/.heap-$5.88.tmp" \
+	"$D/.heap-$$.99.tmp" "$D/.heap--$1.5f.tmp"
 if command -v python3 >/dev/null 2>&1; then
 	python3 -c '
 import fcntl, os, struct, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR)
 fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 1, 0))
 print("locked", flush=True)
-time.sleep(30)' "$D/.heap-127.88.tmp" > "$D.hold" &
+time.sleep(30)' "$D/.heap-$5.88.tmp" > "$D.hold" &
 	KIDS="$KIDS $!"
 	i=0
 	until [ -s "$D.hold" ]; do i=$((i + 1)); [ $i -lt 500 ] || fail "no lock"; sleep 0.01; done
 fi
 run "$SHMCLEAN" -d "$D"
 expect_rc 0 "unfinished heaps"
-[ ! -e "$D/.heap-123.5f3a.tmp" ] && [ ! -e "$D/.heap-124.1f.tmp" ] || fail "an unfinished heap left: $(ls -A "$D")"
-[ -e "$D/.heap-125.77.tmp" ] && [ -e "$D/.heap-126.zz.tmp" ] && [ -e "$D/.heap-127.88.tmp" ] ||
-	fail "a file removed that was not an old unfinished heap: $(ls -A "$D")"
+[ ! -e "$D/.heap-$1.5f3a.tmp" ] && [ ! -e "$D/.heap-$2.1f.tmp" ] || fail "an unfinished heap left: $(ls -A "$D")"
+[ -e "$D/.heap-$3.77.tmp" ] && [ -e "$D/.heap-$4.zz.tmp" ] && [ -e "$D/.heap-$5.88.tmp" ] &&
+	[ -e "$D/.heap-$$.99.tmp" ] && [ -e "$D/.heap--$1.5f.tmp" ] ||
+	fail "a file removed that was not an old unfinished heap of a dead process: $(ls -A "$D")"
 rm -f "$D"/.heap-*
 
 run "$SHMCLEAN" -x

@@ -291,6 +291,19 @@ static void test_fmt_prometheus_is_valid_exposition(void **state)
 	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
 	assert_non_null(strstr(s, "file=\"x\xef\xbf\xbd\xc3\xa9\""));
 	free(s);
+	/* Control characters, C1 ones too, have no escape there: U+FFFD. */
+	o.name = "a\x1b]0;t\x07\xc2\x9b" "b";
+	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
+	assert_non_null(strstr(s, "file=\"a\xef\xbf\xbd]0;t\xef\xbf\xbd\xef\xbf\xbd" "b\""));
+	free(s);
+	/* JSON escapes them. */
+	char *j = NULL;
+	size_t jn;
+	FILE *jo = open_memstream(&j, &jn);
+	fmt_json_string(jo, o.name);
+	fclose(jo);
+	assert_string_equal(j, "\"a\\u001b]0;t\\u0007\\u009b" "b\"");
+	free(j);
 }
 
 int main(void)
