@@ -198,6 +198,16 @@ static bool replaceable(int dirfd, const char *name)
 	return ok;
 }
 
+/* The thread making the heap, while it does, and the process's end begun:
+ * each side sets its own, then looks at the other's (both sequentially
+ * consistent), so either the exit waits for the heap being made, or no
+ * heap is begun once the exit has looked. The name the heap has while it
+ * is made, for an exit from a signal handler that interrupted that. */
+static pid_t creating;
+static bool exiting;
+static int creating_dirfd = -1;
+static char creating_tmp[64];
+
 static int create(struct heap *h)
 {
 	const struct options *opt = options_get();
@@ -216,6 +226,8 @@ static int create(struct heap *h)
 	h->page_shift = (unsigned)__builtin_ctzl(page);
 	snprintf(h->name, sizeof(h->name), "heap-%d", (int)h->pid);
 	snprintf(tmp, sizeof(tmp), ".heap-%d.%lx.tmp", (int)h->pid, (unsigned long)os_now_ns(CLOCK_MONOTONIC));
+	memcpy(creating_tmp, tmp, sizeof(creating_tmp));
+	__atomic_store_n(&creating_dirfd, dirfd, __ATOMIC_RELEASE);
 
 	int fd = os_fd_high(openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
 	if (fd < 0) {
@@ -293,8 +305,6 @@ fail:
 	return err;
 }
 
-/* The thread making the heap, while it does (heap_unlink_at_exit). */
-static pid_t creating;
 
 struct heap *heap_get_slow(void)
 {
@@ -316,7 +326,11 @@ struct heap *heap_get_slow(void)
 		goto out;
 	}
 	int saved = errno;
-	__atomic_store_n(&creating, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	__atomic_store_n(&creating, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&exiting, __ATOMIC_SEQ_CST)) {
+		errno = ENOMEM; /* the process is ending: private memory will do */
+		goto out;
+	}
 	int err = create(&own);
 	errno = saved;  /* a heap made is no error for the caller to see */
 	if (err) {
@@ -341,6 +355,7 @@ struct heap *heap_get_slow(void)
 	pthread_mutex_unlock(&grow_lock);
 	h = &own;
 out:
+	__atomic_store_n(&creating_dirfd, -1, __ATOMIC_RELEASE);
 	__atomic_store_n(&creating, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&create_lock);
 	return h;
@@ -620,6 +635,7 @@ bool (*heap_keep_useful)(void);
 
 void heap_unlink_at_exit(void)
 {
+	__atomic_store_n(&exiting, true, __ATOMIC_SEQ_CST);
 	if (!rh_options.keep || (heap_keep_useful && !heap_keep_useful()))
 		heap_unlink_now();
 }
@@ -648,7 +664,19 @@ void heap_unlink_now(void)
 	 * its name, once made, must go too. The wait is bounded (a thread
 	 * stopped in a debugger), and never on this thread's own making (an
 	 * exit from a signal handler that interrupted it). */
-	pid_t maker = __atomic_load_n(&creating, __ATOMIC_ACQUIRE);
+	pid_t maker = __atomic_load_n(&creating, __ATOMIC_SEQ_CST);
+	int tmpdir = __atomic_load_n(&creating_dirfd, __ATOMIC_ACQUIRE);
+	if (!h && maker && maker == (pid_t)syscall(SYS_gettid) && tmpdir >= 0) {
+		/* This very thread was making it (an exit from a signal handler
+		 * that interrupted that): its temporary name goes, or its name
+		 * if it was renamed already (still our file). */
+		struct stat st;
+		unlinkat(tmpdir, creating_tmp, 0);
+		if (own.id.ino && fstatat(tmpdir, own.name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (uint64_t)st.st_dev == own.id.dev && (uint64_t)st.st_ino == own.id.ino)
+			unlinkat(tmpdir, own.name, 0);
+		return;
+	}
 	if (!h && maker && maker != (pid_t)syscall(SYS_gettid)) {
 		for (int i = 0; i < 1000 && __atomic_load_n(&creating, __ATOMIC_ACQUIRE); i++) {
 			struct timespec ts = { 0, 1000000 };
@@ -958,6 +986,8 @@ void heap_fork_child(void)
 	pthread_mutex_init(&foreign_lock, NULL);
 	pthread_mutex_init(&create_lock, NULL);
 	creating = 0;
+	exiting = false;
+	creating_dirfd = -1;
 	alloc_fork_child();
 	journal_fork_child();
 	errno = fork_errno;

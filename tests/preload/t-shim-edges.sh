@@ -375,4 +375,13 @@ for spin in 0 1000 5000 20000 50000 100000; do
 	done
 done
 no_heaps exit-while-creating
+# _exit from a signal handler that interrupted the heap being made.
+for us in 40 80 120 160 200 260 320 400; do
+	i=0
+	while [ $i -lt 8 ]; do
+		RH_SHMALLOC_MIN_SIZE=4096 shim "$PROGS/shim_edges" exit-from-handler $us || fail "exit-from-handler"
+		i=$((i + 1))
+	done
+done
+no_heaps exit-from-handler
 echo "ok exit while the heap is being made"

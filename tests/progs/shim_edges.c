@@ -1007,6 +1007,26 @@ static int clone_child_heap(void)
 	return 0;
 }
 
+/* A signal handler ends the process with _exit while the first allocation
+ * makes the heap, `us` microseconds in: nothing is left, named or not. */
+static void exit_now(int sig)
+{
+	(void)sig;
+	_exit(0);
+}
+
+static int exit_from_handler(int us)
+{
+	signal(SIGALRM, exit_now);
+	struct itimerval it = { { 0, 0 }, { 0, us > 0 ? us : 1 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+	void *p = malloc(100000);
+	__asm__ volatile("" : : "r"(p) : "memory");
+	for (;;)
+		pause();
+	return 1;
+}
+
 /* One thread makes the process's first allocation (and so its heap) while
  * another ends the process: the heap must not outlive it, named or not. */
 static atomic_int exit_go;
@@ -1099,6 +1119,8 @@ int main(int argc, char **argv)
 		return locale_names();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
+	if (strcmp(what, "exit-from-handler") == 0)
+		return exit_from_handler(n);
 	if (strcmp(what, "exit-while-creating") == 0)
 		return exit_while_creating(n);
 	if (strcmp(what, "clone") == 0)
@@ -1112,6 +1134,7 @@ int main(int argc, char **argv)
 		"       shim_edges private private|shared | private-fork | private-maps\n"
 		"       shim_edges fd-taken dup2|closeall FILE | locale-names\n"
 		"       shim_edges drop-user setuid|seteuid|setreuid|setresuid UID [exec]\n"
-		"       shim_edges exec-env none|other|same PROGRAM [FOLDER] | clone | exit-while-creating SPIN\n");
+		"       shim_edges exec-env none|other|same PROGRAM [FOLDER] | clone | exit-while-creating SPIN\n"
+		"       shim_edges exit-from-handler MICROSECONDS\n");
 	return 2;
 }
