@@ -276,12 +276,15 @@ static int create(struct heap *h)
 		err = errno;
 		if (err != EEXIST || tries > 4)
 			goto fail_unmap;
-		if (replaceable(dirfd, h->name)) {
-			unlinkat(dirfd, h->name, 0);
-		} else if (tries == 0) {
+		if (replaceable(dirfd, h->name) && unlinkat(dirfd, h->name, 0) == 0)
+			continue;
+		if (tries == 0 || strchr(h->name + 5, '-') == NULL) {
 			/* A live heap of the same PID: a process of another PID
-			 * namespace (a container sharing the folder). Ours takes the
-			 * namespace's inode as a suffix. */
+			 * namespace (a container sharing the folder); or a dead one
+			 * we may not remove (this PID's earlier image, root's, in a
+			 * folder with the sticky bit, before it dropped root for
+			 * good and exec'd us). Ours takes the namespace's inode as a
+			 * suffix. */
 			snprintf(h->name, sizeof(h->name), "heap-%d-%llu", (int)h->pid,
 				(unsigned long long)h->hdr->pid_ns);
 		}
@@ -641,10 +644,12 @@ void heap_unlink_at_exit(void)
 }
 
 /* The process runs, for now, as another user than its heap file's owner
- * (seteuid, which heap_give_to leaves alone), and the folder has the sticky
- * bit: this thread alone (the raw system call, not the C library's, which
- * changes every thread) becomes the owner again, when its real or saved
- * user id allows, removes the name, and goes back. */
+ * (seteuid), and the folder has the sticky bit: this thread alone (the raw
+ * system call, not the C library's, which changes every thread) becomes
+ * the owner again, when its real or saved user id allows, removes the
+ * name, and goes back. A process that dropped root for good cannot: its
+ * heap stays, root's, for the tools to remove; it is never given to the
+ * user the process became, who could then read what it held as root. */
 static void unlink_as_owner(struct heap *h, int dirfd, uid_t owner)
 {
 	uid_t r, e, s;
@@ -694,40 +699,6 @@ void heap_unlink_now(void)
 	    (uint64_t)there.st_dev == h->id.dev && (uint64_t)there.st_ino == h->id.ino &&
 	    unlinkat(dirfd, h->name, 0) != 0 && (errno == EPERM || errno == EACCES))
 		unlink_as_owner(h, dirfd, there.st_uid);
-}
-
-/* The process is about to run as user uid for good (its real, effective
- * and saved user ids all that one): its heap file becomes that user's while
- * the process may still give it away. In a folder with the sticky bit, as
- * /dev/shm, only a file's owner may remove it, so a heap made as root would
- * otherwise outlive a program that dropped its privileges (at exit, and set
- * aside for an exec). Never for a change the process can undo: the file
- * would be another user's to read and write while the process is root
- * again. The owner before, for heap_give_back, or (uid_t)-1. */
-uid_t heap_give_to(uid_t uid)
-{
-	struct heap *h = rh_heap;
-	if (!h || h->pid != getpid() || h->unlinked || uid == (uid_t)-1 || uid == 0)
-		return (uid_t)-1;
-	int saved = errno, fd = heap_fd(h);
-	struct stat st;
-	uid_t was = (uid_t)-1;
-	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid != uid && fchown(fd, uid, (gid_t)-1) == 0)
-		was = st.st_uid;
-	errno = saved;
-	return was;
-}
-
-/* The change of user failed: the heap file goes back to its owner. */
-void heap_give_back(uid_t owner)
-{
-	struct heap *h = rh_heap;
-	if (!h || owner == (uid_t)-1)
-		return;
-	int saved = errno, fd = heap_fd(h);
-	if (fd >= 0)
-		(void)fchown(fd, owner, (gid_t)-1);
-	errno = saved;
 }
 
 __attribute__((destructor)) static void heap_fini(void)

@@ -195,8 +195,6 @@ size_t heap_inherited_left(const void *p);
 void *heap_attach(const struct rh_shm_ref *ref);
 void heap_foreign_dropped(struct heap *h);
 void heap_exec_leftover(void);
-uid_t heap_give_to(uid_t uid);  /* before the process becomes uid for good */
-void heap_give_back(uid_t owner); /* after that change failed */
 #define FOREIGN_RELEASED (-2)      /* struct heap.fd of a reusable entry */
 int heap_ref(const void *p, struct rh_shm_ref *ref);
 
