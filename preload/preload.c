@@ -940,10 +940,30 @@ EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
 	 * left as a raw clone's. */
 	if ((flags & (CLONE_VM | CLONE_FILES)) || !fn)
 		return real(fn, stack, flags, arg, parent_tid, tls, child_tid);
+	/* A stack in a heap (a malloc'd one) is among the pages the child's
+	 * fork handling maps anew: the child runs on a stack of its own
+	 * instead, mapped here and, in the parent, unmapped once the child has
+	 * its copy. */
+	size_t own_size = 0;
+	char *own_stack = NULL;
+	if (stack && heap_owner((char *)stack - 1) != OWNER_NONE) {
+		own_size = (size_t)8 << 20;
+		own_stack = mmap(NULL, own_size, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+		if (own_stack == MAP_FAILED)
+			own_stack = NULL;
+		else
+			stack = own_stack + own_size;
+	}
 	struct clone_start cs = { fn, arg };
 	heap_fork_prepare();
 	int r = real(clone_child, stack, flags, &cs, parent_tid, tls, child_tid);
 	heap_fork_parent(); /* tells a failed clone by errno, as after fork */
+	if (own_stack) {
+		int e = errno;
+		munmap(own_stack, own_size);
+		errno = e;
+	}
 	return r;
 }
 

@@ -980,6 +980,31 @@ static int clone_child_heap(void)
 		free(more[i]);
 		free(clone_keep[i]);
 	}
+	/* A child whose stack was malloc'd, in the heap the fork handling
+	 * maps anew: it runs, and the parent's blocks stay as they were. */
+	char *heap_stack = malloc(1 << 20);
+	if (!heap_stack)
+		return 1;
+	for (int i = 0; i < 1000; i++)
+		if (!(clone_keep[i] = malloc(64)))
+			return 1;
+		else
+			memset(clone_keep[i], i & 0x7f, 64);
+	pid = clone(clone_fn, heap_stack + (1 << 20), SIGCHLD, NULL);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "clone: the child on a malloc'd stack failed (%#x)\n", st);
+		return 1;
+	}
+	for (int i = 0; i < 1000; i++)
+		for (int k = 0; k < 64; k++)
+			bad += clone_keep[i][k] != (char)(i & 0x7f);
+	if (bad) {
+		fprintf(stderr, "clone: %d bytes of the parent's blocks changed (malloc'd stack)\n", bad);
+		return 1;
+	}
+	for (int i = 0; i < 1000; i++)
+		free(clone_keep[i]);
+	free(heap_stack);
 	/* A child sharing the descriptor table (CLONE_FILES) gets no fork
 	 * handling, which would close the parent's: the heap's descriptor is
 	 * still its file afterwards. */
