@@ -204,7 +204,7 @@ static bool replaceable(int dirfd, const char *name)
  * heap is begun once the exit has looked. The name the heap has while it
  * is made, for an exit from a signal handler that interrupted that. */
 static pid_t creating;
-static bool exiting;
+static pid_t exiting;  /* the pid ending: a vfork child's _exit is not its parent's */
 static int creating_dirfd = -1;
 static char creating_tmp[64];
 
@@ -330,7 +330,7 @@ struct heap *heap_get_slow(void)
 	}
 	int saved = errno;
 	__atomic_store_n(&creating, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&exiting, __ATOMIC_SEQ_CST)) {
+	if (__atomic_load_n(&exiting, __ATOMIC_SEQ_CST) == getpid()) {
 		errno = ENOMEM; /* the process is ending: private memory will do */
 		goto out;
 	}
@@ -638,7 +638,7 @@ bool (*heap_keep_useful)(void);
 
 void heap_unlink_at_exit(void)
 {
-	__atomic_store_n(&exiting, true, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&exiting, getpid(), __ATOMIC_SEQ_CST);
 	if (!rh_options.keep || (heap_keep_useful && !heap_keep_useful()))
 		heap_unlink_now();
 }
@@ -654,10 +654,13 @@ static void unlink_as_owner(struct heap *h, int dirfd, uid_t owner)
 {
 	uid_t r, e, s;
 	int saved = errno;
+	/* Only where the way back is sure: to root, or to an id the real or
+	 * saved one still is. */
 	if (getresuid(&r, &e, &s) == 0 && owner != e && (owner == r || owner == s) &&
-	    syscall(SYS_setresuid, -1, owner, -1) == 0) {
+	    (owner == 0 || e == r || e == s) && syscall(SYS_setresuid, -1, owner, -1) == 0) {
 		unlinkat(dirfd, h->name, 0);
-		syscall(SYS_setresuid, -1, e, -1);
+		if (syscall(SYS_setresuid, -1, e, -1) != 0)
+			rh_warn("cannot take back user id %u after removing the heap", (unsigned)e);
 	}
 	errno = saved;
 }
@@ -957,7 +960,7 @@ void heap_fork_child(void)
 	pthread_mutex_init(&foreign_lock, NULL);
 	pthread_mutex_init(&create_lock, NULL);
 	creating = 0;
-	exiting = false;
+	exiting = 0;
 	creating_dirfd = -1;
 	alloc_fork_child();
 	journal_fork_child();

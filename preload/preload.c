@@ -947,7 +947,7 @@ EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
 	size_t own_size = 0;
 	char *own_stack = NULL;
 	if (stack && heap_owner((char *)stack - 1) != OWNER_NONE) {
-		own_size = (size_t)8 << 20;
+		own_size = (size_t)64 << 20;
 		own_stack = mmap(NULL, own_size, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 		if (own_stack == MAP_FAILED)

@@ -670,11 +670,14 @@ static int examine(pid_t pid, uint64_t start, int status)
 {
 	char name[RH_HEAP_NAME_LEN];
 	snprintf(name, sizeof(name), "heap-%d", (int)pid);
-	int rc = examine_name(pid, start, status, name);
-	if (rc != 0 || !pid_ns)
-		return rc;
-	snprintf(name, sizeof(name), "heap-%d-%" PRIu64, (int)pid, pid_ns);
-	return examine_name(pid, start, status, name);
+	int rc = examine_name(pid, start, status, name), rc2 = 0;
+	/* Both may be there: a program exec'd by one that dropped root for
+	 * good makes its heap beside the one it could not remove. */
+	if (pid_ns) {
+		snprintf(name, sizeof(name), "heap-%d-%" PRIu64, (int)pid, pid_ns);
+		rc2 = examine_name(pid, start, status, name);
+	}
+	return rc < 0 || rc2 < 0 ? -1 : rc > 0 || rc2 > 0;
 }
 
 /* A dead process's .heap-PID.exec: the heap its earlier program image set

@@ -323,6 +323,11 @@ if [ "$(id -u)" = 0 ]; then
 			fi
 		done
 	done
+	# Ids from which the way back to the effective one would not be sure
+	# (effective 2000, real and saved 1000, the heap 1000's): the heap is
+	# not removed as its owner, and the ids stay as they were.
+	out=$(RH_SHM_DIR=$S shim "$PROGS/shim_edges" euid-kept) || { rm -rf "$S"; fail "euid-kept"; }
+	[ "$out" = 2000 ] || { rm -rf "$S"; fail "after exec the effective user is $out, not 2000"; }
 	rm -rf "$S"
 	echo "ok heaps after a drop of privileges"
 else
@@ -392,3 +397,9 @@ for us in 40 80 120 160 200 260 320 400; do
 done
 no_heaps exit-from-handler
 echo "ok exit while the heap is being made"
+
+# A vfork child's _exit is not its parent's: the parent, which had not
+# allocated yet, still gets its heap.
+shim "$PROGS/shim_edges" vfork-exit || fail "vfork-exit: the parent got no heap"
+no_heaps vfork-exit
+echo "ok a vfork child's _exit"

@@ -915,7 +915,53 @@ static int drop_user(const char *how, uid_t uid, const char *then)
 		perror("drop-user: /bin/sh");
 		return 1;
 	}
+	if (then && strcmp(then, "exec-crash") == 0) {
+		execl("/bin/sh", "sh", "-c", "x=$(echo made); kill -SEGV $$", (char *)NULL);
+		perror("drop-user: /bin/sh");
+		return 1;
+	}
 	return 0;
+}
+
+/* A vfork child that ends with _exit before its parent ever allocated:
+ * the parent still gets its heap (the child's exit is not the parent's). */
+static int vfork_exit(void)
+{
+	pid_t pid = vfork();
+	if (pid == 0)
+		_exit(0);
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return 1;
+	char *p = malloc(5000);
+	char name[4200];
+	snprintf(name, sizeof(name), "%s/heap-%d", getenv("RH_SHM_DIR"), (int)getpid());
+	if (!p || access(name, F_OK) != 0) {
+		fprintf(stderr, "vfork-exit: no heap after a vfork child's _exit\n");
+		return 1;
+	}
+	free(p);
+	return 0;
+}
+
+/* Ids left as real 1000, effective 2000, saved 1000 (as root: set, then
+ * moved about), then an exec into a program without the shim, which
+ * prints its effective id: the heap's removal on the way, as root's file's
+ * owner again, must leave the ids as they were (2000 effective). */
+static int euid_kept(void)
+{
+	if (setresuid(1000, 1000, 2000) != 0)
+		return perror("setresuid"), 1;
+	char *p = malloc(5000);
+	if (!p)
+		return 1;
+	memset(p, 1, 5000);
+	if (setresuid((uid_t)-1, 2000, (uid_t)-1) != 0 || setresuid((uid_t)-1, (uid_t)-1, 1000) != 0)
+		return perror("setresuid"), 1;
+	char *none[] = { NULL }, *argv[] = { "id", "-u", NULL };
+	execve("/usr/bin/id", argv, none);
+	perror("/usr/bin/id");
+	return 1;
 }
 
 /* clone(2) without CLONE_VM, through the C library: the child writes to,
@@ -1144,6 +1190,10 @@ int main(int argc, char **argv)
 		return locale_names();
 	if (strcmp(what, "fd-taken") == 0 && argc > 3)
 		return fd_taken(argv[2], argv[3]);
+	if (strcmp(what, "vfork-exit") == 0)
+		return vfork_exit();
+	if (strcmp(what, "euid-kept") == 0)
+		return euid_kept();
 	if (strcmp(what, "exit-from-handler") == 0)
 		return exit_from_handler(n);
 	if (strcmp(what, "exit-while-creating") == 0)
@@ -1160,6 +1210,7 @@ int main(int argc, char **argv)
 		"       shim_edges fd-taken dup2|closeall FILE | locale-names\n"
 		"       shim_edges drop-user setuid|seteuid|setreuid|setresuid UID [exec]\n"
 		"       shim_edges exec-env none|other|same PROGRAM [FOLDER] | clone | exit-while-creating SPIN\n"
-		"       shim_edges exit-from-handler MICROSECONDS\n");
+		"       shim_edges exit-from-handler MICROSECONDS | vfork-exit | euid-kept\n"
+		"       shim_edges drop-user HOW UID exec-crash\n");
 	return 2;
 }

@@ -166,6 +166,21 @@ time.sleep(60)" "$2/heap-$$" > "$2.hold" &
 	echo "ok a heap with the namespace's suffix"
 fi
 
+# A command that drops root for good and execs a program that crashes: the
+# root heap it could not remove and the crashed program's own (with the
+# namespace's suffix) are both reported and removed.
+if [ "$(id -u)" = 0 ] && [ -e /proc/self/ns/pid ]; then
+	S=$(mktemp -d /dev/shm/rh-shmrun-drop.XXXXXX) || fail mktemp
+	chmod 1777 "$S"
+	run "$SHMRUN" -d "$S" "$BUILD/tests/progs/shim_edges" drop-user setresuid 65534 exec-crash
+	left=$(ls -A "$S")
+	rm -rf "$S"
+	expect_rc 139 "a crash after a drop of root and an exec"
+	[ "$(grep -c "^unlinking heap-" "$D.err")" = 2 ] || { cat "$D.err"; fail "not both heaps removed"; }
+	[ -z "$left" ] || fail "left after a drop of root and a crash: $left"
+	echo "ok a crash after a drop of root"
+fi
+
 # Statuses pass through; nothing printed without a crash.
 run "$SHMRUN" -d "$D" sh -c 'exit 7'
 expect_rc 7 "exit status"
