@@ -379,23 +379,21 @@ echo "ok clone without CLONE_VM"
 # exit() from one thread while another makes the process's first allocation,
 # and so its heap: nothing is left, named or half made (RH_SHMALLOC_MIN_SIZE
 # keeps the C library's own small allocations from making it earlier).
-for spin in 0 1000 5000 20000 50000 100000; do
-	i=0
-	while [ $i -lt 15 ]; do
-		RH_SHMALLOC_MIN_SIZE=4096 shim "$PROGS/shim_edges" exit-while-creating $spin || fail "exit-while-creating"
-		i=$((i + 1))
+exit_races() { # mode, runs per value, values...
+	mode=$1 runs=$2
+	shift 2
+	for v in "$@"; do
+		i=0
+		while [ $i -lt "$runs" ]; do
+			RH_SHMALLOC_MIN_SIZE=4096 shim "$PROGS/shim_edges" "$mode" "$v" || fail "$mode $v"
+			i=$((i + 1))
+		done
 	done
-done
-no_heaps exit-while-creating
+	no_heaps "$mode"
+}
+exit_races exit-while-creating 15 0 1000 5000 20000 50000 100000
 # _exit from a signal handler that interrupted the heap being made.
-for us in 40 80 120 160 200 260 320 400; do
-	i=0
-	while [ $i -lt 8 ]; do
-		RH_SHMALLOC_MIN_SIZE=4096 shim "$PROGS/shim_edges" exit-from-handler $us || fail "exit-from-handler"
-		i=$((i + 1))
-	done
-done
-no_heaps exit-from-handler
+exit_races exit-from-handler 8 40 80 120 160 200 260 320 400
 echo "ok exit while the heap is being made"
 
 # A vfork child's _exit is not its parent's: the parent, which had not

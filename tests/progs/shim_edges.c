@@ -991,70 +991,74 @@ static int clone_nothing(void *arg)
 	return 0;
 }
 
-static int clone_child_heap(void)
+/* Fills clone_keep with 1000 blocks of 64 bytes of i & 0x7f; 0 or -1. */
+static int keep_fill(void)
 {
 	for (int i = 0; i < 1000; i++) {
 		if (!(clone_keep[i] = malloc(64)))
-			return 1;
+			return -1;
 		memset(clone_keep[i], i & 0x7f, 64);
 	}
-	static char stack[1 << 16];
-	pid_t pid = clone(clone_fn, stack + sizeof(stack), SIGCHLD, NULL);
-	int st = 0;
-	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "clone: the child failed (%#x)\n", st);
-		return 1;
-	}
+	return 0;
+}
+
+/* Bytes of clone_keep's blocks that are not what keep_fill wrote. */
+static int keep_changed(void)
+{
 	int bad = 0;
 	for (int i = 0; i < 1000; i++)
 		for (int k = 0; k < 64; k++)
 			bad += clone_keep[i][k] != (char)(i & 0x7f);
+	return bad;
+}
+
+/* A clone child (running clone_fn) on the given stack, then the parent's
+ * blocks checked and its heap used again; 0 when all is well. */
+static int clone_checked(char *stack_top, const char *what)
+{
+	if (keep_fill() != 0)
+		return 1;
+	int st = 0;
+	pid_t pid = clone(clone_fn, stack_top, SIGCHLD, NULL);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "clone: the child %s failed (%#x)\n", what, st);
+		return 1;
+	}
+	int bad = keep_changed();
 	char *more[1000];
 	for (int i = 0; i < 1000; i++) {
 		if (!(more[i] = malloc(64)))
 			return 1;
 		memset(more[i], 0xcc, 64);
 	}
-	for (int i = 0; i < 1000; i++)
-		for (int k = 0; k < 64; k++)
-			bad += clone_keep[i][k] != (char)(i & 0x7f);
+	bad += keep_changed();
 	if (bad) {
-		fprintf(stderr, "clone: %d bytes of the parent's blocks changed\n", bad);
+		fprintf(stderr, "clone: %d bytes of the parent's blocks changed (%s)\n", bad, what);
 		return 1;
 	}
 	for (int i = 0; i < 1000; i++) {
 		free(more[i]);
 		free(clone_keep[i]);
 	}
+	return 0;
+}
+
+static int clone_child_heap(void)
+{
+	static char stack[1 << 16];
+	if (clone_checked(stack + sizeof(stack), "on a static stack"))
+		return 1;
 	/* A child whose stack was malloc'd, in the heap the fork handling
-	 * maps anew: it runs, and the parent's blocks stay as they were. */
+	 * maps anew. */
 	char *heap_stack = malloc(1 << 20);
-	if (!heap_stack)
+	if (!heap_stack || clone_checked(heap_stack + (1 << 20), "on a malloc'd stack"))
 		return 1;
-	for (int i = 0; i < 1000; i++)
-		if (!(clone_keep[i] = malloc(64)))
-			return 1;
-		else
-			memset(clone_keep[i], i & 0x7f, 64);
-	pid = clone(clone_fn, heap_stack + (1 << 20), SIGCHLD, NULL);
-	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "clone: the child on a malloc'd stack failed (%#x)\n", st);
-		return 1;
-	}
-	for (int i = 0; i < 1000; i++)
-		for (int k = 0; k < 64; k++)
-			bad += clone_keep[i][k] != (char)(i & 0x7f);
-	if (bad) {
-		fprintf(stderr, "clone: %d bytes of the parent's blocks changed (malloc'd stack)\n", bad);
-		return 1;
-	}
-	for (int i = 0; i < 1000; i++)
-		free(clone_keep[i]);
 	free(heap_stack);
 	/* A child sharing the descriptor table (CLONE_FILES) gets no fork
 	 * handling, which would close the parent's: the heap's descriptor is
 	 * still its file afterwards. */
-	pid = clone(clone_nothing, stack + sizeof(stack), CLONE_FILES | SIGCHLD, NULL);
+	int st = 0;
+	pid_t pid = clone(clone_nothing, stack + sizeof(stack), CLONE_FILES | SIGCHLD, NULL);
 	if (pid < 0 || waitpid(pid, &st, 0) != pid) {
 		perror("clone CLONE_FILES");
 		return 1;
