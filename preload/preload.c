@@ -1004,11 +1004,33 @@ static const char *env_in(char *const envp[], const char *name)
 	return NULL;
 }
 
+#if defined(__x86_64__)
+#define RH_MULTIARCH "x86_64-linux-gnu"
+#elif defined(__aarch64__)
+#define RH_MULTIARCH "aarch64-linux-gnu"
+#else
+#define RH_MULTIARCH "."
+#endif
+
+/* Is dir/name (dir the first len bytes of dir) this shim's file? */
+static bool shim_at(const char *dir, size_t len, const char *name)
+{
+	char path[4096];
+	struct stat st;
+	int n = snprintf(path, sizeof(path), "%.*s/%s", (int)len, dir, name);
+	return n > 0 && (size_t)n < sizeof(path) && stat(path, &st) == 0 && st.st_dev == shim_dev &&
+	       st.st_ino == shim_ino;
+}
+
 /* Does the list (LD_PRELOAD's, or /etc/ld.so.preload's: names separated by
  * spaces, colons or line ends) name this shim? A name with a slash is
- * compared by its file, one without by the name. */
-static bool names_shim(const char *list)
+ * compared by its file; one without is looked for as the loader would, in
+ * the new image's LD_LIBRARY_PATH and then the system's folders (not its
+ * cache: a shim found only there is taken for another). */
+static bool names_shim(const char *list, const char *libpath)
 {
+	static const char *const system_dirs[] = { "/lib/" RH_MULTIARCH, "/usr/lib/" RH_MULTIARCH, "/lib", "/usr/lib",
+		"/lib64", "/usr/lib64", "/usr/local/lib" };
 	char name[4096];
 	while (list && *list) {
 		size_t n = strcspn(list, " :\t\n");
@@ -1016,9 +1038,20 @@ static bool names_shim(const char *list)
 			memcpy(name, list, n);
 			name[n] = 0;
 			struct stat st;
-			if (strchr(name, '/') ? stat(name, &st) == 0 && st.st_dev == shim_dev && st.st_ino == shim_ino
-					      : strcmp(name, shim_base) == 0)
-				return true;
+			if (strchr(name, '/')) {
+				if (stat(name, &st) == 0 && st.st_dev == shim_dev && st.st_ino == shim_ino)
+					return true;
+			} else if (strcmp(name, shim_base) == 0) {
+				for (const char *d = libpath; d && *d; d += strspn(d, ":;")) {
+					size_t k = strcspn(d, ":;");
+					if (k && shim_at(d, k, name))
+						return true;
+					d += k;
+				}
+				for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
+					if (shim_at(system_dirs[i], strlen(system_dirs[i]), name))
+						return true;
+			}
 		}
 		list += n;
 		list += strspn(list, " :\t\n");
@@ -1028,7 +1061,8 @@ static bool names_shim(const char *list)
 
 static bool preloads_shim(char *const envp[])
 {
-	if (shim_ino && names_shim(env_in(envp, "LD_PRELOAD")))
+	const char *libpath = env_in(envp, "LD_LIBRARY_PATH");
+	if (shim_ino && names_shim(env_in(envp, "LD_PRELOAD"), libpath))
 		return true;
 	char buf[4096];
 	int fd = open("/etc/ld.so.preload", O_RDONLY | O_CLOEXEC);
@@ -1039,48 +1073,87 @@ static bool preloads_shim(char *const envp[])
 	if (n <= 0)
 		return false;
 	buf[n] = 0;
-	return shim_ino && names_shim(buf);
+	return shim_ino && names_shim(buf, libpath);
 }
 
 /* Can the program in the file open at fd run with the shim: not one that
  * the loader runs in secure mode (set-user-ID or set-group-ID to another
  * user, or with file capabilities, which make it ignore LD_PRELOAD), and not
- * a static executable (no loader at all)? A script's interpreter is taken
- * to be dynamic; a file that cannot be read is given the benefit of the
- * doubt. */
-static bool runs_shim(int fd)
+ * a static executable (no loader at all)? A script is judged by its
+ * interpreter, as the kernel runs it (a few levels deep). A file that
+ * cannot be read (execute-only, an O_PATH descriptor) is taken not to: the
+ * heap then goes at exec, which leaves nothing whatever runs. */
+static bool runs_shim(int fd, int level)
 {
 	struct stat st;
 	struct statvfs vfs;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-		return true;
+		return false;
 	bool nosuid = fstatvfs(fd, &vfs) == 0 && (vfs.f_flag & ST_NOSUID);
 	if (!nosuid && (((st.st_mode & S_ISUID) && st.st_uid != getuid()) ||
 			((st.st_mode & S_ISGID) && st.st_gid != getgid())))
 		return false;
 	if (getuid() != 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0)
 		return false;
-	ElfW(Ehdr) eh;
-	ssize_t n = pread(fd, &eh, sizeof(eh), 0);
-	if (n < (ssize_t)sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
-		return true;
+	union {
+		ElfW(Ehdr) eh;
+		char line[256];
+	} head;
+	ssize_t n = pread(fd, &head, sizeof(head), 0);
+	if (n < 0 && errno == EBADF) { /* O_PATH: read through /proc */
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		int rd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		n = rd >= 0 ? pread(rd, &head, sizeof(head), 0) : -1;
+		if (rd >= 0) {
+			bool ok = n >= 0 && runs_shim(rd, level);
+			close(rd);
+			return ok;
+		}
+	}
+	if (n < 2)
+		return false;
+	if (head.line[0] == '#' && head.line[1] == '!') {
+		size_t k = (size_t)n < sizeof(head.line) ? (size_t)n : sizeof(head.line) - 1;
+		head.line[k] = 0;
+		char *interp = head.line + 2 + strspn(head.line + 2, " \t");
+		interp[strcspn(interp, " \t\n")] = 0;
+		int in = level < 4 && *interp ? open(interp, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) : -1;
+		bool ok = in >= 0 && runs_shim(in, level + 1);
+		if (in >= 0)
+			close(in);
+		return ok;
+	}
+	const ElfW(Ehdr) *eh = &head.eh;
+	if (n < (ssize_t)sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0)
+		return false;
 	/* A program of another class or machine cannot load this shim. */
 	const ElfW(Ehdr) *self = (const ElfW(Ehdr) *)(uintptr_t)self_base;
-	if (self && (eh.e_ident[EI_CLASS] != self->e_ident[EI_CLASS] || eh.e_machine != self->e_machine))
+	if (self && (eh->e_ident[EI_CLASS] != self->e_ident[EI_CLASS] || eh->e_machine != self->e_machine))
 		return false;
-	if (eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0)
-		return true;
+	if (eh->e_phentsize != sizeof(ElfW(Phdr)) || eh->e_phnum == 0)
+		return false;
 	ElfW(Phdr) ph[16]; /* a few at a time: the stack may be a small one */
-	for (unsigned i = 0; i < eh.e_phnum; i += 16) {
-		unsigned k = eh.e_phnum - i < 16 ? eh.e_phnum - i : 16;
+	for (unsigned i = 0; i < eh->e_phnum; i += 16) {
+		unsigned k = eh->e_phnum - i < 16 ? eh->e_phnum - i : 16;
 		size_t bytes = k * sizeof(ph[0]);
-		if (pread(fd, ph, bytes, (off_t)(eh.e_phoff + i * sizeof(ph[0]))) != (ssize_t)bytes)
-			return true;
+		if (pread(fd, ph, bytes, (off_t)(eh->e_phoff + i * sizeof(ph[0]))) != (ssize_t)bytes)
+			return false;
 		for (unsigned j = 0; j < k; j++)
 			if (ph[j].p_type == PT_INTERP)
 				return true;
 	}
 	return false;
+}
+
+/* Opened to be read, or, when it may not be read (execute-only), with
+ * O_PATH (runs_shim then takes it not to run the shim). */
+static int open_target(int dirfd, const char *file)
+{
+	int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 && errno == EACCES)
+		fd = openat(dirfd, file, O_PATH | O_CLOEXEC);
+	return fd;
 }
 
 /* The file exec will run, opened: `file` itself when it has a slash (or
@@ -1090,7 +1163,7 @@ static int exec_target(int dirfd, const char *file, bool search)
 	if (!file || !*file)
 		return -1;
 	if (!search || strchr(file, '/'))
-		return openat(dirfd, file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		return open_target(dirfd, file);
 	const char *path = getenv("PATH");
 	if (!path)
 		path = "/bin:/usr/bin";
@@ -1102,7 +1175,7 @@ static int exec_target(int dirfd, const char *file, bool search)
 		struct stat st;
 		if (len > 0 && (size_t)len < sizeof(cand) && stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
 		    access(cand, X_OK) == 0)
-			return open(cand, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+			return open_target(AT_FDCWD, cand);
 		p += n;
 		if (!*p)
 			return -1;
@@ -1123,7 +1196,7 @@ static bool next_image_cleans(struct heap *h, int fd, char *const envp[])
 	if (dirfd < 0 || fstat(dirfd, &ours) != 0 || stat(dir && *dir ? dir : "/dev/shm", &there) != 0 ||
 	    there.st_dev != ours.st_dev || there.st_ino != ours.st_ino)
 		return false;
-	return fd < 0 || runs_shim(fd);
+	return fd < 0 || runs_shim(fd, 0);
 }
 
 /* A heap this very process made and still names (not a vfork child's,

@@ -346,6 +346,24 @@ for how in none other same; do
 		[ -z "$left" ] || { rm -rf "$O"; fail "exec with environment '$how' into $prog: left $left"; }
 	done
 done
+# A script whose interpreter is a static program; an execute-only static
+# program (it cannot be read to be looked at) run by another user.
+printf '#!%s\n' "$PROGS/static_true" > "$O/script"
+chmod 755 "$O/script"
+shim "$PROGS/shim_edges" exec-env same "$O/script" || { rm -rf "$O"; fail "exec-env: script"; }
+left=$(ls -A "$D" | grep heap)
+[ -z "$left" ] || { rm -rf "$O"; fail "exec of a script with a static interpreter: left $left"; }
+if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
+	X=$(mktemp -d /dev/shm/rh-shim-xonly.XXXXXX) || fail mktemp
+	chmod 1777 "$X"
+	cp "$PROGS/static_true" "$X/xonly"
+	chmod 711 "$X/xonly"
+	RH_SHM_DIR=$X setpriv --reuid=65534 --regid=65534 --clear-groups env LD_PRELOAD="$SHIM" \
+		"$PROGS/shim_edges" exec-env same "$X/xonly" || { rm -rf "$X" "$O"; fail "exec-env: execute-only"; }
+	left=$(ls -A "$X" | grep heap)
+	rm -rf "$X"
+	[ -z "$left" ] || { rm -rf "$O"; fail "exec of an execute-only static program: left $left"; }
+fi
 out=$(shim "$PROGS/shim_edges" exec-env same "$D/missing")
 [ "$out" = named ] || { rm -rf "$O"; fail "a failed exec did not put the heap's name back ($out)"; }
 out=$(shim "$PROGS/shim_edges" exec-env none "$D/missing")
