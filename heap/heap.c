@@ -47,7 +47,7 @@ static void reserve_set(struct heap *h, size_t reserve)
  * release store and never removed, so lookups need no lock. */
 static struct heap foreign[RH_MAX_FOREIGN];
 static _Atomic unsigned nforeign;
-static struct {
+static struct inherited_region {
 	char *base;
 	size_t size;
 } inherited[RH_MAX_INHERITED];
@@ -307,7 +307,6 @@ fail:
 	memset(h, 0, sizeof(*h));
 	return err;
 }
-
 
 struct heap *heap_get_slow(void)
 {
@@ -585,35 +584,40 @@ struct heap *heap_of(const void *p)
 	return NULL;
 }
 
+/* The region inherited over fork that holds p, or NULL. */
+static const struct inherited_region *inherited_at(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	unsigned n = atomic_load_explicit(&ninherited, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (a - (uintptr_t)inherited[i].base < inherited[i].size)
+			return &inherited[i];
+	return NULL;
+}
+
 enum owner heap_owner(const void *p)
 {
 	struct heap *h = heap_of(p);
 	if (h)
 		return h == &own ? OWNER_SELF : h->fd >= 0 ? OWNER_FOREIGN : OWNER_INHERITED;
-	uintptr_t a = (uintptr_t)p;
-	unsigned n = atomic_load_explicit(&ninherited, memory_order_acquire);
-	for (unsigned i = 0; i < n; i++)
-		if (a - (uintptr_t)inherited[i].base < inherited[i].size)
-			return OWNER_INHERITED;
-	return OWNER_NONE;
+	return inherited_at(p) ? OWNER_INHERITED : OWNER_NONE;
 }
 
 bool heap_inherited_view(const void *p, struct heap *view)
 {
 	uintptr_t a = (uintptr_t)p;
-	unsigned n = atomic_load_explicit(&ninherited, memory_order_acquire);
-	for (unsigned i = 0; i < n; i++)
-		if (a - (uintptr_t)inherited[i].base < inherited[i].size) {
-			memset(view, 0, sizeof(*view));
-			view->base = inherited[i].base;
-			view->hdr = (struct heap_header *)view->base;
-			view->reserve = inherited[i].size;
-			view->mapped_end = inherited[i].size;
-			view->page_shift = (unsigned)__builtin_ctzl(os_page_size());
-			view->fd = -1;
-			return true;
-		}
-	n = atomic_load_explicit(&nforeign, memory_order_acquire);
+	const struct inherited_region *r = inherited_at(p);
+	if (r) {
+		memset(view, 0, sizeof(*view));
+		view->base = r->base;
+		view->hdr = (struct heap_header *)view->base;
+		view->reserve = r->size;
+		view->mapped_end = r->size;
+		view->page_shift = (unsigned)__builtin_ctzl(os_page_size());
+		view->fd = -1;
+		return true;
+	}
+	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
 	for (unsigned i = 0; i < n; i++)
 		if (foreign[i].fd < 0 && a - (uintptr_t)foreign[i].base < foreign[i].mapped_end) {
 			*view = foreign[i];
@@ -624,12 +628,8 @@ bool heap_inherited_view(const void *p, struct heap *view)
 
 size_t heap_inherited_left(const void *p)
 {
-	uintptr_t a = (uintptr_t)p;
-	unsigned n = atomic_load_explicit(&ninherited, memory_order_acquire);
-	for (unsigned i = 0; i < n; i++)
-		if (a - (uintptr_t)inherited[i].base < inherited[i].size)
-			return inherited[i].size - (size_t)(a - (uintptr_t)inherited[i].base);
-	return 0;
+	const struct inherited_region *r = inherited_at(p);
+	return r ? r->size - (size_t)((const char *)p - r->base) : 0;
 }
 
 /* --- Exit ---------------------------------------------------------------- */
@@ -673,8 +673,9 @@ void heap_unlink_now(void)
 	 * stopped in a debugger), and never on this thread's own making (an
 	 * exit from a signal handler that interrupted it). */
 	pid_t maker = __atomic_load_n(&creating, __ATOMIC_SEQ_CST);
+	pid_t self = maker ? (pid_t)syscall(SYS_gettid) : 0;
 	int tmpdir = __atomic_load_n(&creating_dirfd, __ATOMIC_ACQUIRE);
-	if (!h && maker && maker == (pid_t)syscall(SYS_gettid) && tmpdir >= 0) {
+	if (!h && maker && maker == self && tmpdir >= 0) {
 		/* This very thread was making it (an exit from a signal handler
 		 * that interrupted that): its temporary name goes, or its name
 		 * if it was renamed already (still our file). */
@@ -685,7 +686,7 @@ void heap_unlink_now(void)
 			unlinkat(tmpdir, own.name, 0);
 		return;
 	}
-	if (!h && maker && maker != (pid_t)syscall(SYS_gettid)) {
+	if (!h && maker && maker != self) {
 		for (int i = 0; i < 1000 && __atomic_load_n(&creating, __ATOMIC_ACQUIRE); i++) {
 			struct timespec ts = { 0, 1000000 };
 			nanosleep(&ts, NULL);

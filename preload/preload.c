@@ -1012,14 +1012,19 @@ static const char *env_in(char *const envp[], const char *name)
 #define RH_MULTIARCH "."
 #endif
 
+/* Is path this shim's file? */
+static bool is_shim(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && st.st_dev == shim_dev && st.st_ino == shim_ino;
+}
+
 /* Is dir/name (dir the first len bytes of dir) this shim's file? */
 static bool shim_at(const char *dir, size_t len, const char *name)
 {
 	char path[4096];
-	struct stat st;
 	int n = snprintf(path, sizeof(path), "%.*s/%s", (int)len, dir, name);
-	return n > 0 && (size_t)n < sizeof(path) && stat(path, &st) == 0 && st.st_dev == shim_dev &&
-	       st.st_ino == shim_ino;
+	return n > 0 && (size_t)n < sizeof(path) && is_shim(path);
 }
 
 /* Does the list (LD_PRELOAD's, or /etc/ld.so.preload's: names separated by
@@ -1037,9 +1042,8 @@ static bool names_shim(const char *list, const char *libpath)
 		if (n > 0 && n < sizeof(name)) {
 			memcpy(name, list, n);
 			name[n] = 0;
-			struct stat st;
 			if (strchr(name, '/')) {
-				if (stat(name, &st) == 0 && st.st_dev == shim_dev && st.st_ino == shim_ino)
+				if (is_shim(name))
 					return true;
 			} else if (strcmp(name, shim_base) == 0) {
 				for (const char *d = libpath; d && *d; d += strspn(d, ":;")) {

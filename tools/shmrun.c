@@ -354,16 +354,16 @@ static uint64_t start_time(pid_t pid)
  * name can be read in /proc/net/unix, so any local user may send to it. */
 static int in_tree(pid_t pid, uint64_t start)
 {
-	pid_t self = getpid(), p = pid;
-	if (!start || proc_stat(pid, NULL) != start)
+	pid_t self = getpid(), p = pid, parent = 0;
+	if (!start || proc_stat(pid, &parent) != start)
 		return 0;
-	for (int depth = 0; depth < 4096 && p > 1; depth++) {
-		pid_t parent = 0;
-		if (!proc_stat(p, &parent) || parent == p)
-			return 0;
+	for (int depth = 0; depth < 4096 && parent > 1 && parent != p; depth++) {
 		if (parent == self)
 			return 1;
 		p = parent;
+		parent = 0;
+		if (!proc_stat(p, &parent))
+			return 0;
 	}
 	return 0;
 }
