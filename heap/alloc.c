@@ -163,6 +163,7 @@ static bool tcache_init(void)
 		rh_tc.bins[c].head = NULL;
 		rh_tc.bins[c].count = 0;
 		rh_tc.bins[c].stream_next = 0;
+		rh_tc.bins[c].streamed = 0;
 		rh_tc.bins[c].max = (uint16_t)m;
 		rh_tc.bins[c].usable = (uint16_t)(rh_class_size[c] - HDR);
 		rh_tc.bins[c].fill = (uint16_t)(f < 1 ? 1 : f > m / 2 + 1 ? m / 2 + 1 : f);
@@ -875,7 +876,7 @@ static void *refill(unsigned c)
 	struct tbin *b = &rh_tc.bins[c];
 	/* A stream left (small_aligned looks at the list only): no refill. */
 	if (b->stream_next) {
-		b->count--;
+		b->streamed--;
 		return stream_pop(b, c);
 	}
 	/* A class the thread uses little takes little of a span (whose pages
@@ -907,18 +908,19 @@ static void *refill(unsigned c)
 		 * whole when it holds what the refill still wants (a shorter
 		 * list would leave the thread short, so that the blocks of a
 		 * batch it allocates and frees go back and forth between the
-		 * span and its cache) and leaves the cache room for a free. */
+		 * span and its cache), however long: the stream is not bounded
+		 * by the bin (see struct tbin). */
 		uint32_t nfree = d->bumped - d->used;
-		if (d->free_head && nfree > 1 && nfree >= want - got && b->count + nfree < b->max) {
-			/* The whole list, read as it is used (see struct tbin). */
+		if (d->free_head && nfree > 1 && nfree >= want - got) {
+			/* The whole list, read as it is used. */
 			b->stream = span;
 			b->stream_next = d->free_head;
-			b->count = (uint16_t)(b->count + nfree);
+			b->streamed = nfree;
 			d->free_head = 0;
 			d->used += nfree;
 			if (!first) {
 				first = stream_pop(b, c);
-				b->count--;
+				b->streamed--;
 			}
 			break;
 		}
@@ -979,7 +981,6 @@ static void *refill(unsigned c)
 	return first;
 }
 
-/* Returns cached blocks of class c to their spans until `keep` remain. */
 /* Pushes a chain of free blocks (header offsets, each linked through its
  * first data word) onto a pool's remote-free list, for its owner to take. */
 static void remote_push(struct heap *h, unsigned pool, uint64_t first, uint64_t last, uint64_t n)
@@ -993,9 +994,10 @@ static void remote_push(struct heap *h, unsigned pool, uint64_t first, uint64_t 
 	__atomic_fetch_add(&h->hdr->pools[pool].remote_count, n, __ATOMIC_RELAXED);
 }
 
-/* Returns all but `keep` blocks of the thread's bin: those of its own pool
- * under the pool's lock, those of other pools (freed here, made by another
- * thread) onto their remote-free lists, without taking their locks. */
+/* Returns all but `keep` blocks of the thread's bin (and, keeping none, its
+ * stream): those of its own pool under the pool's lock, those of other pools
+ * (freed here, made by another thread) onto their remote-free lists, without
+ * taking their locks. */
 static void tcache_flush(unsigned c, uint32_t keep)
 {
 	struct heap *h = rh_tc.heap;
@@ -1006,17 +1008,17 @@ static void tcache_flush(unsigned c, uint32_t keep)
 	uint64_t pending = 0;  /* bit i: chain[i] holds blocks */
 	/* Blocks of the own pool go back a span's run at a time. */
 	struct { struct superblock *sb; uint32_t idx, head, n; char *last; } run = { NULL, 0, 0, 0, NULL };
-	while (b->count > keep) {
+	for (;;) {
 		void *p = b->head;
-		if (p) {
+		if (p && b->count > keep) {
 			b->head = *(void **)p;
-		} else if (b->stream_next) {
+			b->count--;
+		} else if (!keep && b->stream_next) {
 			p = stream_pop(b, c);
+			b->streamed--;
 		} else {
-			b->count = (uint16_t)keep;  /* cannot be: the count is exact */
 			break;
 		}
-		b->count--;
 		struct block_header *bh = (struct block_header *)p - 1;
 		struct superblock *sb = sb_at(h, bh->sb_page);
 		unsigned i = sb->pool % RH_MAX_POOLS;
@@ -1082,7 +1084,7 @@ static void lcache_flush(void)
 static void tcache_flush_all(void)
 {
 	for (unsigned c = 0; c < RH_NUM_CLASSES; c++)
-		if (rh_tc.bins[c].count)
+		if (rh_tc.bins[c].count || rh_tc.bins[c].stream_next)
 			tcache_flush(c, 0);
 	lcache_flush();
 }

@@ -22,16 +22,20 @@ extern const uint32_t rh_class_size[RH_NUM_CLASSES];
 
 struct tbin {
 	void *head;
-	uint16_t count;   /* blocks in head's list and in the stream */
+	uint16_t count;   /* blocks in head's list (at most max) */
 	uint16_t max;
 	uint16_t fill;    /* blocks the next refill takes: one page's worth at first, doubling */
 	uint16_t usable;  /* the class's slot size less its header */
 	/* The stream: a span's whole free list, taken at once and read a slot
 	 * at a time as blocks are handed out, so that following its links
 	 * (a cache miss each, when the slots were freed long ago) costs
-	 * nothing until the block is used anyway. */
+	 * nothing until the block is used anyway. Not bounded by max: frees
+	 * go to head's list, and the stream goes back only when the whole
+	 * cache does, so a batch larger than the bin is handed out from its
+	 * span's list without moving each block through the cache. */
 	char *stream;          /* the span's first slot */
 	uint32_t stream_next;  /* the next slot + 1, linked as in the span; 0: empty */
+	uint32_t streamed;     /* blocks left in the stream */
 };
 
 struct tcache {
@@ -147,7 +151,7 @@ static inline __attribute__((always_inline)) void *small_cached(size_t size, uin
 		return small_start(p, c, size, site);
 	}
 	if (b->stream_next) {
-		b->count--;
+		b->streamed--;
 		return small_start(stream_pop(b, c), c, size, site);
 	}
 	return NULL;

@@ -773,7 +773,8 @@ static void test_alloc_partial_span_free_list_taken_whole(void **state)
 	assert_int_equal(d->free_head, 0);
 	assert_int_equal(d->used, d->bumped);
 	assert_int_not_equal(b->stream_next, 0);
-	assert_int_equal(b->count, nfree - 1);
+	assert_int_equal(b->streamed, nfree - 1);
+	assert_int_equal(b->count, 0);
 
 	/* Handed out in turn: slots of that span, none live, none twice. */
 	unsigned got = 1, half = nfree / 2;
@@ -793,6 +794,7 @@ static void test_alloc_partial_span_free_list_taken_whole(void **state)
 	/* The rest of the stream goes back to the span, unused. */
 	rh_shm_trim();
 	assert_int_equal(b->stream_next, 0);
+	assert_int_equal(b->streamed, 0);
 	assert_int_equal(b->count, 0);
 	assert_int_equal(d->bumped - d->used, nfree - got);
 	assert_int_not_equal(d->free_head, 0);
@@ -894,6 +896,43 @@ static void test_alloc_batches_settle_in_the_cache(void **state)
 {
 	(void)state;
 	test_child_ok(child_batches_settle);
+}
+
+/* A batch larger than the bin: its blocks come back from their spans' free
+ * lists a whole list at a time (the bin's stream), not a refill's worth of
+ * blocks each moved through the cache: 7 refills a round, where that took
+ * 13. */
+static void child_big_batches_stream(void)
+{
+	enum { N = 4000, ROUNDS = 40 };
+	static void *a[N];
+	unsigned long refills = 0;
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		if (r == ROUNDS / 2)
+			refills = rh_tc.refills;
+		for (unsigned i = 0; i < N; i++) {
+			if (!(a[i] = rh_shm_alloc(48)))
+				exit(3);
+			memset(a[i], (int)r, 48);
+		}
+		for (unsigned i = 0; i < N; i++) {
+			for (unsigned k = 0; k < 48; k++)
+				if (((unsigned char *)a[i])[k] != (unsigned char)r)
+					exit(5);  /* a block handed out twice */
+			rh_shm_free(a[i]);
+		}
+	}
+	refills = rh_tc.refills - refills;
+	if (refills > 10 * ROUNDS / 2) {
+		fprintf(stderr, "batches of %u blocks: %lu refills in %u rounds\n", N, refills, ROUNDS / 2);
+		exit(4);
+	}
+}
+
+static void test_alloc_big_batches_stream(void **state)
+{
+	(void)state;
+	test_child_ok(child_big_batches_stream);
 }
 
 /* A refill that takes many slots of a span gives their pages memory in one
@@ -2251,6 +2290,7 @@ int main(void)
 		cmocka_unit_test(test_alloc_partial_span_free_list_taken_whole),
 		cmocka_unit_test(test_alloc_flushed_runs_keep_free_lists_exact),
 		cmocka_unit_test(test_alloc_batches_settle_in_the_cache),
+		cmocka_unit_test(test_alloc_big_batches_stream),
 		cmocka_unit_test(test_alloc_short_runs_are_reserved),
 		cmocka_unit_test(test_alloc_refill_commits_its_slots_at_once),
 		cmocka_unit_test(test_alloc_calls_interrupted_by_fork_finish_in_the_child),
