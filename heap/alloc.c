@@ -52,8 +52,16 @@ struct pool {
 	uint64_t purged_ns;                    /* last time retained pages were punched */
 	size_t bytes;                          /* in its superblocks */
 	size_t private_bytes;                  /* in those made for private spans */
+	uint8_t empty[RH_NUM_CLASSES];         /* SMALL spans left empty on partial lists */
+	unsigned nempty;                       /* their sum */
 	bool used;
 };
+
+/* Empty SMALL spans a pool keeps per class, their slots set up, for the
+ * class's next refills (a batch of blocks freed whole and made again): a
+ * span made anew sets up each slot's header again. They go with the pool's
+ * retained pages (pool_decay, alloc_trim). */
+#define EMPTY_KEEP 4
 
 static struct pool pools[RH_MAX_POOLS];
 static unsigned npools;
@@ -375,30 +383,35 @@ static void pool_purge_older(struct heap *h, struct pool *pl, uint32_t age_ms, s
 			}
 }
 
+static void pool_free_empty(struct heap *h, struct pool *pl);
+
 /* Every free committed page of the pool goes back to the file. */
 static void pool_purge(struct heap *h, struct pool *pl)
 {
+	pool_free_empty(h, pl);
 	pool_purge_older(h, pl, 0, 0);
 	pl->retained = 0;
 }
 
 static void pool_decay(struct heap *h, struct pool *pl)
 {
-	if (!pl->retained)
+	if (!pl->retained && !pl->nempty)
 		return;
 	uint64_t now = os_now_ns(CLOCK_MONOTONIC_COARSE);
 	if (now - pl->purged_ns < PURGE_EVERY_NS)
 		return;
+	pl->purged_ns = now;  /* first: span_free comes back here */
+	pool_free_empty(h, pl);
 	pool_purge_older(h, pl, PURGE_AGE_MS, 0);
-	pl->purged_ns = now;
 	/* Pools whose threads are gone or idle age too. */
 	for (unsigned i = 0; i < npools; i++) {
 		struct pool *o = &pools[i];
 		if (o == pl || pthread_mutex_trylock(&o->lock))
 			continue;
-		if (o->used && o->retained && now - o->purged_ns >= PURGE_EVERY_NS) {
-			pool_purge_older(h, o, PURGE_AGE_MS, 0);
+		if (o->used && (o->retained || o->nempty) && now - o->purged_ns >= PURGE_EVERY_NS) {
 			o->purged_ns = now;
+			pool_free_empty(h, o);
+			pool_purge_older(h, o, PURGE_AGE_MS, 0);
 		}
 		pthread_mutex_unlock(&o->lock);
 	}
@@ -786,7 +799,12 @@ static void slots_release(struct heap *h, struct pool *pl, struct superblock *sb
 	d->used -= n;
 	if (is_current(pl, c, sb, idx))
 		return;
-	if (d->used == 0) {
+	bool keep = d->used == 0 && pl->empty[c] < EMPTY_KEEP;
+	if (keep) {
+		pl->empty[c]++;
+		pl->nempty++;
+	}
+	if (d->used == 0 && !keep) {
 		if (d->flags & RH_PAGE_F_LISTED) {
 			list_remove(sb, &sb->partial[c], idx);
 			if (!sb->partial[c])
@@ -805,13 +823,36 @@ static void slots_release(struct heap *h, struct pool *pl, struct superblock *sb
 static inline uint32_t slot_link(const struct heap *h, const struct superblock *sb, uint32_t idx, const char *slot,
 				 unsigned c)
 {
-	return (uint32_t)((slot - span_start(h, sb, idx)) / rh_class_size[c]) + 1;
+	/* A span of small blocks is far under 4 GiB: a 32-bit division. */
+	return (uint32_t)(slot - span_start(h, sb, idx)) / rh_class_size[c] + 1;
 }
 
 /* Gives a slot back to its span (pool locked). */
 static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb, uint32_t idx, char *slot)
 {
 	slots_release(h, pl, sb, idx, slot_link(h, sb, idx, slot, sb->pages[idx].size_class), slot, 1);
+}
+
+/* The pool's kept empty spans (locked) go back to its free pages. */
+static void pool_free_empty(struct heap *h, struct pool *pl)
+{
+	for (struct superblock *sb = pl->first; sb && pl->nempty; sb = sb_next(h, sb))
+		for (uint64_t m = sb->class_mask; m; m &= m - 1) {
+			unsigned c = (unsigned)__builtin_ctzll(m);
+			for (uint32_t idx = sb->partial[c], next; idx; idx = next) {
+				struct page_desc *d = &sb->pages[idx];
+				next = d->next;
+				if (d->used)
+					continue;
+				list_remove(sb, &sb->partial[c], idx);
+				d->flags &= (uint16_t)~RH_PAGE_F_LISTED;
+				pl->empty[c]--;
+				pl->nempty--;
+				span_free(h, pl, sb, idx, d->span_pages);
+			}
+			if (!sb->partial[c])
+				sb->class_mask &= ~(1ULL << c);
+		}
 }
 
 /* A span to refill class c from: a partial one, else a new one. */
@@ -825,6 +866,10 @@ static int small_span_next(struct heap *h, struct pool *pl, unsigned c)
 		if (!sb->partial[c])
 			sb->class_mask &= ~(1ULL << c);
 		sb->pages[idx].flags &= (uint16_t)~RH_PAGE_F_LISTED;
+		if (!sb->pages[idx].used) {
+			pl->empty[c]--;
+			pl->nempty--;
+		}
 		pl->cur[c].sb = sb;
 		pl->cur[c].idx = idx;
 		return 0;
@@ -886,6 +931,8 @@ static void *refill(unsigned c)
 	if (b->fill < b->max / 2 + 1)
 		b->fill = (uint16_t)(b->fill * 2 < b->max / 2 + 1 ? b->fill * 2 : b->max / 2 + 1);
 	void *first = NULL;
+	const struct page_desc *cap_of = NULL;  /* the span whose capacity is cap */
+	uint32_t cap = 0;
 	rh_tc.refills++;
 	pthread_mutex_lock(&pl->lock);
 	drain_remote(h, pl);
@@ -911,7 +958,7 @@ static void *refill(unsigned c)
 		 * span and its cache), however long: the stream is not bounded
 		 * by the bin (see struct tbin). */
 		uint32_t nfree = d->bumped - d->used;
-		if (d->free_head && nfree > 1 && nfree >= want - got) {
+		if (d->free_head && nfree > 1) {
 			/* The whole list, read as it is used. */
 			b->stream = span;
 			b->stream_next = d->free_head;
@@ -927,7 +974,7 @@ static void *refill(unsigned c)
 		if (d->free_head) {
 			slot = span + (size_t)(d->free_head - 1) * rh_class_size[c];
 			d->free_head = *(uint32_t *)(slot + HDR);
-		} else if (d->bumped < span_capacity(h, d)) {
+		} else if (d->bumped < (cap_of == d ? cap : (cap_of = d, cap = span_capacity(h, d)))) {
 			size_t off = (size_t)d->bumped * rh_class_size[c], last = off + rh_class_size[c] - 1;
 			slot = span + off;
 			/* A slot reaching a page the one before it did not: its
