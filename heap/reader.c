@@ -125,12 +125,14 @@ static ssize_t read_head(int fd, void *buf, size_t len)
 /* --- Liveness --------------------------------------------------------------- */
 
 /* 1 when some other open file description holds a write lock on the byte,
- * 0 when not, -1 with errno. F_OFD_GETLK needs no write access to test for a
- * write lock (fcntl(2)); l_pid must be 0 for OFD locks. */
+ * 0 when not, -1 with errno. Asked as for a read lock, which only a write
+ * lock conflicts with: a read lock anyone who can read the file may take
+ * (without write access) must not make a dead creator look alive. l_pid
+ * must be 0 for OFD locks. */
 static int lock_held(int fd, uint64_t byte)
 {
 	struct flock fl = {
-		.l_type = F_WRLCK,
+		.l_type = F_RDLCK,
 		.l_whence = SEEK_SET,
 		.l_start = (off_t)byte,
 		.l_len = 1,

@@ -127,7 +127,9 @@ static int unfinished(int fd, const char *name, const struct stat *st)
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (now.tv_sec - st->st_mtim.tv_sec < UNFINISHED_AGE)
 		return 0;
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = RH_LOCK_BASE, .l_len = 1 };
+	/* A write lock only: a reader's read lock does not keep it (see the
+	 * reader's lock_held). */
+	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = RH_LOCK_BASE, .l_len = 1 };
 	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
 }
 

@@ -1229,13 +1229,20 @@ static void test_reader_detects_orphan_by_lock(void **state)
 	close(fd);
 	close(ready[0]);
 
-	/* Reopened: orphaned, and the dead holder is not counted. */
+	/* Reopened: orphaned, and the dead holder is not counted. A read
+	 * lock on the creator's and the holders' bytes, which anyone who can
+	 * read the file may take, changes neither. */
+	int rfd = open(path, O_RDONLY);
+	assert_true(rfd >= 0);
+	struct flock rl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = RH_LOCK_BASE, .l_len = RH_MAX_HOLDERS };
+	assert_int_equal(fcntl(rfd, F_OFD_SETLK, &rl), 0);
 	int dfd = dirfd_open();
 	assert_int_equal(rh_heap_open(dfd, NAME, &h), 0);
 	close(dfd);
 	assert_int_equal(rh_heap_info(h)->orphaned, 1);
 	assert_int_equal(rh_heap_info(h)->refcount, 0);
 	rh_heap_close(h);
+	close(rfd);
 	heapfix_free(&x.f);
 }
 
