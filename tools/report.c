@@ -12,6 +12,8 @@
 #include <string.h>
 #include <uthash.h>
 
+/* A site of the journal; index into the report once it has live blocks. */
+#define NO_STAT SIZE_MAX
 struct agg {
 	uint32_t id;
 	size_t index;
@@ -27,11 +29,27 @@ struct collect {
 	void *keep_arg;
 };
 
-static struct site_stat *site_get(struct collect *c, uint32_t id)
+/* First walk of the journal: its sites, with no statistics yet. */
+static int on_known(const struct rh_site_info *si, void *arg)
 {
+	struct collect *c = arg;
 	struct agg *a;
-	HASH_FIND(hh, c->by_id, &id, sizeof(id), a);
-	if (a)
+	HASH_FIND(hh, c->by_id, &si->id, sizeof(si->id), a);
+	if (a || si->id == 0)
+		return 0;
+	if (!(a = malloc(sizeof(*a)))) {
+		c->nomem = 1;
+		return 1;
+	}
+	a->id = si->id;
+	a->index = NO_STAT;
+	HASH_ADD(hh, c->by_id, id, sizeof(a->id), a);
+	return 0;
+}
+
+static struct site_stat *site_get(struct collect *c, struct agg *a)
+{
+	if (a->index != NO_STAT)
 		return &c->r->sites[a->index];
 	if (c->r->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 16;
@@ -41,15 +59,10 @@ static struct site_stat *site_get(struct collect *c, uint32_t id)
 		c->r->sites = v;
 		c->cap = cap;
 	}
-	a = malloc(sizeof(*a));
-	if (!a)
-		return NULL;
-	a->id = id;
 	a->index = c->r->n;
-	HASH_ADD(hh, c->by_id, id, sizeof(a->id), a);
 	struct site_stat *s = &c->r->sites[c->r->n++];
 	memset(s, 0, sizeof(*s));
-	s->id = id;
+	s->id = a->id;
 	return s;
 }
 
@@ -60,12 +73,15 @@ static int on_block(const struct rh_block_info *b, void *arg)
 		return 0;
 	c->r->bytes += b->size;
 	c->r->blocks++;
-	if (b->site == 0) {
+	struct agg *a = NULL;
+	if (b->site)
+		HASH_FIND(hh, c->by_id, &b->site, sizeof(b->site), a);
+	if (!a) {
 		c->r->nosite_bytes += b->size;
 		c->r->nosite_blocks++;
 		return 0;
 	}
-	struct site_stat *s = site_get(c, b->site);
+	struct site_stat *s = site_get(c, a);
 	if (!s) {
 		c->nomem = 1;
 		return 1;
@@ -75,18 +91,24 @@ static int on_block(const struct rh_block_info *b, void *arg)
 	return 0;
 }
 
+/* Second walk of the journal: the stacks of the sites with live blocks. */
 static int on_site(const struct rh_site_info *si, void *arg)
 {
 	struct collect *c = arg;
 	struct agg *a;
 	HASH_FIND(hh, c->by_id, &si->id, sizeof(si->id), a);
-	if (!a)
+	if (!a || a->index == NO_STAT)
 		return 0; /* no live blocks: not reported */
 	struct site_stat *s = &c->r->sites[a->index];
 	unsigned depth = si->depth < REPORT_MAX_DEPTH ? si->depth : REPORT_MAX_DEPTH;
-	if (si->frames && depth)
-		memcpy(s->frames, si->frames, depth * sizeof(*s->frames));
-	s->depth = si->frames ? depth : 0;
+	if (!si->frames || !depth || s->frames)
+		return 0;
+	if (!(s->frames = malloc(depth * sizeof(*s->frames)))) {
+		c->nomem = 1;
+		return 1;
+	}
+	memcpy(s->frames, si->frames, depth * sizeof(*s->frames));
+	s->depth = depth;
 	return 0;
 }
 
@@ -110,7 +132,9 @@ int report_collect_if(struct rh_heap *heap, int (*keep)(const struct rh_block_in
 {
 	memset(r, 0, sizeof(*r));
 	struct collect c = { .r = r, .keep = keep, .keep_arg = arg };
-	int rc = rh_heap_walk_blocks(heap, on_block, &c);
+	int rc = rh_heap_walk_sites(heap, on_known, &c);
+	if (rc == 0 && !c.nomem)
+		rc = rh_heap_walk_blocks(heap, on_block, &c);
 	if (rc == 0 && !c.nomem)
 		rc = rh_heap_walk_sites(heap, on_site, &c);
 	struct agg *a, *tmp;
@@ -129,6 +153,8 @@ int report_collect_if(struct rh_heap *heap, int (*keep)(const struct rh_block_in
 
 void report_free(struct site_report *r)
 {
+	for (size_t i = 0; i < r->n; i++)
+		free(r->sites[i].frames);
 	free(r->sites);
 	memset(r, 0, sizeof(*r));
 }

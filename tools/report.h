@@ -22,7 +22,7 @@ struct site_stat {
 	uint32_t id;              /* 0: blocks without a recorded site */
 	uint64_t bytes, blocks;   /* live, from the block walk */
 	unsigned depth;           /* frames known from the journal; 0: none */
-	uint64_t frames[REPORT_MAX_DEPTH];
+	uint64_t *frames;         /* depth of them, innermost first */
 };
 
 struct site_report {
@@ -33,8 +33,11 @@ struct site_report {
 };
 
 /* Walks the heap's blocks and sums live bytes and blocks by site, then reads
- * the sites' stacks from the journal. 0, or -1 when the heap turned out bad
- * (rh_heap_error says why; *r holds nothing). */
+ * the sites' stacks from the journal. A block naming a site the journal does
+ * not hold counts as one without a site: what is kept grows with the
+ * journal's sites, not with the values a damaged file's blocks hold. 0, or
+ * -1 when the heap turned out bad (rh_heap_error says why; *r holds
+ * nothing). */
 int report_collect(struct rh_heap *heap, struct site_report *r);
 /* The same for the live blocks KEEP returns non-zero for (the leak check:
  * lost, or still reachable). */

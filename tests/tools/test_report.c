@@ -111,6 +111,41 @@ static void test_report_sums_live_blocks_by_site(void **state)
 	rh_heap_close(h);
 }
 
+/* Blocks naming sites the journal does not hold (a damaged or hostile file:
+ * each value its own site once, 540 bytes kept for each) count as blocks
+ * without a site. */
+static void test_report_unknown_sites_count_as_none(void **state)
+{
+	(void)state;
+	struct heapfix f;
+	heapfix_init(&f, 4096);
+	uint64_t sb = heapfix_data_sb(&f, 64);
+	uint32_t hp = heapfix_sb(&f, sb)->header_size / f.page;
+	uint64_t jsb = heapfix_journal_sb(&f, 4);
+	uint64_t fr[1] = { 0x1234 };
+	uint32_t known = heapfix_site(&f, jsb, fr, 1, 100, 1, 1, 100);
+	heapfix_span(&f, sb, hp, 4, RH_PAGE_SMALL, 0);  /* 16-byte slots */
+	heapfix_small(&f, sb, hp, 0, 10, known, 1, 0);
+	for (uint32_t k = 1; k < 200; k++)
+		heapfix_small(&f, sb, hp, k, 10, known + k * 977, 1, 0);
+	heapfix_counter(&f, 0, 2000, 200);
+	assert_int_equal(heapfix_write(&f, test_dir, "heap-3"), 0);
+	heapfix_free(&f);
+	struct rh_heap *h = open_heap("heap-3");
+	struct site_report r;
+	assert_int_equal(report_collect(h, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.sites[0].id, known);
+	assert_int_equal(r.sites[0].blocks, 1);
+	assert_int_equal(r.sites[0].depth, 1);
+	assert_int_equal(r.sites[0].frames[0], 0x1234);
+	assert_int_equal(r.blocks, 200);
+	assert_int_equal(r.nosite_blocks, 199);
+	assert_int_equal(r.nosite_bytes, 1990);
+	report_free(&r);
+	rh_heap_close(h);
+}
+
 static void test_report_prints_sites_and_other_sites(void **state)
 {
 	(void)state;
@@ -497,6 +532,7 @@ int main(int argc, char **argv)
 		return no_libdw_child();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_report_sums_live_blocks_by_site, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_report_unknown_sites_count_as_none, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_report_prints_sites_and_other_sites, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_own_frames_to_function_and_line),
 		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
