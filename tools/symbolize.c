@@ -2,16 +2,25 @@
 /*
  * Offline symbolisation with libdwfl. One symbolizer serves a whole run: its
  * module table is the current heap's, but the files it parses are kept, one
- * Dwfl each, keyed by path, recorded build-id and the file's identity (device,
- * inode, size, mtime), and so are the frames looked up in them. A file is
- * opened by us on the first frame of a heap that needs it (regular files
- * only, so a hostile path naming a FIFO cannot hang the tool) and dropped when
+ * Dwfl each, keyed by the file's identity (device, inode, size, mtime) and
+ * recorded build-id, and so are the frames looked up in them. A file is
+ * opened by us on the first frame of a heap that needs it and dropped when
  * its build-id differs from the recorded one (the library was upgraded
  * since). A shared object is reported at bias 0 and looked up at addresses
  * relative to its load base, so heaps that load it at different bases share
- * its debug information and frames; any other file (an executable, whose base
- * libdwfl ignores, or what a hostile journal names) is reported at its
+ * its debug information and frames; an executable is reported at its
  * recorded base, which is then part of its key.
+ *
+ * The journal that names the files may be hostile, and the tools run as root
+ * over folders anyone can write. So a file is parsed only when it is a
+ * regular file, an ELF executable or shared object, not writable by others,
+ * and root's (not writable by its group either) or ours: libelf maps it, and
+ * a file its owner truncated under the mapping would end the tool with
+ * SIGBUS. A heap gets at most PARSE_PER_HEAP files parsed, and the run keeps
+ * at most FILES_KEPT between heaps, so that neither many spellings of a
+ * path, nor build-ids made up, nor many load bases make the tool's memory or
+ * descriptors grow without end. Frames of any other file print as
+ * module+offset.
  *
  * libdw and libstdc++ (for __cxa_demangle) are opened with dlopen on first
  * need, not linked: mapping libdw, libelf and their compression libraries
@@ -43,7 +52,6 @@ struct sym_key {
 	uint64_t base;          /* 0 for a shared object */
 	uint64_t build_id_len;
 	uint8_t build_id[40];
-	char path[];            /* NUL-terminated */
 };
 
 struct sym_cached {
@@ -55,8 +63,7 @@ struct sym_cached {
 };
 
 struct sym_file {
-	struct sym_key *key;
-	size_t keylen;
+	struct sym_key key;
 	int relative;           /* a shared object, reported at bias 0 */
 	int ready;              /* parsed, and its build-id is the recorded one */
 	Dwfl *dwfl;
@@ -94,7 +101,12 @@ struct symbolizer {
 	uint64_t site_pos;      /* the current site's record offset; 0: none */
 	struct sym_path *paths;
 	struct sym_file *files;
+	unsigned nfiles;        /* in files */
+	unsigned parsed;        /* files parsed for the current heap */
 };
+
+#define PARSE_PER_HEAP 256
+#define FILES_KEPT 256
 
 /* --- libdw, loaded on first use ------------------------------------------ */
 
@@ -190,10 +202,8 @@ struct symbolizer *symbolizer_new(void)
 	return calloc(1, sizeof(struct symbolizer));
 }
 
-void symbolizer_free(struct symbolizer *s)
+static void files_free(struct symbolizer *s)
 {
-	if (!s)
-		return;
 	struct sym_file *f, *ftmp;
 	HASH_ITER(hh, s->files, f, ftmp) {
 		struct sym_cached *c, *tmp;
@@ -205,9 +215,16 @@ void symbolizer_free(struct symbolizer *s)
 		HASH_DEL(s->files, f);
 		if (f->dwfl)
 			dw.dwfl_end(f->dwfl);
-		free(f->key);
 		free(f);
 	}
+	s->nfiles = 0;
+}
+
+void symbolizer_free(struct symbolizer *s)
+{
+	if (!s)
+		return;
+	files_free(s);
 	struct sym_path *p, *ptmp;
 	HASH_ITER(hh, s->paths, p, ptmp) {
 		HASH_DEL(s->paths, p);
@@ -225,6 +242,10 @@ void symbolizer_clear(struct symbolizer *s)
 	s->indexed = 0;
 	s->steps = 0;
 	s->site_pos = 0;
+	s->parsed = 0;
+	/* The files of the heaps before: kept for the next, up to a bound. */
+	if (s->nfiles > FILES_KEPT)
+		files_free(s);
 }
 
 static const char *intern(struct symbolizer *s, const char *path)
@@ -278,29 +299,45 @@ int symbolizer_load(struct symbolizer *s, struct rh_heap *heap)
 	return rh_heap_walk_modules(heap, add_cb, s) == 0 ? 0 : -1;
 }
 
-/* The file is a shared object (ET_DYN): libdwfl then takes the load base as
- * its bias, so its lookups depend on addr - base only. */
-static int is_shared_object(int fd)
+/* 1 for an ELF shared object (ET_DYN: libdwfl then takes the load base as
+ * its bias, so its lookups depend on addr - base only), 0 for an executable
+ * (ET_EXEC), -1 for anything else, which is not handed to libdwfl. */
+static int elf_type(int fd)
 {
 	unsigned char h[EI_NIDENT + 2];
 	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, ELFMAG, SELFMAG) != 0)
-		return 0;
+		return -1;
 	unsigned type;
 	if (h[EI_DATA] == ELFDATA2LSB)
 		type = h[EI_NIDENT] | h[EI_NIDENT + 1] << 8;
 	else if (h[EI_DATA] == ELFDATA2MSB)
 		type = h[EI_NIDENT] << 8 | h[EI_NIDENT + 1];
 	else
-		return 0;
-	return (h[EI_CLASS] == ELFCLASS32 || h[EI_CLASS] == ELFCLASS64) && type == ET_DYN;
+		return -1;
+	if (h[EI_CLASS] != ELFCLASS32 && h[EI_CLASS] != ELFCLASS64)
+		return -1;
+	return type == ET_DYN ? 1 : type == ET_EXEC ? 0 : -1;
 }
 
-/* Parses the file open on FD (consumed) into F: reported at F's key base,
- * dropped when its build-id differs from the recorded one (the library was
- * upgraded since). */
-static void prepare(struct sym_file *f, int fd)
+/* A file we may parse (see the top of this file): regular, large enough to
+ * be an ELF file (files of /proc and /sys mostly say 0 bytes, and reading
+ * some of them acts), writable by no others, and owned by root and not
+ * writable by its group, or owned by us (a user's own build, made with
+ * umask 002, is group-writable; as root, only root's files). */
+static int trusted(const struct stat *st)
 {
-	const char *path = f->key->path;
+	if (!S_ISREG(st->st_mode) || st->st_size < (off_t)sizeof(Elf32_Ehdr) || (st->st_mode & S_IWOTH))
+		return 0;
+	if (st->st_uid == 0)
+		return !(st->st_mode & S_IWGRP);
+	return st->st_uid == geteuid();
+}
+
+/* Parses the file open on FD (consumed) into F, named PATH: reported at F's
+ * key base, dropped when its build-id differs from the recorded one (the
+ * library was upgraded since). */
+static void prepare(struct sym_file *f, const char *path, int fd)
+{
 	f->dwfl = dw.dwfl_begin(&callbacks);
 	if (!f->dwfl) {
 		close(fd);
@@ -309,19 +346,22 @@ static void prepare(struct sym_file *f, int fd)
 	dw.dwfl_report_begin(f->dwfl);
 	const char *name = strrchr(path, '/');
 	/* add_p_vaddr: BASE is the load bias (dlpi_addr), as recorded. */
-	f->mod = dw.dwfl_report_elf(f->dwfl, name ? name + 1 : path, path, fd, f->key->base, true);
+	f->mod = dw.dwfl_report_elf(f->dwfl, name ? name + 1 : path, path, fd, f->key.base, true);
 	dw.dwfl_report_end(f->dwfl, NULL, NULL);
-	if (!f->mod) {
+	if (!f->mod)
 		close(fd); /* consumed only on success */
-		return;
-	}
-	if (f->key->build_id_len) {
+	if (f->mod && f->key.build_id_len) {
 		const unsigned char *bits;
 		GElf_Addr vaddr;
 		int len = dw.dwfl_module_build_id(f->mod, &bits, &vaddr);
-		if (len != (int)f->key->build_id_len ||
-		    memcmp(bits, f->key->build_id, f->key->build_id_len) != 0)
-			return; /* another build of the file: its symbols would lie */
+		if (len != (int)f->key.build_id_len || memcmp(bits, f->key.build_id, f->key.build_id_len) != 0)
+			f->mod = NULL; /* another build of the file: its symbols would lie */
+	}
+	if (!f->mod) {
+		/* Kept as the key alone: the file is not parsed again. */
+		dw.dwfl_end(f->dwfl);
+		f->dwfl = NULL;
+		return;
 	}
 	f->ready = 1;
 }
@@ -338,7 +378,36 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 	if (at < 0)
 		return;
 	struct stat st, now;
-	if (fstat(at, &st) != 0 || !S_ISREG(st.st_mode) || !dw_load()) {
+	if (fstat(at, &st) != 0 || !trusted(&st) || !dw_load()) {
+		close(at);
+		return;
+	}
+	struct sym_key key;
+	memset(&key, 0, sizeof(key)); /* padding is hashed */
+	key.dev = st.st_dev;
+	key.ino = st.st_ino;
+	key.size = (uint64_t)st.st_size;
+	key.mtime_sec = st.st_mtim.tv_sec;
+	key.mtime_nsec = st.st_mtim.tv_nsec;
+	key.base = m->base;
+	key.build_id_len = m->build_id_len;
+	memcpy(key.build_id, m->build_id, m->build_id_len);
+	/* A shared object's key has base 0, whatever the record says. */
+	struct sym_file *f;
+	uint64_t base = key.base;
+	key.base = 0;
+	HASH_FIND(hh, s->files, &key, sizeof(key), f);
+	if (!f || !f->relative) {
+		key.base = base;
+		HASH_FIND(hh, s->files, &key, sizeof(key), f);
+	}
+	if (f) {
+		close(at);
+		if (f->ready)
+			m->file = f;
+		return;
+	}
+	if (s->parsed >= PARSE_PER_HEAP) {
 		close(at);
 		return;
 	}
@@ -352,45 +421,20 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 	close(at);
 	if (fd < 0)
 		return;
-	if (fstat(fd, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+	int type;
+	if (fstat(fd, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino || !trusted(&now) ||
+	    (type = elf_type(fd)) < 0 || !(f = calloc(1, sizeof(*f)))) {
 		close(fd);
 		return;
 	}
-	size_t plen = strlen(m->path);
-	size_t keylen = sizeof(struct sym_key) + plen + 1;
-	struct sym_key *key = calloc(1, keylen); /* zeroed: padding is hashed */
-	if (!key) {
-		close(fd);
-		return;
-	}
-	int relative = is_shared_object(fd);
-	key->dev = st.st_dev;
-	key->ino = st.st_ino;
-	key->size = st.st_size;
-	key->mtime_sec = st.st_mtim.tv_sec;
-	key->mtime_nsec = st.st_mtim.tv_nsec;
-	key->base = relative ? 0 : m->base;
-	key->build_id_len = m->build_id_len;
-	memcpy(key->build_id, m->build_id, m->build_id_len);
-	memcpy(key->path, m->path, plen + 1);
-	struct sym_file *f;
-	HASH_FIND(hh, s->files, key, keylen, f);
-	if (f) {
-		free(key);
-		close(fd);
-	} else {
-		f = calloc(1, sizeof(*f));
-		if (!f) {
-			free(key);
-			close(fd);
-			return;
-		}
-		f->key = key;
-		f->keylen = keylen;
-		f->relative = relative;
-		prepare(f, fd);
-		HASH_ADD_KEYPTR(hh, s->files, f->key, f->keylen, f);
-	}
+	s->parsed++;
+	f->relative = type;
+	f->key = key;
+	if (f->relative)
+		f->key.base = 0;
+	prepare(f, m->path, fd);
+	HASH_ADD(hh, s->files, key, sizeof(f->key), f);
+	s->nfiles++;
 	if (f->ready)
 		m->file = f;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <inttypes.h>
@@ -287,6 +288,117 @@ static void test_symbolize_one_module_at_two_bases(void **state)
 	symbolizer_free(sym);
 }
 
+/* The frame of this program, looked up in a fresh symbolizer through the
+ * file at PATH (a copy of the program); its function, or NULL. */
+static char *function_via(const struct self_module *s, const char *path, uint64_t addr)
+{
+	struct rh_module_info m = { .base = s->base, .start = s->start, .end = s->end,
+		.build_id = s->id, .build_id_len = s->id_len, .path = path };
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	struct frame f;
+	symbolizer_frame(sym, addr, &f);
+	assert_string_equal(f.module, path);
+	char *fn = f.function ? strdup(f.function) : NULL;
+	symbolizer_free(sym);
+	return fn;
+}
+
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* A file is parsed only when no one but root or us can change it (libelf
+ * maps it, and its owner could truncate it under the mapping: SIGBUS), and
+ * many spellings of one path are one file, parsed once. */
+static void test_symbolize_only_files_no_one_else_can_change(void **state)
+{
+	(void)state;
+	struct self_module s;
+	assert_int_equal(self_module(&s), 0);
+	if (s.id_len == 0)
+		skip();
+	uint64_t addr = allocate_frame();
+	char copy[512], cmd[4700];
+	snprintf(copy, sizeof(copy), "%s/copy", test_dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", s.path, copy);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(chmod(copy, 0755), 0);
+	char *fn = function_via(&s, copy, addr);
+	assert_non_null(fn);
+	assert_string_equal(fn, "allocate_frame");
+	free(fn);
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(copy, 0775), 0); /* root's, group-writable */
+		assert_null(function_via(&s, copy, addr));
+	}
+	assert_int_equal(chmod(copy, 0757), 0); /* writable by others */
+	assert_null(function_via(&s, copy, addr));
+	assert_int_equal(chmod(copy, 0755), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(copy, 65534, 65534), 0); /* another user's */
+		assert_null(function_via(&s, copy, addr));
+		assert_int_equal(chown(copy, 0, 0), 0);
+	}
+
+	/* 300 spellings of the path in one heap, each at its own base: one
+	 * file, one descriptor. */
+	struct symbolizer *sym = symbolizer_new();
+	static char paths[300][600];
+	for (unsigned i = 0; i < 300; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "%.*s%s", (int)(i % 50) + 1,
+			"//////////////////////////////////////////////////", test_dir);
+		for (unsigned k = 0; k < i / 50; k++)
+			strcat(paths[i], "/.");
+		strcat(paths[i], "/copy");
+		uint64_t d = (uint64_t)i << 32;
+		struct rh_module_info m = { .base = s.base + d, .start = s.start + d, .end = s.end + d,
+			.build_id = s.id, .build_id_len = s.id_len, .path = paths[i] };
+		assert_int_equal(symbolizer_add(sym, &m), 0);
+	}
+	int before = open_fds();
+	for (unsigned i = 0; i < 300; i++) {
+		struct frame f;
+		symbolizer_frame(sym, addr + ((uint64_t)i << 32), &f);
+		assert_string_equal(f.module, paths[i]);
+		if (s.base) {
+			assert_non_null(f.function);
+			assert_string_equal(f.function, "allocate_frame");
+		}
+	}
+	assert_true(open_fds() <= before + 1);
+	symbolizer_free(sym);
+
+	/* 300 build-ids made up for it: none used, none kept open. */
+	sym = symbolizer_new();
+	static uint8_t ids[300][sizeof(s.id)];
+	for (unsigned i = 0; i < 300; i++) {
+		memcpy(ids[i], s.id, sizeof(s.id));
+		ids[i][0] ^= (uint8_t)(i + 1);
+		ids[i][1] ^= (uint8_t)((i + 1) >> 8);
+		uint64_t d = (uint64_t)i << 32;
+		struct rh_module_info m = { .base = s.base + d, .start = s.start + d, .end = s.end + d,
+			.build_id = ids[i], .build_id_len = s.id_len, .path = copy };
+		assert_int_equal(symbolizer_add(sym, &m), 0);
+	}
+	before = open_fds();
+	for (unsigned i = 0; i < 300; i++) {
+		struct frame f;
+		symbolizer_frame(sym, addr + ((uint64_t)i << 32), &f);
+		assert_null(f.function);
+	}
+	assert_true(open_fds() <= before + 1);
+	symbolizer_free(sym);
+	unlink(copy);
+}
+
 static void test_symbolize_ignores_hostile_paths(void **state)
 {
 	(void)state;
@@ -538,6 +650,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
 		cmocka_unit_test(test_symbolize_one_module_at_two_bases),
 		cmocka_unit_test_setup_teardown(test_symbolize_ignores_hostile_paths, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_symbolize_only_files_no_one_else_can_change, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_escapes_names_from_the_journal),
 		cmocka_unit_test(test_symbolize_many_modules),
 		cmocka_unit_test(test_symbolize_demangles_cxx_names),
