@@ -74,24 +74,6 @@ void fmt_label(FILE *out, const char *label, const char *value)
 	fprintf(out, "  %s:%*s%s\n", label, pad > 1 ? pad : 1, "", value);
 }
 
-void fmt_name(FILE *out, const char *name)
-{
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-		if (*p == '\\')
-			fputs("\\\\", out);
-		else if (*p == '\n')
-			fputs("\\n", out);
-		else if (*p == '\t')
-			fputs("\\t", out);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\x%02x", *p);
-		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* C1 controls, as UTF-8 */
-			fprintf(out, "\\x%02x\\x%02x", *p, p[1]), p++;
-		else
-			putc(*p, out);
-	}
-}
-
 /* Length of the valid UTF-8 sequence at p, or 0. */
 static int utf8_len(const unsigned char *p)
 {
@@ -117,6 +99,61 @@ static int utf8_len(const unsigned char *p)
 	if (c < min[n] || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
 		return 0;
 	return n;
+}
+
+/* Unicode's bidirectional and format controls, which reorder or hide what
+ * follows on a terminal (U+061C, U+200B-U+200F, U+202A-U+202E, U+2060-U+2069,
+ * U+FEFF), as UTF-8 of n bytes at p. */
+static int invisible(const unsigned char *p, int n)
+{
+	if (n == 2)
+		return p[0] == 0xd8 && p[1] == 0x9c;
+	if (n != 3)
+		return 0;
+	if (p[0] == 0xe2 && p[1] == 0x80)
+		return (p[2] >= 0x8b && p[2] <= 0x8f) || (p[2] >= 0xaa && p[2] <= 0xae);
+	if (p[0] == 0xe2 && p[1] == 0x81)
+		return p[2] >= 0xa0 && p[2] <= 0xa9;
+	return p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf;
+}
+
+/* NAME as text: printable UTF-8 as it is, a backslash doubled, \n and \t,
+ * and every other byte (controls, C1 ones too, bidirectional controls, bytes
+ * that are not UTF-8) as \xNN. No two names print the same. PROM: each
+ * backslash written is doubled again and '"' escaped, for a Prometheus
+ * label value, whose decoded value is then the text form. */
+static void escape_name(FILE *out, const char *name, int prom)
+{
+	const char *bs = prom ? "\\\\" : "\\";
+	for (const unsigned char *p = (const unsigned char *)name; *p;) {
+		int n = utf8_len(p);
+		if (n > 1 && !(n == 2 && p[0] == 0xc2 && p[1] < 0xa0) && !invisible(p, n)) {
+			fwrite(p, 1, (size_t)n, out);
+			p += n;
+			continue;
+		}
+		if (n == 0)
+			n = 1;
+		for (int i = 0; i < n; i++, p++) {
+			if (*p == '\\')
+				fprintf(out, "%s%s", bs, bs);
+			else if (*p == '\n')
+				fprintf(out, "%sn", bs);
+			else if (*p == '\t')
+				fprintf(out, "%st", bs);
+			else if (*p < 0x20 || *p >= 0x7f)
+				fprintf(out, "%sx%02x", bs, *p);
+			else if (*p == '"' && prom)
+				fputs("\\\"", out);
+			else
+				putc(*p, out);
+		}
+	}
+}
+
+void fmt_name(FILE *out, const char *name)
+{
+	escape_name(out, name, 0);
 }
 
 void fmt_json_string(FILE *out, const char *s)
@@ -159,26 +196,11 @@ void fmt_json_string(FILE *out, const char *s)
 void fmt_prom_label(FILE *out, const char *s)
 {
 	/* Text exposition format: label values are UTF-8 and escape \, " and
-	 * newline. A byte that is not UTF-8 becomes U+FFFD, as in JSON. */
+	 * newline, and have no escape for other bytes. The value is the name
+	 * as the text output prints it, so that two names never give one
+	 * series (a scrape with the same series twice is refused whole). */
 	putc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		int n = utf8_len(p);
-		if (n == 0 || (n == 1 && *p != '\n' && (*p < 0x20 || *p == 0x7f)) || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
-			/* Not UTF-8, or a control character (C1 too): the format
-			 * has no escape for them but the line end. */
-			fputs("\xef\xbf\xbd", out), n = n ? n : 1;
-		else if (n > 1)
-			fwrite(p, 1, (size_t)n, out);
-		else if (*p == '\\')
-			fputs("\\\\", out);
-		else if (*p == '"')
-			fputs("\\\"", out);
-		else if (*p == '\n')
-			fputs("\\n", out);
-		else
-			putc(*p, out);
-		p += n;
-	}
+	escape_name(out, s, 1);
 	putc('"', out);
 }
 

@@ -199,6 +199,12 @@ static void test_fmt_name_escapes_control_characters(void **state)
 	CAPTURE(s, fmt_name(out, "heap-1\n  orphaned:    true\x1b[2J\\"));
 	assert_string_equal(s, "heap-1\\n  orphaned:    true\\x1b[2J\\\\");
 	free(s);
+	/* C1 controls, bidirectional controls (U+202E turns what follows
+	 * around) and bytes that are not UTF-8 (a lone 0x9b is CSI to an
+	 * 8-bit terminal); other UTF-8 stays. */
+	CAPTURE(s, fmt_name(out, "a\xc2\x9b" "b\xe2\x80\xae" "c\x9b\xff\xc3\xa9\xe2\x81\xa6"));
+	assert_string_equal(s, "a\\xc2\\x9bb\\xe2\\x80\\xaec\\x9b\\xff\xc3\xa9\\xe2\\x81\\xa6");
+	free(s);
 }
 
 static void test_fmt_json_string_escapes_and_repairs_utf8(void **state)
@@ -280,21 +286,31 @@ static void test_fmt_prometheus_is_valid_exposition(void **state)
 
 	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
 	assert_non_null(strstr(s, "redhawk_shm_heap_used_bytes{dir=\"/dev/shm\",heap=\"heap-77\","
-		"creator=\"2286\",command=\"a\\\"b\\\\c\",orphaned=\"true\"} 32768\n"));
+		"creator=\"2286\",command=\"a\\\"b\\\\\\\\c\",orphaned=\"true\"} 32768\n"));
 	assert_non_null(strstr(s, "redhawk_shm_filesystem_free_bytes{dir=\"/dev/shm\"} 50\n"));
 	assert_non_null(strstr(s, "redhawk_shm_file_size_bytes{dir=\"/dev/shm\",file=\"other\",type=\"other\"} 63019008\n"));
 	free(s);
 
-	/* Label values must be UTF-8: a byte that is not becomes U+FFFD; a
-	 * valid sequence stays. */
+	/* Label values must be UTF-8, and two names must not give one series
+	 * (the scrape would be refused): the value is the name as text prints
+	 * it, \xNN for a byte that is not UTF-8, a backslash doubled; a valid
+	 * sequence stays. */
 	o.name = "x\xff\xc3\xa9";
 	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
-	assert_non_null(strstr(s, "file=\"x\xef\xbf\xbd\xc3\xa9\""));
+	assert_non_null(strstr(s, "file=\"x\\\\xff\xc3\xa9\""));
 	free(s);
-	/* Control characters, C1 ones too, have no escape there: U+FFFD. */
+	o.name = "x\xfe\xc3\xa9";
+	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
+	assert_non_null(strstr(s, "file=\"x\\\\xfe\xc3\xa9\""));
+	free(s);
+	o.name = "x\\xff\xc3\xa9"; /* the four characters, not the byte */
+	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
+	assert_non_null(strstr(s, "file=\"x\\\\\\\\xff\xc3\xa9\""));
+	free(s);
+	/* Control characters, C1 ones too, have no escape there but this. */
 	o.name = "a\x1b]0;t\x07\xc2\x9b" "b";
 	CAPTURE(s, fmt_prometheus(out, &ctx, &fs, v, 3));
-	assert_non_null(strstr(s, "file=\"a\xef\xbf\xbd]0;t\xef\xbf\xbd\xef\xbf\xbd" "b\""));
+	assert_non_null(strstr(s, "file=\"a\\\\x1b]0;t\\\\x07\\\\xc2\\\\x9b" "b\""));
 	free(s);
 	/* JSON escapes them. */
 	char *j = NULL;
