@@ -16,12 +16,19 @@
 
 int scan_open_dir(const char *path)
 {
-	/* O_NOFOLLOW does not apply to "link/": a trailing slash makes the
-	 * kernel follow the link. The path is opened without it. */
+	/* O_NOFOLLOW does not apply to "link/" or "link/.": a trailing slash
+	 * makes the kernel follow the link, and "." is the last component
+	 * there. The path is opened without them. */
 	char bare[PATH_MAX];
 	size_t len = strlen(path);
-	while (len > 1 && path[len - 1] == '/')
-		len--;
+	for (;;) {
+		if (len > 1 && path[len - 1] == '/')
+			len--;
+		else if (len > 2 && path[len - 1] == '.' && path[len - 2] == '/')
+			len -= 2;
+		else
+			break;
+	}
 	if (len >= sizeof(bare)) {
 		errno = ENAMETOOLONG;
 		return -1;

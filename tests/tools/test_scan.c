@@ -113,7 +113,22 @@ static void test_scan_open_dir_refuses_a_link(void **state)
 	errno = 0;
 	assert_int_equal(scan_open_dir(slashed), -1);
 	assert_int_equal(errno, ELOOP);
-	int fd = scan_open_dir(test_dir);
+	/* And with "." after it, the last component then. */
+	static const char *const dots[] = { "/.", "/./", "/././/.", "//." };
+	for (unsigned i = 0; i < sizeof(dots) / sizeof(dots[0]); i++) {
+		snprintf(slashed, sizeof(slashed), "%s%s", link, dots[i]);
+		errno = 0;
+		assert_int_equal(scan_open_dir(slashed), -1);
+		assert_int_equal(errno, ELOOP);
+	}
+	snprintf(slashed, sizeof(slashed), "%s/.", test_dir);
+	int fd = scan_open_dir(slashed);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = scan_open_dir(".");
+	assert_true(fd >= 0);
+	close(fd);
+	fd = scan_open_dir(test_dir);
 	assert_true(fd >= 0);
 	close(fd);
 	snprintf(slashed, sizeof(slashed), "%s/", test_dir);
