@@ -184,17 +184,32 @@ static __attribute__((noinline)) uint64_t allocate_frame(void)
 	return r;
 }
 
+/* This program's module; the test is skipped when it was built without a
+ * build-id (nothing to check against). */
+static void need_self_module(struct self_module *s)
+{
+	assert_int_equal(self_module(s), 0);
+	if (s->id_len == 0)
+		skip();
+}
+
+/* A symbolizer holding this program's module as a heap would record it, at
+ * PATH (its own when NULL), with build-id ID (its own when NULL). */
+static struct symbolizer *self_symbolizer(const struct self_module *s, const char *path, const uint8_t *id)
+{
+	struct rh_module_info m = { .base = s->base, .start = s->start, .end = s->end,
+		.build_id = id ? id : s->id, .build_id_len = s->id_len, .path = path ? path : s->path };
+	struct symbolizer *sym = symbolizer_new();
+	assert_int_equal(symbolizer_add(sym, &m), 0);
+	return sym;
+}
+
 static void test_symbolize_own_frames_to_function_and_line(void **state)
 {
 	(void)state;
 	struct self_module s;
-	assert_int_equal(self_module(&s), 0);
-	if (s.id_len == 0)
-		skip(); /* built without a build-id: nothing to check against */
-	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end,
-		.build_id = s.id, .build_id_len = s.id_len, .path = s.path };
-	struct symbolizer *sym = symbolizer_new();
-	assert_int_equal(symbolizer_add(sym, &m), 0);
+	need_self_module(&s);
+	struct symbolizer *sym = self_symbolizer(&s, NULL, NULL);
 	struct frame f;
 	symbolizer_frame(sym, allocate_frame(), &f);
 	assert_non_null(f.function);
@@ -218,14 +233,9 @@ static void test_symbolize_refuses_a_file_with_another_build_id(void **state)
 {
 	(void)state;
 	struct self_module s;
-	assert_int_equal(self_module(&s), 0);
-	if (s.id_len == 0)
-		skip();
+	need_self_module(&s);
 	s.id[0] ^= 0xff; /* as if the program had been rebuilt since */
-	struct rh_module_info m = { .base = s.base, .start = s.start, .end = s.end,
-		.build_id = s.id, .build_id_len = s.id_len, .path = s.path };
-	struct symbolizer *sym = symbolizer_new();
-	assert_int_equal(symbolizer_add(sym, &m), 0);
+	struct symbolizer *sym = self_symbolizer(&s, NULL, NULL);
 	struct frame f;
 	uint64_t addr = allocate_frame();
 	symbolizer_frame(sym, addr, &f);
@@ -244,9 +254,7 @@ static void test_symbolize_one_module_at_two_bases(void **state)
 {
 	(void)state;
 	struct self_module s;
-	assert_int_equal(self_module(&s), 0);
-	if (s.id_len == 0)
-		skip();
+	need_self_module(&s);
 	uint64_t addr = allocate_frame();
 	struct symbolizer *sym = symbolizer_new();
 	struct frame want, f;
@@ -292,10 +300,7 @@ static void test_symbolize_one_module_at_two_bases(void **state)
  * file at PATH (a copy of the program); its function, or NULL. */
 static char *function_via(const struct self_module *s, const char *path, uint64_t addr)
 {
-	struct rh_module_info m = { .base = s->base, .start = s->start, .end = s->end,
-		.build_id = s->id, .build_id_len = s->id_len, .path = path };
-	struct symbolizer *sym = symbolizer_new();
-	assert_int_equal(symbolizer_add(sym, &m), 0);
+	struct symbolizer *sym = self_symbolizer(s, path, NULL);
 	struct frame f;
 	symbolizer_frame(sym, addr, &f);
 	assert_string_equal(f.module, path);
@@ -322,9 +327,7 @@ static void test_symbolize_only_files_no_one_else_can_change(void **state)
 {
 	(void)state;
 	struct self_module s;
-	assert_int_equal(self_module(&s), 0);
-	if (s.id_len == 0)
-		skip();
+	need_self_module(&s);
 	uint64_t addr = allocate_frame();
 	char copy[512], cmd[4700];
 	snprintf(copy, sizeof(copy), "%s/copy", test_dir);
