@@ -201,7 +201,67 @@ static int map_copy(char *at, size_t len)
 	return 0;
 }
 
+/* The pages around the thread pointer: the thread's control block and
+ * static TLS (errno, the stack guard, the shim's caches), which the copying
+ * thread itself reads as it copies. They are in the heap when the thread
+ * runs on a stack the program allocated (pthread_attr_setstack). */
+#define TP_BELOW ((uintptr_t)64 << 10)
+#define TP_ABOVE ((uintptr_t)8 << 10)
+
+/* Bytes of the file (fd >= 0) or of the mapping from s to e, copied into
+ * private memory made aside and then moved over them at once: they are
+ * never without their contents, as they are for a moment in copy_run. One
+ * more mapping, not merged with its neighbours: for a few pages only. */
+static int copy_swap(int fd, char *base, uint64_t s, uint64_t e)
+{
+	size_t len = (size_t)(e - s);
+	char *tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (tmp == MAP_FAILED)
+		return errno;
+	for (size_t c = 0; c < len;) {
+		ssize_t n = fd >= 0 ? pread(fd, tmp + c, len - c, (off_t)(s + c))
+				    : (memcpy(tmp + c, base + s + c, len - c), (ssize_t)(len - c));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int err = n < 0 ? errno : EIO;
+			munmap(tmp, len);
+			return err;
+		}
+		c += (size_t)n;
+	}
+	madvise(tmp, len, MADV_NOHUGEPAGE);
+	if (mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, base + s) == MAP_FAILED) {
+		int err = errno;
+		munmap(tmp, len);
+		return err;
+	}
+	return 0;
+}
+
+static int copy_pieces(int fd, char *base, uint64_t s, uint64_t e);
+
 static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
+{
+	uintptr_t page = os_page_size(), tp = (uintptr_t)__builtin_thread_pointer();
+	uintptr_t lo = tp > TP_BELOW ? (tp - TP_BELOW) & ~(page - 1) : 0;
+	uintptr_t hi = (tp + TP_ABOVE + page - 1) & ~(page - 1);
+	uintptr_t from = (uintptr_t)base + s, to = (uintptr_t)base + e;
+	if (to <= lo || from >= hi)
+		return copy_pieces(fd, base, s, e);
+	uint64_t a = from < lo ? lo - (uintptr_t)base : s, b = to > hi ? hi - (uintptr_t)base : e;
+	int err = 0;
+	if (a > s)
+		err = copy_pieces(fd, base, s, a);
+	/* Failing that, as the rest: the pages are copied all the same. */
+	if (!err && copy_swap(fd, base, a, b) != 0)
+		err = copy_pieces(fd, base, a, b);
+	if (!err && e > b)
+		err = copy_pieces(fd, base, b, e);
+	return err;
+}
+
+static int copy_pieces(int fd, char *base, uint64_t s, uint64_t e)
 {
 	if (fd >= 0) {
 		/* A piece at a time through the buffer: pages of zeros are not

@@ -967,6 +967,62 @@ EXPORT int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
 	return r;
 }
 
+/* --- fork from a stack in the heap --------------------------------------------- */
+
+/* Code running on a malloc'd stack (a thread given its stack, a coroutine)
+ * runs in the heap's shared mapping. After the fork system call, child and
+ * parent would both write to those pages, each the other's frames, until
+ * the child's fork handler has made its copy. So such a fork runs on a stack
+ * of its own, private memory copied at fork: there the parent waits in its
+ * fork handler until the child has its copy (heap_fork_parent), and the
+ * child returns to its frames only once they are its own. */
+#if defined(__x86_64__)
+/* fn() on the stack that ends at top (16-byte aligned); all the registers a
+ * call may change are given up. */
+static __attribute__((noinline)) pid_t call_on_stack(pid_t (*fn)(void), char *top)
+{
+	pid_t r;
+	__asm__ volatile("mov %%rsp, %%rbx\n\t"
+			 "mov %[top], %%rsp\n\t"
+			 "call *%[fn]\n\t"
+			 "mov %%rbx, %%rsp"
+			 : "=a"(r)
+			 : [top] "r"(top), [fn] "r"(fn)
+			 : "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory", "cc",
+			   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+			   "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+	return r;
+}
+#define FORK_STACK ((size_t)8 << 20)
+#endif
+
+EXPORT pid_t fork(void)
+{
+	static pid_t (*real)(void);
+	if (!real)
+		real = (pid_t(*)(void))next_sym("fork");
+	if (!real) {
+		errno = ENOSYS;
+		return -1;
+	}
+#if defined(__x86_64__)
+	if (heap_owner(__builtin_frame_address(0)) != OWNER_NONE) {
+		char *stack = mmap(NULL, FORK_STACK, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+		if (stack != MAP_FAILED) {
+			/* A stack walk from there ends at the zeros on top. */
+			memset(stack + FORK_STACK - 64, 0, 64);
+			pid_t r = call_on_stack(real, stack + FORK_STACK - 64);
+			int e = errno;
+			munmap(stack, FORK_STACK);
+			errno = e;
+			return r;
+		}
+	}
+#endif
+	return real();
+}
+
 /* --- Process ends and program images ------------------------------------------ */
 
 /* _exit and _Exit end a process without exit handlers: the heap goes now. */

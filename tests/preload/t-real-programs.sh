@@ -56,8 +56,9 @@ cmp -s "$W/g1.log" "$W/g2.log" || fail "git log differs"
 no_heaps git
 echo "ok git"
 
-# Threaded C++ with containers; fork with writes to inherited memory; exec chains.
-for p in threads forker execself; do
+# Threaded C++ with containers; fork with writes to inherited memory, and
+# from code on a malloc'd stack (a thread's, a coroutine's); exec chains.
+for p in threads forker fork_stacks execself; do
 	[ -x "$PROGS/$p" ] || fail "not built: $PROGS/$p"
 	"$PROGS/$p" > "$W/$p.plain" 2>&1 || fail "$p without the shim"
 	shim "$PROGS/$p" > "$W/$p.shim" 2>&1 || { cat "$W/$p.shim"; fail "$p under the shim"; }
