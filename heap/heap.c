@@ -705,6 +705,34 @@ void heap_unlink_now(void)
 		unlink_as_owner(h, dirfd, there.st_uid);
 }
 
+bool heap_exec_hold(void)
+{
+	/* Bounded: a signal handler that interrupted this thread's fork or
+	 * making of the heap would wait on itself. */
+	pid_t maker = __atomic_load_n(&creating, __ATOMIC_SEQ_CST);
+	if (maker && maker != (pid_t)syscall(SYS_gettid))
+		for (int i = 0; i < 1000 && __atomic_load_n(&creating, __ATOMIC_ACQUIRE); i++) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	return pthread_mutex_timedlock(&create_lock, &until) == 0;
+}
+
+bool heap_making_here(void)
+{
+	/* The maker's thread id, in this thread group (not in a vfork child's). */
+	pid_t maker = __atomic_load_n(&creating, __ATOMIC_SEQ_CST);
+	return maker && syscall(SYS_tgkill, getpid(), maker, 0) == 0;
+}
+
+void heap_exec_release(void)
+{
+	pthread_mutex_unlock(&create_lock);
+}
+
 __attribute__((destructor)) static void heap_fini(void)
 {
 	if (rh_options.metrics)

@@ -162,6 +162,13 @@ void heap_unlink_at_exit(void);  /* unless RH_SHMALLOC_KEEP */
  * by the shim under redhawk-shmrun; NULL: yes. */
 extern bool (*heap_keep_useful)(void);
 void heap_unlink_now(void);      /* the own heap's name, whatever KEEP says */
+/* Before this process (not a vfork child) execs: waits for a fork under way
+ * (its child holds the heap's lock until it has its copy) and for another
+ * thread's making of the heap, and keeps forks from starting until
+ * heap_exec_release (the exec failed). False when the wait gave up (1 s). */
+bool heap_exec_hold(void);
+bool heap_making_here(void);     /* a thread of this process makes the heap */
+void heap_exec_release(void);
 /* Gives back the address space reserved past what each heap maps (for
  * mlockall, and a lowered RLIMIT_AS); heaps grow on where it is free. */
 void heap_trim_reservations(void);

@@ -1267,42 +1267,56 @@ static bool heap_named_mine(void)
 	return h && h->pid == getpid() && !h->unlinked;
 }
 
-/* Before exec of the file open at fd with envp: 1 when the heap was set
- * aside (put back by exec_failed), 0 otherwise. */
+/* exec_aside's result: bits for exec_failed. */
+#define EXEC_ASIDE 1  /* the heap was set aside, to be put back */
+#define EXEC_HELD 2   /* heap_exec_hold held, to be released */
+
+/* Before exec of the file open at fd with envp: which of EXEC_ASIDE and
+ * EXEC_HELD exec_failed undoes. A fork under way in another thread is
+ * waited for: its child holds the heap's lock through its copy of the
+ * descriptor until it has copied the heap, and the next image would take
+ * the heap set aside for a live one's and leave it. No new fork starts
+ * until the exec is done (in this process, not in a vfork child, which
+ * shares our memory, locks included, and would leave them held). */
 static int exec_aside(int fd, char *const envp[])
 {
 	struct heap *h = rh_heap;
 	int saved = errno;
+	int held = ((h && h->pid == getpid()) || heap_making_here()) && heap_exec_hold() ? EXEC_HELD : 0;
+	h = rh_heap; /* a heap another thread was making is made now */
 	bool mine = heap_named_mine();
 	bool cleans = mine && next_image_cleans(h, fd, envp);
 	if (fd >= 0)
 		close(fd);
 	errno = saved;
 	if (!mine)
-		return 0;
+		return held;
 	if (!cleans) {
 		heap_unlink_now();
-		return 0;
+		return held;
 	}
 	char aside[64];
 	snprintf(aside, sizeof(aside), ".heap-%d.exec", (int)h->pid);
 	int dirfd = heap_dirfd(h);
 	if (dirfd < 0 || renameat(dirfd, h->name, dirfd, aside) != 0)
-		return 0;
-	return 1;
+		return held;
+	errno = saved;
+	return held | EXEC_ASIDE;
 }
 
 static void exec_failed(int aside)
 {
 	struct heap *h = rh_heap;
-	if (!aside || !h)
-		return;
 	int e = errno;
-	char name[64];
-	snprintf(name, sizeof(name), ".heap-%d.exec", (int)h->pid);
-	int dirfd = heap_dirfd(h);
-	if (dirfd >= 0)
-		renameat2(dirfd, name, dirfd, h->name, RENAME_NOREPLACE);
+	if ((aside & EXEC_ASIDE) && h) {
+		char name[64];
+		snprintf(name, sizeof(name), ".heap-%d.exec", (int)h->pid);
+		int dirfd = heap_dirfd(h);
+		if (dirfd >= 0)
+			renameat2(dirfd, name, dirfd, h->name, RENAME_NOREPLACE);
+	}
+	if (aside & EXEC_HELD)
+		heap_exec_release();
 	errno = e;
 }
 

@@ -414,6 +414,15 @@ exit_races exit-while-creating 15 0 1000 5000 20000 50000 100000
 exit_races exit-from-handler 8 40 80 120 160 200 260 320 400
 echo "ok exit while the heap is being made"
 
+# exec while another thread's fork child copies the heap: the heap set
+# aside is the next image's to remove (left in 10 of 60 runs once).
+for us in 0 100 300 700 1000 1500 2000 3000 4000 5000 6000 8000 10000 13000 16000 20000 25000 30000 40000 50000; do
+	shim "$PROGS/shim_edges" exec-while-forking $us || fail "exec-while-forking $us"
+done
+sleep 0.2  # the last children's ends
+no_heaps exec-while-forking
+echo "ok exec while forking"
+
 # A vfork child's _exit is not its parent's: the parent, which had not
 # allocated yet, still gets its heap.
 shim "$PROGS/shim_edges" vfork-exit || fail "vfork-exit: the parent got no heap"

@@ -35,6 +35,10 @@
  *   private-maps     with no memory mapping left to make (vm.max_map_count),
  *                    a 64 MiB malloc gets its pages in the heap file instead
  *                    of private ones
+ *   exec-while-forking US  a thread forks again and again while the main
+ *                    thread execs /bin/true after US microseconds: nothing
+ *                    is left (a child copying the heap held its lock, and
+ *                    the next image left the heap set aside for a live one)
  *   calloc-reuse [N] small blocks of every size from N (1) to 2 KiB are
  *                    filled, freed, and asked for again with calloc: each comes
  *                    back from the heap (the thread's cache), all zeros; with
@@ -1162,6 +1166,38 @@ static int exec_env(const char *how, const char *target, const char *arg)
 	return 0;
 }
 
+/* exec-while-forking: a thread forks again and again (each child allocates
+ * and ends) while the main thread execs /bin/true after MICROSECONDS: the
+ * heap set aside for the next image must not be taken for a live one's
+ * because a child copying it still holds its lock. */
+static void *fork_loop(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			char *p = malloc(3000);
+			memset(p, 1, 3000);
+			_exit(0);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+	return NULL;
+}
+
+static int exec_while_forking(int us)
+{
+	char *p = malloc(1000);
+	memset(p, 2, 1000);
+	pthread_t t;
+	if (pthread_create(&t, NULL, fork_loop, NULL))
+		return 1;
+	usleep((useconds_t)us);
+	execl("/bin/true", "true", (char *)NULL);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	const char *what = argc > 1 ? argv[1] : "";
@@ -1204,6 +1240,8 @@ int main(int argc, char **argv)
 		return exit_while_creating(n);
 	if (strcmp(what, "clone") == 0)
 		return clone_child_heap();
+	if (strcmp(what, "exec-while-forking") == 0)
+		return exec_while_forking(n);
 	if (strcmp(what, "exec-env") == 0 && argc > 3)
 		return exec_env(argv[2], argv[3], argc > 4 ? argv[4] : NULL);
 	if (strcmp(what, "drop-user") == 0 && argc > 3)
@@ -1215,6 +1253,7 @@ int main(int argc, char **argv)
 		"       shim_edges drop-user setuid|seteuid|setreuid|setresuid UID [exec]\n"
 		"       shim_edges exec-env none|other|same PROGRAM [FOLDER] | clone | exit-while-creating SPIN\n"
 		"       shim_edges exit-from-handler MICROSECONDS | vfork-exit | euid-kept\n"
+		"       shim_edges exec-while-forking MICROSECONDS\n"
 		"       shim_edges drop-user HOW UID exec-crash\n");
 	return 2;
 }
