@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "heap.h"
@@ -32,8 +34,20 @@ void rh_warn(const char *fmt, ...)
 	if ((size_t)n > sizeof(buf) - 2)
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
+	/* Never past the file size limit (ulimit -f): the kernel would end
+	 * the program with SIGXFSZ for our message. */
+	int saved = errno;
+	struct rlimit rl;
+	struct stat st;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size + (uint64_t)n > (uint64_t)rl.rlim_cur) {
+		errno = saved;
+		return;
+	}
 	ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
 	(void)w;
+	errno = saved;
 }
 
 void rh_assert_fail(const char *expr, const char *file, int line)

@@ -414,6 +414,15 @@ exit_races exit-while-creating 15 0 1000 5000 20000 50000 100000
 exit_races exit-from-handler 8 40 80 120 160 200 260 320 400
 echo "ok exit while the heap is being made"
 
+# Under a file size limit no heap can be made, and each process says so on
+# stderr: never past the limit when stderr is a file (SIGXFSZ ended the
+# shell at the limit once).
+( ulimit -f 1 && shim sh -c 'i=0; while [ $i -lt 20 ]; do /bin/true; i=$((i + 1)); done' 2> "$V.err" ) ||
+	fail "a warning past the file size limit ended the program"
+grep -q 'cannot create a heap' "$V.err" || fail "no warning under the file size limit"
+no_heaps fsize
+echo "ok warnings under a file size limit"
+
 # exec while another thread's fork child copies the heap: the heap set
 # aside is the next image's to remove (left in 10 of 60 runs once).
 for us in 0 100 300 700 1000 1500 2000 3000 4000 5000 6000 8000 10000 13000 16000 20000 25000 30000 40000 50000; do
