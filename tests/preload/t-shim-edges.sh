@@ -417,7 +417,7 @@ echo "ok exit while the heap is being made"
 # Under a file size limit no heap can be made, and each process says so on
 # stderr: never past the limit when stderr is a file (SIGXFSZ ended the
 # shell at the limit once).
-( ulimit -f 1 && shim sh -c 'i=0; while [ $i -lt 20 ]; do /bin/true; i=$((i + 1)); done' 2> "$V.err" ) ||
+( ulimit -f 1 && shim sh -c 'i=0; while [ $i -lt 20 ]; do sh -c : || exit 1; i=$((i + 1)); done' 2> "$V.err" ) ||
 	fail "a warning past the file size limit ended the program"
 grep -q 'cannot create a heap' "$V.err" || fail "no warning under the file size limit"
 no_heaps fsize
