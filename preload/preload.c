@@ -1250,6 +1250,13 @@ static bool next_image_cleans(struct heap *h, int fd, char *const envp[])
 		return false; /* the loader's secure mode: LD_PRELOAD ignored */
 	if (!preloads_shim(envp))
 		return false;
+	/* A heap file of another user (made as root by a process that became
+	 * another, keeping capabilities until the exec drops them): the next
+	 * image could neither open nor remove it. */
+	struct stat file;
+	int hfd = heap_fd(h);
+	if (hfd >= 0 && fstat(hfd, &file) == 0 && file.st_uid != geteuid())
+		return false;
 	const char *dir = env_in(envp, "RH_SHM_DIR");
 	struct stat there, ours;
 	int dirfd = heap_dirfd(h);
