@@ -54,6 +54,7 @@ struct pool {
 	size_t private_bytes;                  /* in those made for private spans */
 	uint8_t empty[RH_NUM_CLASSES];         /* SMALL spans left empty on partial lists */
 	unsigned nempty;                       /* their sum */
+	bool freeing_empty;                    /* in pool_free_empty */
 	bool used;
 };
 
@@ -388,6 +389,9 @@ static void pool_free_empty(struct heap *h, struct pool *pl);
 /* Every free committed page of the pool goes back to the file. */
 static void pool_purge(struct heap *h, struct pool *pl)
 {
+	/* First: span_free comes back to pool_decay, which must not free the
+	 * kept spans under pool_free_empty's walk. */
+	pl->purged_ns = os_now_ns(CLOCK_MONOTONIC_COARSE);
 	pool_free_empty(h, pl);
 	pool_purge_older(h, pl, 0, 0);
 	pl->retained = 0;
@@ -836,6 +840,10 @@ static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb,
 /* The pool's kept empty spans (locked) go back to its free pages. */
 static void pool_free_empty(struct heap *h, struct pool *pl)
 {
+	/* Not again from span_free's decay: the walk keeps the next span. */
+	if (pl->freeing_empty)
+		return;
+	pl->freeing_empty = true;
 	for (struct superblock *sb = pl->first; sb && pl->nempty; sb = sb_next(h, sb))
 		for (uint64_t m = sb->class_mask; m; m &= m - 1) {
 			unsigned c = (unsigned)__builtin_ctzll(m);
@@ -853,6 +861,7 @@ static void pool_free_empty(struct heap *h, struct pool *pl)
 			if (!sb->partial[c])
 				sb->class_mask &= ~(1ULL << c);
 		}
+	pl->freeing_empty = false;
 }
 
 /* A span to refill class c from: a partial one, else a new one. */
@@ -956,9 +965,10 @@ static void *refill(unsigned c)
 		 * list would leave the thread short, so that the blocks of a
 		 * batch it allocates and frees go back and forth between the
 		 * span and its cache), however long: the stream is not bounded
-		 * by the bin (see struct tbin). */
+		 * by the bin (see struct tbin). Not past the thread's exit (max
+		 * 0), whose cache nothing flushes again. */
 		uint32_t nfree = d->bumped - d->used;
-		if (d->free_head && nfree > 1) {
+		if (d->free_head && nfree > 1 && nfree >= want - got && b->max) {
 			/* The whole list, read as it is used. */
 			b->stream = span;
 			b->stream_next = d->free_head;

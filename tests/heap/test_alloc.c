@@ -898,6 +898,88 @@ static void test_alloc_batches_settle_in_the_cache(void **state)
 	test_child_ok(child_batches_settle);
 }
 
+/* A trim with several emptied spans kept for a class: each goes back once
+ * (a decay under the trim's walk freed them again: free bins that looped,
+ * and the trim never returned). */
+static void child_trim_kept_spans(void)
+{
+	enum { N = 3000 };
+	static void *a[N];
+	alarm(60);
+	for (unsigned round = 0; round < 3; round++) {
+		for (unsigned i = 0; i < N; i++)
+			if (!(a[i] = rh_shm_alloc(48)))
+				exit(3);
+		for (unsigned i = 0; i < N; i++)
+			rh_shm_free(a[i]);
+		rh_shm_trim();
+	}
+	if (heap_used() != 0)
+		exit(4);
+}
+
+static void test_alloc_trim_with_kept_spans(void **state)
+{
+	(void)state;
+	test_child_ok(child_trim_kept_spans);
+}
+
+/* Blocks allocated by a thread past its exit (a key destructor of its own,
+ * run after the allocator's): its cache is closed, and no span's free list
+ * may go to it, which nothing would give back (100 threads grew the heap
+ * from 208 KB to 3.7 MB). */
+static pthread_key_t late_key;
+static void *late_blocks[200];
+static unsigned nlate;
+
+static void late_alloc(void *arg)
+{
+	(void)arg;
+	if (nlate < sizeof(late_blocks) / sizeof(late_blocks[0]))
+		late_blocks[nlate++] = rh_shm_alloc(48);
+}
+
+static void *batch_then_exit(void *arg)
+{
+	static void *a[2000];
+	(void)arg;
+	pthread_setspecific(late_key, (void *)1);
+	for (unsigned i = 0; i < 2000; i++)
+		a[i] = rh_shm_alloc(48);
+	for (unsigned i = 0; i < 2000; i++)
+		rh_shm_free(a[i]);
+	return NULL;
+}
+
+static void child_alloc_after_thread_exit(void)
+{
+	alarm(60);
+	rh_shm_free(rh_shm_alloc(48)); /* the allocator's own key first */
+	if (pthread_key_create(&late_key, late_alloc))
+		exit(3);
+	for (unsigned i = 0; i < 200; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, batch_then_exit, NULL) || pthread_join(t, NULL))
+			exit(4);
+	}
+	for (unsigned i = 0; i < nlate; i++)
+		rh_shm_free(late_blocks[i]);
+	rh_shm_trim();
+	struct stat st;
+	if (fstat(heap_fd(rh_heap), &st) != 0)
+		exit(5);
+	if (st.st_blocks * 512 > (2 << 20)) {
+		fprintf(stderr, "after 200 threads the heap holds %lld bytes\n", (long long)st.st_blocks * 512);
+		exit(6);
+	}
+}
+
+static void test_alloc_after_thread_exit_keeps_no_span(void **state)
+{
+	(void)state;
+	test_child_ok(child_alloc_after_thread_exit);
+}
+
 /* A batch larger than the bin: its blocks come back from their spans' free
  * lists a whole list at a time (the bin's stream), not a refill's worth of
  * blocks each moved through the cache, and the spans the batch emptied are
@@ -2293,6 +2375,8 @@ int main(void)
 		cmocka_unit_test(test_alloc_flushed_runs_keep_free_lists_exact),
 		cmocka_unit_test(test_alloc_batches_settle_in_the_cache),
 		cmocka_unit_test(test_alloc_big_batches_stream),
+		cmocka_unit_test(test_alloc_trim_with_kept_spans),
+		cmocka_unit_test(test_alloc_after_thread_exit_keeps_no_span),
 		cmocka_unit_test(test_alloc_short_runs_are_reserved),
 		cmocka_unit_test(test_alloc_refill_commits_its_slots_at_once),
 		cmocka_unit_test(test_alloc_calls_interrupted_by_fork_finish_in_the_child),
