@@ -5,6 +5,7 @@
  * must not allocate); a malformed value is reported once and the default kept.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,15 +36,19 @@ void rh_warn(const char *fmt, ...)
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
 	/* Never past the file size limit (ulimit -f): the kernel would end
-	 * the program with SIGXFSZ for our message. */
+	 * the program with SIGXFSZ for our message. A regular file is written
+	 * at its end (O_APPEND) or at the descriptor's offset. */
 	int saved = errno;
 	struct rlimit rl;
 	struct stat st;
 	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size + (uint64_t)n > (uint64_t)rl.rlim_cur) {
-		errno = saved;
-		return;
+	    fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+		int fl = fcntl(STDERR_FILENO, F_GETFL);
+		off_t at = fl >= 0 && !(fl & O_APPEND) ? lseek(STDERR_FILENO, 0, SEEK_CUR) : st.st_size;
+		if (at < 0 || (uint64_t)at + (uint64_t)n > (uint64_t)rl.rlim_cur) {
+			errno = saved;
+			return;
+		}
 	}
 	ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
 	(void)w;

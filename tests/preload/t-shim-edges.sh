@@ -429,6 +429,11 @@ echo "ok exit while the heap is being made"
 ( ulimit -f 1 && shim sh -c 'i=0; while [ $i -lt 20 ]; do sh -c : || exit 1; i=$((i + 1)); done' 2> "$V.err" ) ||
 	fail "a warning past the file size limit ended the program"
 grep -q 'cannot create a heap' "$V.err" || fail "no warning under the file size limit"
+# Written where the descriptor is, not at the end: at the start of a file
+# already past the limit, the warning fits.
+head -c 8192 /dev/zero > "$V.err"
+( ulimit -f 1 && shim sh -c : 2<> "$V.err" ) || fail "a warning at the start of a long file"
+grep -q 'cannot create a heap' "$V.err" || fail "no warning at the start of a file past the limit"
 no_heaps fsize
 echo "ok warnings under a file size limit"
 
