@@ -1289,10 +1289,13 @@ static int exec_aside(int fd, char *const envp[])
 {
 	struct heap *h = rh_heap;
 	int saved = errno;
-	int held = ((h && h->pid == getpid()) || heap_making_here()) && heap_exec_hold() ? EXEC_HELD : 0;
+	bool hold = (h && h->pid == getpid()) || heap_making_here();
+	int held = hold && heap_exec_hold() ? EXEC_HELD : 0;
 	h = rh_heap; /* a heap another thread was making is made now */
 	bool mine = heap_named_mine();
-	bool cleans = mine && next_image_cleans(h, fd, envp);
+	/* A fork still copying after the wait (a heap of gigabytes): the heap
+	 * set aside would be left, so it goes now. */
+	bool cleans = mine && (!hold || held) && next_image_cleans(h, fd, envp);
 	if (fd >= 0)
 		close(fd);
 	errno = saved;

@@ -8,18 +8,20 @@
  * its build-id differs from the recorded one (the library was upgraded
  * since). A shared object is reported at bias 0 and looked up at addresses
  * relative to its load base, so heaps that load it at different bases share
- * its debug information and frames; an executable is reported at its
- * recorded base, which is then part of its key.
+ * its debug information and frames; an executable that is not
+ * position-independent (ET_EXEC) is loaded where its program headers say,
+ * and looked up at the recorded addresses whatever base a record gives.
  *
  * The journal that names the files may be hostile, and the tools run as root
  * over folders anyone can write. So a file is parsed only when it is a
  * regular file, an ELF executable or shared object, not writable by others,
  * and root's (not writable by its group either) or ours: libelf maps it, and
  * a file its owner truncated under the mapping would end the tool with
- * SIGBUS. A heap gets at most PARSE_PER_HEAP files parsed, and the run keeps
- * at most FILES_KEPT between heaps, so that neither many spellings of a
- * path, nor build-ids made up, nor many load bases make the tool's memory or
- * descriptors grow without end. Frames of any other file print as
+ * SIGBUS. A heap gets at most PARSE_PER_HEAP files parsed, of at most
+ * PARSE_BYTES_PER_HEAP bytes in all, and the run keeps at most FILES_KEPT of
+ * at most KEPT_BYTES between heaps, so that neither many spellings of a path,
+ * nor build-ids made up, nor many load bases, nor the largest files of the
+ * system make the tool's memory or descriptors grow without end. Frames of any other file print as
  * module+offset.
  *
  * libdw and libstdc++ (for __cxa_demangle) are opened with dlopen on first
@@ -41,15 +43,12 @@
 #include <unistd.h>
 #include <uthash.h>
 
-/* A file as parsed: one per path, recorded build-id and file identity, so
- * the heaps of one run that load the same library share its Dwfl and its
- * looked-up frames, whatever its load base in each. A shared object (ET_DYN)
- * is reported at bias 0 and looked up at addresses relative to the load base;
- * any other file is reported at its recorded base, then part of its key. */
+/* A file as parsed: one per file identity and recorded build-id, so the
+ * heaps of one run that load the same library share its Dwfl and its
+ * looked-up frames, whatever its path's spelling and load base in each. */
 struct sym_key {
 	uint64_t dev, ino, size;
 	int64_t mtime_sec, mtime_nsec;
-	uint64_t base;          /* 0 for a shared object */
 	uint64_t build_id_len;
 	uint8_t build_id[40];
 };
@@ -102,11 +101,15 @@ struct symbolizer {
 	struct sym_path *paths;
 	struct sym_file *files;
 	unsigned nfiles;        /* in files */
+	uint64_t kept_bytes;    /* their sizes */
 	unsigned parsed;        /* files parsed for the current heap */
+	uint64_t parsed_bytes;  /* their sizes */
 };
 
 #define PARSE_PER_HEAP 256
+#define PARSE_BYTES_PER_HEAP ((uint64_t)1 << 30)
 #define FILES_KEPT 256
+#define KEPT_BYTES ((uint64_t)1 << 30)
 
 /* --- libdw, loaded on first use ------------------------------------------ */
 
@@ -218,6 +221,7 @@ static void files_free(struct symbolizer *s)
 		free(f);
 	}
 	s->nfiles = 0;
+	s->kept_bytes = 0;
 }
 
 void symbolizer_free(struct symbolizer *s)
@@ -243,8 +247,9 @@ void symbolizer_clear(struct symbolizer *s)
 	s->steps = 0;
 	s->site_pos = 0;
 	s->parsed = 0;
+	s->parsed_bytes = 0;
 	/* The files of the heaps before: kept for the next, up to a bound. */
-	if (s->nfiles > FILES_KEPT)
+	if (s->nfiles > FILES_KEPT || s->kept_bytes > KEPT_BYTES)
 		files_free(s);
 }
 
@@ -333,9 +338,9 @@ static int trusted(const struct stat *st)
 	return st->st_uid == geteuid();
 }
 
-/* Parses the file open on FD (consumed) into F, named PATH: reported at F's
- * key base, dropped when its build-id differs from the recorded one (the
- * library was upgraded since). */
+/* Parses the file open on FD (consumed) into F, named PATH, at bias 0;
+ * dropped when its build-id differs from the recorded one (the library was
+ * upgraded since). */
 static void prepare(struct sym_file *f, const char *path, int fd)
 {
 	f->dwfl = dw.dwfl_begin(&callbacks);
@@ -346,7 +351,7 @@ static void prepare(struct sym_file *f, const char *path, int fd)
 	dw.dwfl_report_begin(f->dwfl);
 	const char *name = strrchr(path, '/');
 	/* add_p_vaddr: BASE is the load bias (dlpi_addr), as recorded. */
-	f->mod = dw.dwfl_report_elf(f->dwfl, name ? name + 1 : path, path, fd, f->key.base, true);
+	f->mod = dw.dwfl_report_elf(f->dwfl, name ? name + 1 : path, path, fd, 0, true);
 	dw.dwfl_report_end(f->dwfl, NULL, NULL);
 	if (!f->mod)
 		close(fd); /* consumed only on success */
@@ -389,25 +394,17 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 	key.size = (uint64_t)st.st_size;
 	key.mtime_sec = st.st_mtim.tv_sec;
 	key.mtime_nsec = st.st_mtim.tv_nsec;
-	key.base = m->base;
 	key.build_id_len = m->build_id_len;
 	memcpy(key.build_id, m->build_id, m->build_id_len);
-	/* A shared object's key has base 0, whatever the record says. */
 	struct sym_file *f;
-	uint64_t base = key.base;
-	key.base = 0;
 	HASH_FIND(hh, s->files, &key, sizeof(key), f);
-	if (!f || !f->relative) {
-		key.base = base;
-		HASH_FIND(hh, s->files, &key, sizeof(key), f);
-	}
 	if (f) {
 		close(at);
 		if (f->ready)
 			m->file = f;
 		return;
 	}
-	if (s->parsed >= PARSE_PER_HEAP) {
+	if (s->parsed >= PARSE_PER_HEAP || s->parsed_bytes + key.size > PARSE_BYTES_PER_HEAP) {
 		close(at);
 		return;
 	}
@@ -428,13 +425,13 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 		return;
 	}
 	s->parsed++;
+	s->parsed_bytes += key.size;
 	f->relative = type;
 	f->key = key;
-	if (f->relative)
-		f->key.base = 0;
 	prepare(f, m->path, fd);
 	HASH_ADD(hh, s->files, key, sizeof(f->key), f);
 	s->nfiles++;
+	s->kept_bytes += key.size;
 	if (f->ready)
 		m->file = f;
 }

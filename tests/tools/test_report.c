@@ -400,6 +400,32 @@ static void test_symbolize_only_files_no_one_else_can_change(void **state)
 	assert_true(open_fds() <= before + 1);
 	symbolizer_free(sym);
 	unlink(copy);
+
+	/* An executable that is not position-independent (the static test
+	 * program, ET_EXEC), named at 300 load bases: libdwfl places it where
+	 * its headers say, so it is one file, parsed once. */
+	char exe[4096], prog[4200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	assert_true(n > 0);
+	exe[n] = 0;
+	*strrchr(exe, '/') = 0;
+	snprintf(prog, sizeof(prog), "%s/../progs/static_true", exe);
+	if (access(prog, R_OK) != 0)
+		return;
+	sym = symbolizer_new();
+	for (unsigned i = 0; i < 300; i++) {
+		uint64_t d = (uint64_t)(i + 1) << 32;
+		struct rh_module_info m = { .base = d, .start = d + 0x400000, .end = d + 0x500000, .path = prog };
+		assert_int_equal(symbolizer_add(sym, &m), 0);
+	}
+	before = open_fds();
+	for (unsigned i = 0; i < 300; i++) {
+		struct frame f;
+		symbolizer_frame(sym, ((uint64_t)(i + 1) << 32) + 0x401000, &f);
+		assert_string_equal(f.module, prog);
+	}
+	assert_true(open_fds() <= before + 1);
+	symbolizer_free(sym);
 }
 
 static void test_symbolize_ignores_hostile_paths(void **state)
