@@ -716,9 +716,9 @@ bool heap_exec_hold(void)
 			nanosleep(&ts, NULL);
 		}
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
+	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += 1;
-	return pthread_mutex_timedlock(&create_lock, &until) == 0;
+	return pthread_mutex_clocklock(&create_lock, CLOCK_MONOTONIC, &until) == 0;
 }
 
 bool heap_making_here(void)

@@ -107,9 +107,9 @@ struct symbolizer {
 };
 
 #define PARSE_PER_HEAP 256
-#define PARSE_BYTES_PER_HEAP ((uint64_t)1 << 30)
+#define PARSE_BYTES_PER_HEAP ((uint64_t)4 << 30)
 #define FILES_KEPT 256
-#define KEPT_BYTES ((uint64_t)1 << 30)
+#define KEPT_BYTES ((uint64_t)4 << 30)
 
 /* --- libdw, loaded on first use ------------------------------------------ */
 
@@ -404,7 +404,9 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 			m->file = f;
 		return;
 	}
-	if (s->parsed >= PARSE_PER_HEAP || s->parsed_bytes + key.size > PARSE_BYTES_PER_HEAP) {
+	/* The heap's first file is parsed whatever its size (a debug build
+	 * of gigabytes). */
+	if (s->parsed >= PARSE_PER_HEAP || (s->parsed && s->parsed_bytes + key.size > PARSE_BYTES_PER_HEAP)) {
 		close(at);
 		return;
 	}

@@ -36,7 +36,7 @@
 #if defined(__x86_64__)
 
 #define MAX 64
-static volatile int sink;
+static volatile unsigned sink; /* wraps: it only keeps the compiler from dropping work */
 
 /* Both walks from one function: their first entries are this function's
  * two calls, the rest must be equal. Returns the frame count. */
@@ -69,7 +69,7 @@ static __attribute__((noinline)) int many_live(int max)
 {
 	unsigned a = (unsigned)sink, b = a * 3, c = a * 5, d = a * 7, e = a * 11, f = a * 13, g = a * 17;
 	int n = plain(max);
-	sink = (int)((unsigned)sink + (a ^ b ^ c ^ d ^ e ^ f ^ g) + (a * b + c * d + e * f + g));
+	sink = (unsigned)(sink + (a ^ b ^ c ^ d ^ e ^ f ^ g) + (a * b + c * d + e * f + g));
 	return n;
 }
 
