@@ -25,7 +25,7 @@ OPT     ?= -O2 -g
 endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
-CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DRH_VERSION='"$(VERSION)"' -Iheap/include -Iheap
+CPPFLAGS += -D_GNU_SOURCE -DRH_VERSION='"$(VERSION)"' -Iheap/include -Iheap
 CFLAGS   += -std=gnu11 $(OPT) $(WARN) -fPIC -fvisibility=hidden $(SANFLAGS)
 # Our own code must never become calls to our own malloc.
 LIBFLAGS := -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc -ftls-model=initial-exec
