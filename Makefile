@@ -63,15 +63,15 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then scripts/install-deps; \
 	  else echo "redhawk-shm: build dependencies are missing: run 'sudo scripts/install-deps'" >&2; exit 1; fi; }
 
-$(BUILD)/obj/heap/%.o: heap/%.c $(wildcard heap/*.h heap/include/redhawk/*.h)
+$(BUILD)/obj/heap/%.o: heap/%.c Makefile $(wildcard heap/*.h heap/include/redhawk/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/preload/%.o: preload/%.c $(wildcard heap/*.h heap/include/redhawk/*.h preload/*.h)
+$(BUILD)/obj/preload/%.o: preload/%.c Makefile $(wildcard heap/*.h heap/include/redhawk/*.h preload/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/tools/%.o: tools/%.c $(wildcard heap/*.h heap/include/redhawk/*.h tools/*.h)
+$(BUILD)/obj/tools/%.o: tools/%.c Makefile $(wildcard heap/*.h heap/include/redhawk/*.h tools/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
