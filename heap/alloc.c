@@ -389,9 +389,6 @@ static void pool_free_empty(struct heap *h, struct pool *pl);
 /* Every free committed page of the pool goes back to the file. */
 static void pool_purge(struct heap *h, struct pool *pl)
 {
-	/* First: span_free comes back to pool_decay, which must not free the
-	 * kept spans under pool_free_empty's walk. */
-	pl->purged_ns = os_now_ns(CLOCK_MONOTONIC_COARSE);
 	pool_free_empty(h, pl);
 	pool_purge_older(h, pl, 0, 0);
 	pl->retained = 0;
@@ -840,7 +837,8 @@ static void slot_release(struct heap *h, struct pool *pl, struct superblock *sb,
 /* The pool's kept empty spans (locked) go back to its free pages. */
 static void pool_free_empty(struct heap *h, struct pool *pl)
 {
-	/* Not again from span_free's decay: the walk keeps the next span. */
+	/* Not again from span_free's decay (a trim's, or a decay's for
+	 * another pool): the walk keeps the next span. */
 	if (pl->freeing_empty)
 		return;
 	pl->freeing_empty = true;

@@ -665,6 +665,16 @@ static void unlink_as_owner(struct heap *h, int dirfd, uid_t owner)
 	errno = saved;
 }
 
+/* Waits (at most 1 s: a thread stopped in a debugger) until no thread makes
+ * the heap. */
+static void wait_for_maker(void)
+{
+	for (int i = 0; i < 1000 && __atomic_load_n(&creating, __ATOMIC_ACQUIRE); i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 void heap_unlink_now(void)
 {
 	struct heap *h = rh_heap;
@@ -687,10 +697,7 @@ void heap_unlink_now(void)
 		return;
 	}
 	if (!h && maker && maker != self) {
-		for (int i = 0; i < 1000 && __atomic_load_n(&creating, __ATOMIC_ACQUIRE); i++) {
-			struct timespec ts = { 0, 1000000 };
-			nanosleep(&ts, NULL);
-		}
+		wait_for_maker();
 		h = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE);
 	}
 	if (!h || h->unlinked || h->pid != getpid())
@@ -711,10 +718,7 @@ bool heap_exec_hold(void)
 	 * making of the heap would wait on itself. */
 	pid_t maker = __atomic_load_n(&creating, __ATOMIC_SEQ_CST);
 	if (maker && maker != (pid_t)syscall(SYS_gettid))
-		for (int i = 0; i < 1000 && __atomic_load_n(&creating, __ATOMIC_ACQUIRE); i++) {
-			struct timespec ts = { 0, 1000000 };
-			nanosleep(&ts, NULL);
-		}
+		wait_for_maker();
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += 1;
