@@ -954,6 +954,20 @@ static int module_record(struct journal_walk *w, uint64_t pos, const uint8_t *re
 }
 
 /* Calls w's function for every record tagged tag, in file order. */
+/* A live heap's journal grows while the file is open: each walk reads how far
+ * the records are published now. A value that is not one open would accept,
+ * or that would move the end back, leaves the end as it was. */
+static void journal_end_now(struct rh_heap *h, struct sb_entry *sb)
+{
+	uint64_t end;
+	if (pread(h->fd, &end, sizeof(end), (off_t)(sb->offset + offsetof(struct superblock, journal_end)))
+			!= (ssize_t)sizeof(end))
+		return;
+	if (end < sb->header_size || end > sb->size || end % 8 || sb->offset + end <= sb->journal_end)
+		return;
+	sb->journal_end = sb->offset + end;
+}
+
 static int walk_journal(struct journal_walk *w, uint16_t tag)
 {
 	struct rh_heap *h = w->h;
@@ -966,9 +980,10 @@ static int walk_journal(struct journal_walk *w, uint16_t tag)
 	if (!w->buf || (tag == RH_REC_MODULE && !w->path))
 		rc = fail(h, "out of memory");
 	for (size_t i = 0; rc == 0 && i < h->nsbs; i++) {
-		const struct sb_entry *sb = &h->sbs[i];
+		struct sb_entry *sb = &h->sbs[i];
 		if (sb->kind != RH_SB_JOURNAL)
 			continue;
+		journal_end_now(h, sb);
 		uint64_t end = sb->journal_end;
 		/* Each record is at least 8 bytes: pos grows every step. */
 		for (uint64_t pos = sb->offset + sb->header_size; rc == 0 && pos < end; ) {

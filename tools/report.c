@@ -23,7 +23,8 @@ struct agg {
 struct collect {
 	struct site_report *r;
 	struct agg *by_id;
-	size_t cap;
+	size_t cap, known;
+	uint64_t unknown; /* blocks naming a site not (yet) read */
 	int nomem;
 	int (*keep)(const struct rh_block_info *block, void *arg);
 	void *keep_arg;
@@ -44,6 +45,7 @@ static int on_known(const struct rh_site_info *si, void *arg)
 	a->id = si->id;
 	a->index = NO_STAT;
 	HASH_ADD(hh, c->by_id, id, sizeof(a->id), a);
+	c->known++;
 	return 0;
 }
 
@@ -77,6 +79,8 @@ static int on_block(const struct rh_block_info *b, void *arg)
 	if (b->site)
 		HASH_FIND(hh, c->by_id, &b->site, sizeof(b->site), a);
 	if (!a) {
+		if (b->site)
+			c->unknown++;
 		c->r->nosite_bytes += b->size;
 		c->r->nosite_blocks++;
 		return 0;
@@ -127,17 +131,36 @@ int report_collect(struct rh_heap *heap, struct site_report *r)
 	return report_collect_if(heap, NULL, NULL, r);
 }
 
+/* A live heap's process may record sites while its blocks are walked: when
+ * blocks named sites the first reading did not hold and reading the journal
+ * again finds more, the blocks are walked again (a few times at most; a
+ * damaged file's made-up site values find nothing and cost one reading). */
+#define REPORT_TRIES 3
+
 int report_collect_if(struct rh_heap *heap, int (*keep)(const struct rh_block_info *block, void *arg),
 	void *arg, struct site_report *r)
 {
 	memset(r, 0, sizeof(*r));
 	struct collect c = { .r = r, .keep = keep, .keep_arg = arg };
+	struct agg *a, *tmp;
 	int rc = rh_heap_walk_sites(heap, on_known, &c);
-	if (rc == 0 && !c.nomem)
+	for (int tries = 0; rc == 0 && !c.nomem; tries++) {
+		c.unknown = 0;
 		rc = rh_heap_walk_blocks(heap, on_block, &c);
+		if (rc != 0 || c.nomem || !c.unknown || tries + 1 == REPORT_TRIES)
+			break;
+		size_t known = c.known;
+		rc = rh_heap_walk_sites(heap, on_known, &c);
+		if (rc != 0 || c.nomem || c.known == known)
+			break;
+		/* New sites: count again from nothing. */
+		HASH_ITER(hh, c.by_id, a, tmp)
+			a->index = NO_STAT;
+		r->n = 0;
+		r->bytes = r->blocks = r->nosite_bytes = r->nosite_blocks = 0;
+	}
 	if (rc == 0 && !c.nomem)
 		rc = rh_heap_walk_sites(heap, on_site, &c);
-	struct agg *a, *tmp;
 	HASH_ITER(hh, c.by_id, a, tmp) {
 		HASH_DEL(c.by_id, a);
 		free(a);

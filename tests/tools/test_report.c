@@ -147,6 +147,72 @@ static void test_report_unknown_sites_count_as_none(void **state)
 	rh_heap_close(h);
 }
 
+/* A live heap: a site recorded while the blocks are walked. The file is
+ * written first without the site its last two blocks name, and rewritten
+ * with it when the walk reaches its first block. */
+static void late_fixture(struct heapfix *f, int with_late, uint32_t *late)
+{
+	heapfix_init(f, 4096);
+	uint64_t sb = heapfix_data_sb(f, 64);
+	uint32_t hp = heapfix_sb(f, sb)->header_size / f->page;
+	uint64_t jsb = heapfix_journal_sb(f, 4);
+	uint64_t fr[1] = { 0x1234 }, fl[1] = { 0x5678 };
+	uint32_t known = heapfix_site(f, jsb, fr, 1, 100, 1, 1, 100);
+	if (with_late)
+		*late = heapfix_site(f, jsb, fl, 1, 200, 2, 2, 200);
+	heapfix_span(f, sb, hp, 4, RH_PAGE_SMALL, 0);  /* 16-byte slots */
+	heapfix_small(f, sb, hp, 0, 10, known, 1, 0);
+	heapfix_small(f, sb, hp, 1, 10, *late, 1, 0);
+	heapfix_small(f, sb, hp, 2, 10, *late, 1, 0);
+	heapfix_counter(f, 0, 30, 3);
+}
+
+struct rewrite {
+	const char *name;
+	int done;
+};
+
+static int rewrite_once(const struct rh_block_info *b, void *arg)
+{
+	(void)b;
+	struct rewrite *w = arg;
+	if (!w->done++) {
+		struct heapfix f;
+		uint32_t late = 0;
+		late_fixture(&f, 1, &late);
+		assert_int_equal(heapfix_write(&f, test_dir, w->name), 0);
+		heapfix_free(&f);
+	}
+	return 1;
+}
+
+static void test_report_reads_sites_recorded_during_the_walk(void **state)
+{
+	(void)state;
+	struct heapfix f;
+	uint32_t late = 0;
+	late_fixture(&f, 1, &late);
+	heapfix_free(&f);
+	late_fixture(&f, 0, &late);
+	assert_int_equal(heapfix_write(&f, test_dir, "heap-4"), 0);
+	heapfix_free(&f);
+	struct rh_heap *h = open_heap("heap-4");
+	struct rewrite w = { "heap-4", 0 };
+	struct site_report r;
+	assert_int_equal(report_collect_if(h, rewrite_once, &w, &r), 0);
+	assert_true(w.done > 3); /* walked again */
+	assert_int_equal(r.blocks, 3);
+	assert_int_equal(r.nosite_blocks, 0);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.sites[0].id, late);
+	assert_int_equal(r.sites[0].blocks, 2);
+	assert_int_equal(r.sites[0].depth, 1);
+	assert_int_equal(r.sites[0].frames[0], 0x5678);
+	assert_int_equal(r.sites[1].blocks, 1);
+	report_free(&r);
+	rh_heap_close(h);
+}
+
 static void test_report_prints_sites_and_other_sites(void **state)
 {
 	(void)state;
@@ -674,6 +740,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_report_sums_live_blocks_by_site, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_report_unknown_sites_count_as_none, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_report_reads_sites_recorded_during_the_walk, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_report_prints_sites_and_other_sites, test_setup, test_teardown),
 		cmocka_unit_test(test_symbolize_own_frames_to_function_and_line),
 		cmocka_unit_test(test_symbolize_refuses_a_file_with_another_build_id),
