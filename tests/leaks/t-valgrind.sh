@@ -112,3 +112,18 @@ EOF
 done
 [ $n -ge 12 ] || fail "only $n programs in tests/leaks"
 echo "ok: $n programs agree with valgrind"
+
+# valgrind's tools that leave the program its own malloc (none, cachegrind,
+# callgrind) run it with the shim's heap: valgrind must not fail on the way
+# the heap file is named and mapped.
+SHIM=$BUILD/lib/libredhawk-shm-preload.so
+[ -f "$SHIM" ] || fail "not built: $SHIM"
+for tool in none cachegrind; do
+	out=; [ $tool = cachegrind ] && out=--cachegrind-out-file=/dev/null
+	RH_SHM_DIR=$D LD_PRELOAD=$SHIM valgrind -q --tool=$tool $out "$LEAKS/list" \
+		>/dev/null 2>"$W/$tool.err" 0</dev/null ||
+		fail "list under valgrind --tool=$tool with the shim: exit status $?: $(head -c 600 "$W/$tool.err")"
+	left=$(ls -A "$D")
+	[ -z "$left" ] || fail "list under valgrind --tool=$tool left heaps behind: $left"
+done
+echo "ok: valgrind --tool=none and cachegrind run programs on the shim's heap"
