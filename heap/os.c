@@ -261,44 +261,50 @@ static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
 	return err;
 }
 
+/* The file's bytes from s to e into the private memory now mapped at
+ * base + s, a piece at a time through the buffer: pages of zeros are not
+ * copied and take no memory (pages written with zeros and never used since,
+ * os_commit_fill, are data to SEEK_DATA). */
+static int fill_run(int fd, char *base, uint64_t s, uint64_t e)
+{
+	size_t page = os_page_size();
+	for (uint64_t c = s; c < e;) {
+		size_t want = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
+		ssize_t n = pread(fd, bounce, want, (off_t)c);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : EIO;
+		/* Each run of pages that hold data is populated at once: a fault
+		 * per page would cost more than the copy (a page alone faults: the
+		 * same work, without a system call). */
+		for (size_t k = 0, run = 0;;) {
+			size_t len = (size_t)n - k < page ? (size_t)n - k : page;
+			if (len && !os_all_zero(bounce + k, len)) {
+				run += len;
+				k += len;
+				continue;
+			}
+			if (run) {
+				if (run > page)
+					madvise(base + c + k - run, run, MADV_POPULATE_WRITE);
+				memcpy(base + c + k - run, bounce + k - run, run);
+				run = 0;
+			}
+			if (!len)
+				break;
+			k += len;
+		}
+		c += (uint64_t)n;
+	}
+	return 0;
+}
+
 static int copy_pieces(int fd, char *base, uint64_t s, uint64_t e)
 {
 	if (fd >= 0) {
-		/* A piece at a time through the buffer: pages of zeros are not
-		 * copied and take no memory (pages written with zeros and never
-		 * used since, os_commit_fill, are data to SEEK_DATA). */
 		int err = map_copy(base + s, (size_t)(e - s));
-		if (err)
-			return err;
-		size_t page = os_page_size();
-		for (uint64_t c = s; c < e;) {
-			size_t want = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
-			ssize_t n = pread(fd, bounce, want, (off_t)c);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n < 0 ? errno : EIO;
-			/* Each run of pages that hold data is populated at once: a
-			 * fault per page would cost more than the copy. */
-			for (size_t k = 0, run = 0;;) {
-				size_t len = (size_t)n - k < page ? (size_t)n - k : page;
-				if (len && !os_all_zero(bounce + k, len)) {
-					run += len;
-					k += len;
-					continue;
-				}
-				if (run) {
-					madvise(base + c + k - run, run, MADV_POPULATE_WRITE);
-					memcpy(base + c + k - run, bounce + k - run, run);
-					run = 0;
-				}
-				if (!len)
-					break;
-				k += len;
-			}
-			c += (uint64_t)n;
-		}
-		return 0;
+		return err ? err : fill_run(fd, base, s, e);
 	}
 	for (uint64_t c = s; c < e; c += sizeof(bounce)) {
 		size_t n = e - c < sizeof(bounce) ? (size_t)(e - c) : sizeof(bounce);
@@ -311,34 +317,137 @@ static int copy_pieces(int fd, char *base, uint64_t s, uint64_t e)
 	return 0;
 }
 
-int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done)
+/* The run of data (or hole, found 0) at or after pos, within size: found 2
+ * is a range the process holds privately already. A run that changed under
+ * us (no data where the heap's records said there is) is a page of hole. */
+static int next_run(os_data_runs_fn runs, const void *arg, uint64_t pos, uint64_t size, uint64_t page,
+	uint64_t *s, uint64_t *e)
+{
+	*s = *e = size;
+	int found = runs(arg, pos, s, e);
+	if (found < 0)
+		return found;
+	if (!found || *s > size)
+		*s = *e = size;
+	if (*e > size)
+		*e = size;
+	if (*s < pos)
+		*s = pos;
+	if (*e <= *s && *s < size)
+		*e = *s = *s + page < size ? *s + page : size;
+	return *e > *s ? found : 0;
+}
+
+/* Without the file: run by run, each read from the mapping as it is
+ * replaced (holes read as zeros, tmpfs counts pages reserved but never
+ * written as holes too). */
+static int copy_from_mapping(void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done)
 {
 	char *base = at;
 	uint64_t pos = 0, page = (uint64_t)os_page_size();
 	int err = 0;
 	while (pos < size && !err) {
-		uint64_t s = size, e = size;
-		int found = runs(arg, pos, &s, &e);
+		uint64_t s, e;
+		int found = next_run(runs, arg, pos, size, page, &s, &e);
 		if (found < 0) {
 			err = -found;
 			break;
 		}
-		if (!found || s > size)
-			s = e = size;
-		if (e > size)
-			e = size;
-		if (s < pos)
-			s = pos;
-		if (e <= s && s < size) /* changed under us: the page counts as a hole */
-			e = s = s + page < size ? s + page : size;
-		/* Holes read as zeros (tmpfs counts pages reserved but never
-		 * written as holes too) and are no longer the parent's. */
 		if (s > pos && (err = map_copy(base + pos, (size_t)(s - pos))))
 			break;
 		pos = s;
-		if (e > s && found != 2 && (err = copy_run(fd, base, s, e)))
+		if (found == 1 && (err = copy_run(-1, base, s, e)))
 			break;
 		pos = e;
+	}
+	*done = (size_t)pos;
+	return err;
+}
+
+/* [s, e) of the mapping becomes private memory, in as few calls as the
+ * pages around the thread pointer allow: those are filled from the file at
+ * once (copy_swap), and [*ta, *tb) tells which they were. */
+static int replace(int fd, char *base, uint64_t s, uint64_t e, uint64_t *ta, uint64_t *tb)
+{
+	uintptr_t page = os_page_size(), tp = (uintptr_t)__builtin_thread_pointer();
+	uintptr_t lo = tp > TP_BELOW ? (tp - TP_BELOW) & ~(page - 1) : 0;
+	uintptr_t hi = (tp + TP_ABOVE + page - 1) & ~(page - 1);
+	uintptr_t from = (uintptr_t)base + s, to = (uintptr_t)base + e;
+	*ta = *tb = 0;
+	if (s >= e)
+		return 0;
+	if (to <= lo || from >= hi)
+		return map_copy(base + s, (size_t)(e - s));
+	uint64_t a = from < lo ? lo - (uintptr_t)base : s, b = to > hi ? hi - (uintptr_t)base : e;
+	int err = 0;
+	if (a > s && (err = map_copy(base + s, (size_t)(a - s))))
+		return err;
+	if (copy_swap(fd, base, a, b) == 0) {
+		*ta = a;
+		*tb = b;
+	} else if ((err = map_copy(base + a, (size_t)(b - a)))) {
+		return err;
+	}
+	return e > b ? map_copy(base + b, (size_t)(e - b)) : 0;
+}
+
+/* Runs are taken RUN_BATCH at a time, and private memory mapped over all of
+ * their range, holes included, at once: a heap with a page of data in each
+ * span (a shell's) took two mappings and two advices for each, 8 system
+ * calls a span, and a fork of bash three times glibc's time. */
+#define RUN_BATCH 64
+
+int os_map_private_copy(int fd, void *at, size_t size, os_data_runs_fn runs, const void *arg, size_t *done)
+{
+	if (fd < 0)
+		return copy_from_mapping(at, size, runs, arg, done);
+	char *base = at;
+	uint64_t pos = 0, page = (uint64_t)os_page_size();
+	struct { uint64_t s, e; } batch[RUN_BATCH];
+	int err = 0;
+	while (pos < size && !err) {
+		/* The batch: [pos, end), then [keep_s, keep_e) left as it is. */
+		uint64_t end = pos, keep_s = 0, keep_e = 0, ta, tb;
+		unsigned n = 0;
+		while (n < RUN_BATCH && end < size) {
+			uint64_t s, e;
+			int found = next_run(runs, arg, end, size, page, &s, &e);
+			if (found < 0) {
+				err = -found;
+				break;
+			}
+			if (found == 2) {
+				keep_s = s;
+				keep_e = e;
+				end = s;
+				break;
+			}
+			if (found)
+				batch[n].s = s, batch[n++].e = e;
+			end = e;
+		}
+		int rerr = replace(fd, base, pos, end, &ta, &tb);
+		if (rerr) {
+			err = rerr;
+			break;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t s = batch[i].s, e = batch[i].e;
+			int ferr = 0;
+			if (ta < tb && s < tb && e > ta) {
+				if (s < ta)
+					ferr = fill_run(fd, base, s, ta);
+				if (!ferr && e > tb)
+					ferr = fill_run(fd, base, tb, e);
+			} else {
+				ferr = fill_run(fd, base, s, e);
+			}
+			if (ferr) {
+				*done = (size_t)s;
+				return ferr;
+			}
+		}
+		pos = keep_e > keep_s ? keep_e : end;
 	}
 	*done = (size_t)pos;
 	return err;

@@ -566,6 +566,66 @@ off_t lseek(int fd, off_t off, int whence)
 	return real(fd, off, whence);
 }
 
+/* Mappings made at a fixed address (the copy's private memory), counted
+ * as the lseek calls above. */
+static unsigned long fixed_maps;
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	static void *(*real)(void *, size_t, int, int, int, off_t);
+	if (!real)
+		real = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+	if (flags & MAP_FIXED)
+		__atomic_fetch_add(&fixed_maps, 1, __ATOMIC_RELAXED);
+	return real(addr, len, prot, flags, fd, off);
+}
+
+/* Runs of the heap's data, each a page alone between free spans (a shell's
+ * heap looks like this): the copy maps private memory over many runs and
+ * holes at once, not over each run and each hole (2 mappings and 2 advices
+ * a run made a fork of bash three times glibc's time). */
+static void fork_sparse_scenario(void)
+{
+	enum { N = 400, SIZE = 100000 };
+	static unsigned char *blocks[N];
+	for (unsigned i = 0; i < N; i++) {
+		blocks[i] = rh_shm_alloc(SIZE);
+		CHECK(blocks[i]);
+		blocks[i][0] = (unsigned char)(i % 251 + 1);
+	}
+	for (unsigned i = 0; i < N; i += 2)
+		rh_shm_free(blocks[i]);
+	fflush(NULL);
+	__atomic_store_n(&fixed_maps, 0, __ATOMIC_RELAXED);
+	pid_t child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		unsigned long n = __atomic_load_n(&fixed_maps, __ATOMIC_RELAXED);
+		if (n > 40) {
+			fprintf(stderr, "the copy of %u runs took %lu mappings\n", N / 2, n);
+			_exit(3);
+		}
+		for (unsigned i = 1; i < N; i += 2) {
+			CHECK(blocks[i][0] == (unsigned char)(i % 251 + 1));
+			blocks[i][0] = 0; /* the child's own copy */
+		}
+		_exit(0);
+	}
+	int status;
+	CHECK(waitpid(child, &status, 0) == child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (unsigned i = 1; i < N; i += 2) {
+		CHECK(blocks[i][0] == (unsigned char)(i % 251 + 1));
+		rh_shm_free(blocks[i]);
+	}
+}
+
+static void test_lifecycle_fork_maps_many_runs_at_once(void **state)
+{
+	(void)state;
+	run_scenario(fork_sparse_scenario, "fork, sparse runs");
+}
+
 /* A heap written end to end, whose records cut it into many runs (every
  * other block of 300 freed, its pages kept): the copy asks the file about
  * its one run of data a few times, not once for each of the heap's runs
@@ -1151,6 +1211,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_child_leaves_parent_heap_alone, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_changed_header_not_followed, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_fork_asks_the_file_once_per_run, empty, reap),
+		cmocka_unit_test_setup_teardown(test_lifecycle_fork_maps_many_runs_at_once, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_forked_child_does_not_keep_creator_alive, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_file_size_limit_fails_cleanly, empty, reap),
 		cmocka_unit_test_setup_teardown(test_lifecycle_descriptor_taken_by_the_program, empty, reap),
