@@ -152,7 +152,6 @@ static void parse_boot_id(uint8_t out[16])
 
 static void fill_header(struct heap_header *hdr, const struct options *opt, size_t page)
 {
-	hdr->magic = RH_HEAP_MAGIC;
 	hdr->version_major = RH_HEAP_VERSION_MAJOR;
 	hdr->version_minor = RH_HEAP_VERSION_MINOR;
 	hdr->header_size = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
@@ -177,6 +176,9 @@ static void fill_header(struct heap_header *hdr, const struct options *opt, size
 	hdr->holders[0].pid = hdr->creator_pid;
 	hdr->holders[0].state = RH_HOLDER_CLAIMED;
 	hdr->holders[0].start_time = hdr->creator_start;
+	/* Last: a reader that finds the file under its first name reads it as
+	 * a heap only once its creator and lock flag are there. */
+	__atomic_store_n(&hdr->magic, RH_HEAP_MAGIC, __ATOMIC_RELEASE);
 }
 
 /* Is the existing heap-<pid> a heap whose creator is gone (or a file of this

@@ -7,6 +7,7 @@
 #include "scan.h"
 
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -49,7 +50,23 @@ int scan_plain_name(const char *name)
 	return name[0] && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..");
 }
 
-int scan_name(int dirfd, const char *name, struct scan_entry *entry)
+int scan_unfinished_name(const char *name)
+{
+	/* ".heap-", digits, ".", hex digits, ".tmp", nothing else. */
+	const char *p = name + 6;
+	long pid = 0;
+	if (strncmp(name, ".heap-", 6) != 0 || *p < '1' || *p > '9')
+		return 0;
+	for (; *p >= '0' && *p <= '9' && pid < 1L << 31; p++)
+		pid = pid * 10 + (*p - '0');
+	if (*p++ != '.' || !isxdigit((unsigned char)*p))
+		return 0;
+	while (isxdigit((unsigned char)*p))
+		p++;
+	return strcmp(p, ".tmp") == 0 && pid < 1L << 31 ? (int)pid : 0;
+}
+
+static int classify(int dirfd, const char *name, struct scan_entry *entry, int listing)
 {
 	memset(entry, 0, sizeof(*entry));
 	if (fstatat(dirfd, name, &entry->st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -58,8 +75,9 @@ int scan_name(int dirfd, const char *name, struct scan_entry *entry)
 	if (!entry->name)
 		return ENOMEM;
 	entry->kind = SCAN_OTHER;
-	/* Only regular files are opened: a FIFO or device would block or worse. */
-	if (!S_ISREG(entry->st.st_mode))
+	/* Only regular files are opened: a FIFO or device would block or worse.
+	 * A heap being made is not one yet: listed with the other files. */
+	if (!S_ISREG(entry->st.st_mode) || (listing && scan_unfinished_name(name)))
 		return 0;
 
 	struct rh_heap *heap = NULL;
@@ -84,6 +102,11 @@ int scan_name(int dirfd, const char *name, struct scan_entry *entry)
 		entry->open_err = err == ENOTSUP ? 0 : err;
 	}
 	return 0;
+}
+
+int scan_name(int dirfd, const char *name, struct scan_entry *entry)
+{
+	return classify(dirfd, name, entry, 0);
 }
 
 int scan_add(struct scan *scan, struct scan_entry *entry)
@@ -134,7 +157,7 @@ int scan_dir(int dirfd, struct scan *scan)
 		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
 			continue;
 		struct scan_entry entry;
-		int e = scan_name(dirfd, d->d_name, &entry);
+		int e = classify(dirfd, d->d_name, &entry, 1);
 		if (e == 0)
 			e = scan_add(scan, &entry);
 		scan_entry_free(&entry);

@@ -42,7 +42,9 @@ int scan_open_dir(const char *path);
 int scan_dir(int dirfd, struct scan *scan);
 
 /* Classifies one name of the folder into *entry (zeroed first). 0, or an
- * errno value from fstatat when the name cannot be looked at. */
+ * errno value from fstatat when the name cannot be looked at. scan_dir
+ * lists a heap still being made (scan_unfinished_name) as another file;
+ * named, it is read as a heap. */
 int scan_name(int dirfd, const char *name, struct scan_entry *entry);
 
 /* Appends a copy of *entry (taking over its allocations). 0 or ENOMEM. */
@@ -50,6 +52,10 @@ int scan_add(struct scan *scan, struct scan_entry *entry);
 void scan_sort(struct scan *scan);
 void scan_entry_free(struct scan_entry *entry);
 void scan_free(struct scan *scan);
+
+/* The pid in ".heap-PID.HEX.tmp", the name a heap has while its creator
+ * makes it (renamed to heap-PID once ready); 0 for any other name. */
+int scan_unfinished_name(const char *name);
 
 /* Whether NAME is a plain name of the folder: not empty, no '/', not . or .. */
 int scan_plain_name(const char *name);

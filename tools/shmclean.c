@@ -7,7 +7,6 @@
  * that same file right before unlinkat(2). A heap that cannot be read is
  * never taken for an orphan.
  */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -106,18 +105,8 @@ static void unlink_checked(int dirfd, const char *name, const struct stat *st)
 
 static int unfinished(int fd, const char *name, const struct stat *st)
 {
-	/* ".heap-", digits, ".", hex digits, ".tmp", nothing else. */
-	const char *p = name + 6;
-	long pid = 0;
-	if (strncmp(name, ".heap-", 6) != 0 || *p < '1' || *p > '9')
-		return 0;
-	for (; *p >= '0' && *p <= '9' && pid < 1L << 31; p++)
-		pid = pid * 10 + (*p - '0');
-	if (*p++ != '.' || !isxdigit((unsigned char)*p))
-		return 0;
-	while (isxdigit((unsigned char)*p))
-		p++;
-	if (strcmp(p, ".tmp") != 0 || pid >= 1L << 31)
+	long pid = scan_unfinished_name(name);
+	if (!pid)
 		return 0;
 	/* Its maker may be stopped (a debugger, a frozen cgroup): a process
 	 * of that pid leaves it alone. */
@@ -182,14 +171,17 @@ static void clean(int dirfd, const char *name, int named)
 		return;
 	}
 
-	struct rh_heap *heap = NULL;
-	int err = rh_heap_open_fd(fd, &heap);
-	if (err && !named && unfinished(fd, name, &st)) {
-		unlink_checked(dirfd, name, &st);
-		rh_heap_close(heap);
+	/* A heap being made: its header may already read as a heap's, its
+	 * creator and lock not yet (the sweep took one for an orphan, 1 in 1000
+	 * process starts). Only its age and lock tell. */
+	if (!named && scan_unfinished_name(name)) {
+		if (unfinished(fd, name, &st))
+			unlink_checked(dirfd, name, &st);
 		close(fd);
 		return;
 	}
+	struct rh_heap *heap = NULL;
+	int err = rh_heap_open_fd(fd, &heap);
 	if (err == ENOTSUP || (err && err != EPROTO)) {
 		if (named) {
 			if (opt.force)

@@ -131,6 +131,22 @@ expect_rc 0 "unfinished heaps"
 	fail "a file removed that was not an old unfinished heap of a dead process: $(ls -A "$D")"
 rm -f "$D"/.heap-*
 
+# A heap being made whose header already reads as a whole heap of a creator
+# that holds no lock (its maker has not set the flag and creator yet): the
+# sweep goes by the name's age and lock only, and shminfo lists it as
+# another file, shown with -a.
+"$MKHEAP" native "$D" heap-2287 99999999 fake || fail "mkheap"
+mv "$D/heap-2287" "$D/.heap-$1.4a.tmp"
+run "$SHMCLEAN" -d "$D"
+expect_rc 0 "a heap being made"
+[ -e "$D/.heap-$1.4a.tmp" ] || fail "a heap being made (a minute old or less) was removed"
+run "$SHMINFO" -d "$D"
+expect_rc 0 "a heap being made, listed"
+! grep -q "heap-$1" "$D.out" || fail "a heap being made listed as a heap: $(cat "$D.out")"
+run "$SHMINFO" -d "$D" -a
+grep -q "^\.heap-$1\.4a\.tmp" "$D.out" && grep -q "other" "$D.out" || fail "-a: a heap being made not listed as another file: $(cat "$D.out")"
+rm -f "$D"/.heap-*
+
 run "$SHMCLEAN" -x
 expect_rc 2 "bad option"
 expect_err "Try 'redhawk-shmclean --help' for more information." "usage hint"
