@@ -19,15 +19,44 @@ static const char *default_dir(void)
 }
 
 /* getopt's complaint, in its words. */
-static void complain(FILE *err, const char *prog, int c, char **argv)
+void options_complain(FILE *err, const char *prog, int c, char **argv, const struct option *longopts)
 {
 	const char *arg = argv[optind - 1];
+	if (arg[0] == '-' && arg[1] == '-' && c != ':') {
+		const char *name = arg + 2;
+		size_t len = strcspn(name, "=");
+		unsigned matches = 0;
+		const struct option *exact = NULL;
+		for (const struct option *o = longopts; o->name; o++)
+			if (!strncmp(o->name, name, len)) {
+				matches++;
+				if (strlen(o->name) == len)
+					exact = o;
+			}
+		if (matches > 1 && !exact) {
+			fprintf(err, "%s: option '--%.*s' is ambiguous; possibilities:", prog, (int)len, name);
+			for (const struct option *o = longopts; o->name; o++)
+				if (!strncmp(o->name, name, len))
+					fprintf(err, " '--%s'", o->name);
+			putc('\n', err);
+			return;
+		}
+		if (matches && name[len] == '=') {
+			for (const struct option *o = longopts; o->name; o++)
+				if (!strncmp(o->name, name, len) && (o == exact || !exact)) {
+					fprintf(err, "%s: option '--%s' doesn't allow an argument\n", prog, o->name);
+					return;
+				}
+		}
+		fprintf(err, "%s: unrecognized option '%s'\n", prog, arg);
+		return;
+	}
 	if (c == ':') {
 		if (arg[0] == '-' && arg[1] == '-')
 			fprintf(err, "%s: option '%s' requires an argument\n", prog, arg);
 		else
 			fprintf(err, "%s: option requires an argument -- '%c'\n", prog, optopt);
-	} else if (optopt) {
+	} else if (optopt > ' ' && optopt < 127) {
 		fprintf(err, "%s: invalid option -- '%c'\n", prog, optopt);
 	} else {
 		fprintf(err, "%s: unrecognized option '%s'\n", prog, arg);
@@ -118,7 +147,7 @@ enum parse_result shminfo_parse(int argc, char **argv, struct shminfo_options *o
 		case 'V':
 			return PARSE_VERSION;
 		default:
-			complain(err, prog, c, argv);
+			options_complain(err, prog, c, argv, longopts);
 			return PARSE_USAGE;
 		}
 	}
@@ -175,7 +204,7 @@ enum parse_result shmclean_parse(int argc, char **argv, struct shmclean_options 
 		case 'h': return PARSE_HELP;
 		case 'V': return PARSE_VERSION;
 		default:
-			complain(err, prog, c, argv);
+			options_complain(err, prog, c, argv, longopts);
 			return PARSE_USAGE;
 		}
 	}

@@ -9,6 +9,7 @@
 #define RH_TOOLS_OPTIONS_H
 
 #include <stddef.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include "fmt.h"
@@ -51,6 +52,11 @@ void shmclean_usage(FILE *out);
  * stdout could not take them; PARSE_USAGE (the parser said what was wrong)
  * prints "Try 'PROG --help' for more information." to stderr and exits
  * BAD_USAGE. */
+/* Says what getopt_long found wrong (C: ':' or '?') as getopt would, for
+ * long options too: one that takes no argument given one, an ambiguous
+ * abbreviation. */
+void options_complain(FILE *err, const char *prog, int c, char **argv, const struct option *longopts);
+
 _Noreturn void options_finish(enum parse_result r, const char *prog, void (*usage)(FILE *out),
 	int bad_usage, int write_failed);
 

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static int dir_is_link;  /* the last scan_open_dir found a symbolic link */
+
 int scan_open_dir(const char *path)
 {
 	/* O_NOFOLLOW does not apply to "link/" or "link/.": a trailing slash
@@ -40,9 +42,17 @@ int scan_open_dir(const char *path)
 	struct stat st;
 	/* O_DIRECTORY is checked first: a link to a folder gives ENOTDIR.
 	 * Say what is wrong instead. */
-	if (fd < 0 && errno == ENOTDIR && lstat(bare, &st) == 0 && S_ISLNK(st.st_mode))
+	dir_is_link = fd < 0 && (errno == ENOTDIR || errno == ELOOP) && lstat(bare, &st) == 0 &&
+		S_ISLNK(st.st_mode);
+	if (dir_is_link)
 		errno = ELOOP;
 	return fd;
+}
+
+const char *scan_dir_error(int err)
+{
+	return err == ELOOP && dir_is_link ? "is a symbolic link, refused (name the folder it leads to)" :
+		strerror(err);
 }
 
 int scan_plain_name(const char *name)

@@ -33,8 +33,10 @@ struct scan {
 };
 
 /* Opens the heap folder for all later *at calls: O_DIRECTORY|O_NOFOLLOW, so a
- * folder that is a symbolic link is refused. Returns an fd or -1 with errno. */
+ * folder that is a symbolic link is refused. Returns an fd or -1 with errno
+ * (ELOOP for a symbolic link); scan_dir_error(errno) says why in words. */
 int scan_open_dir(const char *path);
+const char *scan_dir_error(int err);
 
 /* Reads every entry of the folder (but . and ..), classifies it and sorts the
  * result by name (version order: heap-99 before heap-100). Names that vanish

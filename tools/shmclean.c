@@ -282,7 +282,7 @@ int main(int argc, char **argv)
 		options_finish(pr, prog, shmclean_usage, 2, EXIT_FAILURE);
 	int dirfd = scan_open_dir(opt.dir);
 	if (dirfd < 0) {
-		error(opt.dir, "%s", strerror(errno));
+		error(opt.dir, "%s", scan_dir_error(errno));
 		return 1;
 	}
 	if (opt.first_arg == argc) {
@@ -298,6 +298,7 @@ int main(int argc, char **argv)
 	}
 	symbolizer_free(run_sym);
 	close(dirfd);
+	errno = 0; /* what the flush finds, not an earlier call's */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		error(NULL, "write error: %s", strerror(errno ? errno : EIO));
 		return 1;

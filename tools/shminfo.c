@@ -38,6 +38,8 @@ static void error(const char *object, const char *fmt, ...)
 
 /* One for the run: heaps that load the same files share their parsing. */
 static struct symbolizer *run_sym;
+/* HEAP arguments given: a heap named that vanished is still shown. */
+static int named_heaps;
 
 /* A heap's call sites, read again from the file at print time. */
 struct breakdown {
@@ -46,37 +48,55 @@ struct breakdown {
 	struct symbolizer *sym;
 };
 
-static void breakdown_load(int dirfd, const struct scan_entry *e, struct breakdown *b)
+/* A live heap changes while its blocks are walked: a walk that finds it
+ * inconsistent is tried again a few times before the heap counts as bad. */
+#define BREAKDOWN_TRIES 4
+
+/* 0: b holds the breakdown, or nothing for a heap without one (b->ok 0);
+ * 1: the heap is gone since the folder was read (left out, as a name that
+ * vanishes while the folder is read); -1: reported as an error. */
+static int breakdown_load(int dirfd, const struct scan_entry *e, struct breakdown *b)
 {
 	memset(b, 0, sizeof(*b));
 	if (e->kind != SCAN_HEAP || e->info.kind != RH_HEAP_NATIVE)
-		return;
-	struct rh_heap *heap = NULL;
-	int err = rh_heap_open(dirfd, e->name, &heap);
-	if (err) {
-		error(e->name, "breakdown: %s", err == EPROTO ? rh_heap_error(heap) : strerror(err));
-		rh_heap_close(heap);
-		return;
+		return 0;
+	if (!run_sym && !(run_sym = symbolizer_new())) {
+		error(e->name, "breakdown: %s", strerror(ENOMEM));
+		return -1;
 	}
-	if (rh_heap_info(heap)->instance != e->info.instance) {
-		error(e->name, "breakdown: the heap was replaced while being read");
+	for (int tries = 1;; tries++) {
+		struct rh_heap *heap = NULL;
+		int err = rh_heap_open(dirfd, e->name, &heap);
+		if (err == ENOENT) {
+			rh_heap_close(heap);
+			return 1;
+		}
+		if (!err && rh_heap_info(heap)->instance != e->info.instance) {
+			/* Another heap under the name: the one listed is gone. */
+			rh_heap_close(heap);
+			return 1;
+		}
+		if (!err && report_collect(heap, &b->report) == 0) {
+			b->sym = run_sym;
+			symbolizer_clear(b->sym);
+			/* Modules are read now; files are opened only when a frame
+			 * needs them. */
+			if (symbolizer_load(b->sym, heap) != 0)
+				error(e->name, "breakdown: module table: %s", rh_heap_error(heap));
+			rh_heap_close(heap);
+			b->ok = 1;
+			return 0;
+		}
+		if (!err) /* the walk found the heap bad, or memory ran out */
+			err = rh_heap_error(heap) && *rh_heap_error(heap) ? EPROTO : ENOMEM;
+		int live = err == EPROTO && heap && !rh_heap_info(heap)->orphaned;
+		if (!live || tries == BREAKDOWN_TRIES) {
+			error(e->name, "breakdown: %s", err == EPROTO ? rh_heap_error(heap) : strerror(err));
+			rh_heap_close(heap);
+			return -1;
+		}
 		rh_heap_close(heap);
-		return;
 	}
-	if (!run_sym)
-		run_sym = symbolizer_new();
-	if (!run_sym || report_collect(heap, &b->report) != 0) {
-		error(e->name, "breakdown: %s", run_sym ? rh_heap_error(heap) : strerror(ENOMEM));
-		rh_heap_close(heap);
-		return;
-	}
-	b->sym = run_sym;
-	symbolizer_clear(b->sym);
-	/* Modules are read now; files are opened only when a frame needs them. */
-	if (symbolizer_load(b->sym, heap) != 0)
-		error(e->name, "breakdown: module table: %s", rh_heap_error(heap));
-	rh_heap_close(heap);
-	b->ok = 1;
 }
 
 static void breakdown_free(struct breakdown *b)
@@ -91,14 +111,13 @@ static void print_text(int dirfd, const struct shminfo_options *o, const struct 
 	fmt_fs_text(stdout, &o->fmt, fs);
 	for (size_t i = 0; i < n; i++) {
 		const struct scan_entry *e = shown[i];
+		struct breakdown b = { 0 };
+		if (o->breakdown_on && breakdown_load(dirfd, e, &b) == 1 && !named_heaps)
+			continue;
 		putchar('\n');
 		fmt_name(stdout, e->name);
 		putchar('\n');
 		fmt_entry_text(stdout, &o->fmt, e);
-		if (!o->breakdown_on)
-			continue;
-		struct breakdown b;
-		breakdown_load(dirfd, e, &b);
 		if (!b.ok)
 			continue;
 		char count[32];
@@ -116,22 +135,22 @@ static void print_json(int dirfd, const struct shminfo_options *o, const struct 
 	fputs("{\n  \"version\": 1,\n  \"filesystem\": {", stdout);
 	fmt_fs_json(stdout, fs);
 	fputs("},\n  \"files\": [", stdout);
+	size_t shown_n = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct scan_entry *e = shown[i];
-		fputs(i ? ",\n    {" : "\n    {", stdout);
+		struct breakdown b = { 0 };
+		if (o->breakdown_on && breakdown_load(dirfd, e, &b) == 1 && !named_heaps)
+			continue;
+		fputs(shown_n++ ? ",\n    {" : "\n    {", stdout);
 		fmt_entry_json(stdout, &o->fmt, e);
-		if (o->breakdown_on && e->kind == SCAN_HEAP && e->info.kind == RH_HEAP_NATIVE) {
-			struct breakdown b;
-			breakdown_load(dirfd, e, &b);
-			if (b.ok) {
-				fputs(", ", stdout);
-				report_json(stdout, b.sym, &b.report, o->breakdown, e->info.heap_used);
-			}
-			breakdown_free(&b);
+		if (b.ok) {
+			fputs(", ", stdout);
+			report_json(stdout, b.sym, &b.report, o->breakdown, e->info.heap_used);
 		}
+		breakdown_free(&b);
 		putchar('}');
 	}
-	fputs(n ? "\n  ]\n}\n" : "]\n}\n", stdout);
+	fputs(shown_n ? "\n  ]\n}\n" : "]\n}\n", stdout);
 }
 
 int main(int argc, char **argv)
@@ -146,7 +165,7 @@ int main(int argc, char **argv)
 
 	int dirfd = scan_open_dir(o.dir);
 	if (dirfd < 0) {
-		error(o.dir, "%s", strerror(errno));
+		error(o.dir, "%s", scan_dir_error(errno));
 		return 1;
 	}
 	struct statvfs vfs;
@@ -159,7 +178,7 @@ int main(int argc, char **argv)
 	}
 
 	struct scan scan = { 0 };
-	int named = o.first_arg < argc;
+	int named = named_heaps = o.first_arg < argc;
 	if (named) {
 		for (int i = o.first_arg; i < argc; i++) {
 			const char *name = scan_name_in_dir(o.dir, argv[i]);
@@ -214,6 +233,7 @@ int main(int argc, char **argv)
 	scan_free(&scan);
 	close(dirfd);
 	/* A full disk or a closed pipe must not pass for success. */
+	errno = 0; /* what the flush finds, not an earlier call's */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		error(NULL, "write error: %s", strerror(errno ? errno : EIO));
 		return 1;

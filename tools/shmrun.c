@@ -85,7 +85,8 @@ static void usage(FILE *out)
 		"\n"
 		" -h, --help                 display this help\n"
 		" -V, --version              display version\n"
-		"\nExit status: COMMAND's, or 128+N when signal N killed it; 125 when\n"
+		"\nExit status: COMMAND's, or 128+N when signal N killed it; 23 (or\n"
+		"--error-exitcode's) when --leak-check found leaks; 125 when\n"
 		"redhawk-shmrun itself fails, 126 when COMMAND cannot be run, 127 when it\n"
 		"is not found.\n"
 		"\nFor more details see redhawk-shmrun(1).\n", out);
@@ -155,14 +156,8 @@ static enum parse_result parse(int argc, char **argv)
 			return PARSE_HELP;
 		case 'V':
 			return PARSE_VERSION;
-		case ':':
-			fprintf(stderr, "%s: option '%s' requires an argument\n", prog, argv[optind - 1]);
-			return PARSE_USAGE;
 		default:
-			if (optopt)
-				fprintf(stderr, "%s: invalid option -- '%c'\n", prog, optopt);
-			else
-				fprintf(stderr, "%s: unrecognized option '%s'\n", prog, argv[optind - 1]);
+			options_complain(stderr, prog, c, argv, longopts);
 			return PARSE_USAGE;
 		}
 	}
@@ -893,7 +888,7 @@ int main(int argc, char **argv)
 		load_suppressions(opt.suppressions[i]);
 	char *shim = find_shim();
 	if ((heap_dir = scan_open_dir(opt.dir)) < 0)
-		die(EXIT_FAILED, "%s: %s", opt.dir, strerror(errno));
+		die(EXIT_FAILED, "%s: %s", opt.dir, scan_dir_error(errno));
 	out = stderr;
 	if (opt.output && !(out = fopen(opt.output, "we")))
 		die(EXIT_FAILED, "%s: %s", opt.output, strerror(errno));
@@ -976,6 +971,7 @@ int main(int argc, char **argv)
 		fprintf(out, "; %" PRIu64 " bytes still reachable in %" PRIu64 " block%s\n",
 			reach_bytes, reach_blocks, plural(reach_blocks));
 	}
+	errno = 0; /* what the flush finds, not an earlier call's */
 	if (fflush(out) != 0 || ferror(out) || (out != stderr && fclose(out) != 0)) {
 		fprintf(stderr, "%s: write error: %s\n", prog, strerror(errno ? errno : EIO));
 		if (!status)

@@ -88,6 +88,7 @@ expect shmclean-verbose.txt "--verbose"
 ln -s "$D" "$D.outside/link"
 run "$SHMCLEAN" -d "$D.outside/link"
 expect_rc 1 "folder is a link"
+expect_err "link: is a symbolic link, refused" "folder is a link"
 present heap-live "folder is a link"
 
 # Heaps never finished, left by a process killed while it made one (empty,

@@ -115,6 +115,14 @@ expect_out "  refcount:    0" "killed creator refcount"
 run "$SHMINFO" --format=x
 expect_rc 2 "bad format"
 expect_err "Try 'redhawk-shminfo --help' for more information." "usage hint"
+# Long options in getopt's words: one that takes no argument given one, an
+# ambiguous abbreviation (the raw option value was printed as a character).
+run "$SHMINFO" -d "$D" --json=1
+expect_rc 2 "an argument to --json"
+expect_err "redhawk-shminfo: option '--json' doesn't allow an argument" "an argument to --json"
+run "$SHMCLEAN" -d "$D" --d
+expect_rc 2 "an ambiguous option"
+expect_err "redhawk-shmclean: option '--d' is ambiguous; possibilities: '--dir' '--dry-run'" "an ambiguous option"
 run "$SHMINFO" --help
 expect_rc 0 "help"
 expect_out "Usage:" "help text"
@@ -126,5 +134,23 @@ if [ -w /dev/full ]; then
 	"$SHMINFO" -d "$D" heap-2286 >/dev/full 2>"$D.err"; rc=$?
 	expect_rc 1 "write error"
 	expect_err "write error" "write error message"
+fi
+
+# Heaps that end between the folder's reading and their breakdown (short
+# processes under the shim) are left out, as names that vanish are: no
+# error, exit 0 (3 of 95 runs failed before).
+SHIM=$BUILD/lib/libredhawk-shm-preload.so
+if [ "${SANITIZE:-}" != 1 ] && [ -f "$SHIM" ]; then
+	rm -rf "$D"/*
+	(for i in $(seq 400); do RH_SHM_DIR=$D LD_PRELOAD=$SHIM ls / >/dev/null || exit 1; done) &
+	lp=$!
+	KIDS="$KIDS $lp"
+	runs=0
+	while kill -0 $lp 2>/dev/null; do
+		"$SHMINFO" -d "$D" -b >/dev/null 2>"$D.err" || fail "a heap ending during -b: $(cat "$D.err")"
+		runs=$((runs + 1))
+	done
+	wait $lp || fail "ls under the shim failed"
+	[ $runs -ge 5 ] || fail "only $runs runs of -b"
 fi
 echo "ok"
