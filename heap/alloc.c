@@ -1853,7 +1853,18 @@ static struct block_header *check_block_errno(struct heap *h, uint64_t sb_off, u
 		return NULL;
 	uint32_t slot = rh_class_size[cls];
 	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
-	if (!(r & RH_REF_DISPLACED) && ((char *)bh - span) % slot)
+	uint64_t dist = (uint64_t)((char *)bh - span) % slot;
+	if (!(r & RH_REF_DISPLACED) || r == RH_REF_MARKER)
+		return dist ? NULL : bh;
+	/* Displaced: its slot must start with a marker that points at it (a
+	 * header written into a block's data by a holder is not a block, and
+	 * its frees would release the slot of the block around it). */
+	if (dist < 16 || dist > slot - 32)
+		return NULL;
+	struct block_header *mk = (struct block_header *)((char *)bh - dist);
+	uint64_t mpg = ((uint64_t)((char *)mk - (char *)sb)) >> h->page_shift;
+	if (!bit_get(commit_bits(sb), (uint32_t)mpg) ||
+	    __atomic_load_n(&mk->refcount, __ATOMIC_ACQUIRE) != RH_REF_MARKER || mk->site != dist)
 		return NULL;
 	return bh;
 }

@@ -369,6 +369,18 @@ static void test_multiproc_bad_refs_fail_cleanly(void **state)
 	err = try_attach(&peer, &ref);
 	assert_true(err != 0);
 
+	/* A header a holder wrote into the block's data, marked displaced (as
+	 * an aligned block's is): no block without its slot's marker (its
+	 * frees released the slot of the block around it). */
+	struct block_header fake;
+	memcpy(&fake, p - sizeof(fake), sizeof(fake));
+	fake.refcount = RH_REF_SHARED | RH_REF_DISPLACED | 1;
+	memcpy(p + 16, &fake, sizeof(fake));
+	ref = good;
+	ref.offset = good.offset + 32;
+	assert_int_equal(try_attach(&peer, &ref), EINVAL);
+	pattern_fill(p, 1000, 3);
+
 	/* The peer survived all that, a good ref still works, and nothing above
 	 * took a reference on any of our blocks. */
 	int id = share(&peer, p, 1000, 3);
