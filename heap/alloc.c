@@ -1574,6 +1574,29 @@ static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_
 
 /* A block of another process's heap: drop our reference; on the last one,
  * count the free there and hand the block to its owner's pool. */
+/* Drops a reference on block bh of the attached heap h; the last one frees
+ * the block, through the remote list of its pool. */
+static void unref_foreign(struct heap *h, struct block_header *bh)
+{
+	stat_add(blocks_released, 1);
+	if (!unref(bh))
+		return;
+	struct superblock *sb = sb_at(h, bh->sb_page);
+	uint64_t size = size_in(h, bh);
+	struct heap_header *hdr = h->hdr;
+	__atomic_fetch_add(&hdr->counters[0].used_bytes, -(int64_t)size, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&hdr->counters[0].frees, 1, __ATOMIC_RELAXED);
+	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
+		journal_count(hdr, bh->site, 0, (int64_t)(size), -1);
+	uint64_t off = (uint64_t)((char *)bh - h->base);
+	remote_push(h, sb->pool % RH_MAX_POOLS, off, off, 1);
+}
+
+void alloc_unattach(struct heap *h, void *p)
+{
+	unref_foreign(h, (struct block_header *)p - 1);
+}
+
 void free_foreign(struct heap *h, void *p)
 {
 	uint64_t off = (uint64_t)((char *)p - h->base);
@@ -1585,20 +1608,14 @@ void free_foreign(struct heap *h, void *p)
 		return;
 	}
 	errno = saved;
-	stat_add(blocks_released, 1);
-	if (!unref(bh)) {
-		heap_foreign_dropped(h);
+	/* Only a reference this process took: a second release of one would
+	 * drop another process's (the block freed under it). */
+	if (!heap_held_drop(h, off)) {
+		rh_warn("free(%p): this process holds no reference on that block of %s (released twice?)",
+			p, h->name);
 		return;
 	}
-	struct superblock *sb = sb_at(h, bh->sb_page);
-	uint64_t size = size_in(h, bh);
-	struct heap_header *hdr = h->hdr;
-	__atomic_fetch_add(&hdr->counters[0].used_bytes, -(int64_t)size, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&hdr->counters[0].frees, 1, __ATOMIC_RELAXED);
-	if (bh->site && ((uint64_t)bh->site << 3) + sizeof(struct journal_site) <= h->mapped_end)
-		journal_count(hdr, bh->site, 0, (int64_t)(size), -1);
-	off = (uint64_t)((char *)bh - h->base);
-	remote_push(h, sb->pool % RH_MAX_POOLS, off, off, 1);
+	unref_foreign(h, bh);
 	heap_foreign_dropped(h);
 }
 

@@ -1180,8 +1180,89 @@ void heap_foreign_dropped(struct heap *h)
 		heap_close(h);
 		h->fd = FOREIGN_RELEASED;
 		h->base = NULL;
+		if (h->held)
+			munmap(h->held, (size_t)h->held_cap * sizeof(*h->held));
+		h->held = NULL;
+		h->held_cap = h->held_used = 0;
 	}
 	pthread_mutex_unlock(&foreign_lock);
+}
+
+/* --- References this process holds on attached heaps ---------------------------- */
+
+#define HELD_EMPTY 0
+#define HELD_GONE 1
+#define HELD_FIRST 256    /* entries of a first table: one page and a bit */
+
+static struct held_ref *held_find(struct held_ref *t, uint32_t cap, uint64_t off, bool insert)
+{
+	uint32_t i = (uint32_t)((off >> 4) * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
+	struct held_ref *gone = NULL;
+	for (uint32_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
+		if (t[i].off == off)
+			return &t[i];
+		if (t[i].off == HELD_GONE && !gone)
+			gone = &t[i];
+		if (t[i].off == HELD_EMPTY)
+			return insert ? (gone ? gone : &t[i]) : NULL;
+	}
+	return insert ? gone : NULL;
+}
+
+/* The table again, with room (held_lock held): twice as big when over half
+ * full of live entries, else as big without the removed ones. Mapped, not
+ * malloc'd: under the shim malloc is ours. */
+static int held_grow(struct heap *h)
+{
+	uint32_t live = 0;
+	for (uint32_t i = 0; i < h->held_cap; i++)
+		live += h->held[i].off > HELD_GONE;
+	uint32_t cap = h->held_cap ? h->held_cap : HELD_FIRST;
+	while (live + 1 > cap / 2)
+		cap *= 2;
+	struct held_ref *t = mmap(NULL, (size_t)cap * sizeof(*t), PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED)
+		return ENOMEM;
+	for (uint32_t i = 0; i < h->held_cap; i++)
+		if (h->held[i].off > HELD_GONE)
+			*held_find(t, cap, h->held[i].off, true) = h->held[i];
+	if (h->held)
+		munmap(h->held, (size_t)h->held_cap * sizeof(*h->held));
+	h->held = t;
+	h->held_cap = cap;
+	h->held_used = live;
+	return 0;
+}
+
+int heap_held_take(struct heap *h, uint64_t off)
+{
+	int err = 0;
+	pthread_mutex_lock(&h->held_lock);
+	struct held_ref *e = h->held ? held_find(h->held, h->held_cap, off, false) : NULL;
+	if (!e && (h->held_used + 1) * 4 > (uint64_t)h->held_cap * 3)
+		err = held_grow(h);
+	if (!err && !e) {
+		e = held_find(h->held, h->held_cap, off, true);
+		if (e->off == HELD_EMPTY)
+			h->held_used++;
+		e->off = off;
+		e->count = 0;
+	}
+	if (!err)
+		e->count++;
+	pthread_mutex_unlock(&h->held_lock);
+	return err;
+}
+
+bool heap_held_drop(struct heap *h, uint64_t off)
+{
+	pthread_mutex_lock(&h->held_lock);
+	struct held_ref *e = h->held ? held_find(h->held, h->held_cap, off, false) : NULL;
+	if (e && --e->count == 0)
+		e->off = HELD_GONE;
+	pthread_mutex_unlock(&h->held_lock);
+	return e != NULL;
 }
 
 void *heap_attach(const struct rh_shm_ref *ref)
@@ -1213,6 +1294,11 @@ void *heap_attach(const struct rh_shm_ref *ref)
 			return NULL;
 	}
 	void *p = alloc_attach(h, ref->superblock, ref->offset);
+	if (p && h != &own && heap_held_take(h, ref->offset) != 0) {
+		alloc_unattach(h, p);
+		p = NULL;
+		errno = ENOMEM;
+	}
 	if (p) {
 		stat_add(blocks_attached, 1);
 	} else if (h != &own) {

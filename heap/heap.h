@@ -7,6 +7,7 @@
 #ifndef RH_HEAP_H
 #define RH_HEAP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -107,6 +108,11 @@ int os_read_small(const char *path, char *buf, size_t size);
 
 /* A heap mapped in this process: its own, or another's (attached). The file
  * is mapped at base so that file offset N is at base + N. */
+struct held_ref {
+	uint64_t off;     /* HELD_EMPTY, HELD_GONE, or a block's offset (a multiple of 16) */
+	uint64_t count;
+};
+
 struct heap {
 	char *base;
 	struct heap_header *hdr;    /* == base */
@@ -131,6 +137,12 @@ struct heap {
 	uint64_t instance;
 	bool unlinked;
 	long attached;              /* references held through it (attached heaps) */
+	/* Attached heaps: the references this process holds, by block offset
+	 * (open addressing; offset 0 empty, 1 removed), so that it never
+	 * releases one it does not hold (another process's). */
+	struct held_ref *held;
+	uint32_t held_cap, held_used;
+	pthread_mutex_t held_lock;
 	char name[RH_HEAP_NAME_LEN];
 	char dir[320];              /* the folder's absolute path ("": too long) */
 	char path[320];             /* the file's, the same way */
@@ -201,6 +213,10 @@ bool heap_inherited_view(const void *p, struct heap *view);
 size_t heap_inherited_left(const void *p);
 void *heap_attach(const struct rh_shm_ref *ref);
 void heap_foreign_dropped(struct heap *h);
+/* A reference on the block at OFF of the attached heap h is taken (0, or
+ * ENOMEM), or given back: false when this process holds none there. */
+int heap_held_take(struct heap *h, uint64_t off);
+bool heap_held_drop(struct heap *h, uint64_t off);
 void heap_exec_leftover(void);
 #define FOREIGN_RELEASED (-2)      /* struct heap.fd of a reusable entry */
 int heap_ref(const void *p, struct rh_shm_ref *ref);
@@ -211,6 +227,8 @@ void free_foreign(struct heap *h, void *p);     /* a block of an attached heap *
 void *realloc_block(void *p, size_t size, uint32_t site);
 size_t block_usable(const void *p);
 void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off);
+/* Gives back the reference alloc_attach took (the attach failed after). */
+void alloc_unattach(struct heap *h, void *p);
 int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off);
 void alloc_trim(void);
 void alloc_fork_prepare(void);

@@ -391,6 +391,41 @@ static void test_multiproc_bad_refs_fail_cleanly(void **state)
 	assert_int_equal(wait_used(base), base);
 }
 
+/* A holder that releases a block twice drops only its own reference: the
+ * creator's stays (the second release freed the block under it), and the
+ * holder's other attached block stays mapped. */
+static void test_multiproc_release_twice_drops_one_reference(void **state)
+{
+	(void)state;
+	struct peer peer;
+	start(&peer);
+	unsigned char *a = rh_shm_alloc(1000), *b = rh_shm_alloc(1000);
+	assert_non_null(a);
+	assert_non_null(b);
+	pattern_fill(a, 1000, 5);
+	pattern_fill(b, 1000, 6);
+	int ida = share(&peer, a, 1000, 5);
+	int idb = share(&peer, b, 1000, 6);
+	uint64_t used = heap_used();
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "free2 %d", ida), 0);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "check %d 1000 6", idb), 0);
+	assert_int_equal(heap_used(), used);
+	/* a is still ours: no allocation is given its slot. */
+	void *more[64];
+	for (unsigned i = 0; i < 64; i++) {
+		more[i] = rh_shm_alloc(1000);
+		assert_ptr_not_equal(more[i], a);
+	}
+	for (unsigned i = 0; i < 64; i++)
+		rh_shm_free(more[i]);
+	assert_true(pattern_ok(a, 1000, 5));
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "free %d", idb), 0);
+	assert_int_equal(peer_finish(&peer), 0);
+	rh_shm_free(a);
+	rh_shm_free(b);
+	assert_int_equal(wait_used(base), base);
+}
+
 /* In the creator itself, a ref to its own block is a second reference. */
 static void test_multiproc_attach_own_block_adds_reference(void **state)
 {
@@ -778,6 +813,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiproc_refcount_counts_live_holders, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_holder_slots_are_reused, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_bad_refs_fail_cleanly, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_release_twice_drops_one_reference, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_attach_own_block_adds_reference, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_attached_block_outlives_its_creator, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_realloc_of_shared_blocks_copies, baseline, reap),

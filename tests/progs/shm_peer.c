@@ -10,6 +10,7 @@
  *   write ID SIZE SEED     -> ok                  (refill a held block)
  *   check ID SIZE SEED     -> ok | bad
  *   free ID                -> ok
+ *   free2 ID               -> ok                  (released twice: a bug of the holder)
  *   freeall                -> ok N                (every held block)
  *   churn REFHEX           -> ok, then attach/free the ref forever (to be killed)
  *   name                   -> ok NAME | ok -
@@ -135,6 +136,12 @@ int main(int argc, char **argv)
 		} else if (sscanf(line, "check %d %lu %lu", &id, &a, &b) == 3 &&
 			   id >= 0 && id < MAX_BLOCKS && blocks[id]) {
 			printf(verify(blocks[id], a, (unsigned)b) ? "ok\n" : "bad\n");
+		} else if (sscanf(line, "free2 %d", &id) == 1 && id >= 0 && id < MAX_BLOCKS &&
+			   blocks[id]) {
+			rh_shm_free(blocks[id]);
+			rh_shm_free(blocks[id]);
+			blocks[id] = NULL;
+			printf("ok\n");
 		} else if (sscanf(line, "free %d", &id) == 1 && id >= 0 && id < MAX_BLOCKS &&
 			   blocks[id]) {
 			rh_shm_free(blocks[id]);
