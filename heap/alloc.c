@@ -1825,6 +1825,29 @@ static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_
 	return bh;
 }
 
+/* Whether a DATA superblock starts at sb_off: known, or read from the file
+ * (a hole reads as zeros there, and takes no memory). */
+static bool sb_is_known(struct heap *h, uint64_t sb_off)
+{
+	for (unsigned i = 0; i < sizeof(h->sb_known) / sizeof(h->sb_known[0]); i++)
+		if (__atomic_load_n(&h->sb_known[i], __ATOMIC_RELAXED) == sb_off)
+			return true;
+	struct superblock head;
+	/* No file: a heap inherited over fork, private memory now (or, rarely,
+	 * a descriptor the program took and that cannot be opened again). */
+	int fd = h->fd < 0 ? -1 : heap_fd(h);
+	if (fd < 0)
+		return true;
+	if (pread(fd, &head, offsetof(struct superblock, journal_end), (off_t)sb_off) !=
+		    (ssize_t)offsetof(struct superblock, journal_end) ||
+	    head.magic != RH_SB_MAGIC || head.kind != RH_SB_DATA || head.offset != sb_off)
+		return false;
+	unsigned i = __atomic_fetch_add(&h->sb_next, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->sb_known[i % (sizeof(h->sb_known) / sizeof(h->sb_known[0]))], sb_off,
+		__ATOMIC_RELAXED);
+	return true;
+}
+
 static struct block_header *check_block_errno(struct heap *h, uint64_t sb_off, uint64_t off)
 {
 	uint64_t page = (uint64_t)1 << h->page_shift;
@@ -1833,8 +1856,10 @@ static struct block_header *check_block_errno(struct heap *h, uint64_t sb_off, u
 	if (off % 16 || sb_off % page || end < page || off < h->hdr->header_size + HDR || off > end - 16 ||
 	    sb_off < h->hdr->header_size || sb_off > end - page || sb_off >= off)
 		return NULL;
-	/* The superblock's first header page and its commit bitmap are always
-	 * committed: safe to read. */
+	/* A real superblock's first header page and its commit bitmap are
+	 * always committed: safe to read once the file says it is one. */
+	if (!sb_is_known(h, sb_off))
+		return NULL;
 	struct superblock *sb = (struct superblock *)(h->base + sb_off);
 	uint64_t size = sb->size, npages = sb->npages, hsize = sb->header_size;
 	if (__atomic_load_n(&sb->magic, __ATOMIC_ACQUIRE) != RH_SB_MAGIC || sb->kind != RH_SB_DATA ||

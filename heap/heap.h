@@ -143,6 +143,12 @@ struct heap {
 	struct held_ref *held;
 	uint32_t held_cap, held_used;
 	pthread_mutex_t held_lock;
+	/* Offsets of superblocks checked against the file (a reference's
+	 * superblock is read through the mapping only once it is known to be
+	 * one: reading a hole would allocate the page, or raise SIGBUS on a
+	 * full filesystem). 0: none. */
+	uint64_t sb_known[8];
+	unsigned sb_next;
 	char name[RH_HEAP_NAME_LEN];
 	char dir[320];              /* the folder's absolute path ("": too long) */
 	char path[320];             /* the file's, the same way */

@@ -391,6 +391,46 @@ static void test_multiproc_bad_refs_fail_cleanly(void **state)
 	assert_int_equal(wait_used(base), base);
 }
 
+/* References whose superblock lies in pages the heap gave back (holes of
+ * its file): the attacher must not read there through its mapping, which
+ * gave each page memory again (65 MB of the owner's file from 16,000
+ * forged references), or raised SIGBUS on a full filesystem. */
+static void test_multiproc_forged_superblocks_leave_holes_alone(void **state)
+{
+	(void)state;
+	struct peer peer;
+	struct rh_shm_ref keep, big;
+	char path[512];
+	struct stat st;
+	start(&peer);
+	unsigned char *k = rh_shm_alloc(64), *b = rh_shm_alloc(8 << 20);
+	assert_non_null(k);
+	assert_non_null(b);
+	memset(b, 1, 8 << 20);
+	pattern_fill(k, 64, 0);
+	assert_int_equal(rh_shm_ref(k, &keep), 0);
+	assert_int_equal(rh_shm_ref(b, &big), 0);
+	int id = share(&peer, k, 64, 0);
+	rh_shm_free(b);
+	rh_shm_trim();
+	snprintf(path, sizeof(path), "%s/%s", test_dir, rh_shm_heap_name());
+	assert_int_equal(stat(path, &st), 0);
+	blkcnt_t before = st.st_blocks;
+	for (uint64_t off = big.offset & ~4095ULL; off < big.offset + (8 << 20); off += 4096 * 8) {
+		struct rh_shm_ref f = big;
+		f.superblock = off;
+		f.offset = off + 8192 + 16;
+		assert_true(try_attach(&peer, &f) != 0);
+	}
+	assert_int_equal(stat(path, &st), 0);
+	if (st.st_blocks > before + 64)
+		fail_msg("forged references gave the heap file %lld KiB", (long long)(st.st_blocks - before) / 2);
+	assert_int_equal(peer_cmd(&peer, NULL, 0, "free %d", id), 0);
+	assert_int_equal(peer_finish(&peer), 0);
+	rh_shm_free(k);
+	assert_int_equal(wait_used(base), base);
+}
+
 /* A holder that releases a block twice drops only its own reference: the
  * creator's stays (the second release freed the block under it), and the
  * holder's other attached block stays mapped. */
@@ -814,6 +854,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiproc_holder_slots_are_reused, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_bad_refs_fail_cleanly, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_release_twice_drops_one_reference, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_forged_superblocks_leave_holes_alone, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_attach_own_block_adds_reference, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_attached_block_outlives_its_creator, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_realloc_of_shared_blocks_copies, baseline, reap),
