@@ -26,11 +26,13 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <redhawk/shm.h>
@@ -352,9 +354,13 @@ static int in_tree(pid_t pid, uint64_t start)
 	pid_t self = getpid(), p = pid, parent = 0;
 	if (!start || proc_stat(pid, &parent) != start)
 		return 0;
-	for (int depth = 0; depth < 4096 && parent > 1 && parent != p; depth++) {
+	/* Up to us: as PID 1 of a namespace (a container's entry point) our
+	 * children's parent is 1 too. */
+	for (int depth = 0; depth < 4096 && parent > 0 && parent != p; depth++) {
 		if (parent == self)
 			return 1;
+		if (parent == 1)
+			return 0;
 		p = parent;
 		parent = 0;
 		if (!proc_stat(p, &parent))
@@ -722,6 +728,8 @@ static void sweep(void)
 /* Every dead descendant we can reap: its heap first (while it is a zombie,
  * its pid cannot be reused), then the zombie. Returns 1 once COMMAND is
  * (with --wait-all: once no descendant is left). */
+static int command_reaped;  /* COMMAND's pid is no longer its */
+
 static int reap(int *command_status)
 {
 	static int command_done;
@@ -749,6 +757,7 @@ static int reap(int *command_status)
 		if (pid == child) {
 			*command_status = status;
 			command_done = 1;
+			command_reaped = 1;
 		}
 	}
 	return command_done && !opt.wait_all;
@@ -785,8 +794,17 @@ static void set_env(const char *name, const char *value)
 static void set_preload(const char *shim)
 {
 	const char *old = getenv("LD_PRELOAD");
-	if (old && strstr(old, shim))
-		return;
+	/* The loader splits LD_PRELOAD at spaces and colons. */
+	if (strpbrk(shim, " :\t"))
+		die(EXIT_FAILED, "cannot preload the shim: its path has a space or colon: %s", shim);
+	size_t sl = strlen(shim);
+	for (const char *e = old; e && *e;) {
+		size_t n = strcspn(e, " :\t");
+		if (n == sl && !strncmp(e, shim, sl))
+			return;
+		e += n;
+		e += strspn(e, " :\t");
+	}
 	size_t len = strlen(shim) + (old ? strlen(old) : 0) + 2;
 	char *v = malloc(len);
 	if (!v)
@@ -819,6 +837,7 @@ static void open_socket(void)
 }
 
 static const int forwarded[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2 };
+static struct sigaction given_pipe, given_chld;  /* as we were started */
 
 /* Forks and execs COMMAND; exits 126 or 127 when exec fails. */
 static void start(char **argv, const sigset_t *old_mask)
@@ -831,7 +850,10 @@ static void start(char **argv, const sigset_t *old_mask)
 		die(EXIT_FAILED, "fork: %s", strerror(errno));
 	if (child == 0) {
 		close(p[0]);
-		signal(SIGPIPE, SIG_DFL);
+		/* COMMAND gets the dispositions we were given (an ignored SIGPIPE
+		 * or SIGCHLD stays ignored across exec). */
+		sigaction(SIGPIPE, &given_pipe, NULL);
+		sigaction(SIGCHLD, &given_chld, NULL);
 		sigprocmask(SIG_SETMASK, old_mask, NULL);
 		execvp(argv[0], argv);
 		int e = errno;
@@ -849,6 +871,38 @@ static void start(char **argv, const sigset_t *old_mask)
 		waitpid(child, NULL, 0);
 		die(e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN, "%s: %s", argv[0], strerror(e));
 	}
+}
+
+static void die_of(int sig)
+{
+	struct rlimit none = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &none);
+	signal(sig, SIG_DFL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Whether COMMAND got signal si as we did: the terminal's signals (Ctrl-C,
+ * a hangup) go to its foreground process group, which holds COMMAND only
+ * when COMMAND is in ours. A hangup of our session's terminal reaches us
+ * alone when we lead the session. */
+static int received_too(const struct signalfd_siginfo *si)
+{
+	if (si->ssi_code != SI_KERNEL)
+		return 0;
+	if (si->ssi_signo == SIGHUP && getsid(0) == getpid())
+		return 0;
+	return getpgid(child) == getpgrp();
 }
 
 static void finish_json(int status, int command_status)
@@ -897,7 +951,10 @@ int main(int argc, char **argv)
 
 	set_preload(shim);
 	free(shim);
-	set_env("RH_SHM_DIR", opt.dir);
+	/* Absolute: COMMAND may change its working folder. */
+	char *abs_dir = realpath(opt.dir, NULL);
+	set_env("RH_SHM_DIR", abs_dir ? abs_dir : opt.dir);
+	free(abs_dir);
 	if (opt.leak_check) {
 		set_env("RH_SHMALLOC_KEEP", "1");
 		set_env("RH_SHMALLOC_LEAK_SCAN", "1");
@@ -912,8 +969,12 @@ int main(int argc, char **argv)
 		die(EXIT_FAILED, "prctl: %s", strerror(errno));
 
 	/* A closed report stream must not kill us before the heaps are
-	 * cleaned up (the child gets SIGPIPE back before exec). */
-	signal(SIGPIPE, SIG_IGN);
+	 * cleaned up (the child gets SIGPIPE back before exec). SIGCHLD
+	 * ignored by whoever started us would have the kernel reap COMMAND
+	 * unseen: we would wait for it for ever. */
+	struct sigaction ign = { .sa_handler = SIG_IGN }, dfl = { .sa_handler = SIG_DFL };
+	sigaction(SIGPIPE, &ign, &given_pipe);
+	sigaction(SIGCHLD, &dfl, &given_chld);
 	sigset_t mask, old;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -926,28 +987,39 @@ int main(int argc, char **argv)
 	command_argv = argv + opt.first_arg;
 	start(command_argv, &old);
 
-	int command_status = 0, done = 0;
+	int command_status = 0, done = 0, stop_signal = 0;
+	uint64_t last_sweep = now_ms();
 	while (!done) {
 		struct pollfd fds[2] = { { sigfd, POLLIN, 0 }, { sock, POLLIN, 0 } };
 		int n = poll(fds, 2, 1000);
 		if (n < 0 && errno != EINTR)
 			die(EXIT_FAILED, "poll: %s", strerror(errno));
-		if (n == 0) {
+		/* Every second, busy or not: heaps of processes whose parents
+		 * reaped them. */
+		if (now_ms() - last_sweep >= 1000) {
 			sweep();
-			continue;
+			last_sweep = now_ms();
 		}
+		if (n <= 0)
+			continue;
 		if (fds[1].revents)
 			drain_socket();
 		struct signalfd_siginfo si;
 		while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
-			if (si.ssi_signo == SIGCHLD)
+			int sig = (int)si.ssi_signo;
+			if (sig == SIGCHLD)
 				continue;
-			/* A signal the terminal sent to the whole process group
-			 * reached COMMAND already. */
-			if (si.ssi_code != SI_KERNEL)
-				kill(child, (int)si.ssi_signo);
+			if (command_reaped) {
+				/* --wait-all, COMMAND gone: its pid may be another
+				 * process's now. A signal to end ends the wait. */
+				if (sig != SIGUSR1 && sig != SIGUSR2)
+					stop_signal = sig;
+				continue;
+			}
+			if (!received_too(&si))
+				kill(child, sig);
 		}
-		done = reap(&command_status);
+		done = reap(&command_status) || stop_signal;
 	}
 	/* Descendants that died with COMMAND, and heaps of processes their own
 	 * parents reaped. Processes still running are left alone. */
@@ -957,6 +1029,8 @@ int main(int argc, char **argv)
 	run_sym = NULL;
 
 	int status = WIFEXITED(command_status) ? WEXITSTATUS(command_status) : 128 + WTERMSIG(command_status);
+	if (stop_signal && !status)
+		status = 128 + stop_signal;
 	if (opt.leak_check && lost_blocks && opt.error_exitcode)
 		status = opt.error_exitcode;
 	if (opt.json) {
@@ -977,5 +1051,10 @@ int main(int argc, char **argv)
 		if (!status)
 			status = EXIT_FAILED;
 	}
+	/* COMMAND died of a signal: so do we, as it did (without a second
+	 * core dump), so that a shell's loop stops on Ctrl-C as it would
+	 * without us. 128+N when the signal does not end us. */
+	if (!WIFEXITED(command_status) && status == 128 + WTERMSIG(command_status))
+		die_of(WTERMSIG(command_status));
 	return status;
 }

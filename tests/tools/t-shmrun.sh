@@ -302,3 +302,70 @@ expect_rc 0 "--help"
 expect_out "Usage:" "usage"
 no_heaps "bad input"
 echo "ok bad input"
+
+# Started with SIGCHLD ignored (the kernel would reap COMMAND unseen): the
+# launcher still sees COMMAND end and exits with its status. An ignored
+# SIGPIPE stays ignored for COMMAND (bit 13 of SigIgn).
+if command -v python3 >/dev/null 2>&1; then
+	timeout -s KILL 20 python3 -c 'import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])' "$SHMRUN" -d "$D" sh -c 'exit 7'; rc=$?
+	expect_rc 7 "SIGCHLD ignored by the caller"
+fi
+sh -c "trap '' PIPE; exec \"$SHMRUN\" -d \"$D\" grep SigIgn /proc/self/status" >"$D.out" 2>"$D.err"
+ign=$(sed -n 's/^SigIgn:[[:space:]]*//p' "$D.out")
+[ -n "$ign" ] && [ $(( 0x$ign & 0x1000 )) -ne 0 ] || fail "an ignored SIGPIPE not kept for COMMAND: SigIgn $ign"
+no_heaps "inherited dispositions"
+echo "ok dispositions as given"
+
+# COMMAND dead of a signal: the launcher dies of it too, after its report,
+# so that a calling shell's loop stops on Ctrl-C as without it.
+if command -v python3 >/dev/null 2>&1; then
+	python3 - "$SHMRUN" "$D" <<'PY' || fail "death by a signal not passed on"
+import subprocess, sys
+shmrun, d = sys.argv[1:]
+r = subprocess.run([shmrun, "-d", d, "-o", "/dev/null", "sh", "-c", "kill -INT $$"])
+sys.exit(0 if r.returncode == -2 else f"the launcher ended with {r.returncode}, not by SIGINT")
+PY
+fi
+no_heaps "death by a signal"
+echo "ok death by a signal"
+
+# --wait-all after COMMAND ended: SIGTERM ends the wait (it went to the
+# reaped COMMAND's pid, maybe another process's by then, and was lost).
+"$SHMRUN" -d "$D" --wait-all sh -c "sleep 30 & echo \$! > '$D.pid'; exit 3" >/dev/null 2>&1 &
+runner=$!
+KIDS="$runner"
+wait_pid_file "$D.pid"
+KIDS="$KIDS $pid"
+sleep 0.3
+kill -TERM "$runner"
+i=0
+while kill -0 "$runner" 2>/dev/null; do
+	i=$((i + 1)); [ $i -lt 500 ] || fail "--wait-all: SIGTERM did not end the wait"
+	sleep 0.01
+done
+wait "$runner"; rc=$?
+expect_rc 3 "--wait-all ended by SIGTERM"
+kill "$pid" 2>/dev/null
+i=0
+while kill -0 "$pid" 2>/dev/null; do
+	i=$((i + 1)); [ $i -lt 500 ] || fail "sleep $pid did not end"
+	sleep 0.01
+done
+rm -f "$D.pid" "$D/heap-$pid" # the sleep died of SIGTERM: its heap stays
+no_heaps "--wait-all ended by SIGTERM"
+echo "ok --wait-all ends on SIGTERM"
+
+# A relative folder, and COMMAND changing its working folder: the heap is
+# still made, and cleaned, in the folder named.
+(cd "$(dirname "$D")" && "$SHMRUN" -d "$(basename "$D")" sh -c "cd / && exec '$CRASHER' segv") >"$D.out" 2>"$D.err"; rc=$?
+expect_rc 139 "relative folder"
+expect_err "unlinking heap-" "relative folder: the heap cleaned"
+no_heaps "relative folder"
+# LD_PRELOAD naming another file whose name starts with the shim's: the shim
+# is preloaded all the same (the leak check found 0 processes before).
+LD_PRELOAD="$SHIM.old" run "$SHMRUN" -d "$D" --leak-check "$LEAKS/dropped"
+expect_rc 23 "LD_PRELOAD with a longer name"
+no_heaps "LD_PRELOAD with a longer name"
+echo "ok folder and LD_PRELOAD"
