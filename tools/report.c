@@ -10,6 +10,11 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+/* A table that cannot grow: out of memory, reported (uthash's default is to
+ * exit the process, before the heaps are cleaned up). */
+static int hash_oom;
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(elt) (hash_oom = 1)
 #include <uthash.h>
 
 /* A site of the journal; index into the report once it has live blocks. */
@@ -44,7 +49,13 @@ static int on_known(const struct rh_site_info *si, void *arg)
 	}
 	a->id = si->id;
 	a->index = NO_STAT;
+	hash_oom = 0;
 	HASH_ADD(hh, c->by_id, id, sizeof(a->id), a);
+	if (hash_oom) {
+		free(a);
+		c->nomem = 1;
+		return 1;
+	}
 	c->known++;
 	return 0;
 }

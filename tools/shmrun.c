@@ -956,6 +956,11 @@ int main(int argc, char **argv)
 	set_env("RH_SHM_DIR", abs_dir ? abs_dir : opt.dir);
 	free(abs_dir);
 	if (opt.leak_check) {
+		/* Every allocation from the heap, or leaks go unseen: the heap
+		 * is turned on, a size threshold dropped. */
+		set_env("RH_SHMALLOC", "enable");
+		if (unsetenv("RH_SHMALLOC_MIN_SIZE") != 0)
+			die(EXIT_FAILED, "RH_SHMALLOC_MIN_SIZE: %s", strerror(errno));
 		set_env("RH_SHMALLOC_KEEP", "1");
 		set_env("RH_SHMALLOC_LEAK_SCAN", "1");
 	}
@@ -1033,6 +1038,9 @@ int main(int argc, char **argv)
 		status = 128 + stop_signal;
 	if (opt.leak_check && lost_blocks && opt.error_exitcode)
 		status = opt.error_exitcode;
+	if (opt.leak_check && !nprocesses)
+		fprintf(stderr, "%s: no process was checked for leaks: none made a heap (a static "
+			"program, one that never allocated, or a folder where no heap could be made)\n", prog);
 	if (opt.json) {
 		finish_json(status, command_status);
 	} else if (opt.leak_check) {

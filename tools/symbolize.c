@@ -41,6 +41,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+/* A table that cannot grow leaves the entry out (uthash's default is to
+ * exit the process, before the heaps are cleaned up). */
+static int hash_oom;
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(elt) (hash_oom = 1)
 #include <uthash.h>
 
 /* A file as parsed: one per file identity and recorded build-id, so the
@@ -264,7 +269,12 @@ static const char *intern(struct symbolizer *s, const char *path)
 	if (!p)
 		return NULL;
 	memcpy(p->path, path, len + 1);
+	hash_oom = 0;
 	HASH_ADD_KEYPTR(hh, s->paths, p->path, len, p);
+	if (hash_oom) {
+		free(p);
+		return NULL;
+	}
 	return p->path;
 }
 
@@ -431,7 +441,14 @@ static void resolve(struct symbolizer *s, struct sym_module *m)
 	f->relative = type;
 	f->key = key;
 	prepare(f, m->path, fd);
+	hash_oom = 0;
 	HASH_ADD(hh, s->files, key, sizeof(f->key), f);
+	if (hash_oom) {
+		if (f->dwfl)
+			dw.dwfl_end(f->dwfl);
+		free(f);
+		return;
+	}
 	s->nfiles++;
 	s->kept_bytes += key.size;
 	if (f->ready)
@@ -572,7 +589,16 @@ void symbolizer_frame(struct symbolizer *s, uint64_t addr, struct frame *f)
 			c = &tmp;
 		} else {
 			*c = tmp;
+			hash_oom = 0;
 			HASH_ADD(hh, file->frames, pc, sizeof(c->pc), c);
+			if (hash_oom) { /* as above, the raw name */
+				free(c);
+				if (tmp.demangled)
+					tmp.function = tmp.symbol;
+				free(tmp.demangled);
+				tmp.demangled = NULL;
+				c = &tmp;
+			}
 		}
 	}
 	f->function = c->function;

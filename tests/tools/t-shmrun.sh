@@ -369,3 +369,16 @@ LD_PRELOAD="$SHIM.old" run "$SHMRUN" -d "$D" --leak-check "$LEAKS/dropped"
 expect_rc 23 "LD_PRELOAD with a longer name"
 no_heaps "LD_PRELOAD with a longer name"
 echo "ok folder and LD_PRELOAD"
+
+# The leak check serves every allocation from the heap: a heap turned off
+# or a size threshold in the caller's environment would hide the leak (0
+# processes checked, exit 0). A static program: it says nothing was checked.
+RH_SHMALLOC=disable RH_SHMALLOC_MIN_SIZE=4096 run "$SHMRUN" -d "$D" --leak-check "$LEAKS/dropped"
+expect_rc 23 "--leak-check with the heap turned off by the caller"
+no_heaps "--leak-check with the heap turned off"
+if [ -x "$BUILD/tests/progs/static_true" ]; then
+	run "$SHMRUN" -d "$D" --leak-check "$BUILD/tests/progs/static_true"
+	expect_rc 0 "--leak-check of a static program"
+	expect_err "no process was checked for leaks" "--leak-check of a static program"
+fi
+echo "ok leak check of every allocation"
