@@ -52,9 +52,12 @@ struct rh_shm_ref {
  * cannot be moved into the heap file. */
 RH_SHM_API int rh_shm_ref(const void *ptr, struct rh_shm_ref *ref);
 /* Maps the referenced heap (once per heap) and takes a reference on the
- * block; release it with rh_shm_free. NULL with errno set when the ref is bad
- * (EINVAL), its heap is gone (ENOENT) or was replaced (ESTALE), or the block
- * was already freed (ESTALE). */
+ * block; release it with rh_shm_free (a process releases only references it
+ * holds). NULL with errno set when the ref is bad (EINVAL), its heap is gone
+ * (ENOENT) or was replaced (ESTALE), the block was already freed (ESTALE;
+ * once its place holds a new block, the ref attaches that one: pass refs on
+ * while holding the block), 64 heaps are attached already (ENFILE), or
+ * memory ran out (ENOMEM). */
 RH_SHM_API void *rh_shm_attach(const struct rh_shm_ref *ref);
 
 /* --- State ---------------------------------------------------------------- */
