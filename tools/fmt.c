@@ -524,6 +524,27 @@ void fmt_entry_json(FILE *out, const struct fmt_ctx *ctx, const struct scan_entr
 	unsigned kind = 1u << e->kind;
 	fputs("\"name\": ", out);
 	fmt_json_string(out, e->name);
+	/* JSON strings hold text only: a name with bytes that are not UTF-8
+	 * (U+FFFD in "name") also as the text output prints it, which tells
+	 * every name apart. */
+	for (const unsigned char *p = (const unsigned char *)e->name; *p;) {
+		int n = utf8_len(p);
+		if (n == 0) {
+			char *text = NULL;
+			size_t len = 0;
+			FILE *m = open_memstream(&text, &len);
+			if (m) {
+				escape_name(m, e->name, 0);
+				if (fclose(m) == 0) {
+					fputs(", \"name_text\": ", out);
+					fmt_json_string(out, text);
+				}
+			}
+			free(text);
+			break;
+		}
+		p += n;
+	}
 	for (size_t i = 0; i < NFIELDS; i++) {
 		const struct field *f = &fields[i];
 		if (!f->json || !(f->json_kinds & kind))

@@ -232,6 +232,17 @@ static void test_fmt_entry_json_members(void **state)
 	assert_non_null(strstr(s, "\"mode\": \"640\""));
 	assert_non_null(strstr(s, "\"command\": null"));
 	assert_null(strstr(s, "\"error\""));
+	assert_null(strstr(s, "\"name_text\""));
+	free(s);
+	/* Two names JSON strings cannot tell apart (a byte that is not UTF-8,
+	 * and U+FFFD itself): name_text tells them apart. */
+	e.name = "heap-15\xff";
+	CAPTURE(s, fmt_entry_json(out, &ctx, &e));
+	assert_non_null(strstr(s, "\"name\": \"heap-15\\ufffd\", \"name_text\": \"heap-15\\\\xff\""));
+	free(s);
+	e.name = "heap-15\xef\xbf\xbd";
+	CAPTURE(s, fmt_entry_json(out, &ctx, &e));
+	assert_non_null(strstr(s, "\"name\": \"heap-15\xef\xbf\xbd\", \"type\""));
 	free(s);
 }
 
