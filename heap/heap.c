@@ -855,6 +855,8 @@ struct copy_runs {
 	uint64_t data, hole;  /* the file's last run of data: [data, hole) */
 };
 
+#define SHORT_RUN (64u << 10)
+
 static int own_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *end)
 {
 	struct copy_runs *c = (struct copy_runs *)arg;
@@ -870,6 +872,14 @@ static int own_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_
 		}
 		if (r != 1)
 			return r;
+		/* A short run is read whole: asking the file where its data is
+		 * (two system calls) costs more than reading a few pages, and
+		 * pages of zeros are not copied either way. */
+		if (e - s <= SHORT_RUN) {
+			*start = s;
+			*end = e;
+			return 1;
+		}
 		if (s >= c->data && s < c->hole) {
 			d = s;
 			x = c->hole;
