@@ -34,7 +34,7 @@ void options_complain(FILE *err, const char *prog, int c, char **argv, const str
 					exact = o;
 			}
 		if (matches > 1 && !exact) {
-			fprintf(err, "%s: option '--%.*s' is ambiguous; possibilities:", prog, (int)len, name);
+			fprintf(err, "%s: option '%s' is ambiguous; possibilities:", prog, arg);
 			for (const struct option *o = longopts; o->name; o++)
 				if (!strncmp(o->name, name, len))
 					fprintf(err, " '--%s'", o->name);
@@ -52,7 +52,13 @@ void options_complain(FILE *err, const char *prog, int c, char **argv, const str
 		return;
 	}
 	if (c == ':') {
+		const struct option *o = longopts;
 		if (arg[0] == '-' && arg[1] == '-')
+			for (; o->name && strncmp(o->name, arg + 2, strlen(arg + 2)); o++)
+				;
+		if (arg[0] == '-' && arg[1] == '-' && o->name)
+			fprintf(err, "%s: option '--%s' requires an argument\n", prog, o->name);
+		else if (arg[0] == '-' && arg[1] == '-')
 			fprintf(err, "%s: option '%s' requires an argument\n", prog, arg);
 		else
 			fprintf(err, "%s: option requires an argument -- '%c'\n", prog, optopt);

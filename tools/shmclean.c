@@ -78,22 +78,29 @@ static void print_held(struct rh_heap *heap, const char *name)
 }
 
 /* Unlinks NAME if it still is the file *ST describes. */
-static void unlink_checked(int dirfd, const char *name, const struct stat *st)
+/* NAMED: asked for by name; a sweep passes quietly over a name that went
+ * away or was replaced meanwhile (a process renaming its heap at exec). */
+static void unlink_checked(int dirfd, const char *name, const struct stat *st, int named)
 {
 	struct stat now;
 	if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0) {
-		error(name, "%s", strerror(errno));
+		if (named || errno != ENOENT)
+			error(name, "%s", strerror(errno));
 		return;
 	}
 	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
-		error(name, "replaced while being checked, not removed");
+		if (named)
+			error(name, "replaced while being checked, not removed");
+		return;
+	}
+	if (!opt.dry_run && unlinkat(dirfd, name, 0) != 0) {
+		if (named || errno != ENOENT)
+			error(name, "%s", strerror(errno));
 		return;
 	}
 	fputs(opt.dry_run ? "would unlink " : "unlinking ", stdout);
 	fmt_name(stdout, name);
 	putchar('\n');
-	if (!opt.dry_run && unlinkat(dirfd, name, 0) != 0)
-		error(name, "%s", strerror(errno));
 }
 
 /* A heap its creator never finished: ".heap-PID.HEX.tmp", the name a heap
@@ -122,6 +129,19 @@ static int unfinished(int fd, const char *name, const struct stat *st)
 	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
 }
 
+/* ".heap-PID.exec" (a heap set aside while PID execs) of a live PID. */
+static int aside_of_live(const char *name)
+{
+	if (strncmp(name, ".heap-", 6) != 0)
+		return 0;
+	char *end;
+	errno = 0;
+	long pid = strtol(name + 6, &end, 10);
+	if (errno || pid <= 0 || pid >= 1L << 31 || end == name + 6 || strcmp(end, ".exec") != 0)
+		return 0;
+	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
 /* Removes NAME when it should go. NAMED: the user asked for this file (errors
  * are reported); else the folder is being swept for orphans (other files are
  * passed over quietly). */
@@ -145,7 +165,7 @@ static void clean(int dirfd, const char *name, int named)
 		if (!named)
 			return;
 		if (opt.force)
-			unlink_checked(dirfd, name, &st0);
+			unlink_checked(dirfd, name, &st0, named);
 		else
 			error(name, "not a REDHAWK heap, use -f to force removal");
 		return;
@@ -158,7 +178,7 @@ static void clean(int dirfd, const char *name, int named)
 		if (!named)
 			return; /* another user's file, most likely */
 		if (opt.force)
-			unlink_checked(dirfd, name, &st0);
+			unlink_checked(dirfd, name, &st0, named);
 		else
 			error(name, "%s", strerror(errno));
 		return;
@@ -176,7 +196,13 @@ static void clean(int dirfd, const char *name, int named)
 	 * process starts). Only its age and lock tell. */
 	if (!named && scan_unfinished_name(name)) {
 		if (unfinished(fd, name, &st))
-			unlink_checked(dirfd, name, &st);
+			unlink_checked(dirfd, name, &st, named);
+		close(fd);
+		return;
+	}
+	/* A heap set aside at exec: the new image removes it, a sweep only
+	 * once no process has that pid. */
+	if (!named && aside_of_live(name)) {
 		close(fd);
 		return;
 	}
@@ -185,7 +211,7 @@ static void clean(int dirfd, const char *name, int named)
 	if (err == ENOTSUP || (err && err != EPROTO)) {
 		if (named) {
 			if (opt.force)
-				unlink_checked(dirfd, name, &st);
+				unlink_checked(dirfd, name, &st, named);
 			else if (err == ENOTSUP)
 				error(name, "not a REDHAWK heap, use -f to force removal");
 			else
@@ -196,7 +222,7 @@ static void clean(int dirfd, const char *name, int named)
 	}
 	if (err == EPROTO) {
 		if (named && opt.force)
-			unlink_checked(dirfd, name, &st);
+			unlink_checked(dirfd, name, &st, named);
 		else
 			error(name, "unreadable heap, not removed%s: %s",
 				named ? " (use -f to force removal)" : "", rh_heap_error(heap));
@@ -208,7 +234,7 @@ static void clean(int dirfd, const char *name, int named)
 	int orphaned = rh_heap_fd_orphaned(fd, rh_heap_info(heap));
 	if (orphaned < 0) {
 		if (named && opt.force) {
-			unlink_checked(dirfd, name, &st);
+			unlink_checked(dirfd, name, &st, named);
 		} else {
 			int e = errno;
 			error(name, "cannot tell whether its creator lives: %s", strerror(e));
@@ -216,7 +242,7 @@ static void clean(int dirfd, const char *name, int named)
 	} else if (orphaned || (named && opt.force)) {
 		if (opt.verbose)
 			print_held(heap, name);
-		unlink_checked(dirfd, name, &st);
+		unlink_checked(dirfd, name, &st, named);
 	} else if (named) {
 		error(name, "in use, use -f to force removal");
 	}

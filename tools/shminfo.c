@@ -123,7 +123,10 @@ static void print_text(int dirfd, const struct shminfo_options *o, const struct 
 		char count[32];
 		snprintf(count, sizeof(count), "%zu", b.report.n);
 		fmt_label(stdout, "call sites", count);
-		report_print(stdout, &o->fmt, b.sym, &b.report, o->breakdown, e->info.heap_used,
+		/* The heap as walked, when it grew since the listing read it: no
+		 * share above 100%. */
+		report_print(stdout, &o->fmt, b.sym, &b.report, o->breakdown,
+			b.report.bytes > e->info.heap_used ? b.report.bytes : e->info.heap_used,
 			"    ", 1);
 		breakdown_free(&b);
 	}
@@ -145,7 +148,8 @@ static void print_json(int dirfd, const struct shminfo_options *o, const struct 
 		fmt_entry_json(stdout, &o->fmt, e);
 		if (b.ok) {
 			fputs(", ", stdout);
-			report_json(stdout, b.sym, &b.report, o->breakdown, e->info.heap_used);
+			report_json(stdout, b.sym, &b.report, o->breakdown,
+				b.report.bytes > e->info.heap_used ? b.report.bytes : e->info.heap_used);
 		}
 		breakdown_free(&b);
 		putchar('}');

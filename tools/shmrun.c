@@ -13,6 +13,7 @@
  * only when its creator pid and start time are those of such a process and
  * the reader finds it orphaned (its creator's lock is gone).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -790,26 +791,30 @@ static void set_env(const char *name, const char *value)
 		die(EXIT_FAILED, "%s: %s", name, strerror(errno));
 }
 
-/* LD_PRELOAD with the shim first, keeping what was there. */
+/* LD_PRELOAD with the shim first, keeping what was there (the shim where
+ * it was is moved first). The loader splits it at spaces and colons. */
 static void set_preload(const char *shim)
 {
 	const char *old = getenv("LD_PRELOAD");
-	/* The loader splits LD_PRELOAD at spaces and colons. */
-	if (strpbrk(shim, " :\t"))
+	if (strpbrk(shim, " :"))
 		die(EXIT_FAILED, "cannot preload the shim: its path has a space or colon: %s", shim);
-	size_t sl = strlen(shim);
-	for (const char *e = old; e && *e;) {
-		size_t n = strcspn(e, " :\t");
-		if (n == sl && !strncmp(e, shim, sl))
-			return;
-		e += n;
-		e += strspn(e, " :\t");
-	}
-	size_t len = strlen(shim) + (old ? strlen(old) : 0) + 2;
+	size_t sl = strlen(shim), len = sl + (old ? strlen(old) : 0) + 2;
 	char *v = malloc(len);
 	if (!v)
 		die(EXIT_FAILED, "%s", strerror(ENOMEM));
-	snprintf(v, len, "%s%s%s", shim, old && *old ? ":" : "", old && *old ? old : "");
+	memcpy(v, shim, sl + 1);
+	char *end = v + sl;
+	for (const char *e = old; e && *e;) {
+		e += strspn(e, " :");
+		size_t n = strcspn(e, " :");
+		if (n && !(n == sl && !strncmp(e, shim, sl))) {
+			*end++ = ':';
+			memcpy(end, e, n);
+			end += n;
+			*end = 0;
+		}
+		e += n;
+	}
 	set_env("LD_PRELOAD", v);
 	free(v);
 }
@@ -873,10 +878,34 @@ static void start(char **argv, const sigset_t *old_mask)
 	}
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Reaps what ends for up to MS milliseconds: 1 when no child is left. */
+static int settle(int *command_status, unsigned ms)
+{
+	uint64_t until = now_ms() + ms;
+	for (;;) {
+		reap(command_status);
+		siginfo_t si = { 0 };
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD)
+			return 1;
+		if (now_ms() >= until)
+			return 0;
+		struct timespec t = { 0, 10 * 1000 * 1000 };
+		nanosleep(&t, NULL);
+	}
+}
+
 static void die_of(int sig)
 {
 	struct rlimit none = { 0, 0 };
 	setrlimit(RLIMIT_CORE, &none);
+	prctl(PR_SET_DUMPABLE, 0); /* a core_pattern pipe ignores the limit */
 	signal(sig, SIG_DFL);
 	sigset_t set;
 	sigemptyset(&set);
@@ -885,12 +914,6 @@ static void die_of(int sig)
 	raise(sig);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 /* Whether COMMAND got signal si as we did: the terminal's signals (Ctrl-C,
  * a hangup) go to its foreground process group, which holds COMMAND only
@@ -972,6 +995,13 @@ int main(int argc, char **argv)
 	 * see how they died (prctl(2), PR_SET_CHILD_SUBREAPER). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		die(EXIT_FAILED, "prctl: %s", strerror(errno));
+	/* The tree is known by /proc: one of another PID namespace names
+	 * other processes. */
+	char selfpid[32];
+	ssize_t sn = readlink("/proc/self", selfpid, sizeof(selfpid) - 1);
+	if (sn > 0 && (selfpid[sn] = 0, atoi(selfpid) != (int)getpid()))
+		fprintf(stderr, "%s: /proc is another PID namespace's: crashes in the tree cannot be "
+			"seen (mount /proc for this namespace, as unshare --mount-proc does)\n", prog);
 
 	/* A closed report stream must not kill us before the heaps are
 	 * cleaned up (the child gets SIGPIPE back before exec). SIGCHLD
@@ -1026,6 +1056,19 @@ int main(int argc, char **argv)
 		}
 		done = reap(&command_status) || stop_signal;
 	}
+	/* A signal that ended --wait-all (Ctrl-C) reached the tree too:
+	 * descendants that die of it a moment later are seen. As PID 1 of a
+	 * namespace, the processes left would be killed by the kernel when we
+	 * exit, unseen: they are asked to end, then made to, and reaped. */
+	if (stop_signal)
+		settle(&command_status, 500);
+	if (getpid() == 1) {
+		kill(-1, SIGTERM);
+		if (!settle(&command_status, 1000)) {
+			kill(-1, SIGKILL);
+			settle(&command_status, 1000);
+		}
+	}
 	/* Descendants that died with COMMAND, and heaps of processes their own
 	 * parents reaped. Processes still running are left alone. */
 	reap(&command_status);
@@ -1034,7 +1077,7 @@ int main(int argc, char **argv)
 	run_sym = NULL;
 
 	int status = WIFEXITED(command_status) ? WEXITSTATUS(command_status) : 128 + WTERMSIG(command_status);
-	if (stop_signal && !status)
+	if (stop_signal)
 		status = 128 + stop_signal;
 	if (opt.leak_check && lost_blocks && opt.error_exitcode)
 		status = opt.error_exitcode;
@@ -1059,10 +1102,13 @@ int main(int argc, char **argv)
 		if (!status)
 			status = EXIT_FAILED;
 	}
-	/* COMMAND died of a signal: so do we, as it did (without a second
-	 * core dump), so that a shell's loop stops on Ctrl-C as it would
-	 * without us. 128+N when the signal does not end us. */
-	if (!WIFEXITED(command_status) && status == 128 + WTERMSIG(command_status))
-		die_of(WTERMSIG(command_status));
+	/* COMMAND died of a signal, or one ended --wait-all: so do we (without
+	 * a core dump of our own), so that a shell's loop stops on Ctrl-C as
+	 * it would without us. Not when the shim serves our own allocations
+	 * (a launcher under another): a death by a signal would leave our heap.
+	 * 128+N when the signal does not end us. */
+	int sig = stop_signal ? stop_signal : WIFEXITED(command_status) ? 0 : WTERMSIG(command_status);
+	if (sig && status == 128 + sig && !dlsym(RTLD_DEFAULT, "rh_shm_heap_name"))
+		die_of(sig);
 	return status;
 }

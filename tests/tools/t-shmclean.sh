@@ -148,6 +148,17 @@ run "$SHMINFO" -d "$D" -a
 grep -q "^\.heap-$1\.4a\.tmp" "$D.out" && grep -q "other" "$D.out" || fail "-a: a heap being made not listed as another file: $(cat "$D.out")"
 rm -f "$D"/.heap-*
 
+# A heap set aside at exec (.heap-PID.exec) is the new image's to remove
+# while that process lives; a sweep takes it once the pid is gone.
+"$MKHEAP" native "$D" heap-2288 99999999 fake || fail "mkheap"
+cp "$D/heap-2288" "$D/.heap-$$.exec"
+mv "$D/heap-2288" "$D/.heap-$1.exec"
+run "$SHMCLEAN" -d "$D"
+expect_rc 0 "heaps set aside at exec"
+[ -e "$D/.heap-$$.exec" ] || fail "the heap set aside by a live process was removed"
+[ ! -e "$D/.heap-$1.exec" ] || fail "the heap set aside by a dead process was left"
+rm -f "$D"/.heap-*
+
 run "$SHMCLEAN" -x
 expect_rc 2 "bad option"
 expect_err "Try 'redhawk-shmclean --help' for more information." "usage hint"

@@ -332,7 +332,8 @@ no_heaps "death by a signal"
 echo "ok death by a signal"
 
 # --wait-all after COMMAND ended: SIGTERM ends the wait (it went to the
-# reaped COMMAND's pid, maybe another process's by then, and was lost).
+# reaped COMMAND's pid, maybe another process's by then, and was lost), and
+# the launcher dies of it.
 "$SHMRUN" -d "$D" --wait-all sh -c "sleep 30 & echo \$! > '$D.pid'; exit 3" >/dev/null 2>&1 &
 runner=$!
 KIDS="$runner"
@@ -346,7 +347,7 @@ while kill -0 "$runner" 2>/dev/null; do
 	sleep 0.01
 done
 wait "$runner"; rc=$?
-expect_rc 3 "--wait-all ended by SIGTERM"
+expect_rc 143 "--wait-all ended by SIGTERM"
 kill "$pid" 2>/dev/null
 i=0
 while kill -0 "$pid" 2>/dev/null; do
@@ -382,3 +383,29 @@ if [ -x "$BUILD/tests/progs/static_true" ]; then
 	expect_err "no process was checked for leaks" "--leak-check of a static program"
 fi
 echo "ok leak check of every allocation"
+
+# A launcher under another (the shim serving its own allocations): the inner
+# one does not die of COMMAND's signal, which would leave its heap for the
+# outer one to report as a crash.
+run "$SHMRUN" -d "$D" "$SHMRUN" -d "$D" "$CRASHER" segv
+expect_rc 139 "nested launchers"
+grep -q "(redhawk-shmrun)" "$D.err" && fail "the inner launcher reported as a crash: $(cat "$D.err")"
+expect_err "(crasher) killed by signal 11" "nested launchers: the crash reported"
+no_heaps "nested launchers"
+# The loader splits LD_PRELOAD at spaces and colons only: an entry joined to
+# the shim's path by a tab is another file, and the shim is added first.
+LD_PRELOAD="$SHIM	/nonexistent.so" run "$SHMRUN" -d "$D" --leak-check "$LEAKS/dropped"
+expect_rc 23 "LD_PRELOAD with a tab"
+no_heaps "LD_PRELOAD with a tab"
+echo "ok nested launchers, LD_PRELOAD separators"
+
+# As PID 1 of a PID namespace (a container's entry point), processes left
+# when COMMAND exits would be killed by the kernel unseen: the launcher ends
+# them itself, and reports and removes what they held.
+if unshare -pf --mount-proc true 2>/dev/null; then
+	run unshare -pf --mount-proc "$SHMRUN" -d "$D" sh -c "'$CRASHER' wait '$D.pid' & sleep 0.3; exit 0"
+	expect_rc 0 "PID 1"
+	no_heaps "PID 1 with a process left"
+	rm -f "$D.pid"
+	echo "ok PID 1"
+fi
