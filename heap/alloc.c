@@ -1600,22 +1600,15 @@ void alloc_unattach(struct heap *h, void *p)
 void free_foreign(struct heap *h, void *p)
 {
 	uint64_t off = (uint64_t)((char *)p - h->base);
-	struct block_header *bh = (struct block_header *)p - 1;
-	int saved = errno;
-	if (!check_block(h, (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift, off)) {
-		errno = saved;
-		rh_warn("free(%p): not a block of %s", p, h->name);
-		return;
-	}
-	errno = saved;
 	/* Only a reference this process took: a second release of one would
-	 * drop another process's (the block freed under it). */
+	 * drop another process's (the block freed under it). The block was
+	 * checked when it was attached, and our reference keeps it. */
 	if (!heap_held_drop(h, off)) {
-		rh_warn("free(%p): this process holds no reference on that block of %s (released twice?)",
-			p, h->name);
+		rh_warn("free(%p): this process holds no reference on a block of %s there "
+			"(released twice, or not a block)", p, h->name);
 		return;
 	}
-	unref_foreign(h, bh);
+	unref_foreign(h, (struct block_header *)p - 1);
 	heap_foreign_dropped(h);
 }
 
@@ -1829,22 +1822,30 @@ static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_
  * (a hole reads as zeros there, and takes no memory). */
 static bool sb_is_known(struct heap *h, uint64_t sb_off)
 {
-	for (unsigned i = 0; i < sizeof(h->sb_known) / sizeof(h->sb_known[0]); i++)
-		if (__atomic_load_n(&h->sb_known[i], __ATOMIC_RELAXED) == sb_off)
-			return true;
-	struct superblock head;
-	/* No file: a heap inherited over fork, private memory now (or, rarely,
-	 * a descriptor the program took and that cannot be opened again). */
-	int fd = h->fd < 0 ? -1 : heap_fd(h);
-	if (fd < 0)
+	if (heap_sb_known(h, sb_off))
 		return true;
-	if (pread(fd, &head, offsetof(struct superblock, journal_end), (off_t)sb_off) !=
-		    (ssize_t)offsetof(struct superblock, journal_end) ||
-	    head.magic != RH_SB_MAGIC || head.kind != RH_SB_DATA || head.offset != sb_off)
+	/* No file: a heap inherited over fork, private memory now. */
+	if (h->fd < 0)
+		return true;
+	struct superblock head;
+	const size_t n = offsetof(struct superblock, journal_end);
+	int fd = h->fd;
+	ssize_t got = pread(fd, &head, n, (off_t)sb_off);
+	if (got != (ssize_t)n || head.magic != RH_SB_MAGIC || head.offset != sb_off) {
+		/* Our descriptor may have been taken by the program: read again
+		 * through one known to be the heap's (or, when it cannot be
+		 * opened again, trust the mapping as before). */
+		int saved = errno;
+		if ((fd = heap_fd(h)) < 0) {
+			errno = saved;
+			return true;
+		}
+		got = fd == h->fd && got >= 0 ? got : pread(fd, &head, n, (off_t)sb_off);
+		errno = saved;
+	}
+	if (got != (ssize_t)n || head.magic != RH_SB_MAGIC || head.kind != RH_SB_DATA || head.offset != sb_off)
 		return false;
-	unsigned i = __atomic_fetch_add(&h->sb_next, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->sb_known[i % (sizeof(h->sb_known) / sizeof(h->sb_known[0]))], sb_off,
-		__ATOMIC_RELAXED);
+	heap_sb_add(h, sb_off);
 	return true;
 }
 

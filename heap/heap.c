@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1194,6 +1195,7 @@ void heap_foreign_dropped(struct heap *h)
 			munmap(h->held, (size_t)h->held_cap * sizeof(*h->held));
 		h->held = NULL;
 		h->held_cap = h->held_used = 0;
+		heap_sb_forget(h);
 	}
 	pthread_mutex_unlock(&foreign_lock);
 }
@@ -1245,10 +1247,121 @@ static int held_grow(struct heap *h)
 	return 0;
 }
 
+/* The held table's lock: taken for a lookup or an insert (a mapping now and
+ * then when it grows), on every attach and release. A mutex cost a third of
+ * an attach and release; this is an exchange and a store. A holder that is
+ * descheduled is waited for by yielding. */
+static void held_lock(struct heap *h)
+{
+	for (unsigned spins = 0; __atomic_exchange_n(&h->held_lock, 1, __ATOMIC_ACQUIRE); spins++) {
+		while (__atomic_load_n(&h->held_lock, __ATOMIC_RELAXED)) {
+			if (++spins >= 64)
+				sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+			else
+				__builtin_ia32_pause();
+#endif
+		}
+	}
+}
+
+static void held_unlock(struct heap *h)
+{
+	__atomic_store_n(&h->held_lock, 0, __ATOMIC_RELEASE);
+}
+
+/* --- Superblocks known to be there (see struct heap) ---------------------------- */
+
+struct sb_sets {
+	struct sb_sets *next;
+	uint64_t *set;
+};
+
+#define SB_SET_FIRST 64
+
+static uint64_t *sb_find(uint64_t *set, uint64_t sb_off)
+{
+	uint64_t cap = set[0];
+	uint64_t i = (sb_off >> 12) * 0x9e3779b97f4a7c15ull >> 40;
+	for (uint64_t n = 0; n < cap; n++) {
+		uint64_t *e = &set[1 + (i + n) % cap];
+		uint64_t v = __atomic_load_n(e, __ATOMIC_ACQUIRE);
+		if (v == sb_off || v == 0)
+			return e;
+	}
+	return NULL;
+}
+
+bool heap_sb_known(struct heap *h, uint64_t sb_off)
+{
+	uint64_t *set = atomic_load_explicit(&h->sb_set, memory_order_acquire);
+	if (!set || !sb_off)
+		return false;
+	uint64_t *e = sb_find(set, sb_off);
+	return e && __atomic_load_n(e, __ATOMIC_ACQUIRE) == sb_off;
+}
+
+/* Under held_lock; a set that cannot grow leaves the offset out (it is
+ * read from the file again next time). Mapped, not malloc'd: under the
+ * shim malloc is ours. */
+void heap_sb_add(struct heap *h, uint64_t sb_off)
+{
+	held_lock(h);
+	uint64_t *set = h->sb_set;
+	if (!set || (uint64_t)(h->sb_count + 1) * 2 > set[0]) {
+		uint64_t cap = set ? set[0] * 2 : SB_SET_FIRST;
+		size_t bytes = (size_t)(cap + 1) * sizeof(uint64_t);
+		uint64_t *bigger = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct sb_sets *old = set ? mmap(NULL, sizeof(*old), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : NULL;
+		if (bigger == MAP_FAILED || old == MAP_FAILED) {
+			if (bigger != MAP_FAILED)
+				munmap(bigger, bytes);
+			if (old && old != MAP_FAILED)
+				munmap(old, sizeof(*old));
+			held_unlock(h);
+			return;
+		}
+		bigger[0] = cap;
+		for (uint64_t i = 0; set && i < set[0]; i++)
+			if (set[1 + i])
+				*sb_find(bigger, set[1 + i]) = set[1 + i];
+		if (old) {
+			old->set = set;
+			old->next = h->sb_old;
+			h->sb_old = old;
+		}
+		atomic_store_explicit(&h->sb_set, bigger, memory_order_release);
+		set = bigger;
+	}
+	uint64_t *e = sb_find(set, sb_off);
+	if (e && *e != sb_off) {
+		__atomic_store_n(e, sb_off, __ATOMIC_RELEASE);
+		h->sb_count++;
+	}
+	held_unlock(h);
+}
+
+/* The heap is released (foreign_lock held, no reader left). */
+void heap_sb_forget(struct heap *h)
+{
+	uint64_t *set = atomic_load_explicit(&h->sb_set, memory_order_relaxed);
+	if (set)
+		munmap(set, (size_t)(set[0] + 1) * sizeof(uint64_t));
+	while (h->sb_old) {
+		struct sb_sets *o = h->sb_old;
+		h->sb_old = o->next;
+		munmap(o->set, (size_t)(o->set[0] + 1) * sizeof(uint64_t));
+		munmap(o, sizeof(*o));
+	}
+	atomic_store_explicit(&h->sb_set, NULL, memory_order_relaxed);
+	h->sb_count = 0;
+}
+
 int heap_held_take(struct heap *h, uint64_t off)
 {
 	int err = 0;
-	pthread_mutex_lock(&h->held_lock);
+	held_lock(h);
 	struct held_ref *e = h->held ? held_find(h->held, h->held_cap, off, false) : NULL;
 	if (!e && (h->held_used + 1) * 4 > (uint64_t)h->held_cap * 3)
 		err = held_grow(h);
@@ -1261,17 +1374,17 @@ int heap_held_take(struct heap *h, uint64_t off)
 	}
 	if (!err)
 		e->count++;
-	pthread_mutex_unlock(&h->held_lock);
+	held_unlock(h);
 	return err;
 }
 
 bool heap_held_drop(struct heap *h, uint64_t off)
 {
-	pthread_mutex_lock(&h->held_lock);
+	held_lock(h);
 	struct held_ref *e = h->held ? held_find(h->held, h->held_cap, off, false) : NULL;
 	if (e && --e->count == 0)
 		e->off = HELD_GONE;
-	pthread_mutex_unlock(&h->held_lock);
+	held_unlock(h);
 	return e != NULL;
 }
 

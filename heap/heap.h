@@ -142,13 +142,16 @@ struct heap {
 	 * releases one it does not hold (another process's). */
 	struct held_ref *held;
 	uint32_t held_cap, held_used;
-	pthread_mutex_t held_lock;
+	int held_lock;              /* heap_held_lock: a few instructions are held */
 	/* Offsets of superblocks checked against the file (a reference's
 	 * superblock is read through the mapping only once it is known to be
 	 * one: reading a hole would allocate the page, or raise SIGBUS on a
-	 * full filesystem). 0: none. */
-	uint64_t sb_known[8];
-	unsigned sb_next;
+	 * full filesystem). Superblocks never go: a set that only grows, read
+	 * without a lock (slot 0 holds the capacity; outgrown sets stay mapped
+	 * until the heap is). */
+	uint64_t *_Atomic sb_set;
+	struct sb_sets *sb_old;     /* outgrown sets, to unmap with the heap */
+	uint32_t sb_count;          /* under held_lock */
 	char name[RH_HEAP_NAME_LEN];
 	char dir[320];              /* the folder's absolute path ("": too long) */
 	char path[320];             /* the file's, the same way */
@@ -222,6 +225,11 @@ void heap_foreign_dropped(struct heap *h);
 /* A reference on the block at OFF of the attached heap h is taken (0, or
  * ENOMEM), or given back: false when this process holds none there. */
 int heap_held_take(struct heap *h, uint64_t off);
+/* Whether a DATA superblock starts at sb_off (alloc.c) and what is known of
+ * them goes with the heap (heap.c). */
+bool heap_sb_known(struct heap *h, uint64_t sb_off);
+void heap_sb_add(struct heap *h, uint64_t sb_off);
+void heap_sb_forget(struct heap *h);
 bool heap_held_drop(struct heap *h, uint64_t off);
 void heap_exec_leftover(void);
 #define FOREIGN_RELEASED (-2)      /* struct heap.fd of a reusable entry */
