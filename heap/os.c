@@ -239,6 +239,23 @@ static int copy_swap(int fd, char *base, uint64_t s, uint64_t e)
 	return 0;
 }
 
+/* When copy_swap can get no memory to copy into (an address-space limit,
+ * vm.max_map_count): the file's pages mapped privately in place, which keeps
+ * their contents throughout, then each written to once so that it is the
+ * child's own copy and no longer follows the file. The mapping keeps the
+ * parent's file allocated while the child lives: for this case only. */
+static int copy_in_place(int fd, char *base, uint64_t s, uint64_t e)
+{
+	if (fd < 0 || mmap(base + s, (size_t)(e - s), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+		    (off_t)s) == MAP_FAILED)
+		return fd < 0 ? EBADF : errno;
+	for (uint64_t c = s; c < e; c += os_page_size()) {
+		volatile char *p = base + c;
+		*p = *p;
+	}
+	return 0;
+}
+
 static int copy_pieces(int fd, char *base, uint64_t s, uint64_t e);
 
 static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
@@ -382,7 +399,7 @@ static int replace(int fd, char *base, uint64_t s, uint64_t e, uint64_t *ta, uin
 	int err = 0;
 	if (a > s && (err = map_copy(base + s, (size_t)(a - s))))
 		return err;
-	if (copy_swap(fd, base, a, b) == 0) {
+	if (copy_swap(fd, base, a, b) == 0 || copy_in_place(fd, base, a, b) == 0) {
 		*ta = a;
 		*tb = b;
 	} else if ((err = map_copy(base + a, (size_t)(b - a)))) {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -47,6 +48,47 @@ static void *thread_main(void *arg)
 {
 	(void)arg;
 	return (void *)(long)fork_here("thread");
+}
+
+/* A fork from a malloc'd stack in an address space nearly at its limit
+ * (RLIMIT_AS a little above what is mapped): the child cannot map memory to
+ * copy the pages around its thread pointer into, and must not lose them. */
+static char **tight_data;
+static long tight_slack_kb;
+static int tight_signals;
+
+static long vm_size_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmSize:", 7) == 0)
+			kb = atol(line + 7);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static void *tight_main(void *arg)
+{
+	(void)arg;
+	struct rlimit rl;
+	getrlimit(RLIMIT_AS, &rl);
+	struct rlimit tight = { (rlim_t)(vm_size_kb() + (8 << 10) + tight_slack_kb) << 10, rl.rlim_max };
+	setrlimit(RLIMIT_AS, &tight);
+	pid_t pid = fork();
+	setrlimit(RLIMIT_AS, &rl);
+	if (pid == 0) {
+		int bad = 0;
+		for (int i = 0; i < 200; i++)
+			bad += tight_data[i][0] != (char)('a' + i % 26);
+		_exit(bad ? 3 : 0);
+	}
+	int st;
+	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFSIGNALED(st))
+		tight_signals++;
+	return NULL;
 }
 
 static ucontext_t main_ctx, co_ctx;
@@ -86,6 +128,22 @@ int main(void)
 			return 3;
 		free(stack);
 	}
+	tight_data = malloc(200 * sizeof(*tight_data));
+	for (int i = 0; i < 200; i++) {
+		tight_data[i] = malloc(100);
+		memset(tight_data[i], 'a' + i % 26, 100);
+	}
+	for (tight_slack_kb = 0; tight_slack_kb <= 160; tight_slack_kb += 4) {
+		void *stack = malloc(1 << 20);
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setstack(&at, stack, 1 << 20);
+		pthread_t t;
+		if (pthread_create(&t, &at, tight_main, NULL) || pthread_join(t, NULL))
+			return 4;
+		free(stack);
+	}
+	printf("tight address space: %d children died of a signal\n", tight_signals);
 	printf("done\n");
 	return 0;
 }
