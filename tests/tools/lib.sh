@@ -24,7 +24,7 @@ D=$(mktemp -d /dev/shm/rh-tools-test.XXXXXX) || fail "mktemp"
 KIDS=""
 cleanup() {
 	for p in $KIDS; do kill -9 "$p" 2>/dev/null; done
-	rm -rf "$D" "$D.out" "$D.err" "$D.hold" "$D.holder" "$D.outside"
+	rm -rf "$D" "$D.out" "$D.err" "$D.hold" "$D.holder" "$D.outside" "$D.pid" "$D.json" "$D.supp" "$D.noexec"
 }
 trap cleanup EXIT INT TERM
 unset RH_SHM_DIR DEBUGINFOD_URLS
