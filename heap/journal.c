@@ -18,7 +18,7 @@
 
 #include "heap.h"
 
-#define NBUCKETS (1u << 12)
+#define NBUCKETS (1u << 14)
 #define JOURNAL_SB_SIZE (1u << 20)
 
 static pthread_mutex_t jlock = PTHREAD_MUTEX_INITIALIZER;
@@ -37,7 +37,7 @@ static _Atomic uint32_t *buckets;    /* site locators by hash: chains through th
  * (MADV_DONTNEED reads as zeros: a reader still in it finds nothing, and
  * takes the chains under jlock). Full at its largest, the chains serve the
  * sites it could not take. */
-#define INDEX_MIN (1u << 8)
+#define INDEX_MIN (1u << 12)
 #define INDEX_MAX (1u << 15)
 #define INDEX_PROBES 64
 struct index_entry {
