@@ -1608,7 +1608,15 @@ void free_foreign(struct heap *h, void *p)
 			"(released twice, or not a block)", p, h->name);
 		return;
 	}
-	unref_foreign(h, (struct block_header *)p - 1);
+	/* Its header is checked again: any holder can write it since. */
+	struct block_header *bh = (struct block_header *)p - 1;
+	int saved = errno;
+	if (check_block(h, (uint64_t)(bh->sb_page & RH_SB_PAGE_MASK) << h->page_shift, off))
+		unref_foreign(h, bh);
+	else
+		rh_warn("free(%p): the header of that block of %s was overwritten: its reference is left", p,
+			h->name);
+	errno = saved;
 	heap_foreign_dropped(h);
 }
 
@@ -1827,24 +1835,19 @@ static bool sb_is_known(struct heap *h, uint64_t sb_off)
 	/* No file: a heap inherited over fork, private memory now. */
 	if (h->fd < 0)
 		return true;
+	/* A descriptor known to be the heap's (the program may have taken
+	 * ours); none to be had: the mapping is trusted, as before. */
+	int saved = errno, fd = heap_fd(h);
+	errno = saved;
+	if (fd < 0)
+		return true;
 	struct superblock head;
 	const size_t n = offsetof(struct superblock, journal_end);
-	int fd = h->fd;
-	ssize_t got = pread(fd, &head, n, (off_t)sb_off);
-	if (got != (ssize_t)n || head.magic != RH_SB_MAGIC || head.offset != sb_off) {
-		/* Our descriptor may have been taken by the program: read again
-		 * through one known to be the heap's (or, when it cannot be
-		 * opened again, trust the mapping as before). */
-		int saved = errno;
-		if ((fd = heap_fd(h)) < 0) {
-			errno = saved;
-			return true;
-		}
-		got = fd == h->fd && got >= 0 ? got : pread(fd, &head, n, (off_t)sb_off);
+	if (pread(fd, &head, n, (off_t)sb_off) != (ssize_t)n || head.magic != RH_SB_MAGIC ||
+	    head.kind != RH_SB_DATA || head.offset != sb_off) {
 		errno = saved;
-	}
-	if (got != (ssize_t)n || head.magic != RH_SB_MAGIC || head.kind != RH_SB_DATA || head.offset != sb_off)
 		return false;
+	}
 	heap_sb_add(h, sb_off);
 	return true;
 }

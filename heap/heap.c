@@ -1247,27 +1247,16 @@ static int held_grow(struct heap *h)
 	return 0;
 }
 
-/* The held table's lock: taken for a lookup or an insert (a mapping now and
- * then when it grows), on every attach and release. A mutex cost a third of
- * an attach and release; this is an exchange and a store. A holder that is
- * descheduled is waited for by yielding. */
+/* A mutex, not a spin lock: a holder descheduled under a real-time thread
+ * of higher priority on its CPU would never run again to let go. */
 static void held_lock(struct heap *h)
 {
-	for (unsigned spins = 0; __atomic_exchange_n(&h->held_lock, 1, __ATOMIC_ACQUIRE); spins++) {
-		while (__atomic_load_n(&h->held_lock, __ATOMIC_RELAXED)) {
-			if (++spins >= 64)
-				sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-			else
-				__builtin_ia32_pause();
-#endif
-		}
-	}
+	pthread_mutex_lock(&h->held_lock);
 }
 
 static void held_unlock(struct heap *h)
 {
-	__atomic_store_n(&h->held_lock, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&h->held_lock);
 }
 
 /* --- Superblocks known to be there (see struct heap) ---------------------------- */

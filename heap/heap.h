@@ -142,7 +142,7 @@ struct heap {
 	 * releases one it does not hold (another process's). */
 	struct held_ref *held;
 	uint32_t held_cap, held_used;
-	int held_lock;              /* heap_held_lock: a few instructions are held */
+	pthread_mutex_t held_lock;
 	/* Offsets of superblocks checked against the file (a reference's
 	 * superblock is read through the mapping only once it is known to be
 	 * one: reading a hole would allocate the page, or raise SIGBUS on a

@@ -22,6 +22,16 @@ static const char *default_dir(void)
 void options_complain(FILE *err, const char *prog, int c, char **argv, const struct option *longopts)
 {
 	const char *arg = argv[optind - 1];
+	/* A bad byte among short options: getopt may not have moved past
+	 * their word yet, so the word before is not the one at fault. A long
+	 * option given an argument it does not take reports its own value. */
+	int long_val = 0;
+	for (const struct option *o = longopts; o->name; o++)
+		long_val |= optopt && o->val == optopt;
+	if (c != ':' && optopt && !long_val) {
+		fprintf(err, "%s: invalid option -- '%c'\n", prog, optopt);
+		return;
+	}
 	if (arg[0] == '-' && arg[1] == '-' && c != ':') {
 		const char *name = arg + 2;
 		size_t len = strcspn(name, "=");

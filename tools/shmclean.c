@@ -129,8 +129,31 @@ static int unfinished(int fd, const char *name, const struct stat *st)
 	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
 }
 
-/* ".heap-PID.exec" (a heap set aside while PID execs) of a live PID. */
-static int aside_of_live(const char *name)
+/* /proc/PID/stat's start time (field 22, after the command's closing
+ * parenthesis), 0 when it cannot be read. */
+static uint64_t proc_start(long pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* ".heap-PID.exec", a heap PID set aside at exec, while the process that
+ * made it runs the next image (exec keeps its pid and start time): that
+ * image removes it. A pid of another process (reused, or another PID
+ * namespace's) does not keep it. */
+static int aside_of_live(const char *name, const struct rh_heap_info *info)
 {
 	if (strncmp(name, ".heap-", 6) != 0)
 		return 0;
@@ -139,7 +162,8 @@ static int aside_of_live(const char *name)
 	long pid = strtol(name + 6, &end, 10);
 	if (errno || pid <= 0 || pid >= 1L << 31 || end == name + 6 || strcmp(end, ".exec") != 0)
 		return 0;
-	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+	return info && info->creator_pid == pid && info->creator_start &&
+		proc_start(pid) == info->creator_start;
 }
 
 /* Removes NAME when it should go. NAMED: the user asked for this file (errors
@@ -200,14 +224,15 @@ static void clean(int dirfd, const char *name, int named)
 		close(fd);
 		return;
 	}
+	struct rh_heap *heap = NULL;
+	int err = rh_heap_open_fd(fd, &heap);
 	/* A heap set aside at exec: the new image removes it, a sweep only
-	 * once no process has that pid. */
-	if (!named && aside_of_live(name)) {
+	 * once its maker is gone. */
+	if (!named && !err && aside_of_live(name, rh_heap_info(heap))) {
+		rh_heap_close(heap);
 		close(fd);
 		return;
 	}
-	struct rh_heap *heap = NULL;
-	int err = rh_heap_open_fd(fd, &heap);
 	if (err == ENOTSUP || (err && err != EPROTO)) {
 		if (named) {
 			if (opt.force)

@@ -843,6 +843,7 @@ static void open_socket(void)
 
 static const int forwarded[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2 };
 static struct sigaction given_pipe, given_chld;  /* as we were started */
+static char *given_dir;                          /* RH_SHM_DIR, as we were started */
 
 /* Forks and execs COMMAND; exits 126 or 127 when exec fails. */
 static void start(char **argv, const sigset_t *old_mask)
@@ -974,6 +975,11 @@ int main(int argc, char **argv)
 
 	set_preload(shim);
 	free(shim);
+	/* The folder as we were given it: the shim's, when it serves our own
+	 * allocations (its heap is ours to remove if we die of a signal). */
+	const char *given = getenv("RH_SHM_DIR");
+	if (!(given_dir = strdup(given && *given ? given : "/dev/shm")))
+		die(EXIT_FAILED, "%s", strerror(ENOMEM));
 	/* Absolute: COMMAND may change its working folder. */
 	char *abs_dir = realpath(opt.dir, NULL);
 	set_env("RH_SHM_DIR", abs_dir ? abs_dir : opt.dir);
@@ -1108,7 +1114,16 @@ int main(int argc, char **argv)
 	 * (a launcher under another): a death by a signal would leave our heap.
 	 * 128+N when the signal does not end us. */
 	int sig = stop_signal ? stop_signal : WIFEXITED(command_status) ? 0 : WTERMSIG(command_status);
-	if (sig && status == 128 + sig && !dlsym(RTLD_DEFAULT, "rh_shm_heap_name"))
+	if (sig && status == 128 + sig) {
+		/* Under the shim ourselves (a launcher under another): our own
+		 * heap goes first, as a normal exit would remove it. */
+		const char *(*heap_name)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "rh_shm_heap_name");
+		const char *name = heap_name ? heap_name() : NULL;
+		char path[PATH_MAX];
+		int n = name && *name ? snprintf(path, sizeof(path), "%s/%s", given_dir, name) : -1;
+		if (n > 0 && (size_t)n < sizeof(path))
+			unlink(path);
 		die_of(sig);
+	}
 	return status;
 }

@@ -431,6 +431,29 @@ static void test_multiproc_forged_superblocks_leave_holes_alone(void **state)
 	assert_int_equal(wait_used(base), base);
 }
 
+/* The header of a block the peer holds the last reference on, overwritten
+ * by another holder (an overrun of the block before it): the peer's release
+ * must not follow it (it died of SIGSEGV). */
+static void test_multiproc_release_checks_the_header_again(void **state)
+{
+	(void)state;
+	struct peer peer;
+	start(&peer);
+	unsigned char *b = rh_shm_alloc(1000);
+	assert_non_null(b);
+	pattern_fill(b, 1000, 8);
+	int id = share(&peer, b, 1000, 8);
+	struct block_header saved;
+	memcpy(&saved, b - sizeof(saved), sizeof(saved));
+	rh_shm_free(b); /* the peer's reference is the last */
+	struct block_header *bh = (struct block_header *)b - 1;
+	bh->sb_page = RH_SB_PAGE_MASK;
+	int rc = peer_cmd(&peer, NULL, 0, "free %d", id);
+	memcpy(b - sizeof(saved), &saved, sizeof(saved)); /* for the heap's own walk */
+	assert_int_equal(rc, 0);
+	assert_int_equal(peer_finish(&peer), 0);
+}
+
 /* A holder that releases a block twice drops only its own reference: the
  * creator's stays (the second release freed the block under it), and the
  * holder's other attached block stays mapped. */
@@ -854,6 +877,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiproc_holder_slots_are_reused, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_bad_refs_fail_cleanly, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_release_twice_drops_one_reference, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_release_checks_the_header_again, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_forged_superblocks_leave_holes_alone, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_attach_own_block_adds_reference, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_attached_block_outlives_its_creator, baseline, reap),

@@ -28,7 +28,7 @@
 static int usage(void)
 {
 	fprintf(stderr, "usage: mkheap r22 DIR NAME CREATOR REFCOUNT [DATA_SIZE:USED]...\n"
-		"       mkheap native DIR NAME CREATOR [fake|self] [hold]\n");
+		"       mkheap native DIR NAME CREATOR [fake|self] [hold|started [PID]]\n");
 	return 2;
 }
 
@@ -73,11 +73,32 @@ static int native(int argc, char **argv)
 		return usage();
 	const char *mode = argc > 5 ? argv[5] : "fake";
 	int hold = argc > 6 && !strcmp(argv[6], "hold");
+	/* "started [PID]": a heap its creator set aside at exec: locked flag
+	 * set, no lock held, and the creator's start time that of the live
+	 * process PID (CREATOR by default). */
+	int started = argc > 6 && !strcmp(argv[6], "started");
 	struct heapfix f;
 	heapfix_init(&f, 4096);
 	struct heap_header *h = heapfix_header(&f);
 	h->creator_pid = atoi(argv[4]);
 	h->holders[0].pid = h->creator_pid;
+	if (started) {
+		char path[64], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%d/stat", argc > 7 ? atoi(argv[7]) : h->creator_pid);
+		FILE *st = fopen(path, "r");
+		size_t n = st ? fread(buf, 1, sizeof(buf) - 1, st) : 0;
+		if (st)
+			fclose(st);
+		buf[n] = 0;
+		char *p = strrchr(buf, ')');
+		for (int field = 2; p && field < 22; field++)
+			p = strchr(p + 1, ' ');
+		if (!p)
+			return 1;
+		h->creator_start = strtoull(p + 1, NULL, 10);
+		h->holders[0].start_time = h->creator_start;
+		h->flags |= RH_HEAP_F_LOCKED;
+	}
 	strcpy(h->command, "producer");
 
 	uint64_t sb = heapfix_data_sb(&f, 64);

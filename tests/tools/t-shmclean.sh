@@ -150,13 +150,16 @@ rm -f "$D"/.heap-*
 
 # A heap set aside at exec (.heap-PID.exec) is the new image's to remove
 # while that process lives; a sweep takes it once the pid is gone.
-"$MKHEAP" native "$D" heap-2288 99999999 fake || fail "mkheap"
-cp "$D/heap-2288" "$D/.heap-$$.exec"
-mv "$D/heap-2288" "$D/.heap-$1.exec"
+# A pid that lives but is another process (reused, or another namespace's
+# pid) does not keep it either.
+"$MKHEAP" native "$D" .heap-$$.exec $$ fake started || fail "mkheap"
+"$MKHEAP" native "$D" .heap-$1.exec $1 fake started $$ || fail "mkheap"
+"$MKHEAP" native "$D" .heap-1.exec 1 fake started $$ || fail "mkheap"
 run "$SHMCLEAN" -d "$D"
 expect_rc 0 "heaps set aside at exec"
 [ -e "$D/.heap-$$.exec" ] || fail "the heap set aside by a live process was removed"
 [ ! -e "$D/.heap-$1.exec" ] || fail "the heap set aside by a dead process was left"
+[ ! -e "$D/.heap-1.exec" ] || fail "a heap set aside by another process of a live pid was left"
 rm -f "$D"/.heap-*
 
 run "$SHMCLEAN" -x

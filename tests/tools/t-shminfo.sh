@@ -120,6 +120,9 @@ expect_err "Try 'redhawk-shminfo --help' for more information." "usage hint"
 run "$SHMINFO" -d "$D" --json=1
 expect_rc 2 "an argument to --json"
 expect_err "redhawk-shminfo: option '--json' doesn't allow an argument" "an argument to --json"
+run "$SHMINFO" -d "$D" --all -xa
+expect_rc 2 "a bad short option after a long one"
+expect_err "redhawk-shminfo: invalid option -- 'x'" "a bad short option after a long one"
 run "$SHMCLEAN" -d "$D" --d
 expect_rc 2 "an ambiguous option"
 expect_err "redhawk-shmclean: option '--d' is ambiguous; possibilities: '--dir' '--dry-run'" "an ambiguous option"
