@@ -1377,6 +1377,32 @@ bool heap_held_drop(struct heap *h, uint64_t off)
 	return e != NULL;
 }
 
+/* An attached heap open already, with the block's range mapped, taken
+ * without foreign_lock: one more in its count of what is attached pins it
+ * (an entry is released, and reused, only once nothing is attached), and
+ * what it is is checked once it is pinned. NULL: the locked path decides. */
+static struct heap *pin_open_foreign(const struct rh_shm_ref *ref)
+{
+	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++) {
+		struct heap *h = &foreign[i];
+		if (__atomic_load_n(&h->instance, __ATOMIC_RELAXED) != ref->instance)
+			continue;
+		long a = __atomic_load_n(&h->attached, __ATOMIC_ACQUIRE);
+		while (a > 0 && !__atomic_compare_exchange_n(&h->attached, &a, a + 1, true, __ATOMIC_ACQ_REL,
+				__ATOMIC_ACQUIRE))
+			;
+		if (a <= 0)
+			continue;
+		if (__atomic_load_n(&h->fd, __ATOMIC_ACQUIRE) >= 0 && h->instance == ref->instance &&
+		    strcmp(h->name, ref->heap) == 0 && ref->offset >= h->hdr->header_size &&
+		    ref->offset < __atomic_load_n(&h->mapped_end, __ATOMIC_ACQUIRE))
+			return h;
+		heap_foreign_dropped(h);
+	}
+	return NULL;
+}
+
 void *heap_attach(const struct rh_shm_ref *ref)
 {
 	if (!ref || !valid_name(ref->heap, sizeof(ref->heap))) {
@@ -1390,7 +1416,7 @@ void *heap_attach(const struct rh_shm_ref *ref)
 			return NULL;
 		}
 		h = &own;
-	} else {
+	} else if (!(h = pin_open_foreign(ref))) {
 		/* Options first: options_get takes create_lock, which fork's
 		 * prepare handler takes before foreign_lock. */
 		const struct options *opt = options_get();
