@@ -22,6 +22,7 @@
 #include <redhawk/shm.h>
 
 #include "format.h"
+#include "heap.h"
 
 #include "fmt.h"
 #include "options.h"
@@ -129,26 +130,6 @@ static int unfinished(int fd, const char *name, const struct stat *st)
 	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_UNLCK;
 }
 
-/* /proc/PID/stat's start time (field 22, after the command's closing
- * parenthesis), 0 when it cannot be read. */
-static uint64_t proc_start(long pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	for (int field = 2; p && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	return p ? strtoull(p + 1, NULL, 10) : 0;
-}
-
 /* ".heap-PID.exec", a heap PID set aside at exec, while the process that
  * made it runs the next image (exec keeps its pid and start time): that
  * image removes it. A pid of another process (reused, or another PID
@@ -162,8 +143,9 @@ static int aside_of_live(const char *name, const struct rh_heap_info *info)
 	long pid = strtol(name + 6, &end, 10);
 	if (errno || pid <= 0 || pid >= 1L << 31 || end == name + 6 || strcmp(end, ".exec") != 0)
 		return 0;
+	uint64_t start;
 	return info && info->creator_pid == pid && info->creator_start &&
-		proc_start(pid) == info->creator_start;
+		os_proc_start_time((pid_t)pid, &start) == 0 && start == info->creator_start;
 }
 
 /* Removes NAME when it should go. NAMED: the user asked for this file (errors

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "../heapfix.h"
+#include "heap.h"
 #include "../selfmod.h"
 
 static int usage(void)
@@ -83,19 +84,8 @@ static int native(int argc, char **argv)
 	h->creator_pid = atoi(argv[4]);
 	h->holders[0].pid = h->creator_pid;
 	if (started) {
-		char path[64], buf[1024];
-		snprintf(path, sizeof(path), "/proc/%d/stat", argc > 7 ? atoi(argv[7]) : h->creator_pid);
-		FILE *st = fopen(path, "r");
-		size_t n = st ? fread(buf, 1, sizeof(buf) - 1, st) : 0;
-		if (st)
-			fclose(st);
-		buf[n] = 0;
-		char *p = strrchr(buf, ')');
-		for (int field = 2; p && field < 22; field++)
-			p = strchr(p + 1, ' ');
-		if (!p)
+		if (os_proc_start_time(argc > 7 ? atoi(argv[7]) : h->creator_pid, &h->creator_start) != 0)
 			return 1;
-		h->creator_start = strtoull(p + 1, NULL, 10);
 		h->holders[0].start_time = h->creator_start;
 		h->flags |= RH_HEAP_F_LOCKED;
 	}
