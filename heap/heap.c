@@ -1154,7 +1154,7 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 	set_paths(h, opt->dir, ref->heap);
 	h->page_shift = (unsigned)__builtin_ctzl(os_page_size());
 	h->reserve = reserve_size(fd, (uint64_t)st.st_size, 16);
-	h->instance = hdr.instance;
+	__atomic_store_n(&h->instance, hdr.instance, __ATOMIC_RELAXED); /* read by pin_open_foreign */
 	h->pid = hdr.creator_pid;
 	memcpy(h->name, ref->heap, strlen(ref->heap) + 1);
 	void *base;
