@@ -1572,10 +1572,9 @@ __attribute__((noinline)) void free_slow(struct heap *h, struct block_header *bh
 
 static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off);
 
-/* A block of another process's heap: drop our reference; on the last one,
- * count the free there and hand the block to its owner's pool. */
-/* Drops a reference on block bh of the attached heap h; the last one frees
- * the block, through the remote list of its pool. */
+/* Drops a reference on block bh of the attached heap h; on the last one,
+ * counts the free there and hands the block to its owner's pool (its remote
+ * list). */
 static void unref_foreign(struct heap *h, struct block_header *bh)
 {
 	stat_add(blocks_released, 1);
@@ -1601,8 +1600,7 @@ void free_foreign(struct heap *h, void *p)
 {
 	uint64_t off = (uint64_t)((char *)p - h->base);
 	/* Only a reference this process took: a second release of one would
-	 * drop another process's (the block freed under it). The block was
-	 * checked when it was attached, and our reference keeps it. */
+	 * drop another process's (the block freed under it). */
 	if (!heap_held_drop(h, off)) {
 		rh_warn("free(%p): this process holds no reference on a block of %s there "
 			"(released twice, or not a block)", p, h->name);
