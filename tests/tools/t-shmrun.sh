@@ -409,3 +409,18 @@ if unshare -pf --mount-proc true 2>/dev/null; then
 	rm -f "$D.pid"
 	echo "ok PID 1"
 fi
+
+# Ctrl-C at a terminal reaches its foreground process group; COMMAND in a
+# group of its own (setsid) does not get it, and the launcher passes it on
+# (it dropped every signal the kernel sent, taking COMMAND for a member).
+if command -v script >/dev/null 2>&1 && command -v setsid >/dev/null 2>&1; then
+	rm -f "$D.pid"
+	(sleep 1; printf '\003'; sleep 2) | timeout -s KILL 15 script -qec \
+		"'$SHMRUN' -d '$D' -o /dev/null setsid '$CRASHER' wait '$D.pid'" /dev/null >/dev/null 2>&1
+	[ -s "$D.pid" ] || fail "Ctrl-C: COMMAND did not start"
+	pid=$(cat "$D.pid")
+	! kill -0 "$pid" 2>/dev/null || { kill -9 "$pid"; fail "Ctrl-C did not reach COMMAND in a group of its own"; }
+	no_heaps "Ctrl-C to COMMAND in a group of its own"
+	rm -f "$D.pid"
+	echo "ok Ctrl-C passed on"
+fi
