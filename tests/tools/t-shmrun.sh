@@ -415,7 +415,8 @@ fi
 # (it dropped every signal the kernel sent, taking COMMAND for a member).
 if command -v script >/dev/null 2>&1 && command -v setsid >/dev/null 2>&1; then
 	rm -f "$D.pid"
-	(sleep 1; printf '\003'; sleep 2) | timeout -s KILL 15 script -qec \
+	(i=0; while ! [ -s "$D.pid" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done
+	 sleep 0.2; printf '\003'; sleep 2) | timeout -s KILL 15 script -qec \
 		"'$SHMRUN' -d '$D' -o /dev/null setsid '$CRASHER' wait '$D.pid'" /dev/null >/dev/null 2>&1
 	[ -s "$D.pid" ] || fail "Ctrl-C: COMMAND did not start"
 	pid=$(cat "$D.pid")
