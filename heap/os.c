@@ -258,15 +258,26 @@ static int copy_in_place(int fd, char *base, uint64_t s, uint64_t e)
 
 static int copy_pieces(int fd, char *base, uint64_t s, uint64_t e);
 
-static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
+/* The part [*a, *b) of [s, e) (offsets from base) that holds the pages
+ * around the thread pointer: false when none does. */
+static bool tp_window(const char *base, uint64_t s, uint64_t e, uint64_t *a, uint64_t *b)
 {
 	uintptr_t page = os_page_size(), tp = (uintptr_t)__builtin_thread_pointer();
 	uintptr_t lo = tp > TP_BELOW ? (tp - TP_BELOW) & ~(page - 1) : 0;
 	uintptr_t hi = (tp + TP_ABOVE + page - 1) & ~(page - 1);
 	uintptr_t from = (uintptr_t)base + s, to = (uintptr_t)base + e;
 	if (to <= lo || from >= hi)
+		return false;
+	*a = from < lo ? lo - (uintptr_t)base : s;
+	*b = to > hi ? hi - (uintptr_t)base : e;
+	return true;
+}
+
+static int copy_run(int fd, char *base, uint64_t s, uint64_t e)
+{
+	uint64_t a, b;
+	if (!tp_window(base, s, e, &a, &b))
 		return copy_pieces(fd, base, s, e);
-	uint64_t a = from < lo ? lo - (uintptr_t)base : s, b = to > hi ? hi - (uintptr_t)base : e;
 	int err = 0;
 	if (a > s)
 		err = copy_pieces(fd, base, s, a);
@@ -386,16 +397,12 @@ static int copy_from_mapping(void *at, size_t size, os_data_runs_fn runs, const 
  * once (copy_swap), and [*ta, *tb) tells which they were. */
 static int replace(int fd, char *base, uint64_t s, uint64_t e, uint64_t *ta, uint64_t *tb)
 {
-	uintptr_t page = os_page_size(), tp = (uintptr_t)__builtin_thread_pointer();
-	uintptr_t lo = tp > TP_BELOW ? (tp - TP_BELOW) & ~(page - 1) : 0;
-	uintptr_t hi = (tp + TP_ABOVE + page - 1) & ~(page - 1);
-	uintptr_t from = (uintptr_t)base + s, to = (uintptr_t)base + e;
+	uint64_t a, b;
 	*ta = *tb = 0;
 	if (s >= e)
 		return 0;
-	if (to <= lo || from >= hi)
+	if (!tp_window(base, s, e, &a, &b))
 		return map_copy(base + s, (size_t)(e - s));
-	uint64_t a = from < lo ? lo - (uintptr_t)base : s, b = to > hi ? hi - (uintptr_t)base : e;
 	int err = 0;
 	if (a > s && (err = map_copy(base + s, (size_t)(a - s))))
 		return err;

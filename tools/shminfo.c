@@ -99,6 +99,13 @@ static int breakdown_load(int dirfd, const struct scan_entry *e, struct breakdow
 	}
 }
 
+/* What shares are of: the heap's used bytes, or its blocks as walked when it
+ * grew since the listing read it (no share above 100%). */
+static uint64_t whole(const struct scan_entry *e, const struct breakdown *b)
+{
+	return b->report.bytes > e->info.heap_used ? b->report.bytes : e->info.heap_used;
+}
+
 static void breakdown_free(struct breakdown *b)
 {
 	report_free(&b->report);
@@ -123,11 +130,7 @@ static void print_text(int dirfd, const struct shminfo_options *o, const struct 
 		char count[32];
 		snprintf(count, sizeof(count), "%zu", b.report.n);
 		fmt_label(stdout, "call sites", count);
-		/* The heap as walked, when it grew since the listing read it: no
-		 * share above 100%. */
-		report_print(stdout, &o->fmt, b.sym, &b.report, o->breakdown,
-			b.report.bytes > e->info.heap_used ? b.report.bytes : e->info.heap_used,
-			"    ", 1);
+		report_print(stdout, &o->fmt, b.sym, &b.report, o->breakdown, whole(e, &b), "    ", 1);
 		breakdown_free(&b);
 	}
 }
@@ -148,8 +151,7 @@ static void print_json(int dirfd, const struct shminfo_options *o, const struct 
 		fmt_entry_json(stdout, &o->fmt, e);
 		if (b.ok) {
 			fputs(", ", stdout);
-			report_json(stdout, b.sym, &b.report, o->breakdown,
-				b.report.bytes > e->info.heap_used ? b.report.bytes : e->info.heap_used);
+			report_json(stdout, b.sym, &b.report, o->breakdown, whole(e, &b));
 		}
 		breakdown_free(&b);
 		putchar('}');
