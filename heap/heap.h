@@ -98,6 +98,7 @@ int os_lock_byte(int fd, uint64_t offset);              /* F_OFD_SETLK write loc
 uint64_t os_now_ns(clockid_t clock);                    /* clock_gettime, in ns */
 int os_lock_held(int fd, uint64_t offset, bool *held);  /* F_OFD_GETLK */
 int os_proc_start_time(pid_t pid, uint64_t *ticks);     /* /proc/<pid>/stat field 22 */
+int os_proc_stat(pid_t pid, uint64_t *ticks, pid_t *ppid); /* and field 4 */
 int os_read_small(const char *path, char *buf, size_t size);
 
 /* --- heap.c: heap files and their lifecycle. ------------------------------ */

@@ -632,8 +632,9 @@ int os_lock_held(int fd, uint64_t offset, bool *held)
 }
 
 /* Field 22 of /proc/<pid>/stat: the process's start time in clock ticks
- * since boot. Together with the pid it names one process (proc(5)). */
-int os_proc_start_time(pid_t pid, uint64_t *ticks)
+ * since boot. Together with the pid it names one process (proc(5)). With
+ * ppid, field 4 too: the parent's pid. */
+int os_proc_stat(pid_t pid, uint64_t *ticks, pid_t *ppid)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -651,9 +652,11 @@ int os_proc_start_time(pid_t pid, uint64_t *ticks)
 	if (!p)
 		return EIO;
 	int field = 2;
+	pid_t parent = 0;
 	for (; *p && field < 22; p++)
-		if (*p == ' ')
-			field++;
+		if (*p == ' ' && ++field == 4)
+			for (const char *d = p + 1; *d >= '0' && *d <= '9' && parent < 100000000; d++)
+				parent = parent * 10 + (*d - '0');
 	if (field != 22)
 		return EIO;
 	uint64_t v = 0;
@@ -662,7 +665,14 @@ int os_proc_start_time(pid_t pid, uint64_t *ticks)
 	for (; *p >= '0' && *p <= '9'; p++)
 		v = v * 10 + (uint64_t)(*p - '0');
 	*ticks = v;
+	if (ppid)
+		*ppid = parent;
 	return 0;
+}
+
+int os_proc_start_time(pid_t pid, uint64_t *ticks)
+{
+	return os_proc_stat(pid, ticks, NULL);
 }
 
 /* Reads a small file into buf (NUL-terminated, trailing newline removed). */

@@ -40,6 +40,7 @@
 
 #include "../preload/leakscan.h"
 #include "format.h"
+#include "heap.h"
 #include "fmt.h"
 #include "options.h"
 #include "report.h"
@@ -54,7 +55,7 @@ enum { EXIT_FAILED = 125, EXIT_CANNOT_RUN = 126, EXIT_NOT_FOUND = 127 };
 
 /* --- Command line --------------------------------------------------------- */
 
-struct options {
+struct run_options {
 	int keep, leak_check, show_reachable, json, wait_all;
 	int error_exitcode;          /* with leaks found; 0: COMMAND's status */
 	const char *dir;
@@ -65,7 +66,7 @@ struct options {
 	int first_arg;
 };
 
-static struct options opt;
+static struct run_options opt;
 
 static void usage(FILE *out)
 {
@@ -324,22 +325,8 @@ static void untrack(pid_t pid)
  * 0 when the process is gone. */
 static uint64_t proc_stat(pid_t pid, pid_t *ppid)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	for (int field = 2; p && *p && field < 22; p++) {
-		if (*p == ' ' && ++field == 4 && ppid)
-			*ppid = (pid_t)strtol(p + 1, NULL, 10);
-	}
-	return p ? strtoull(p, NULL, 10) : 0;
+	uint64_t start = 0;
+	return os_proc_stat(pid, &start, ppid) == 0 ? start : 0;
 }
 
 static uint64_t start_time(pid_t pid)

@@ -3,7 +3,9 @@
  * os.c: pages committed by writing zeros over a hole (os_commit_fill). They
  * must read as zeros, be counted by the file, come mapped (so the program's
  * first writes do not fault page by page), never raise SIGXFSZ past the
- * file size limit, and be reserved instead where writing is refused.
+ * file size limit, and be reserved instead where writing is refused. And a
+ * process's start time and parent read from /proc (os_proc_stat), which a
+ * name of the process's own choosing must not mislead.
  */
 #include <errno.h>
 #include <linux/filter.h>
@@ -19,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -195,6 +198,47 @@ static void test_os_tmpfs_is_told_apart(void **state)
 	assert_false(os_is_tmpfs(-1));
 }
 
+/* A child named to look like more fields (the name is the process's own
+ * to set): its parent and start time are still read right, the same from
+ * both calls, and a process gone reads as an error. */
+static void test_os_proc_stat_reads_parent_and_start(void **state)
+{
+	(void)state;
+	uint64_t mine = 0, again = 0, child_start = 0;
+	pid_t parent = -1;
+	assert_int_equal(os_proc_stat(getpid(), &mine, &parent), 0);
+	assert_int_equal(parent, getppid());
+	assert_true(mine > 0);
+	assert_int_equal(os_proc_start_time(getpid(), &again), 0);
+	assert_true(again == mine);
+
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_NAME, "x) R 1 1 1 1 (");
+		if (write(ready[1], "", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	char c;
+	ssize_t got = read(ready[0], &c, 1);
+	parent = -1;
+	int err = os_proc_stat(pid, &child_start, &parent);
+	/* Ended before any check, which would leave it running. */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(ready[0]);
+	close(ready[1]);
+	assert_int_equal(got, 1);
+	assert_int_equal(err, 0);
+	assert_int_equal(parent, getpid());
+	assert_true(child_start >= mine);
+	assert_int_not_equal(os_proc_stat(pid, &child_start, &parent), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +247,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_os_fill_refused_by_a_filter_reserves, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_os_tmpfs_is_told_apart, setup, teardown),
+		cmocka_unit_test(test_os_proc_stat_reads_parent_and_start),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

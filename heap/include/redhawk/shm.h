@@ -24,7 +24,10 @@ extern "C" {
 /* --- Allocation ---------------------------------------------------------
  * Blocks live in this process's heap file, "heap-<pid>" in RH_SHM_DIR, made
  * at the first allocation. They return NULL with errno ENOMEM when shared
- * memory cannot be had (full filesystem, RH_SHMALLOC=disable). */
+ * memory cannot be had (full filesystem, RH_SHMALLOC=disable). Like malloc
+ * and free, these and the reference calls below are not async-signal-safe:
+ * a signal handler that calls one while its thread is inside another (an
+ * attach, say) may wait for ever on a lock that thread holds. */
 RH_SHM_API void *rh_shm_alloc(size_t size);
 RH_SHM_API void *rh_shm_alloc_aligned(size_t alignment, size_t size);
 RH_SHM_API void *rh_shm_calloc(size_t count, size_t size);
