@@ -233,6 +233,26 @@ static int template_match(const char *t, const char *s)
 	return 1;
 }
 
+/* A line of the suppressions file that is not one: its first 80 bytes,
+ * escaped (the file may hold anything). */
+static _Noreturn void bad_suppression(const char *path, unsigned lineno, const char *why, const char *text)
+{
+	char shown[81];
+	fflush(stdout);
+	fprintf(stderr, "%s: ", prog);
+	fmt_name(stderr, path);
+	fprintf(stderr, ":%u: %s", lineno, why);
+	if (text) {
+		snprintf(shown, sizeof(shown), "%s", text);
+		fputs(": ", stderr);
+		fmt_name(stderr, shown);
+		if (strlen(text) >= sizeof(shown))
+			fputs("...", stderr);
+	}
+	putc('\n', stderr);
+	exit(EXIT_FAILED);
+}
+
 static void load_suppressions(const char *path)
 {
 	FILE *f = fopen(path, "re");
@@ -241,8 +261,11 @@ static void load_suppressions(const char *path)
 	char *line = NULL;
 	size_t cap = 0;
 	unsigned lineno = 0;
-	while (getline(&line, &cap, f) > 0) {
+	ssize_t got;
+	while ((got = getline(&line, &cap, f)) > 0) {
 		lineno++;
+		if ((size_t)got != strlen(line))
+			bad_suppression(path, lineno, "holds a NUL byte", NULL);
 		char *p = line + strspn(line, " \t");
 		char *end = p + strlen(p);
 		while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
@@ -250,7 +273,7 @@ static void load_suppressions(const char *path)
 		if (!*p || *p == '#')
 			continue;
 		if (strncmp(p, "leak:", 5) != 0 || !p[5])
-			die(EXIT_FAILED, "%s:%u: not a leak suppression (expected leak:PATTERN): %s", path, lineno, p);
+			bad_suppression(path, lineno, "not a leak suppression (expected leak:PATTERN)", p);
 		char **v = realloc(patterns, (npatterns + 1) * sizeof(*v));
 		if (!v || !(v[npatterns] = strdup(p + 5)))
 			die(EXIT_FAILED, "%s", strerror(ENOMEM));

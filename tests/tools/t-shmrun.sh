@@ -291,6 +291,18 @@ printf 'race:foo\n' > "$D.supp"
 run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" true
 expect_rc 125 "bad suppressions"
 expect_err "$D.supp:1: not a leak suppression" "names the line"
+# A file of anything: the line is shown escaped and cut, a NUL refused.
+printf 'leak:a\n\033]0;x\007%0200d\n' 0 > "$D.supp"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" true
+expect_rc 125 "suppressions with control bytes"
+expect_err "$D.supp:2: not a leak suppression (expected leak:PATTERN): \\x1b]0;x\\x07000" "escaped"
+expect_err "000..." "cut"
+! grep -q "$(printf '\033')" "$D.err" || fail "a control byte of the file reached the terminal"
+[ "$(wc -c < "$D.err")" -lt 300 ] || fail "the whole line was printed"
+printf 'leak:a\000b\n' > "$D.supp"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" true
+expect_rc 125 "suppressions with a NUL"
+expect_err "$D.supp:1: holds a NUL byte" "NUL named"
 rm -f "$D.supp"
 mkdir -p "$D.outside/bin"
 cp "$SHMRUN" "$D.outside/bin/"
