@@ -109,10 +109,16 @@ $(HEAP_TESTS) $(filter-out $(UNWIND_TEST),$(PRELOAD_TESTS)): $(BUILD)/tests/%: t
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(HEAP_OBJ) -lcmocka $(LDLIBS_CORE)
 
-# The shim's stack walk, against libunwind's.
-$(UNWIND_TEST): $(BUILD)/tests/%: tests/%.c $(BUILD)/obj/preload/unwind.o preload/unwind.h
+# The shim's stack walk, against libunwind's; also in the constructor of a
+# library loaded with the test.
+CTOR_LIB := $(BUILD)/tests/plugins/libctor.so
+$(CTOR_LIB): tests/plugins/ctor.c $(BUILD)/obj/preload/unwind.o preload/unwind.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Ipreload $(CFLAGS) -o $@ $< $(BUILD)/obj/preload/unwind.o -lcmocka -lunwind $(LDLIBS_CORE)
+	$(CC) $(CPPFLAGS) -Ipreload $(CFLAGS) -shared -o $@ $< $(BUILD)/obj/preload/unwind.o -lunwind
+$(UNWIND_TEST): $(BUILD)/tests/%: tests/%.c $(BUILD)/obj/preload/unwind.o preload/unwind.h $(CTOR_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Ipreload $(CFLAGS) -o $@ $< $(BUILD)/obj/preload/unwind.o \
+		-L$(dir $(CTOR_LIB)) -lctor -Wl,-rpath,'$$ORIGIN/../plugins' -lcmocka -lunwind $(LDLIBS_CORE)
 
 $(TOOL_TESTS): $(BUILD)/tests/tools/%: tests/tools/%.c $(TOOL_OBJ) $(HEAP_OBJ) $(wildcard tests/*.h tools/*.h)
 	@mkdir -p $(@D)

@@ -33,7 +33,9 @@ enum { REG_RBP = 6, REG_RSP = 7, REG_RA = 16 };
 
 /* A rule packed in 64 bits: kind (2 bits), rbp saved (1 bit), the CFA's
  * offset from its register (signed 32 bits), rbp's slot from the CFA
- * (signed 16 bits). Kind RULE_NONE: libunwind's frame. */
+ * (signed 16 bits). Kind RULE_NONE: libunwind's frame; with RULE_NOINFO,
+ * code that no unwind table covers. */
+#define RULE_NOINFO 4
 static inline uint64_t rule_pack(unsigned kind, int32_t cfa_off, bool rbp_saved, int16_t rbp_off)
 {
 	return kind | (uint64_t)rbp_saved << 2 | (uint64_t)(uint32_t)cfa_off << 16 |
@@ -245,8 +247,10 @@ static const uint8_t *eh_frame_hdr_of(uint64_t pc)
 }
 #endif
 
-/* The FDE covering pc, by binary search in the module's sorted table. */
-static const uint8_t *fde_of(uint64_t pc)
+/* The FDE covering pc, by binary search in the module's sorted table. NULL,
+ * with *noinfo set when no table covers pc (it is in no module, or before
+ * the first function of its module's table). */
+static const uint8_t *fde_of(uint64_t pc, bool *noinfo)
 {
 	const uint8_t *hdr = eh_frame_hdr_of(pc);
 	if (!hdr)
@@ -269,8 +273,10 @@ static const uint8_t *fde_of(uint64_t pc)
 		else
 			hi = mid;
 	}
-	if ((uint64_t)((int64_t)base + table[2 * lo]) > pc)
+	if ((uint64_t)((int64_t)base + table[2 * lo]) > pc) {
+		*noinfo = true;
 		return NULL;
+	}
 	return (const uint8_t *)(uintptr_t)((int64_t)base + table[2 * lo + 1]);
 }
 
@@ -493,9 +499,10 @@ restore:
 static uint64_t rule_find(uint64_t ra)
 {
 	uint64_t pc = ra - 1;
-	const uint8_t *fde = fde_of(pc);
+	bool noinfo = false;
+	const uint8_t *fde = fde_of(pc, &noinfo);
 	if (!fde)
-		return RULE_NONE;
+		return RULE_NONE | (noinfo ? RULE_NOINFO : 0);
 	uint32_t len, cie_off;
 	memcpy(&len, fde, 4);
 	memcpy(&cie_off, fde + 4, 4);
@@ -507,8 +514,10 @@ static uint64_t rule_find(uint64_t ra)
 	struct reader r = { fde + 8, fde + 4 + len, false };
 	uint64_t begin = encoded(&r, c.fde_enc, 0);
 	uint64_t range = encoded(&r, c.fde_enc & 0x0f, 0);
-	if (r.bad || pc - begin >= range)
+	if (r.bad)
 		return RULE_NONE;
+	if (pc - begin >= range)
+		return RULE_NONE | RULE_NOINFO;  /* between the table's functions */
 	if (c.has_aug) {
 		uint64_t n = uleb(&r);
 		if (r.bad || n > (uint64_t)(r.end - r.p))
@@ -730,8 +739,15 @@ static inline __attribute__((always_inline, no_sanitize_address)) int walk(const
 		unsigned kind = rule & 3;
 		if (kind == RULE_END)
 			return n;
-		if (kind == RULE_NONE)
+		if (kind == RULE_NONE) {
+			/* Code no table covers, whose frame pointer is 0: the
+			 * outermost frame (glibc's loader clears rbp before it
+			 * calls constructors), where libunwind's walk, left to
+			 * follow frame pointers, ends too. */
+			if ((rule & RULE_NOINFO) && !rbp)
+				return n;
 			return -1;
+		}
 		uint64_t cfa = (kind == RULE_RSP ? rsp : rbp) + (uint64_t)(int64_t)(int32_t)(rule >> 16);
 		if (cfa <= rsp || cfa > end || (cfa & 7))
 			return -1;

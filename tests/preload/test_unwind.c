@@ -7,7 +7,8 @@
  * after a flush; a signal handler's stack is left to libunwind (-1). No rule
  * of unloaded code survives: a plugin swapped for one with the same return
  * address and another frame, a fork inside an unload, a walk interrupted by
- * a walk in a signal handler.
+ * a walk in a signal handler. A library constructor's stack, whose outermost
+ * frame is the loader's code without unwind tables, is walked whole.
  */
 #define UNW_LOCAL_ONLY
 #include <alloca.h>
@@ -474,6 +475,25 @@ static void handler(int sig)
 	handler_n = unwind_fast(a, MAX, 0, 0);
 }
 
+/* From tests/plugins/ctor.c, run by the loader before main. */
+extern void *ctor_fast[], *ctor_slow[];
+extern int ctor_fast_n, ctor_slow_n;
+
+/* Its walk ends where libunwind's does, at the loader's entry code (no
+ * unwind table covers it; its rbp is 0), instead of giving up. */
+static void test_constructor_stack(void **state)
+{
+	(void)state;
+	assert_true(ctor_fast_n > 1);
+	assert_int_equal(ctor_fast_n, ctor_slow_n);
+	for (int i = 1; i < ctor_fast_n; i++)
+		if (ctor_fast[i] != ctor_slow[i])
+			fail_msg("frame %d of %d: %p, libunwind %p", i, ctor_fast_n, ctor_fast[i], ctor_slow[i]);
+	Dl_info where;
+	if (!dladdr(ctor_fast[ctor_fast_n - 1], &where) || !where.dli_fname || !strstr(where.dli_fname, "ld-linux"))
+		skip();  /* a loader that runs constructors from code with tables */
+}
+
 static void test_signal_frame(void **state)
 {
 	(void)state;
@@ -570,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_unloaded_code_leaves_no_rule),
 		cmocka_unit_test(test_fork_inside_an_unload),
 		cmocka_unit_test(test_walk_interrupted_by_a_walk),
+		cmocka_unit_test(test_constructor_stack),
 		cmocka_unit_test(test_signal_frame),
 		cmocka_unit_test(test_wrong_rule_stays_on_stack),
 		cmocka_unit_test(test_walks_during_unload),
