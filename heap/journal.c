@@ -28,7 +28,9 @@ static uint64_t jcommitted;          /* bytes of jsb that hold memory, from its 
 static uint64_t jretry;              /* the folder was full: nothing is reserved before this */
 #define JOURNAL_RETRY_NS 1000000000ull
 #define JOURNAL_COMMIT (64u << 10)   /* pages are reserved this many bytes at a time */
-static _Atomic uint32_t *buckets;    /* site locators by hash: chains through the records */
+static _Atomic uint32_t *buckets;    /* site locators by hash, chains through the records: of
+                                      * the sites the index could not take; made for the first */
+static bool indexed;                 /* the index was made (or tried): jlock */
 /* A private index of sites by 64-bit hash, so that finding a known stack
  * touches neither the chains nor the records. Open addressing, written
  * under jlock, read without: an entry's locator is stored before its hash.
@@ -37,7 +39,7 @@ static _Atomic uint32_t *buckets;    /* site locators by hash: chains through th
  * (MADV_DONTNEED reads as zeros: a reader still in it finds nothing, and
  * takes the chains under jlock). Full at its largest, the chains serve the
  * sites it could not take. */
-#define INDEX_MIN (1u << 12)
+#define INDEX_MIN (1u << 9)
 #define INDEX_MAX (1u << 15)
 #define INDEX_PROBES 64
 struct index_entry {
@@ -558,6 +560,23 @@ void journal_thread_exit(void)
 	if (r)
 		munmap(r, RECENT * sizeof(*r));
 }
+/* The site the index holds for hash, or 0. */
+static inline uint32_t index_find(const struct site_index *ix, uint64_t hash)
+{
+	if (!ix)
+		return 0;
+	unsigned mask = __atomic_load_n(&ix->mask, __ATOMIC_RELAXED);
+	unsigned i = (unsigned)(hash >> 16) & mask;
+	for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & mask) {
+		uint64_t eh = __atomic_load_n(&ix->e[i].hash, __ATOMIC_ACQUIRE);
+		if (eh == hash)
+			return ix->e[i].loc;
+		if (!eh)
+			break;
+	}
+	return 0;
+}
+
 unsigned journal_gen = 1;  /* bumped when the heap changes (fork) */
 uint32_t (*journal_capture)(void);
 
@@ -592,21 +611,8 @@ uint32_t journal_site(const uint64_t *frames, unsigned depth)
 		r[0] = t;
 		return t.loc;
 	}
-	uint32_t loc = 0;
 	struct site_index *ix = __atomic_load_n(&sindex, __ATOMIC_ACQUIRE);
-	if (ix) {
-		unsigned mask = __atomic_load_n(&ix->mask, __ATOMIC_RELAXED);
-		unsigned i = (unsigned)(hash >> 16) & mask;
-		for (unsigned n = 0; n < INDEX_PROBES; n++, i = (i + 1) & mask) {
-			uint64_t eh = __atomic_load_n(&ix->e[i].hash, __ATOMIC_ACQUIRE);
-			if (eh == hash) {
-				loc = ix->e[i].loc;
-				break;
-			}
-			if (!eh)
-				break;
-		}
-	}
+	uint32_t loc = index_find(ix, hash);
 	_Atomic uint32_t *b = atomic_load_explicit(&buckets, memory_order_acquire);
 	unsigned bucket = (unsigned)(hash & (NBUCKETS - 1));
 	if (!loc && b && (!ix || __atomic_load_n(&ix->full, __ATOMIC_RELAXED)))
@@ -662,19 +668,20 @@ static struct site_index *index_grow(struct site_index *ix)
 }
 
 /* Indexes a new site (jlock held): the index doubles at half full, or when
- * the site finds no room near its place. */
-static void index_add(uint64_t hash, uint32_t loc)
+ * the site finds no room near its place. False when it could not take it. */
+static bool index_add(uint64_t hash, uint32_t loc)
 {
 	struct site_index *ix = sindex;
 	while (ix && !ix->full) {
 		bool largest = ix->mask + 1 >= INDEX_MAX;
 		if ((largest || ix->used + 1 <= (ix->mask + 1) / 2) && index_put(ix, hash, loc))
-			return;
+			return true;
 		if (largest)
 			__atomic_store_n(&ix->full, true, __ATOMIC_RELEASE);
 		else
 			ix = index_grow(ix);
 	}
+	return false;
 }
 
 static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth, uint64_t hash, unsigned bucket)
@@ -685,17 +692,13 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 	modules_of_frames(frames, depth);
 	uint32_t loc = 0;
 	pthread_mutex_lock(&jlock);
-	if (!buckets) {
-		void *m = mmap(NULL, NBUCKETS * sizeof(uint32_t), PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED)
-			goto out;
-		atomic_store_explicit(&buckets, m, memory_order_release);
+	if (!indexed) {
 		__atomic_store_n(&sindex, index_new(INDEX_MIN), __ATOMIC_RELEASE);
+		indexed = true;
 	}
 	b = buckets;
-	uint32_t head = atomic_load_explicit(&b[bucket], memory_order_relaxed);
-	if ((loc = lookup(h->hdr, head, hash, frames, depth)))
+	if ((loc = index_find(sindex, hash)) ||
+	    (b && (loc = lookup(h->hdr, atomic_load_explicit(&b[bucket], memory_order_relaxed), hash, frames, depth))))
 		goto out;
 	uint32_t size = (uint32_t)(offsetof(struct journal_site, frames) + depth * sizeof(uint64_t));
 	uint64_t off;
@@ -707,12 +710,23 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 	s->rec.size = size;
 	s->hash = hash;
 	s->depth = depth;
-	s->next = head;
 	memcpy(s->frames, frames, depth * sizeof(uint64_t));
 	journal_publish(size);
 	loc = (uint32_t)(off >> 3);
-	atomic_store_explicit(&b[bucket], loc, memory_order_release);
-	index_add(hash, loc);
+	/* A site the index cannot take goes on a hash chain (`next` is read
+	 * by nobody but this process, through the bucket it is found by). */
+	if (!index_add(hash, loc)) {
+		if (!b) {
+			void *m = mmap(NULL, NBUCKETS * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (m != MAP_FAILED)
+				atomic_store_explicit(&buckets, b = m, memory_order_release);
+		}
+		if (b) {
+			s->next = atomic_load_explicit(&b[bucket], memory_order_relaxed);
+			atomic_store_explicit(&b[bucket], loc, memory_order_release);
+		}
+	}
 out:
 	pthread_mutex_unlock(&jlock);
 	return loc;
@@ -837,6 +851,7 @@ void journal_fork_child(void)
 	if (buckets)
 		munmap((void *)buckets, NBUCKETS * sizeof(uint32_t));
 	buckets = NULL;
+	indexed = false;
 	if (sindex)
 		munmap(sindex, index_bytes(sindex->mask + 1));
 	sindex = NULL;

@@ -51,11 +51,11 @@ static inline uint64_t tag_of(uint64_t ra)
 	return (ra << 3) & TAG_MASK;
 }
 
-/* The table starts at 4096 entries (a short program touches few of its
+/* The table starts at 512 entries (a short program touches few of its
  * pages) and doubles at half full, up to 32768; then a new rule takes the
  * place of an old one. A table left behind is emptied (MADV_DONTNEED reads
  * as zeros: a reader still in it finds nothing). */
-#define CACHE_MIN_BITS 12
+#define CACHE_MIN_BITS 9
 #define CACHE_MAX_BITS 15
 #define CACHE_PROBES 8
 struct rule_entry {

@@ -2,7 +2,8 @@
 /*
  * The shim's journal checked site by site against a program with known
  * allocations (tests/progs/known_sites.c), read with the reader API while
- * the program runs; and the heap file gone once it has exited.
+ * the program runs; and the heap file gone once it has exited. More stacks
+ * than the private index of sites takes: each still has one site.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "heap.h"
 #include "redhawk/shm.h"
 #include "testutil.h"
 
@@ -169,10 +171,62 @@ static void test_journal_matches_known_program(void **state)
 	close(dirfd);
 }
 
+#define MANY_SITES 40000  /* past the index's 32768 entries: the rest on chains */
+#define MANY_DEPTH 3
+
+static void many_frames(int i, uint64_t *frames)
+{
+	frames[0] = 0x10000000u + (uint64_t)i * 16;
+	frames[1] = 0x20000000u + (uint64_t)(i % 7) * 16;
+	frames[2] = 0x30000000u;
+}
+
+static int count_many(const struct rh_site_info *s, void *arg)
+{
+	if (s->depth == MANY_DEPTH && s->frames[2] == 0x30000000u)
+		++*(int *)arg;
+	return 0;
+}
+
+/* Each stack gets a site once, and finds the same one again, whether the
+ * index holds it or a hash chain does; the journal holds each once. */
+static void test_sites_past_the_index(void **state)
+{
+	(void)state;
+	void *p = rh_shm_alloc(16);  /* the heap, and its journal */
+	assert_non_null(p);
+	static uint32_t loc[MANY_SITES];
+	uint64_t frames[MANY_DEPTH];
+	for (int i = 0; i < MANY_SITES; i++) {
+		many_frames(i, frames);
+		loc[i] = journal_site(frames, MANY_DEPTH);
+		assert_true(loc[i] != 0);
+		assert_true(i == 0 || loc[i] != loc[i - 1]);
+	}
+	for (int i = MANY_SITES - 1; i >= 0; i--) {
+		many_frames(i, frames);
+		if (journal_site(frames, MANY_DEPTH) != loc[i])
+			fail_msg("stack %d: site %u, first %u", i, journal_site(frames, MANY_DEPTH), loc[i]);
+	}
+	char name[64];
+	snprintf(name, sizeof(name), "heap-%d", (int)getpid());
+	int dirfd = open(test_dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dirfd >= 0);
+	struct rh_heap *heap = NULL;
+	assert_int_equal(rh_heap_open(dirfd, name, &heap), 0);
+	int count = 0;
+	assert_int_equal(rh_heap_walk_sites(heap, count_many, &count), 0);
+	assert_int_equal(count, MANY_SITES);
+	rh_heap_close(heap);
+	close(dirfd);
+	rh_shm_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_journal_matches_known_program, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_sites_past_the_index, test_setup, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
