@@ -652,16 +652,19 @@ static bool index_put(struct site_index *ix, uint64_t hash, uint32_t loc)
 	return false;
 }
 
+static void chain_add(uint64_t hash, uint32_t loc);
+
 /* The index twice as big, published in place of the old one, which is
- * emptied (jlock held). */
+ * emptied (jlock held). A site it could not take (64 entries taken in a
+ * row) goes on a chain. */
 static struct site_index *index_grow(struct site_index *ix)
 {
 	struct site_index *bigger = index_new((ix->mask + 1) * 2);
 	if (!bigger)
 		return NULL;
 	for (unsigned i = 0; i <= ix->mask; i++)
-		if (ix->e[i].hash)
-			index_put(bigger, ix->e[i].hash, ix->e[i].loc);
+		if (ix->e[i].hash && !index_put(bigger, ix->e[i].hash, ix->e[i].loc))
+			chain_add(ix->e[i].hash, ix->e[i].loc);
 	__atomic_store_n(&sindex, bigger, __ATOMIC_RELEASE);
 	madvise(ix, index_bytes(ix->mask + 1), MADV_DONTNEED);
 	return bigger;
@@ -682,6 +685,26 @@ static bool index_add(uint64_t hash, uint32_t loc)
 			ix = index_grow(ix);
 	}
 	return false;
+}
+
+/* Puts a site the index cannot take on its hash chain (jlock held), the
+ * chains made for the first. Its record's `next` is read by nobody but
+ * this process, through the bucket it is found by. Without memory for the
+ * chains the site is found by none: a stack seen again gets a second
+ * record (the tools count both). */
+static void chain_add(uint64_t hash, uint32_t loc)
+{
+	_Atomic uint32_t *b = buckets;
+	if (!b) {
+		void *m = mmap(NULL, NBUCKETS * sizeof(uint32_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			-1, 0);
+		if (m == MAP_FAILED)
+			return;
+		atomic_store_explicit(&buckets, b = m, memory_order_release);
+	}
+	unsigned bucket = (unsigned)(hash & (NBUCKETS - 1));
+	site_at(rh_heap->hdr, loc)->next = atomic_load_explicit(&b[bucket], memory_order_relaxed);
+	atomic_store_explicit(&b[bucket], loc, memory_order_release);
 }
 
 static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth, uint64_t hash, unsigned bucket)
@@ -713,20 +736,8 @@ static uint32_t site_make(struct heap *h, const uint64_t *frames, unsigned depth
 	memcpy(s->frames, frames, depth * sizeof(uint64_t));
 	journal_publish(size);
 	loc = (uint32_t)(off >> 3);
-	/* A site the index cannot take goes on a hash chain (`next` is read
-	 * by nobody but this process, through the bucket it is found by). */
-	if (!index_add(hash, loc)) {
-		if (!b) {
-			void *m = mmap(NULL, NBUCKETS * sizeof(uint32_t), PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			if (m != MAP_FAILED)
-				atomic_store_explicit(&buckets, b = m, memory_order_release);
-		}
-		if (b) {
-			s->next = atomic_load_explicit(&b[bucket], memory_order_relaxed);
-			atomic_store_explicit(&b[bucket], loc, memory_order_release);
-		}
-	}
+	if (!index_add(hash, loc))
+		chain_add(hash, loc);
 out:
 	pthread_mutex_unlock(&jlock);
 	return loc;

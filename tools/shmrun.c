@@ -233,6 +233,17 @@ static int template_match(const char *t, const char *s)
 	return 1;
 }
 
+/* The suppressions file, escaped (a name may hold anything), and why it
+ * cannot be read. */
+static _Noreturn void die_path(const char *path, int err)
+{
+	fflush(stdout);
+	fprintf(stderr, "%s: ", prog);
+	fmt_name(stderr, path);
+	fprintf(stderr, ": %s\n", strerror(err));
+	exit(EXIT_FAILED);
+}
+
 /* A line of the suppressions file that is not one: its first 80 bytes,
  * escaped (the file may hold anything). */
 static _Noreturn void bad_suppression(const char *path, unsigned lineno, const char *why, const char *text)
@@ -257,7 +268,7 @@ static void load_suppressions(const char *path)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
-		die(EXIT_FAILED, "%s: %s", path, strerror(errno));
+		die_path(path, errno);
 	char *line = NULL;
 	size_t cap = 0;
 	unsigned lineno = 0;
@@ -281,7 +292,7 @@ static void load_suppressions(const char *path)
 		npatterns++;
 	}
 	if (ferror(f))
-		die(EXIT_FAILED, "%s: %s", path, strerror(errno));
+		die_path(path, errno);
 	free(line);
 	fclose(f);
 }

@@ -475,6 +475,54 @@ static void handler(int sig)
 	handler_n = unwind_fast(a, MAX, 0, 0);
 }
 
+/* A signal return of the program's own, with no unwind table (a nop before
+ * it: the walk looks up the byte before a return address), and a signal
+ * taken with rbp 0, sent from code that clears it. */
+__asm__(".text\n"
+	"\tnop\n"
+	"bare_restorer:\n"
+	"\tmovq $15, %rax\n"
+	"\tsyscall\n"
+	"\thlt\n"
+	"signal_self_rbp0:\n"   /* (tid, sig): tgkill(getpid, tid, sig) with rbp 0 */
+	"\tpush %rbp\n"
+	"\tpush %rbx\n"
+	"\tmov %edi, %ebx\n"
+	"\tmov %esi, %edx\n"
+	"\tmov $39, %eax\n"      /* getpid */
+	"\tsyscall\n"
+	"\tmov %eax, %edi\n"
+	"\tmov %ebx, %esi\n"
+	"\txor %ebp, %ebp\n"
+	"\tmov $234, %eax\n"     /* tgkill: the signal comes on its return */
+	"\tsyscall\n"
+	"\tpop %rbx\n"
+	"\tpop %rbp\n"
+	"\tret\n");
+void bare_restorer(void);
+void signal_self_rbp0(int tid, int sig);
+
+struct kernel_sigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	uint64_t mask;
+};
+
+/* libunwind (from 1.7 on) takes such code for a signal frame and walks on
+ * through it: the walk leaves it to libunwind, and does not end there as
+ * at other code without a table where rbp is 0. */
+static void test_signal_return_without_table(void **state)
+{
+	(void)state;
+	struct kernel_sigaction sa = { handler, 0x04000000 /* SA_RESTORER */, bare_restorer, 0 }, old;
+	assert_int_equal(syscall(SYS_rt_sigaction, SIGUSR1, &sa, &old, 8), 0);
+	handler_n = 0;
+	signal_self_rbp0((int)syscall(SYS_gettid), SIGUSR1);
+	syscall(SYS_rt_sigaction, SIGUSR1, &old, NULL, 8);
+	assert_int_equal(handler_n, -1);
+}
+
 /* From tests/plugins/ctor.c, run by the loader before main. */
 extern void *ctor_fast[], *ctor_slow[];
 extern int ctor_fast_n, ctor_slow_n;
@@ -592,6 +640,7 @@ int main(void)
 		cmocka_unit_test(test_walk_interrupted_by_a_walk),
 		cmocka_unit_test(test_constructor_stack),
 		cmocka_unit_test(test_signal_frame),
+		cmocka_unit_test(test_signal_return_without_table),
 		cmocka_unit_test(test_wrong_rule_stays_on_stack),
 		cmocka_unit_test(test_walks_during_unload),
 	};

@@ -303,6 +303,9 @@ printf 'leak:a\000b\n' > "$D.supp"
 run "$SHMRUN" -d "$D" --leak-check --suppressions="$D.supp" true
 expect_rc 125 "suppressions with a NUL"
 expect_err "$D.supp:1: holds a NUL byte" "NUL named"
+run "$SHMRUN" -d "$D" --leak-check --suppressions="$(printf '%s.mis\nsing' "$D")" true
+expect_rc 125 "unreadable suppressions with a newline in the name"
+expect_err "$D.mis\\nsing: No such file or directory" "the name escaped"
 rm -f "$D.supp"
 mkdir -p "$D.outside/bin"
 cp "$SHMRUN" "$D.outside/bin/"
