@@ -495,20 +495,6 @@ restore:
 	return !r->bad;
 }
 
-/* The C library's signal return (mov $15, %rax; syscall) at ra: libunwind
- * (from 1.7 on) takes code there for a signal frame even without an unwind
- * table, so such a frame is left to it. True also when ra's page cannot be
- * read whole from ra (a return address at a page's start may follow a call
- * that ends its mapping). */
-static bool sigreturn_at(uint64_t ra)
-{
-	static const uint8_t seq[9] = { 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 };
-	uint64_t in_page = ra & 4095;
-	if (in_page == 0 || in_page > 4096 - sizeof(seq))
-		return true;
-	return memcmp((const void *)(uintptr_t)ra, seq, sizeof(seq)) == 0;
-}
-
 /* The rule for the frame whose return address is ra (the call is at ra-1). */
 static uint64_t rule_find(uint64_t ra)
 {
@@ -516,7 +502,7 @@ static uint64_t rule_find(uint64_t ra)
 	bool noinfo = false;
 	const uint8_t *fde = fde_of(pc, &noinfo);
 	if (!fde)
-		return RULE_NONE | (noinfo && !sigreturn_at(ra) ? RULE_NOINFO : 0);
+		return RULE_NONE | (noinfo ? RULE_NOINFO : 0);
 	uint32_t len, cie_off;
 	memcpy(&len, fde, 4);
 	memcpy(&cie_off, fde + 4, 4);
@@ -531,7 +517,7 @@ static uint64_t rule_find(uint64_t ra)
 	if (r.bad)
 		return RULE_NONE;
 	if (pc - begin >= range)  /* between the table's functions */
-		return RULE_NONE | (sigreturn_at(ra) ? 0 : RULE_NOINFO);
+		return RULE_NONE | RULE_NOINFO;
 	if (c.has_aug) {
 		uint64_t n = uleb(&r);
 		if (r.bad || n > (uint64_t)(r.end - r.p))
@@ -754,11 +740,12 @@ static inline __attribute__((always_inline, no_sanitize_address)) int walk(const
 		if (kind == RULE_END)
 			return n;
 		if (kind == RULE_NONE) {
-			/* Code of a module whose table does not cover it (not a
-			 * signal return), with a frame pointer of 0: the
-			 * outermost frame (glibc's loader clears rbp before it
-			 * calls constructors), where libunwind's walk, left to
-			 * follow frame pointers, ends too. */
+			/* Code of a module whose table does not cover it, with a
+			 * frame pointer of 0: the outermost frame (glibc's loader
+			 * clears rbp before it calls constructors), where
+			 * libunwind's walk, left to follow frame pointers, ends
+			 * too. The code itself is not read: a wrong rule may
+			 * give any address. */
 			if ((rule & RULE_NOINFO) && !rbp)
 				return n;
 			return -1;

@@ -475,52 +475,51 @@ static void handler(int sig)
 	handler_n = unwind_fast(a, MAX, 0, 0);
 }
 
-/* A signal return of the program's own, with no unwind table (a nop before
- * it: the walk looks up the byte before a return address), and a signal
- * taken with rbp 0, sent from code that clears it. */
+/* A caller whose unwind table is wrong (it leaves out two pushes), so that
+ * the walk takes the word it pushed, its argument, for its return address;
+ * it clears rbp before it calls. */
 __asm__(".text\n"
-	"\tnop\n"
-	"bare_restorer:\n"
-	"\tmovq $15, %rax\n"
-	"\tsyscall\n"
-	"\thlt\n"
-	"signal_self_rbp0:\n"   /* (tid, sig): tgkill(getpid, tid, sig) with rbp 0 */
+	"wrong_cfi_caller:\n"
+	".cfi_startproc\n"
 	"\tpush %rbp\n"
-	"\tpush %rbx\n"
-	"\tmov %edi, %ebx\n"
-	"\tmov %esi, %edx\n"
-	"\tmov $39, %eax\n"      /* getpid */
-	"\tsyscall\n"
-	"\tmov %eax, %edi\n"
-	"\tmov %ebx, %esi\n"
+	"\tpush %rdi\n"
+	"\tsub $8, %rsp\n"
+	"\t.cfi_adjust_cfa_offset 8\n"
 	"\txor %ebp, %ebp\n"
-	"\tmov $234, %eax\n"     /* tgkill: the signal comes on its return */
-	"\tsyscall\n"
-	"\tpop %rbx\n"
+	"\tcall walk_from_wrong_cfi\n"
+	"\tadd $8, %rsp\n"
+	"\t.cfi_adjust_cfa_offset -8\n"
+	"\tpop %rdi\n"
 	"\tpop %rbp\n"
-	"\tret\n");
-void bare_restorer(void);
-void signal_self_rbp0(int tid, int sig);
+	"\tret\n"
+	".cfi_endproc\n");
+void wrong_cfi_caller(uint64_t fake_return);
+static volatile int wrong_n;
+static void *wrong_fast[MAX], *wrong_slow[MAX];
+static volatile int wrong_m;
+__attribute__((noinline, used)) void walk_from_wrong_cfi(void)
+{
+	wrong_n = unwind_fast(wrong_fast, MAX, 0, 0);
+	wrong_m = unw_backtrace(wrong_slow, MAX);
+}
 
-struct kernel_sigaction {
-	void (*handler)(int);
-	unsigned long flags;
-	void (*restorer)(void);
-	uint64_t mask;
-};
-
-/* libunwind (from 1.7 on) takes such code for a signal frame and walks on
- * through it: the walk leaves it to libunwind, and does not end there as
- * at other code without a table where rbp is 0. */
-static void test_signal_return_without_table(void **state)
+/* The return address such a rule gives lies in the program's own .bss, in
+ * a page made unreadable: no unwind table covers it and rbp is 0, so the
+ * walk ends there as libunwind's does, without reading what is there. */
+static void test_wrong_rule_to_unreadable_code(void **state)
 {
 	(void)state;
-	struct kernel_sigaction sa = { handler, 0x04000000 /* SA_RESTORER */, bare_restorer, 0 }, old;
-	assert_int_equal(syscall(SYS_rt_sigaction, SIGUSR1, &sa, &old, 8), 0);
-	handler_n = 0;
-	signal_self_rbp0((int)syscall(SYS_gettid), SIGUSR1);
-	syscall(SYS_rt_sigaction, SIGUSR1, &old, NULL, 8);
-	assert_int_equal(handler_n, -1);
+	static char guard[3 * 4096] __attribute__((aligned(4096)));
+	uint64_t fake = (uint64_t)(uintptr_t)(guard + 4096 + 100);
+	assert_int_equal(mprotect(guard + 4096, 4096, PROT_NONE), 0);
+	wrong_n = 0;
+	wrong_cfi_caller(fake);
+	assert_int_equal(mprotect(guard + 4096, 4096, PROT_READ | PROT_WRITE), 0);
+	/* This function, the wrong caller, the word taken for its caller. */
+	assert_int_equal(wrong_n, 3);
+	assert_int_equal(wrong_m, 3);
+	assert_true(wrong_fast[1] == wrong_slow[1]);
+	assert_true((uint64_t)(uintptr_t)wrong_fast[2] == fake && wrong_slow[2] == wrong_fast[2]);
 }
 
 /* From tests/plugins/ctor.c, run by the loader before main. */
@@ -640,7 +639,7 @@ int main(void)
 		cmocka_unit_test(test_walk_interrupted_by_a_walk),
 		cmocka_unit_test(test_constructor_stack),
 		cmocka_unit_test(test_signal_frame),
-		cmocka_unit_test(test_signal_return_without_table),
+		cmocka_unit_test(test_wrong_rule_to_unreadable_code),
 		cmocka_unit_test(test_wrong_rule_stays_on_stack),
 		cmocka_unit_test(test_walks_during_unload),
 	};
