@@ -37,7 +37,7 @@ static bool indexed;                 /* the index was made (or tried): jlock */
  * It starts small (a short program touches few pages of it) and doubles at
  * half full, up to INDEX_MAX entries; an index left behind is emptied
  * (MADV_DONTNEED reads as zeros: a reader still in it finds nothing, and
- * takes the chains under jlock). Full at its largest, the chains serve the
+ * looks again under jlock). Full at its largest, the chains serve the
  * sites it could not take. */
 #define INDEX_MIN (1u << 9)
 #define INDEX_MAX (1u << 15)
