@@ -233,26 +233,18 @@ static int template_match(const char *t, const char *s)
 	return 1;
 }
 
-/* The suppressions file, escaped (a name may hold anything), and why it
- * cannot be read. */
-static _Noreturn void die_path(const char *path, int err)
-{
-	fflush(stdout);
-	fprintf(stderr, "%s: ", prog);
-	fmt_name(stderr, path);
-	fprintf(stderr, ": %s\n", strerror(err));
-	exit(EXIT_FAILED);
-}
-
-/* A line of the suppressions file that is not one: its first 80 bytes,
- * escaped (the file may hold anything). */
-static _Noreturn void bad_suppression(const char *path, unsigned lineno, const char *why, const char *text)
+/* What is wrong with the suppressions file (lineno 0) or one of its lines,
+ * with the line's first 80 bytes: name and text escaped, as the file and its
+ * name may hold anything. */
+static _Noreturn void bad_suppressions(const char *path, unsigned lineno, const char *why, const char *text)
 {
 	char shown[81];
 	fflush(stdout);
 	fprintf(stderr, "%s: ", prog);
 	fmt_name(stderr, path);
-	fprintf(stderr, ":%u: %s", lineno, why);
+	if (lineno)
+		fprintf(stderr, ":%u", lineno);
+	fprintf(stderr, ": %s", why);
 	if (text) {
 		snprintf(shown, sizeof(shown), "%s", text);
 		fputs(": ", stderr);
@@ -268,7 +260,7 @@ static void load_suppressions(const char *path)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
-		die_path(path, errno);
+		bad_suppressions(path, 0, strerror(errno), NULL);
 	char *line = NULL;
 	size_t cap = 0;
 	unsigned lineno = 0;
@@ -276,7 +268,7 @@ static void load_suppressions(const char *path)
 	while ((got = getline(&line, &cap, f)) > 0) {
 		lineno++;
 		if ((size_t)got != strlen(line))
-			bad_suppression(path, lineno, "holds a NUL byte", NULL);
+			bad_suppressions(path, lineno, "holds a NUL byte", NULL);
 		char *p = line + strspn(line, " \t");
 		char *end = p + strlen(p);
 		while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
@@ -284,7 +276,7 @@ static void load_suppressions(const char *path)
 		if (!*p || *p == '#')
 			continue;
 		if (strncmp(p, "leak:", 5) != 0 || !p[5])
-			bad_suppression(path, lineno, "not a leak suppression (expected leak:PATTERN)", p);
+			bad_suppressions(path, lineno, "not a leak suppression (expected leak:PATTERN)", p);
 		char **v = realloc(patterns, (npatterns + 1) * sizeof(*v));
 		if (!v || !(v[npatterns] = strdup(p + 5)))
 			die(EXIT_FAILED, "%s", strerror(ENOMEM));
@@ -292,7 +284,7 @@ static void load_suppressions(const char *path)
 		npatterns++;
 	}
 	if (ferror(f))
-		die_path(path, errno);
+		bad_suppressions(path, 0, strerror(errno), NULL);
 	free(line);
 	fclose(f);
 }
