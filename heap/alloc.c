@@ -941,6 +941,8 @@ static void *refill(unsigned c)
 	const struct page_desc *cap_of = NULL;  /* the span whose capacity is cap */
 	uint32_t cap = 0;
 	rh_tc.refills++;
+	if (!pl->cur[c].sb)
+		heap_reclaim_dead_holders(false);
 	pthread_mutex_lock(&pl->lock);
 	drain_remote(h, pl);
 	if (!pl->cur[c].sb) {
@@ -1303,6 +1305,7 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 		/* A miss: the cached spans go back first, so they merge with
 		 * their neighbours instead of fragmenting the pool. */
 		lcache_flush();
+		heap_reclaim_dead_holders(false);
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
 		drain_others(h, pl);
@@ -1589,6 +1592,19 @@ static void unref_foreign(struct heap *h, struct block_header *bh)
 		journal_count(hdr, bh->site, 0, (int64_t)(size), -1);
 	uint64_t off = (uint64_t)((char *)bh - h->base);
 	remote_push(h, sb->pool % RH_MAX_POOLS, off, off, 1);
+}
+
+bool alloc_release_dead(struct heap *h, uint64_t sb_off, uint64_t off)
+{
+	struct block_header *bh = check_block(h, sb_off, off);
+	if (!bh)
+		return false;
+	/* Only a block that was handed out by reference, allocated still. */
+	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
+	if (!(r & RH_REF_SHARED) || r == RH_REF_MARKER || (r & RH_REF_COUNT_MASK) == 0)
+		return false;
+	unref_foreign(h, bh);
+	return true;
 }
 
 void alloc_unattach(struct heap *h, void *p)
@@ -1974,6 +1990,7 @@ void alloc_trim(void)
 	struct heap *h = rh_heap;
 	if (!h)
 		return;
+	heap_reclaim_dead_holders(true);
 	if (rh_tc.heap == h)
 		tcache_flush_all();
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++) {
@@ -2064,11 +2081,18 @@ int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 	uint64_t top = h->hdr->superblocks_end, hsize = h->hdr->header_size;
 	if (top > h->mapped_end)
 		top = h->mapped_end;
-	if (pos < hsize) {
+	/* The header's fixed part; holders' reference tables are no concern
+	 * of a copy (read through the mapping, their holes would be filled). */
+	uint64_t fixed = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : page;
+	if (fixed > hsize)
+		fixed = hsize;
+	if (pos < fixed) {
 		*start = pos;
-		*end = hsize < top ? hsize : top;
+		*end = fixed < top ? fixed : top;
 		return *end > pos;
 	}
+	if (pos < hsize)
+		pos = hsize;
 	for (uint64_t off = hsize; off < top;) {
 		struct superblock *sb = (struct superblock *)(h->base + off);
 		if (sb->size < page || sb->size > top - off)

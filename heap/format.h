@@ -35,7 +35,7 @@
 
 #define RH_HEAP_MAGIC          0x50414548u /* "HEAP" read as little-endian bytes */
 #define RH_HEAP_VERSION_MAJOR  1
-#define RH_HEAP_VERSION_MINOR  0
+#define RH_HEAP_VERSION_MINOR  1
 
 #define RH_SB_MAGIC            0x4b4c4253u /* "SBLK" */
 #define RH_SB_DATA             1
@@ -115,11 +115,31 @@ struct heap_header {
 	uint8_t reserved1[864];       /* 160 zero; fields are appended here */
 	struct heap_holder holders[RH_MAX_HOLDERS];     /* 1024 */
 	struct heap_pool_shared pools[RH_MAX_POOLS];    /* 2048 */
-	uint8_t reserved2[1024];                        /* 3072 */
+	uint64_t ref_tables;          /* 3072 offset of holder slot 0's reference table, 0: none */
+	uint32_t ref_table_size;      /* 3080 bytes of each slot's table */
+	uint32_t reserved3;           /* 3084 */
+	uint8_t reserved2[1008];      /* 3088 zero */
 	struct heap_counter counters[RH_MAX_COUNTERS];  /* 4096 */
 };
 
 #define RH_HEADER_SIZE 8192u
+
+/* Reference tables (minor version 1): one per holder slot, at ref_tables +
+ * slot * ref_table_size, inside the header (which then ends past them; the
+ * creator's slot 0 has one too, unused). A holder records in its slot's
+ * table the blocks it holds references on, so that once it is dead the
+ * next process to lock its slot (a new holder, or the creator) can drop
+ * them. The count goes up only after the block's refcount did and down
+ * before it does: a table never says more than its holder held. An entry
+ * whose count is 0 is free; a table is a hole until its holder first
+ * writes it. */
+struct heap_ref_entry {
+	uint64_t offset;     /* the block's data, as in struct rh_shm_ref */
+	uint32_t sb_page;    /* its superblock's offset / page_size */
+	uint32_t count;      /* references held; 0: free entry */
+};
+#define RH_REF_TABLE_SIZE 4096u
+#define RH_REF_ENTRIES (RH_REF_TABLE_SIZE / sizeof(struct heap_ref_entry))
 
 _Static_assert(offsetof(struct heap_header, version_major) == 4, "format");
 _Static_assert(offsetof(struct heap_header, header_size) == 8, "format");
@@ -138,6 +158,9 @@ _Static_assert(offsetof(struct heap_header, holders) == 1024, "format");
 _Static_assert(offsetof(struct heap_header, pools) == 2048, "format");
 _Static_assert(offsetof(struct heap_header, counters) == 4096, "format");
 _Static_assert(sizeof(struct heap_header) == RH_HEADER_SIZE, "format");
+_Static_assert(offsetof(struct heap_header, ref_tables) == 3072, "format");
+_Static_assert(offsetof(struct heap_header, ref_table_size) == 3080, "format");
+_Static_assert(sizeof(struct heap_ref_entry) == 16, "format");
 
 /* Size classes: slot sizes in bytes, header included. Requests whose slot
  * would exceed the last class are served by LARGE spans. */

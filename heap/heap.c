@@ -63,6 +63,10 @@ static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool options_loaded;
 static uint64_t create_retry_ns;  /* no new attempt before this (monotonic) */
 static int create_errno;
+/* heap_reclaim_dead_holders: one thread at a time looks, not more often
+ * than every 250 ms (a fork child starts afresh). */
+static pthread_mutex_t reclaim_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t reclaim_ns;
 static int fork_pipe[2] = { -1, -1 };
 /* When no pipe can be had (no descriptor left): a shared page the child
  * writes its PID and then "done" to. */
@@ -151,11 +155,26 @@ static void parse_boot_id(uint8_t out[16])
 	}
 }
 
+/* The header's fixed part, rounded up to pages; then the holders'
+ * reference tables, rounded up too. */
+static uint32_t header_fixed(size_t page)
+{
+	return RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
+}
+
+static uint32_t header_bytes(size_t page)
+{
+	uint32_t n = header_fixed(page) + RH_MAX_HOLDERS * RH_REF_TABLE_SIZE;
+	return (n + (uint32_t)page - 1) & ~((uint32_t)page - 1);
+}
+
 static void fill_header(struct heap_header *hdr, const struct options *opt, size_t page)
 {
 	hdr->version_major = RH_HEAP_VERSION_MAJOR;
 	hdr->version_minor = RH_HEAP_VERSION_MINOR;
-	hdr->header_size = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
+	hdr->header_size = header_bytes(page);
+	hdr->ref_tables = header_fixed(page);
+	hdr->ref_table_size = RH_REF_TABLE_SIZE;
 	hdr->page_size = (uint32_t)page;
 	if (getrandom(&hdr->instance, sizeof(hdr->instance), GRND_NONBLOCK) != sizeof(hdr->instance))
 		hdr->instance = os_now_ns(CLOCK_MONOTONIC) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
@@ -246,8 +265,9 @@ static int create(struct heap *h)
 	/* Exactly the mode asked for, whatever the umask. */
 	if (fchmod(fd, opt->mode) != 0 && fchmod(fd, opt->mode & 0777) != 0)
 		goto fail_errno;
-	uint32_t hsize = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : (uint32_t)page;
-	if ((err = os_grow(fd, hsize)) || (err = os_commit(fd, 0, hsize)))
+	/* The reference tables stay holes until their holders write them. */
+	uint32_t hsize = header_bytes(page);
+	if ((err = os_grow(fd, hsize)) || (err = os_commit(fd, 0, header_fixed(page))))
 		goto fail;
 	h->reserve = reserve_size(dirfd, hsize, 4);
 	void *base, *classes;
@@ -1015,6 +1035,8 @@ void heap_fork_child(void)
 	creating = 0;
 	exiting = 0;
 	creating_dirfd = -1;
+	pthread_mutex_init(&reclaim_lock, NULL);
+	reclaim_ns = 0;
 	alloc_fork_child();
 	journal_fork_child();
 	errno = fork_errno;
@@ -1086,13 +1108,146 @@ static int map_more(struct heap *h)
 	return 0;
 }
 
-/* Takes a free holder slot: the first one whose lock byte we can lock. */
+/* --- Holders' reference tables (format.h) -------------------------------------- */
+
+/* Where slot i's table lies in h's file, 0 when the heap has none (an
+ * older minor version) or its header does not hold them. Read once: any
+ * holder can write the header. */
+static uint64_t ref_table_at(const struct heap *h, unsigned i)
+{
+	const struct heap_header *hdr = h->hdr;
+	uint64_t at = __atomic_load_n(&hdr->ref_tables, __ATOMIC_RELAXED);
+	uint64_t size = __atomic_load_n(&hdr->ref_table_size, __ATOMIC_RELAXED);
+	uint64_t end = __atomic_load_n(&hdr->header_size, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&hdr->version_minor, __ATOMIC_RELAXED) < 1 || size != RH_REF_TABLE_SIZE ||
+	    at < sizeof(*hdr) || at % 16 || at > end || (end - at) / size < RH_MAX_HOLDERS ||
+	    end > __atomic_load_n(&h->mapped_end, __ATOMIC_ACQUIRE))
+		return 0;
+	return at + (uint64_t)i * size;
+}
+
+/* Drops the references recorded in slot i's table: we hold the slot's lock
+ * and its holder is gone. Read and written with pread and pwrite, as a
+ * table never written is a hole, which a read through the mapping would
+ * fill. Each entry is zeroed before its references are dropped: should we
+ * die in between, they stay (a leak), and are never dropped twice. The
+ * table is a hole again afterwards. The references dropped. */
+static unsigned reclaim_slot(struct heap *h, int fd, unsigned i)
+{
+	uint64_t at = ref_table_at(h, i);
+	if (!at || fd < 0)
+		return 0;
+	struct heap_ref_entry e[64];
+	unsigned dropped = 0;
+	bool written = false;
+	int saved = errno;
+	for (uint64_t pos = at; pos < at + RH_REF_TABLE_SIZE; pos += sizeof(e)) {
+		if (pread(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
+			break;
+		for (unsigned k = 0; k < sizeof(e) / sizeof(e[0]); k++) {
+			uint32_t n = e[k].count, zero = 0;
+			if (!n)
+				continue;
+			written = true;
+			if (pwrite(fd, &zero, sizeof(zero),
+				   (off_t)(pos + k * sizeof(e[0]) + offsetof(struct heap_ref_entry, count))) !=
+			    (ssize_t)sizeof(zero))
+				continue;
+			uint64_t sb_off = (uint64_t)e[k].sb_page << h->page_shift;
+			if (n > RH_REF_COUNT_MASK)
+				n = RH_REF_COUNT_MASK;
+			while (n-- && alloc_release_dead(h, sb_off, e[k].offset))
+				dropped++;
+		}
+	}
+	if (written)
+		os_decommit(fd, at, RH_REF_TABLE_SIZE);
+	errno = saved;
+	return dropped;
+}
+
+void heap_reclaim_dead_holders(bool now)
+{
+	struct heap *h = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE);
+	if (!h || h->pid != getpid())
+		return;
+	uint64_t t = os_now_ns(CLOCK_MONOTONIC_COARSE);
+	if (!now && t - __atomic_load_n(&reclaim_ns, __ATOMIC_RELAXED) < 250000000ull)
+		return;
+	__atomic_store_n(&reclaim_ns, t, __ATOMIC_RELAXED);
+	if (!ref_table_at(h, 1) || pthread_mutex_trylock(&reclaim_lock) != 0)
+		return;
+	int saved = errno, fd = -1;
+	for (unsigned i = 1; i < RH_MAX_HOLDERS; i++) {
+		struct heap_holder *s = &h->hdr->holders[i];
+		if (!__atomic_load_n(&s->pid, __ATOMIC_RELAXED))
+			continue;
+		if (fd < 0 && (fd = heap_fd(h)) < 0)
+			break;
+		if (os_lock_byte(fd, RH_LOCK_BASE + i) != 0)
+			continue;
+		reclaim_slot(h, fd, i);
+		__atomic_store_n(&s->state, RH_HOLDER_FREE, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
+		os_unlock_byte(fd, RH_LOCK_BASE + i);
+	}
+	pthread_mutex_unlock(&reclaim_lock);
+	errno = saved;
+}
+
+/* Our slot's table, committed in the file the first time (held_lock held);
+ * NULL when there is none to be had. */
+static struct heap_ref_entry *refs_table(struct heap *h)
+{
+	if (h->refs_tried)
+		return h->refs;
+	h->refs_tried = true;
+	uint64_t at = h->holder > 0 ? ref_table_at(h, (unsigned)h->holder) : 0;
+	int saved = errno, fd = at ? heap_fd(h) : -1;
+	if (fd >= 0 && os_commit(fd, at, RH_REF_TABLE_SIZE) == 0)
+		h->refs = (struct heap_ref_entry *)(h->base + at);
+	errno = saved;
+	return h->refs;
+}
+
+/* Our table's entry for e says e's count (held_lock held): a new entry
+ * for a block first held, none once it is no longer held. A full table
+ * leaves the block out: its references stay if we die. */
+static void ref_note(struct heap *h, struct held_ref *e, uint64_t sb_off)
+{
+	struct heap_ref_entry *t = refs_table(h);
+	if (!t)
+		return;
+	if (!e->entry) {
+		uint64_t sb_page = sb_off >> h->page_shift;
+		if (!e->count || sb_page > UINT32_MAX)
+			return;
+		for (uint32_t n = 0; n < RH_REF_ENTRIES && !e->entry; n++) {
+			uint32_t k = (h->refs_next + n) % RH_REF_ENTRIES;
+			if (__atomic_load_n(&t[k].count, __ATOMIC_RELAXED))
+				continue;
+			t[k].offset = e->off;
+			t[k].sb_page = (uint32_t)sb_page;
+			e->entry = k + 1;
+			h->refs_next = (k + 1) % RH_REF_ENTRIES;
+		}
+		if (!e->entry)
+			return;
+	}
+	__atomic_store_n(&t[e->entry - 1].count, e->count, __ATOMIC_RELEASE);
+	if (!e->count)
+		e->entry = 0;
+}
+
+/* Takes a free holder slot: the first one whose lock byte we can lock
+ * (its last holder is gone); what that one left is dropped first. */
 static void claim_holder(struct heap *h)
 {
 	for (int i = 1; i < RH_MAX_HOLDERS; i++) {
 		if (os_lock_byte(h->fd, RH_LOCK_BASE + (uint64_t)i) != 0)
 			continue;
 		struct heap_holder *s = &h->hdr->holders[i];
+		reclaim_slot(h, h->fd, (unsigned)i);
 		uint64_t start = 0;
 		os_proc_start_time(getpid(), &start);
 		__atomic_store_n(&s->start_time, start, __ATOMIC_RELAXED);
@@ -1347,7 +1502,7 @@ void heap_sb_forget(struct heap *h)
 	h->sb_count = 0;
 }
 
-int heap_held_take(struct heap *h, uint64_t off)
+int heap_held_take(struct heap *h, uint64_t sb_off, uint64_t off)
 {
 	int err = 0;
 	held_lock(h);
@@ -1360,9 +1515,12 @@ int heap_held_take(struct heap *h, uint64_t off)
 			h->held_used++;
 		e->off = off;
 		e->count = 0;
+		e->entry = 0;
 	}
-	if (!err)
+	if (!err) {
 		e->count++;
+		ref_note(h, e, sb_off);
+	}
 	held_unlock(h);
 	return err;
 }
@@ -1371,8 +1529,12 @@ bool heap_held_drop(struct heap *h, uint64_t off)
 {
 	held_lock(h);
 	struct held_ref *e = h->held ? held_find(h->held, h->held_cap, off, false) : NULL;
-	if (e && --e->count == 0)
-		e->off = HELD_GONE;
+	if (e) {
+		e->count--;
+		ref_note(h, e, 0);
+		if (!e->count)
+			e->off = HELD_GONE;
+	}
 	held_unlock(h);
 	return e != NULL;
 }
@@ -1432,7 +1594,7 @@ void *heap_attach(const struct rh_shm_ref *ref)
 			return NULL;
 	}
 	void *p = alloc_attach(h, ref->superblock, ref->offset);
-	if (p && h != &own && heap_held_take(h, ref->offset) != 0) {
+	if (p && h != &own && heap_held_take(h, ref->superblock, ref->offset) != 0) {
 		alloc_unattach(h, p);
 		p = NULL;
 		errno = ENOMEM;

@@ -95,6 +95,7 @@ int os_decommit(int fd, uint64_t offset, size_t size);  /* FALLOC_FL_PUNCH_HOLE 
 int os_grow(int fd, uint64_t size);                     /* ftruncate, within RLIMIT_FSIZE */
 int os_shrink(int fd, uint64_t size);                   /* ftruncate */
 int os_lock_byte(int fd, uint64_t offset);              /* F_OFD_SETLK write lock */
+int os_unlock_byte(int fd, uint64_t offset);
 uint64_t os_now_ns(clockid_t clock);                    /* clock_gettime, in ns */
 int os_lock_held(int fd, uint64_t offset, bool *held);  /* F_OFD_GETLK */
 int os_proc_start_time(pid_t pid, uint64_t *ticks);     /* /proc/<pid>/stat field 22 */
@@ -111,7 +112,8 @@ int os_read_small(const char *path, char *buf, size_t size);
  * is mapped at base so that file offset N is at base + N. */
 struct held_ref {
 	uint64_t off;     /* HELD_EMPTY, HELD_GONE, or a block's offset (a multiple of 16) */
-	uint64_t count;
+	uint32_t count;
+	uint32_t entry;   /* 1 + its entry in our reference table in the file, 0: none */
 };
 
 struct heap {
@@ -144,6 +146,13 @@ struct heap {
 	struct held_ref *held;
 	uint32_t held_cap, held_used;
 	pthread_mutex_t held_lock;
+	/* Our slot's reference table in the file (format.h), under held_lock:
+	 * NULL until first used, or when it cannot be (no slot, an older
+	 * format, a full filesystem); refs_next, where to look for a free
+	 * entry first. */
+	struct heap_ref_entry *refs;
+	bool refs_tried;
+	uint32_t refs_next;
 	/* Offsets of superblocks checked against the file (a reference's
 	 * superblock is read through the mapping only once it is known to be
 	 * one: reading a hole would allocate the page, or raise SIGBUS on a
@@ -223,9 +232,12 @@ bool heap_inherited_view(const void *p, struct heap *view);
 size_t heap_inherited_left(const void *p);
 void *heap_attach(const struct rh_shm_ref *ref);
 void heap_foreign_dropped(struct heap *h);
-/* A reference on the block at OFF of the attached heap h is taken (0, or
- * ENOMEM), or given back: false when this process holds none there. */
-int heap_held_take(struct heap *h, uint64_t off);
+/* A reference on the block at OFF (its superblock at SB_OFF) of the
+ * attached heap h is taken (0, or ENOMEM), or given back: false when this
+ * process holds none there. Both keep our slot's reference table in the
+ * file: call take after the block's refcount went up, drop before it goes
+ * down. */
+int heap_held_take(struct heap *h, uint64_t sb_off, uint64_t off);
 /* Whether a DATA superblock starts at sb_off (alloc.c) and what is known of
  * them goes with the heap (heap.c). */
 bool heap_sb_known(struct heap *h, uint64_t sb_off);
@@ -233,6 +245,10 @@ void heap_sb_add(struct heap *h, uint64_t sb_off);
 void heap_sb_forget(struct heap *h);
 bool heap_held_drop(struct heap *h, uint64_t off);
 void heap_exec_leftover(void);
+/* The own heap: drops the references recorded by holders that died (or
+ * exited, or exec'd and then died) without releasing them. At most every
+ * 250 ms unless `now`; cheap when no other process ever attached. */
+void heap_reclaim_dead_holders(bool now);
 #define FOREIGN_RELEASED (-2)      /* struct heap.fd of a reusable entry */
 int heap_ref(const void *p, struct rh_shm_ref *ref);
 
@@ -242,6 +258,10 @@ void free_foreign(struct heap *h, void *p);     /* a block of an attached heap *
 void *realloc_block(void *p, size_t size, uint32_t site);
 size_t block_usable(const void *p);
 void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off);
+/* Drops one reference a dead holder left on the block at OFF of h (its
+ * superblock at SB_OFF), checked as an attach checks it; false when there
+ * is no such shared, allocated block. */
+bool alloc_release_dead(struct heap *h, uint64_t sb_off, uint64_t off);
 /* Gives back the reference alloc_attach took (the attach failed after). */
 void alloc_unattach(struct heap *h, void *p);
 int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off);

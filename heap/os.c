@@ -620,6 +620,12 @@ int os_lock_byte(int fd, uint64_t offset)
 	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
 }
 
+int os_unlock_byte(int fd, uint64_t offset)
+{
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
+	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+}
+
 /* Asked as for a read lock: only another's write lock conflicts with it, not
  * a read lock a reader of the file took (see the reader's lock_held). */
 int os_lock_held(int fd, uint64_t offset, bool *held)

@@ -17,6 +17,8 @@
  *   enabled                -> ok 0|1
  *   stats                  -> ok HEAP_USED HEAP_SIZE ALLOC_FAILURES
  *   exec                   -> replaces itself with a fresh image of this program
+ *   closefds               -> ok                  (closes every descriptor from 3 on)
+ *   fork                   -> ok STATUS           (a child that exits at once, waited for)
  *   return | exit | thread-exit | kill   -> ends that way (after answering ok)
  * End of input returns from main.
  */
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <redhawk/shm.h>
 
@@ -192,6 +195,17 @@ int main(int argc, char **argv)
 			fflush(stdout);
 			execv("/proc/self/exe", argv);
 			printf("err %d\n", errno);
+		} else if (strcmp(line, "closefds") == 0) {
+			closefrom(3);
+			printf("ok\n");
+		} else if (strcmp(line, "fork") == 0) {
+			int status = -1;
+			pid_t c = fork();
+			if (c == 0)
+				_exit(0);
+			if (c > 0)
+				waitpid(c, &status, 0);
+			printf("ok %d\n", status);
 		} else if (strcmp(line, "return") == 0) {
 			printf("ok\n");
 			return 0;

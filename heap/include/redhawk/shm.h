@@ -37,7 +37,9 @@ RH_SHM_API void rh_shm_free(void *ptr);
 RH_SHM_API size_t rh_shm_usable_size(const void *ptr);
 /* 1 if ptr is a block of this process's heap or of an attached one. */
 RH_SHM_API int rh_shm_owns(const void *ptr);
-/* Returns retained free pages to the filesystem (see README). */
+/* Returns retained free pages to the filesystem, and drops the references
+ * that processes gone from this heap's holders left on its blocks (see
+ * README). */
 RH_SHM_API void rh_shm_trim(void);
 
 /* --- References -----------------------------------------------------------
