@@ -67,6 +67,7 @@ static int create_errno;
  * than every 250 ms (a fork child starts afresh). */
 static pthread_mutex_t reclaim_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t reclaim_ns;
+static unsigned reclaim_next;  /* the next slot to look at, less 1 (reclaim_lock) */
 static int fork_pipe[2] = { -1, -1 };
 /* When no pipe can be had (no descriptor left): a shared page the child
  * writes its PID and then "done" to. */
@@ -291,6 +292,7 @@ static int create(struct heap *h)
 	h->fd = fd;
 	h->writes_new_pages = os_is_tmpfs(fd);
 	fill_header(h->hdr, opt, page);
+	h->ref_tables = h->hdr->ref_tables;
 	h->instance = h->hdr->instance;
 	/* Visible under its name only now, initialised and locked. */
 	for (int tries = 0;; tries++) {
@@ -1110,83 +1112,109 @@ static int map_more(struct heap *h)
 
 /* --- Holders' reference tables (format.h) -------------------------------------- */
 
-/* Where slot i's table lies in h's file, 0 when the heap has none (an
- * older minor version) or its header does not hold them. Read once: any
- * holder can write the header. */
-static uint64_t ref_table_at(const struct heap *h, unsigned i)
+/* Where slot i's table lies in h's file, 0 when the heap has none. */
+static inline uint64_t ref_table_at(const struct heap *h, unsigned i)
+{
+	return h->ref_tables ? h->ref_tables + (uint64_t)i * RH_REF_TABLE_SIZE : 0;
+}
+
+/* The reference tables of an attached heap, read once from its header (any
+ * holder can write it later) and taken only where they lie as this version
+ * lays them out; 0 when not (an older minor version, a newer layout). */
+static uint64_t ref_tables_of(const struct heap *h)
 {
 	const struct heap_header *hdr = h->hdr;
 	uint64_t at = __atomic_load_n(&hdr->ref_tables, __ATOMIC_RELAXED);
-	uint64_t size = __atomic_load_n(&hdr->ref_table_size, __ATOMIC_RELAXED);
 	uint64_t end = __atomic_load_n(&hdr->header_size, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&hdr->version_minor, __ATOMIC_RELAXED) < 1 || size != RH_REF_TABLE_SIZE ||
-	    at < sizeof(*hdr) || at % 16 || at > end || (end - at) / size < RH_MAX_HOLDERS ||
-	    end > __atomic_load_n(&h->mapped_end, __ATOMIC_ACQUIRE))
+	size_t page = (size_t)1 << h->page_shift;
+	if (__atomic_load_n(&hdr->version_minor, __ATOMIC_RELAXED) < 1 ||
+	    __atomic_load_n(&hdr->ref_table_size, __ATOMIC_RELAXED) != RH_REF_TABLE_SIZE ||
+	    at != header_fixed(page) || end < header_bytes(page) || end > h->mapped_end)
 		return 0;
-	return at + (uint64_t)i * size;
+	return at;
 }
 
 /* Drops the references recorded in slot i's table: we hold the slot's lock
  * and its holder is gone. Read and written with pread and pwrite, as a
  * table never written is a hole, which a read through the mapping would
- * fill. Each entry is zeroed before its references are dropped: should we
- * die in between, they stay (a leak), and are never dropped twice. The
- * table is a hole again afterwards. The references dropped. */
-static unsigned reclaim_slot(struct heap *h, int fd, unsigned i)
+ * fill. The counts of each piece of the table are zeroed (one write)
+ * before its references are dropped: should we die in between, they stay
+ * (a leak), and are never dropped twice. A child forked (by a signal
+ * handler) in the middle stops at once: the rest is its parent's to do.
+ * The table is a hole again afterwards. */
+static void reclaim_slot(struct heap *h, int fd, unsigned i)
 {
 	uint64_t at = ref_table_at(h, i);
 	if (!at || fd < 0)
-		return 0;
+		return;
 	struct heap_ref_entry e[64];
-	unsigned dropped = 0;
+	uint32_t count[64];
 	bool written = false;
 	int saved = errno;
+	pid_t self = getpid();
 	for (uint64_t pos = at; pos < at + RH_REF_TABLE_SIZE; pos += sizeof(e)) {
 		if (pread(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
 			break;
-		for (unsigned k = 0; k < sizeof(e) / sizeof(e[0]); k++) {
-			uint32_t n = e[k].count, zero = 0;
-			if (!n)
-				continue;
-			written = true;
-			if (pwrite(fd, &zero, sizeof(zero),
-				   (off_t)(pos + k * sizeof(e[0]) + offsetof(struct heap_ref_entry, count))) !=
-			    (ssize_t)sizeof(zero))
-				continue;
+		bool any = false;
+		for (unsigned k = 0; k < 64; k++) {
+			count[k] = e[k].count;
+			any |= count[k] != 0;
+			e[k].count = 0;
+		}
+		if (!any)
+			continue;
+		written = true;
+		if (getpid() != self || pwrite(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
+			break;
+		for (unsigned k = 0; k < 64; k++) {
+			uint32_t n = count[k] < RH_REF_COUNT_MASK ? count[k] : RH_REF_COUNT_MASK;
 			uint64_t sb_off = (uint64_t)e[k].sb_page << h->page_shift;
-			if (n > RH_REF_COUNT_MASK)
-				n = RH_REF_COUNT_MASK;
-			while (n-- && alloc_release_dead(h, sb_off, e[k].offset))
-				dropped++;
+			while (n-- && getpid() == self && alloc_release_dead(h, sb_off, e[k].offset))
+				;
 		}
 	}
-	if (written)
+	if (written && getpid() == self)
 		os_decommit(fd, at, RH_REF_TABLE_SIZE);
 	errno = saved;
-	return dropped;
 }
 
 void heap_reclaim_dead_holders(bool now)
 {
 	struct heap *h = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE);
-	if (!h || h->pid != getpid())
+	if (!h)
 		return;
 	uint64_t t = os_now_ns(CLOCK_MONOTONIC_COARSE);
 	if (!now && t - __atomic_load_n(&reclaim_ns, __ATOMIC_RELAXED) < 250000000ull)
 		return;
 	__atomic_store_n(&reclaim_ns, t, __ATOMIC_RELAXED);
-	if (!ref_table_at(h, 1) || pthread_mutex_trylock(&reclaim_lock) != 0)
+	pid_t self = getpid();
+	if (h->pid != self || !h->ref_tables || pthread_mutex_trylock(&reclaim_lock) != 0)
 		return;
+	/* From an allocation, a few slots and one reclaim at a time, so that
+	 * malloc never waits long; rh_shm_trim does all. */
 	int saved = errno, fd = -1;
-	for (unsigned i = 1; i < RH_MAX_HOLDERS; i++) {
+	unsigned looked = 0, reclaimed = 0;
+	for (unsigned n = 0; n < RH_MAX_HOLDERS - 1; n++) {
+		if (!now && (looked >= 8 || reclaimed))
+			break;
+		unsigned i = 1 + reclaim_next;
+		reclaim_next = (reclaim_next + 1) % (RH_MAX_HOLDERS - 1);
+		/* A child forked by a signal handler has no heap: it stops,
+		 * leaving the slot's lock (its parent's too) alone. */
+		if (__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) != h)
+			return;
 		struct heap_holder *s = &h->hdr->holders[i];
 		if (!__atomic_load_n(&s->pid, __ATOMIC_RELAXED))
 			continue;
+		looked++;
 		if (fd < 0 && (fd = heap_fd(h)) < 0)
 			break;
 		if (os_lock_byte(fd, RH_LOCK_BASE + i) != 0)
 			continue;
+		reclaimed++;
 		reclaim_slot(h, fd, i);
+		if (getpid() != self)
+			return;
 		__atomic_store_n(&s->state, RH_HOLDER_FREE, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
 		os_unlock_byte(fd, RH_LOCK_BASE + i);
@@ -1195,73 +1223,86 @@ void heap_reclaim_dead_holders(bool now)
 	errno = saved;
 }
 
-/* Our slot's table, committed in the file the first time (held_lock held);
- * NULL when there is none to be had. */
+/* Our slot's table, committed in the file before its first use (held_lock
+ * held); NULL when there is none to be had: no slot or no tables, or no
+ * room on the filesystem for now (tried again a second later). */
 static struct heap_ref_entry *refs_table(struct heap *h)
 {
-	if (h->refs_tried)
+	if (h->refs || h->refs_retry_ns == UINT64_MAX)
 		return h->refs;
-	h->refs_tried = true;
+	uint64_t now = os_now_ns(CLOCK_MONOTONIC_COARSE);
+	if (now < h->refs_retry_ns)
+		return NULL;
 	uint64_t at = h->holder > 0 ? ref_table_at(h, (unsigned)h->holder) : 0;
-	int saved = errno, fd = at ? heap_fd(h) : -1;
+	if (!at) {
+		h->refs_retry_ns = UINT64_MAX;
+		return NULL;
+	}
+	int saved = errno, fd = heap_fd(h);
 	if (fd >= 0 && os_commit(fd, at, RH_REF_TABLE_SIZE) == 0)
 		h->refs = (struct heap_ref_entry *)(h->base + at);
+	else
+		h->refs_retry_ns = now + 1000000000ull;
 	errno = saved;
 	return h->refs;
 }
 
-/* Our table's entry for e says e's count (held_lock held): a new entry
- * for a block first held, none once it is no longer held. A full table
- * leaves the block out: its references stay if we die. */
+/* Our table's entry for e says e's count (held_lock held). A take (sb_off
+ * known) of a block without an entry makes one, in an entry our own
+ * records say is free; none is kept once the block is no longer held. A
+ * full table leaves the block out: its references stay if we die. */
 static void ref_note(struct heap *h, struct held_ref *e, uint64_t sb_off)
 {
-	struct heap_ref_entry *t = refs_table(h);
-	if (!t)
-		return;
 	if (!e->entry) {
 		uint64_t sb_page = sb_off >> h->page_shift;
-		if (!e->count || sb_page > UINT32_MAX)
+		if (!sb_off || !e->count || sb_page > UINT32_MAX || !refs_table(h))
 			return;
-		for (uint32_t n = 0; n < RH_REF_ENTRIES && !e->entry; n++) {
-			uint32_t k = (h->refs_next + n) % RH_REF_ENTRIES;
-			if (__atomic_load_n(&t[k].count, __ATOMIC_RELAXED))
-				continue;
-			t[k].offset = e->off;
-			t[k].sb_page = (uint32_t)sb_page;
-			e->entry = k + 1;
-			h->refs_next = (k + 1) % RH_REF_ENTRIES;
-		}
-		if (!e->entry)
+		uint32_t k = RH_REF_ENTRIES;
+		for (unsigned w = 0; w < RH_REF_ENTRIES / 64 && k == RH_REF_ENTRIES; w++)
+			if (~h->refs_used[w])
+				k = w * 64 + (uint32_t)__builtin_ctzll(~h->refs_used[w]);
+		if (k == RH_REF_ENTRIES)
 			return;
+		h->refs_used[k / 64] |= 1ull << (k % 64);
+		h->refs[k].offset = e->off;
+		h->refs[k].sb_page = (uint32_t)sb_page;
+		e->entry = k + 1;
 	}
-	__atomic_store_n(&t[e->entry - 1].count, e->count, __ATOMIC_RELEASE);
-	if (!e->count)
+	uint32_t k = e->entry - 1;
+	__atomic_store_n(&h->refs[k].count, e->count, __ATOMIC_RELEASE);
+	if (!e->count) {
+		h->refs_used[k / 64] &= ~(1ull << (k % 64));
 		e->entry = 0;
+	}
 }
 
 /* Takes a free holder slot: the first one whose lock byte we can lock
  * (its last holder is gone); what that one left is dropped first. */
-static void claim_holder(struct heap *h)
+static void claim_holder(struct heap *h, pid_t self)
 {
+	h->holder = -1;
+	h->ref_tables = ref_tables_of(h);
 	for (int i = 1; i < RH_MAX_HOLDERS; i++) {
 		if (os_lock_byte(h->fd, RH_LOCK_BASE + (uint64_t)i) != 0)
 			continue;
 		struct heap_holder *s = &h->hdr->holders[i];
 		reclaim_slot(h, h->fd, (unsigned)i);
+		if (getpid() != self)
+			return;
 		uint64_t start = 0;
-		os_proc_start_time(getpid(), &start);
+		os_proc_start_time(self, &start);
 		__atomic_store_n(&s->start_time, start, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->state, RH_HOLDER_CLAIMED, __ATOMIC_RELAXED);
-		__atomic_store_n(&s->pid, getpid(), __ATOMIC_RELEASE);
+		__atomic_store_n(&s->pid, self, __ATOMIC_RELEASE);
 		h->holder = i;
 		return;
 	}
-	h->holder = -1;
 }
 
 /* foreign_lock held. */
 static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
 {
+	pid_t self = getpid();
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
 	unsigned slot = n;
 	for (unsigned i = 0; i < n; i++) {
@@ -1327,7 +1368,16 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 		errno = err;
 		return NULL;
 	}
-	claim_holder(h);
+	claim_holder(h, self);
+	if (getpid() != self) {
+		/* A child forked by a signal handler while we made the entry:
+		 * neither published nor copied, it maps the heap shared. */
+		os_release(base, h->reserve);
+		heap_close(h);
+		h->fd = FOREIGN_RELEASED;
+		errno = EAGAIN;
+		return NULL;
+	}
 	if (slot == n)
 		atomic_store_explicit(&nforeign, n + 1, memory_order_release);
 	return h;

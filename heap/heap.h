@@ -146,13 +146,16 @@ struct heap {
 	struct held_ref *held;
 	uint32_t held_cap, held_used;
 	pthread_mutex_t held_lock;
-	/* Our slot's reference table in the file (format.h), under held_lock:
-	 * NULL until first used, or when it cannot be (no slot, an older
-	 * format, a full filesystem); refs_next, where to look for a free
-	 * entry first. */
+	/* Where the holders' reference tables start in the file (format.h),
+	 * 0: none; the own heap's as made, an attached one's as read once.
+	 * Under held_lock: our slot's table (NULL until first used, or when it
+	 * cannot be: no slot or no tables, then refs_retry_ns is UINT64_MAX;
+	 * a full filesystem, then the time to try again), and which of its
+	 * entries are ours (a bit each). */
+	uint64_t ref_tables;
 	struct heap_ref_entry *refs;
-	bool refs_tried;
-	uint32_t refs_next;
+	uint64_t refs_retry_ns;
+	uint64_t refs_used[RH_REF_ENTRIES / 64];
 	/* Offsets of superblocks checked against the file (a reference's
 	 * superblock is read through the mapping only once it is known to be
 	 * one: reading a hole would allocate the page, or raise SIGBUS on a

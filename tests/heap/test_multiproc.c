@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1061,6 +1062,136 @@ static void test_multiproc_hostile_reference_table(void **state)
 	assert_int_equal(wait_used(base), base);
 }
 
+static void test_multiproc_full_reference_table(void **state)
+{
+	(void)state;
+	enum { N = RH_REF_ENTRIES + 2 };
+	static unsigned char *b[N];
+	struct peer a;
+	int id[N];
+	start(&a);
+	for (unsigned i = 0; i < N; i++) {
+		b[i] = rh_shm_alloc(32);
+		assert_non_null(b[i]);
+		pattern_fill(b[i], 32, i);
+		id[i] = share(&a, b[i], 32, i);
+	}
+	/* The table holds the first RH_REF_ENTRIES blocks. The last block
+	 * gets two more references; the first block's entry is freed; one
+	 * reference on the last block goes back, which makes no entry; a take
+	 * of it then makes one that says all three references it holds. */
+	share(&a, b[N - 1], 32, N - 1);
+	int extra = share(&a, b[N - 1], 32, N - 1);
+	assert_int_equal(peer_cmd(&a, NULL, 0, "free %d", id[0]), 0);
+	assert_int_equal(peer_cmd(&a, NULL, 0, "free %d", extra), 0);
+	share(&a, b[N - 1], 32, N - 1);
+	assert_int_equal(refs_on(b[N - 1]), 4);
+	peer_kill(&a);
+	rh_shm_trim();
+	/* Block N-2 had no entry: its reference stays (README). */
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(refs_on(b[i]), i == N - 2 ? 2 : 1);
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(b[i]);
+	assert_int_equal(heap_used(), base + 32);
+}
+
+/* A header whose reference-table fields another process changed: the
+ * creator goes by the layout it made. */
+static void test_multiproc_creator_ignores_forged_table_layout(void **state)
+{
+	(void)state;
+	unsigned char *p = rh_shm_alloc(1000);
+	assert_non_null(p);
+	pattern_fill(p, 1000, 11);
+	struct heap_header *hdr = rh_heap->hdr;
+	uint64_t tables = hdr->ref_tables;
+	uint32_t size = hdr->header_size;
+	hdr->ref_tables = size;  /* the first superblock */
+	hdr->header_size = size + 64 * RH_REF_TABLE_SIZE;
+	for (unsigned i = 1; i < RH_MAX_HOLDERS; i++)
+		if (!hdr->holders[i].pid)
+			hdr->holders[i].pid = dead_pid();
+	rh_shm_trim();
+	hdr->ref_tables = tables;
+	hdr->header_size = size;
+	assert_true(pattern_ok(p, 1000, 11));
+	void *more[64];
+	for (unsigned i = 0; i < 64; i++) {
+		more[i] = rh_shm_alloc(16 + i * 64);
+		assert_non_null(more[i]);
+		memset(more[i], 0x5a, 16 + i * 64);
+	}
+	for (unsigned i = 0; i < 64; i++)
+		rh_shm_free(more[i]);
+	rh_shm_free(p);
+	assert_int_equal(wait_used(base), base);
+}
+
+/* A signal handler that forks while the creator drops a dead holder's
+ * references: the child, which has no heap, stops (it crashed reading its
+ * cleared heap), and every reference is dropped once, by the parent. */
+static pid_t reclaimer;
+
+static void fork_now(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	(void)fork();
+	errno = saved;
+}
+
+static void test_multiproc_fork_in_handler_during_reclaim(void **state)
+{
+	(void)state;
+	enum { N = 200, PEERS = 4, ROUNDS = 12 };
+	static unsigned char *b[N];
+	reclaimer = getpid();
+	for (unsigned i = 0; i < N; i++) {
+		b[i] = rh_shm_alloc(48);
+		assert_non_null(b[i]);
+		pattern_fill(b[i], 48, i);
+	}
+	struct sigaction sa = { .sa_handler = fork_now }, old;
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+	unsigned forked = 0;
+	for (unsigned round = 0; round < ROUNDS; round++) {
+		struct peer a[PEERS];
+		for (unsigned k = 0; k < PEERS; k++) {
+			start(&a[k]);
+			for (unsigned i = 0; i < N; i++)
+				share(&a[k], b[i], 48, i);
+		}
+		for (unsigned k = 0; k < PEERS; k++)
+			peer_kill(&a[k]);
+		assert_int_equal(refs_on(b[0]), 1 + PEERS);
+		struct itimerval t = { { 0, 0 }, { 0, 50 + (long)round * 150 } };
+		assert_int_equal(setitimer(ITIMER_REAL, &t, NULL), 0);
+		rh_shm_trim();
+		while (getpid() == reclaimer && !getitimer(ITIMER_REAL, &t) && t.it_value.tv_usec)
+			usleep(100);
+		if (getpid() != reclaimer)
+			_exit(0);  /* a child that got out: it did no harm */
+		int status;
+		pid_t c;
+		while ((c = waitpid(-1, &status, WNOHANG)) > 0) {
+			forked++;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				fail_msg("round %u: the child forked in the handler ended with status 0x%x", round, status);
+		}
+		rh_shm_trim();
+		for (unsigned i = 0; i < N; i++)
+			if (refs_on(b[i]) != 1)
+				fail_msg("round %u: block %u has %u references, not 1", round, i, refs_on(b[i]));
+	}
+	sigaction(SIGALRM, &old, NULL);
+	print_message("%u of %u rounds forked in the handler\n", forked, ROUNDS);
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(b[i]);
+	assert_int_equal(wait_used(base), base);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1119,6 +1250,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiproc_holder_closing_descriptors_keeps_references, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_forked_child_leaves_holder_references, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_hostile_reference_table, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_full_reference_table, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_creator_ignores_forged_table_layout, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_fork_in_handler_during_reclaim, baseline, reap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
