@@ -849,14 +849,33 @@ static uint32_t refs_on(const void *p)
 	return __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE) & RH_REF_COUNT_MASK;
 }
 
+/* A block of ours of SIZE bytes, filled with the pattern of SEED. */
+static unsigned char *patterned(size_t size, unsigned seed)
+{
+	unsigned char *p = rh_shm_alloc(size);
+	assert_non_null(p);
+	pattern_fill(p, size, seed);
+	return p;
+}
+
+/* Our reference on p (SIZE bytes, pattern SEED) goes, and a trim: the live
+ * holder a keeps its reference ID, reads the block, and gives it back. */
+static void holder_keeps(struct peer *a, unsigned char *p, size_t size, unsigned seed, int id)
+{
+	rh_shm_free(p);
+	rh_shm_trim();
+	assert_int_equal(heap_used(), base + size);
+	assert_int_equal(refs_on(p), 1);
+	assert_int_equal(peer_cmd(a, NULL, 0, "check %d %zu %u", id, size, seed), 0);
+	assert_int_equal(peer_cmd(a, NULL, 0, "free %d", id), 0);
+	assert_int_equal(wait_used(base), base);
+	assert_int_equal(peer_finish(a), 0);
+}
+
 static void test_multiproc_killed_holder_references_are_dropped(void **state)
 {
 	(void)state;
-	unsigned char *p = rh_shm_alloc(5000), *q = rh_shm_alloc(200000);
-	assert_non_null(p);
-	assert_non_null(q);
-	pattern_fill(p, 5000, 1);
-	pattern_fill(q, 200000, 2);
+	unsigned char *p = patterned(5000, 1), *q = patterned(200000, 2);
 	struct peer a;
 	start(&a);
 	share(&a, p, 5000, 1);
@@ -879,11 +898,7 @@ static void test_multiproc_killed_holder_references_are_dropped(void **state)
 static void test_multiproc_next_holder_drops_what_a_dead_one_held(void **state)
 {
 	(void)state;
-	unsigned char *p = rh_shm_alloc(3000), *r = rh_shm_alloc(100);
-	assert_non_null(p);
-	assert_non_null(r);
-	pattern_fill(p, 3000, 3);
-	pattern_fill(r, 100, 4);
+	unsigned char *p = patterned(3000, 3), *r = patterned(100, 4);
 	struct peer a, b;
 	start(&a);
 	share(&a, p, 3000, 3);
@@ -905,9 +920,7 @@ static void test_multiproc_next_holder_drops_what_a_dead_one_held(void **state)
 static void test_multiproc_exited_holder_references_are_dropped(void **state)
 {
 	(void)state;
-	unsigned char *p = rh_shm_alloc(70000);
-	assert_non_null(p);
-	pattern_fill(p, 70000, 5);
+	unsigned char *p = patterned(70000, 5);
 	struct peer a;
 	start(&a);
 	share(&a, p, 70000, 5);
@@ -923,11 +936,7 @@ static void test_multiproc_exited_holder_references_are_dropped(void **state)
 static void test_multiproc_exec_drops_the_old_image_references(void **state)
 {
 	(void)state;
-	unsigned char *p = rh_shm_alloc(4000), *r = rh_shm_alloc(50);
-	assert_non_null(p);
-	assert_non_null(r);
-	pattern_fill(p, 4000, 6);
-	pattern_fill(r, 50, 7);
+	unsigned char *p = patterned(4000, 6), *r = patterned(50, 7);
 	struct peer a, b;
 	start(&a);
 	share(&a, p, 4000, 6);
@@ -939,9 +948,7 @@ static void test_multiproc_exec_drops_the_old_image_references(void **state)
 	assert_int_equal(heap_used(), base + 50);
 	/* The same when the new image attaches first, taking the old one's
 	 * slot. */
-	p = rh_shm_alloc(4000);
-	assert_non_null(p);
-	pattern_fill(p, 4000, 6);
+	p = patterned(4000, 6);
 	start(&b);
 	share(&b, p, 4000, 6);
 	assert_int_equal(peer_cmd(&b, NULL, 0, "exec"), 0);
@@ -959,31 +966,20 @@ static void test_multiproc_exec_drops_the_old_image_references(void **state)
 static void test_multiproc_holder_closing_descriptors_keeps_references(void **state)
 {
 	(void)state;
-	unsigned char *p = rh_shm_alloc(6000);
-	assert_non_null(p);
-	pattern_fill(p, 6000, 8);
+	unsigned char *p = patterned(6000, 8);
 	struct peer a;
 	start(&a);
 	int id = share(&a, p, 6000, 8);
 	/* It closes every descriptor, ours too: its mapping of the heap keeps
 	 * the open file, and the lock with it. */
 	assert_int_equal(peer_cmd(&a, NULL, 0, "closefds"), 0);
-	rh_shm_free(p);
-	rh_shm_trim();
-	assert_int_equal(heap_used(), base + 6000);
-	assert_int_equal(refs_on(p), 1);
-	assert_int_equal(peer_cmd(&a, NULL, 0, "check %d 6000 8", id), 0);
-	assert_int_equal(peer_cmd(&a, NULL, 0, "free %d", id), 0);
-	assert_int_equal(wait_used(base), base);
-	assert_int_equal(peer_finish(&a), 0);
+	holder_keeps(&a, p, 6000, 8, id);
 }
 
 static void test_multiproc_forked_child_leaves_holder_references(void **state)
 {
 	(void)state;
-	unsigned char *p = rh_shm_alloc(9000);
-	assert_non_null(p);
-	pattern_fill(p, 9000, 9);
+	unsigned char *p = patterned(9000, 9);
 	struct peer a;
 	char reply[64];
 	start(&a);
@@ -991,14 +987,8 @@ static void test_multiproc_forked_child_leaves_holder_references(void **state)
 	/* The child shares the holder's lock, and ends: the lock stays. */
 	assert_int_equal(peer_cmd(&a, reply, sizeof(reply), "fork"), 0);
 	assert_string_equal(reply, "ok 0");
-	rh_shm_free(p);
-	rh_shm_trim();
-	assert_int_equal(heap_used(), base + 9000);
 	assert_int_equal(holders(rh_shm_heap_name()), 2);
-	assert_int_equal(peer_cmd(&a, NULL, 0, "check %d 9000 9", id), 0);
-	assert_int_equal(peer_cmd(&a, NULL, 0, "free %d", id), 0);
-	assert_int_equal(wait_used(base), base);
-	assert_int_equal(peer_finish(&a), 0);
+	holder_keeps(&a, p, 9000, 9, id);
 }
 
 /* A pid no process has: a child of ours, reaped. */
@@ -1071,9 +1061,7 @@ static void test_multiproc_full_reference_table(void **state)
 	int id[N];
 	start(&a);
 	for (unsigned i = 0; i < N; i++) {
-		b[i] = rh_shm_alloc(32);
-		assert_non_null(b[i]);
-		pattern_fill(b[i], 32, i);
+		b[i] = patterned(32, i);
 		id[i] = share(&a, b[i], 32, i);
 	}
 	/* The table holds the first RH_REF_ENTRIES blocks. The last block
@@ -1101,9 +1089,7 @@ static void test_multiproc_full_reference_table(void **state)
 static void test_multiproc_creator_ignores_forged_table_layout(void **state)
 {
 	(void)state;
-	unsigned char *p = rh_shm_alloc(1000);
-	assert_non_null(p);
-	pattern_fill(p, 1000, 11);
+	unsigned char *p = patterned(1000, 11);
 	struct heap_header *hdr = rh_heap->hdr;
 	uint64_t tables = hdr->ref_tables;
 	uint32_t size = hdr->header_size;
@@ -1147,11 +1133,8 @@ static void test_multiproc_fork_in_handler_during_reclaim(void **state)
 	enum { N = 200, PEERS = 4, ROUNDS = 12 };
 	static unsigned char *b[N];
 	reclaimer = getpid();
-	for (unsigned i = 0; i < N; i++) {
-		b[i] = rh_shm_alloc(48);
-		assert_non_null(b[i]);
-		pattern_fill(b[i], 48, i);
-	}
+	for (unsigned i = 0; i < N; i++)
+		b[i] = patterned(48, i);
 	struct sigaction sa = { .sa_handler = fork_now }, old;
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
