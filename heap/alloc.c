@@ -1305,7 +1305,6 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 		/* A miss: the cached spans go back first, so they merge with
 		 * their neighbours instead of fragmenting the pool. */
 		lcache_flush();
-		heap_reclaim_dead_holders(false);
 		pthread_mutex_lock(&pl->lock);
 		drain_remote(h, pl);
 		drain_others(h, pl);
@@ -1329,6 +1328,8 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 			}
 			if (!err)
 				goto placed;
+			/* Before the heap grows: what dead holders kept. */
+			heap_reclaim_dead_holders(false);
 			pthread_mutex_lock(&pl->lock);
 			err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, SPAN_GROW);
 		}
@@ -1575,14 +1576,11 @@ __attribute__((noinline)) void free_slow(struct heap *h, struct block_header *bh
 
 static struct block_header *check_block(struct heap *h, uint64_t sb_off, uint64_t off);
 
-/* Drops a reference on block bh of the attached heap h; on the last one,
- * counts the free there and hands the block to its owner's pool (its remote
+/* The last reference on block bh of the attached heap h is gone: counts
+ * the free there and hands the block to its owner's pool (its remote
  * list). */
-static void unref_foreign(struct heap *h, struct block_header *bh)
+static void foreign_freed(struct heap *h, struct block_header *bh)
 {
-	stat_add(blocks_released, 1);
-	if (!unref(bh))
-		return;
 	struct superblock *sb = sb_at(h, bh->sb_page);
 	uint64_t size = size_in(h, bh);
 	struct heap_header *hdr = h->hdr;
@@ -1594,17 +1592,33 @@ static void unref_foreign(struct heap *h, struct block_header *bh)
 	remote_push(h, sb->pool % RH_MAX_POOLS, off, off, 1);
 }
 
-bool alloc_release_dead(struct heap *h, uint64_t sb_off, uint64_t off)
+/* Drops a reference on block bh of the attached heap h. */
+static void unref_foreign(struct heap *h, struct block_header *bh)
+{
+	stat_add(blocks_released, 1);
+	if (unref(bh))
+		foreign_freed(h, bh);
+}
+
+uint32_t alloc_release_dead(struct heap *h, uint64_t sb_off, uint64_t off, uint32_t n)
 {
 	struct block_header *bh = check_block(h, sb_off, off);
 	if (!bh)
-		return false;
-	/* Only a block that was handed out by reference, allocated still. */
-	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE);
-	if (!(r & RH_REF_SHARED) || r == RH_REF_MARKER || (r & RH_REF_COUNT_MASK) == 0)
-		return false;
-	unref_foreign(h, bh);
-	return true;
+		return 0;
+	/* Only a block that was handed out by reference, allocated still;
+	 * all n at once, or as many as it has. */
+	uint32_t r = __atomic_load_n(&bh->refcount, __ATOMIC_ACQUIRE), have, k, to;
+	do {
+		have = r & RH_REF_COUNT_MASK;
+		if (!(r & RH_REF_SHARED) || r == RH_REF_MARKER || !have)
+			return 0;
+		k = n < have ? n : have;
+		to = k == have ? r & RH_REF_DISPLACED : r - k;
+	} while (!__atomic_compare_exchange_n(&bh->refcount, &r, to, true, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+	stat_add(blocks_released, k);
+	if (k == have)
+		foreign_freed(h, bh);
+	return k;
 }
 
 void alloc_unattach(struct heap *h, void *p)
@@ -1991,6 +2005,8 @@ void alloc_trim(void)
 	if (!h)
 		return;
 	heap_reclaim_dead_holders(true);
+	if (__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) != h)
+		return;  /* a child forked by a signal handler meanwhile */
 	if (rh_tc.heap == h)
 		tcache_flush_all();
 	for (unsigned i = 0; i < RH_MAX_POOLS; i++) {

@@ -1135,13 +1135,12 @@ static uint64_t ref_tables_of(const struct heap *h)
 }
 
 /* Drops the references recorded in slot i's table: we hold the slot's lock
- * and its holder is gone. Read and written with pread and pwrite, as a
- * table never written is a hole, which a read through the mapping would
- * fill. The counts of each piece of the table are zeroed (one write)
- * before its references are dropped: should we die in between, they stay
- * (a leak), and are never dropped twice. A child forked (by a signal
- * handler) in the middle stops at once: the rest is its parent's to do.
- * The table is a hole again afterwards. */
+ * and its holder is gone (callers hold signals back). Read and written
+ * with pread and pwrite, as a table never written is a hole, which a read
+ * through the mapping would fill. The counts of each piece of the table
+ * are zeroed (one write) before its references are dropped: should we die
+ * in between, they stay (a leak), and are never dropped twice. The table
+ * is a hole again afterwards. */
 static void reclaim_slot(struct heap *h, int fd, unsigned i)
 {
 	uint64_t at = ref_table_at(h, i);
@@ -1149,9 +1148,7 @@ static void reclaim_slot(struct heap *h, int fd, unsigned i)
 		return;
 	struct heap_ref_entry e[64];
 	uint32_t count[64];
-	bool written = false;
 	int saved = errno;
-	pid_t self = getpid();
 	for (uint64_t pos = at; pos < at + RH_REF_TABLE_SIZE; pos += sizeof(e)) {
 		if (pread(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
 			break;
@@ -1163,18 +1160,13 @@ static void reclaim_slot(struct heap *h, int fd, unsigned i)
 		}
 		if (!any)
 			continue;
-		written = true;
-		if (getpid() != self || pwrite(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
+		if (pwrite(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
 			break;
-		for (unsigned k = 0; k < 64; k++) {
-			uint32_t n = count[k] < RH_REF_COUNT_MASK ? count[k] : RH_REF_COUNT_MASK;
-			uint64_t sb_off = (uint64_t)e[k].sb_page << h->page_shift;
-			while (n-- && getpid() == self && alloc_release_dead(h, sb_off, e[k].offset))
-				;
-		}
+		for (unsigned k = 0; k < 64; k++)
+			if (count[k])
+				alloc_release_dead(h, (uint64_t)e[k].sb_page << h->page_shift, e[k].offset, count[k]);
 	}
-	if (written && getpid() == self)
-		os_decommit(fd, at, RH_REF_TABLE_SIZE);
+	os_decommit(fd, at, RH_REF_TABLE_SIZE);
 	errno = saved;
 }
 
@@ -1187,22 +1179,25 @@ void heap_reclaim_dead_holders(bool now)
 	if (!now && t - __atomic_load_n(&reclaim_ns, __ATOMIC_RELAXED) < 250000000ull)
 		return;
 	__atomic_store_n(&reclaim_ns, t, __ATOMIC_RELAXED);
-	pid_t self = getpid();
-	if (h->pid != self || !h->ref_tables || pthread_mutex_trylock(&reclaim_lock) != 0)
+	if (h->pid != getpid() || !h->ref_tables)
+		return;
+	if (now)
+		pthread_mutex_lock(&reclaim_lock);
+	else if (pthread_mutex_trylock(&reclaim_lock) != 0)
 		return;
 	/* From an allocation, a few slots and one reclaim at a time, so that
-	 * malloc never waits long; rh_shm_trim does all. */
+	 * malloc does not wait long; rh_shm_trim does all. Signals are held
+	 * back: a child forked by a handler would go on with its parent's
+	 * work, on a heap cleared at fork. */
 	int saved = errno, fd = -1;
 	unsigned looked = 0, reclaimed = 0;
+	sigset_t old;
+	os_signals_block(&old);
 	for (unsigned n = 0; n < RH_MAX_HOLDERS - 1; n++) {
 		if (!now && (looked >= 8 || reclaimed))
 			break;
 		unsigned i = 1 + reclaim_next;
 		reclaim_next = (reclaim_next + 1) % (RH_MAX_HOLDERS - 1);
-		/* A child forked by a signal handler has no heap: it stops,
-		 * leaving the slot's lock (its parent's too) alone. */
-		if (__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) != h)
-			return;
 		struct heap_holder *s = &h->hdr->holders[i];
 		if (!__atomic_load_n(&s->pid, __ATOMIC_RELAXED))
 			continue;
@@ -1213,13 +1208,12 @@ void heap_reclaim_dead_holders(bool now)
 			continue;
 		reclaimed++;
 		reclaim_slot(h, fd, i);
-		if (getpid() != self)
-			return;
 		__atomic_store_n(&s->state, RH_HOLDER_FREE, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
 		os_unlock_byte(fd, RH_LOCK_BASE + i);
 	}
 	pthread_mutex_unlock(&reclaim_lock);
+	os_signals_restore(&old);
 	errno = saved;
 }
 
@@ -1278,17 +1272,16 @@ static void ref_note(struct heap *h, struct held_ref *e, uint64_t sb_off)
 
 /* Takes a free holder slot: the first one whose lock byte we can lock
  * (its last holder is gone); what that one left is dropped first. */
-static void claim_holder(struct heap *h, pid_t self)
+static void claim_holder(struct heap *h)
 {
 	h->holder = -1;
 	h->ref_tables = ref_tables_of(h);
+	pid_t self = getpid();
 	for (int i = 1; i < RH_MAX_HOLDERS; i++) {
 		if (os_lock_byte(h->fd, RH_LOCK_BASE + (uint64_t)i) != 0)
 			continue;
 		struct heap_holder *s = &h->hdr->holders[i];
 		reclaim_slot(h, h->fd, (unsigned)i);
-		if (getpid() != self)
-			return;
 		uint64_t start = 0;
 		os_proc_start_time(self, &start);
 		__atomic_store_n(&s->start_time, start, __ATOMIC_RELAXED);
@@ -1299,10 +1292,9 @@ static void claim_holder(struct heap *h, pid_t self)
 	}
 }
 
-/* foreign_lock held. */
-static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
+/* foreign_lock held, signals held back (open_foreign). */
+static struct heap *open_foreign_masked(const struct rh_shm_ref *ref, const struct options *opt)
 {
-	pid_t self = getpid();
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
 	unsigned slot = n;
 	for (unsigned i = 0; i < n; i++) {
@@ -1368,18 +1360,22 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 		errno = err;
 		return NULL;
 	}
-	claim_holder(h, self);
-	if (getpid() != self) {
-		/* A child forked by a signal handler while we made the entry:
-		 * neither published nor copied, it maps the heap shared. */
-		os_release(base, h->reserve);
-		heap_close(h);
-		h->fd = FOREIGN_RELEASED;
-		errno = EAGAIN;
-		return NULL;
-	}
+	claim_holder(h);
 	if (slot == n)
 		atomic_store_explicit(&nforeign, n + 1, memory_order_release);
+	return h;
+}
+
+/* An attached heap's entry, opened (and its slot claimed) if it is not
+ * yet: foreign_lock held. Signals are held back meanwhile: a child forked
+ * by a handler would otherwise finish the making of an entry that is its
+ * parent's, with its parent's lock and shared mapping. */
+static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
+{
+	sigset_t old;
+	os_signals_block(&old);
+	struct heap *h = open_foreign_masked(ref, opt);
+	os_signals_restore(&old);
 	return h;
 }
 

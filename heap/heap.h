@@ -7,6 +7,7 @@
 #ifndef RH_HEAP_H
 #define RH_HEAP_H
 
+#include <bits/types/sigset_t.h>  /* sigset_t alone: signal.h brings REG_* names */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -96,6 +97,8 @@ int os_grow(int fd, uint64_t size);                     /* ftruncate, within RLI
 int os_shrink(int fd, uint64_t size);                   /* ftruncate */
 int os_lock_byte(int fd, uint64_t offset);              /* F_OFD_SETLK write lock */
 int os_unlock_byte(int fd, uint64_t offset);
+void os_signals_block(sigset_t *old);
+void os_signals_restore(const sigset_t *old);
 uint64_t os_now_ns(clockid_t clock);                    /* clock_gettime, in ns */
 int os_lock_held(int fd, uint64_t offset, bool *held);  /* F_OFD_GETLK */
 int os_proc_start_time(pid_t pid, uint64_t *ticks);     /* /proc/<pid>/stat field 22 */
@@ -261,10 +264,11 @@ void free_foreign(struct heap *h, void *p);     /* a block of an attached heap *
 void *realloc_block(void *p, size_t size, uint32_t site);
 size_t block_usable(const void *p);
 void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off);
-/* Drops one reference a dead holder left on the block at OFF of h (its
- * superblock at SB_OFF), checked as an attach checks it; false when there
- * is no such shared, allocated block. */
-bool alloc_release_dead(struct heap *h, uint64_t sb_off, uint64_t off);
+/* Drops up to N references a dead holder left on the block at OFF of h
+ * (its superblock at SB_OFF), checked as an attach checks it: no more than
+ * the block has, none when it is not a shared, allocated block. The
+ * references dropped. */
+uint32_t alloc_release_dead(struct heap *h, uint64_t sb_off, uint64_t off, uint32_t n);
 /* Gives back the reference alloc_attach took (the attach failed after). */
 void alloc_unattach(struct heap *h, void *p);
 int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off);

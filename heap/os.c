@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/falloc.h>
 #include <linux/magic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -618,6 +620,30 @@ int os_lock_byte(int fd, uint64_t offset)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
 	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+}
+
+/* Every signal but those a fault raises is held back, in this thread, until
+ * os_signals_restore: a handler that forks cannot leave a child halfway
+ * through work that is its parent's. The system call, not the C library's
+ * wrapper (which the shim interposes); the set leaves out the C library's
+ * own signals. */
+void os_signals_block(sigset_t *old)
+{
+	sigset_t all;
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGTRAP);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, old, _NSIG / 8);
+}
+
+void os_signals_restore(const sigset_t *old)
+{
+	int saved = errno;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, old, NULL, _NSIG / 8);
+	errno = saved;
 }
 
 int os_unlock_byte(int fd, uint64_t offset)
