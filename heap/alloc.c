@@ -1328,9 +1328,12 @@ static void *large_alloc(size_t size, size_t align, uint32_t site, size_t room)
 			}
 			if (!err)
 				goto placed;
-			/* Before the heap grows: what dead holders kept. */
+			/* Before the heap grows: what dead holders kept, which
+			 * goes onto the pools' remote-free lists. */
 			heap_reclaim_dead_holders(false);
 			pthread_mutex_lock(&pl->lock);
+			drain_remote(h, pl);
+			drain_others(h, pl);
 			err = span_alloc(h, pl, (uint32_t)pages64, commit, false, &r, SPAN_GROW);
 		}
 		if (err) {
@@ -1871,7 +1874,7 @@ static bool sb_is_known(struct heap *h, uint64_t sb_off)
 		return true;
 	struct superblock head;
 	const size_t n = offsetof(struct superblock, journal_end);
-	if (pread(fd, &head, n, (off_t)sb_off) != (ssize_t)n || head.magic != RH_SB_MAGIC ||
+	if (os_pread(fd, &head, n, sb_off) != (ssize_t)n || head.magic != RH_SB_MAGIC ||
 	    head.kind != RH_SB_DATA || head.offset != sb_off) {
 		errno = saved;
 		return false;

@@ -1150,7 +1150,7 @@ static void reclaim_slot(struct heap *h, int fd, unsigned i)
 	uint32_t count[64];
 	int saved = errno;
 	for (uint64_t pos = at; pos < at + RH_REF_TABLE_SIZE; pos += sizeof(e)) {
-		if (pread(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
+		if (os_pread(fd, e, sizeof(e), pos) != (ssize_t)sizeof(e))
 			break;
 		bool any = false;
 		for (unsigned k = 0; k < 64; k++) {
@@ -1160,7 +1160,7 @@ static void reclaim_slot(struct heap *h, int fd, unsigned i)
 		}
 		if (!any)
 			continue;
-		if (pwrite(fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
+		if (syscall(SYS_pwrite64, fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
 			break;
 		for (unsigned k = 0; k < 64; k++)
 			if (count[k])
@@ -1179,20 +1179,20 @@ void heap_reclaim_dead_holders(bool now)
 	if (!now && t - __atomic_load_n(&reclaim_ns, __ATOMIC_RELAXED) < 250000000ull)
 		return;
 	__atomic_store_n(&reclaim_ns, t, __ATOMIC_RELAXED);
-	if (h->pid != getpid() || !h->ref_tables)
+	/* Quiet from here: a child forked by a signal handler would go on
+	 * with its parent's work on a heap cleared at fork, and a cancelled
+	 * thread would leave the locks held. */
+	struct os_quiet q;
+	os_quiet_begin(&q);
+	if (__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) != h || h->pid != getpid() || !h->ref_tables ||
+	    (now ? pthread_mutex_lock(&reclaim_lock) : pthread_mutex_trylock(&reclaim_lock)) != 0) {
+		os_quiet_end(&q);
 		return;
-	if (now)
-		pthread_mutex_lock(&reclaim_lock);
-	else if (pthread_mutex_trylock(&reclaim_lock) != 0)
-		return;
+	}
 	/* From an allocation, a few slots and one reclaim at a time, so that
-	 * malloc does not wait long; rh_shm_trim does all. Signals are held
-	 * back: a child forked by a handler would go on with its parent's
-	 * work, on a heap cleared at fork. */
+	 * malloc does not wait long; rh_shm_trim does all. */
 	int saved = errno, fd = -1;
 	unsigned looked = 0, reclaimed = 0;
-	sigset_t old;
-	os_signals_block(&old);
 	for (unsigned n = 0; n < RH_MAX_HOLDERS - 1; n++) {
 		if (!now && (looked >= 8 || reclaimed))
 			break;
@@ -1213,7 +1213,7 @@ void heap_reclaim_dead_holders(bool now)
 		os_unlock_byte(fd, RH_LOCK_BASE + i);
 	}
 	pthread_mutex_unlock(&reclaim_lock);
-	os_signals_restore(&old);
+	os_quiet_end(&q);
 	errno = saved;
 }
 
@@ -1292,8 +1292,10 @@ static void claim_holder(struct heap *h)
 	}
 }
 
-/* foreign_lock held, signals held back (open_foreign). */
-static struct heap *open_foreign_masked(const struct rh_shm_ref *ref, const struct options *opt)
+/* foreign_lock held, quiet (os_quiet_begin): a child forked by a signal
+ * handler would otherwise finish the making of an entry that is its
+ * parent's, with its parent's lock and shared mapping. */
+static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
 {
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
 	unsigned slot = n;
@@ -1366,25 +1368,14 @@ static struct heap *open_foreign_masked(const struct rh_shm_ref *ref, const stru
 	return h;
 }
 
-/* An attached heap's entry, opened (and its slot claimed) if it is not
- * yet: foreign_lock held. Signals are held back meanwhile: a child forked
- * by a handler would otherwise finish the making of an entry that is its
- * parent's, with its parent's lock and shared mapping. */
-static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
-{
-	sigset_t old;
-	os_signals_block(&old);
-	struct heap *h = open_foreign_masked(ref, opt);
-	os_signals_restore(&old);
-	return h;
-}
-
 /* One reference taken through h was dropped. When none is left, the heap is
  * unmapped and closed (which drops our holder lock), and its entry reused. */
 void heap_foreign_dropped(struct heap *h)
 {
 	if (__atomic_sub_fetch(&h->attached, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
+	struct os_quiet q;
+	os_quiet_begin(&q);
 	pthread_mutex_lock(&foreign_lock);
 	if (__atomic_load_n(&h->attached, __ATOMIC_ACQUIRE) == 0 && h->fd >= 0) {
 		__atomic_store_n(&h->mapped_end, 0, __ATOMIC_RELEASE);
@@ -1399,6 +1390,7 @@ void heap_foreign_dropped(struct heap *h)
 		heap_sb_forget(h);
 	}
 	pthread_mutex_unlock(&foreign_lock);
+	os_quiet_end(&q);
 }
 
 /* --- References this process holds on attached heaps ---------------------------- */
@@ -1628,6 +1620,8 @@ void *heap_attach(const struct rh_shm_ref *ref)
 		/* Options first: options_get takes create_lock, which fork's
 		 * prepare handler takes before foreign_lock. */
 		const struct options *opt = options_get();
+		struct os_quiet q;
+		os_quiet_begin(&q);
 		pthread_mutex_lock(&foreign_lock);
 		h = open_foreign(ref, opt);
 		if (h) {
@@ -1636,6 +1630,7 @@ void *heap_attach(const struct rh_shm_ref *ref)
 			__atomic_add_fetch(&h->attached, 1, __ATOMIC_ACQ_REL);
 		}
 		pthread_mutex_unlock(&foreign_lock);
+		os_quiet_end(&q);
 		if (!h)
 			return NULL;
 	}

@@ -559,8 +559,8 @@ int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *ma
 	uint64_t at = offset, end = offset + size;
 	while (at < end) {
 		uint64_t pieces = (end - at) / sizeof(zeros);
-		ssize_t w = pieces ? pwritev(fd, zero_pieces, pieces < 64 ? (int)pieces : 64, (off_t)at)
-				   : pwrite(fd, zeros, (size_t)(end - at), (off_t)at);
+		ssize_t w = pieces ? syscall(SYS_pwritev, fd, zero_pieces, pieces < 64 ? (int)pieces : 64, (off_t)at, 0)
+				   : syscall(SYS_pwrite64, fd, zeros, (size_t)(end - at), (off_t)at);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
@@ -596,7 +596,7 @@ bool os_is_tmpfs(int fd)
 
 int os_decommit(int fd, uint64_t offset, size_t size)
 {
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)size) == 0)
+	if (syscall(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)size) == 0)
 		return 0;
 	return errno;
 }
@@ -622,7 +622,7 @@ int os_lock_byte(int fd, uint64_t offset)
 	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
 }
 
-/* Every signal but those a fault raises is held back, in this thread, until
+/* Every signal but those a fault or a system call filter raises is held back, in this thread, until
  * os_signals_restore: a handler that forks cannot leave a child halfway
  * through work that is its parent's. The system call, not the C library's
  * wrapper (which the shim interposes); the set leaves out the C library's
@@ -636,6 +636,7 @@ void os_signals_block(sigset_t *old)
 	sigdelset(&all, SIGFPE);
 	sigdelset(&all, SIGILL);
 	sigdelset(&all, SIGTRAP);
+	sigdelset(&all, SIGSYS);  /* a seccomp filter's trap: blocked, it kills */
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, old, _NSIG / 8);
 }
 
@@ -644,6 +645,25 @@ void os_signals_restore(const sigset_t *old)
 	int saved = errno;
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, old, NULL, _NSIG / 8);
 	errno = saved;
+}
+
+void os_quiet_begin(struct os_quiet *q)
+{
+	os_signals_block(&q->mask);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &q->cancel);
+}
+
+void os_quiet_end(const struct os_quiet *q)
+{
+	int saved = errno, ignored;
+	pthread_setcancelstate(q->cancel, &ignored);
+	os_signals_restore(&q->mask);
+	errno = saved;
+}
+
+ssize_t os_pread(int fd, void *buf, size_t size, uint64_t offset)
+{
+	return syscall(SYS_pread64, fd, buf, size, (off_t)offset);
 }
 
 int os_unlock_byte(int fd, uint64_t offset)

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1180,6 +1181,63 @@ static void test_multiproc_fork_in_handler_during_reclaim(void **state)
 	assert_int_equal(wait_used(base), base);
 }
 
+/* A large allocation that would grow the heap takes, first, a block that
+ * only a dead holder kept: the heap does not grow. */
+static void test_multiproc_dead_holder_block_reused_before_growing(void **state)
+{
+	(void)state;
+	unsigned char *p = patterned(8 << 20, 13);
+	struct peer a;
+	start(&a);
+	share(&a, p, 8 << 20, 13);
+	peer_kill(&a);
+	rh_shm_free(p);
+	struct rh_shm_stats st;
+	assert_int_equal(rh_shm_stats(&st), 0);
+	uint64_t size = st.heap_size;
+	usleep(300 * 1000);  /* the creator looks every 250 ms at most */
+	void *q = rh_shm_alloc(8 << 20);
+	assert_non_null(q);
+	assert_int_equal(rh_shm_stats(&st), 0);
+	assert_int_equal(st.heap_size, size);
+	rh_shm_free(q);
+	assert_int_equal(wait_used(base), base);
+}
+
+/* A thread with a cancellation pending drops a dead holder's references:
+ * it is not cancelled in the middle, with the locks held. */
+static void *trim_cancelled(void *arg)
+{
+	(void)arg;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_cancel(pthread_self());
+	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	rh_shm_trim();
+	pthread_testcancel();
+	return NULL;
+}
+
+static void test_multiproc_reclaim_is_no_cancellation_point(void **state)
+{
+	(void)state;
+	unsigned char *p = patterned(2000, 12);
+	struct peer a;
+	start(&a);
+	share(&a, p, 2000, 12);
+	peer_kill(&a);
+	rh_shm_free(p);
+	pthread_t t;
+	void *ret = NULL;
+	assert_int_equal(pthread_create(&t, NULL, trim_cancelled, NULL), 0);
+	assert_int_equal(pthread_join(t, &ret), 0);
+	assert_ptr_equal(ret, PTHREAD_CANCELED);
+	assert_int_equal(heap_used(), base);
+	signal(SIGALRM, watchdog);
+	alarm(20);
+	rh_shm_trim();
+	alarm(0);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1241,6 +1299,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiproc_full_reference_table, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_creator_ignores_forged_table_layout, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_fork_in_handler_during_reclaim, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_dead_holder_block_reused_before_growing, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_reclaim_is_no_cancellation_point, baseline, reap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
