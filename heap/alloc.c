@@ -2102,9 +2102,7 @@ int alloc_data_runs(const void *arg, uint64_t pos, uint64_t *start, uint64_t *en
 		top = h->mapped_end;
 	/* The header's fixed part; holders' reference tables are no concern
 	 * of a copy (read through the mapping, their holes would be filled). */
-	uint64_t fixed = RH_HEADER_SIZE > page ? RH_HEADER_SIZE : page;
-	if (fixed > hsize)
-		fixed = hsize;
+	uint64_t fixed = h->ref_tables && h->ref_tables < hsize ? h->ref_tables : hsize;
 	if (pos < fixed) {
 		*start = pos;
 		*end = fixed < top ? fixed : top;
