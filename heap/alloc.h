@@ -219,7 +219,7 @@ static inline __attribute__((always_inline)) void free_block(void *p)
 	 * not from the header: nothing the common free does waits on what it
 	 * reads from the block. Any page but a SMALL span's gives a class
 	 * past the last. */
-	uintptr_t bias = __atomic_load_n(&rh_classes_bias, __ATOMIC_RELAXED);
+	uintptr_t bias = __atomic_load_n(&rh_own.classes_bias, __ATOMIC_RELAXED);
 	unsigned c = (unsigned)*(const uint8_t *)(bias + ((uintptr_t)bh >> RH_CLASS_GRAIN)) - 1;
 	if (likely(r == 1 && c < RH_NUM_CLASSES)) {
 		/* max is 0 until the cache is bound to this heap, and again after

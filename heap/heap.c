@@ -31,16 +31,14 @@
 
 struct heap *rh_heap;
 static struct heap own;
-uintptr_t rh_classes_bias;
-uintptr_t rh_own_base;
-size_t rh_own_size;
+struct own_range rh_own __attribute__((aligned(64)));
 
 /* A heap's reservation changed; for our own, the range heap_is_own tests. */
 static void reserve_set(struct heap *h, size_t reserve)
 {
 	__atomic_store_n(&h->reserve, reserve, __ATOMIC_RELEASE);
 	if (h == &own && rh_heap)
-		__atomic_store_n(&rh_own_size, reserve, __ATOMIC_RELEASE);
+		__atomic_store_n(&rh_own.size, reserve, __ATOMIC_RELEASE);
 }
 
 /* Heaps of other processes mapped by attach, and regions inherited over
@@ -382,9 +380,9 @@ struct heap *heap_get_slow(void)
 	/* Under the growth lock, which a trim of the reservation takes: the
 	 * range published is the one a trim then shrinks. */
 	pthread_mutex_lock(&grow_lock);
-	rh_classes_bias = (uintptr_t)own.classes - ((uintptr_t)own.base >> RH_CLASS_GRAIN);
-	__atomic_store_n(&rh_own_base, (uintptr_t)own.base, __ATOMIC_RELAXED);
-	__atomic_store_n(&rh_own_size, own.reserve, __ATOMIC_RELEASE);
+	rh_own.classes_bias = (uintptr_t)own.classes - ((uintptr_t)own.base >> RH_CLASS_GRAIN);
+	__atomic_store_n(&rh_own.base, (uintptr_t)own.base, __ATOMIC_RELAXED);
+	__atomic_store_n(&rh_own.size, own.reserve, __ATOMIC_RELEASE);
 	__atomic_store_n(&rh_heap, &own, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&grow_lock);
 	h = &own;
@@ -480,7 +478,7 @@ static bool classes_cover(struct heap *h, uint64_t end)
 			memcpy(moved, h->classes, h->classes_ready);
 			h->classes = moved;
 			h->classes_size = h->classes_ready = size;
-			__atomic_store_n(&rh_classes_bias, (uintptr_t)moved - ((uintptr_t)h->base >> RH_CLASS_GRAIN),
+			__atomic_store_n(&rh_own.classes_bias, (uintptr_t)moved - ((uintptr_t)h->base >> RH_CLASS_GRAIN),
 				__ATOMIC_RELEASE);
 		} else {
 			ok = false;
@@ -988,10 +986,10 @@ void heap_fork_child(void)
 		if (own.reserve > own.mapped_end)
 			munmap(own.base + own.mapped_end, own.reserve - own.mapped_end);
 		inherit(own.base, own.mapped_end);
-		rh_classes_bias = 0;
+		rh_own.classes_bias = 0;
 		munmap(own.classes, own.classes_size);
-		rh_own_size = 0;
-		rh_own_base = 0;
+		rh_own.size = 0;
+		rh_own.base = 0;
 		rh_heap = NULL;
 		memset(&own, 0, sizeof(own));
 	}

@@ -186,10 +186,17 @@ struct heap {
 	char path[320];             /* the file's, the same way */
 };
 extern struct heap *rh_heap;    /* this process's heap, NULL until made */
-/* Its page classes (struct heap.classes), where free reads them without
- * going through rh_heap: an address's byte is at rh_classes_bias +
- * (address >> RH_CLASS_GRAIN). */
-extern uintptr_t rh_classes_bias;
+/* What free reads of the own heap on every call, without going through
+ * rh_heap, on a cache line of its own: its reservation, for heap_is_own
+ * (the size is stored last and read first, 0 while there is no heap), and
+ * its page classes (struct heap.classes): an address's byte is at
+ * classes_bias + (address >> RH_CLASS_GRAIN). */
+struct own_range {
+	size_t size;
+	uintptr_t base;
+	uintptr_t classes_bias;
+};
+extern struct own_range rh_own;
 
 const struct options *options_get(void);
 /* Makes this process's heap when needed; NULL with errno when it cannot. */
@@ -232,16 +239,11 @@ void heap_fork_parent(void);
 void heap_fork_child(void);
 enum owner { OWNER_NONE, OWNER_SELF, OWNER_FOREIGN, OWNER_INHERITED };
 enum owner heap_owner(const void *p);
-/* The own heap's reservation, as plain globals for heap_is_own (one load
- * each, none through rh_heap): the size is stored last and read first, 0
- * while there is no heap. */
-extern uintptr_t rh_own_base;
-extern size_t rh_own_size;
 /* The common case of heap_owner, inlined: a block of this process's heap. */
 static inline bool heap_is_own(const void *p)
 {
-	size_t size = __atomic_load_n(&rh_own_size, __ATOMIC_ACQUIRE);
-	return (uintptr_t)p - __atomic_load_n(&rh_own_base, __ATOMIC_RELAXED) < size;
+	size_t size = __atomic_load_n(&rh_own.size, __ATOMIC_ACQUIRE);
+	return (uintptr_t)p - __atomic_load_n(&rh_own.base, __ATOMIC_RELAXED) < size;
 }
 struct heap *heap_of(const void *p);  /* own or attached heap holding p */
 /* For a block inherited over fork: a view with base, size and page shift. */
