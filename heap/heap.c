@@ -1158,7 +1158,7 @@ static void reclaim_slot(struct heap *h, int fd, unsigned i)
 		}
 		if (!any)
 			continue;
-		if (syscall(SYS_pwrite64, fd, e, sizeof(e), (off_t)pos) != (ssize_t)sizeof(e))
+		if (os_pwrite(fd, e, sizeof(e), pos) != (ssize_t)sizeof(e))
 			break;
 		for (unsigned k = 0; k < 64; k++)
 			if (count[k])

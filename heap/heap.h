@@ -97,8 +97,6 @@ int os_grow(int fd, uint64_t size);                     /* ftruncate, within RLI
 int os_shrink(int fd, uint64_t size);                   /* ftruncate */
 int os_lock_byte(int fd, uint64_t offset);              /* F_OFD_SETLK write lock */
 int os_unlock_byte(int fd, uint64_t offset);
-void os_signals_block(sigset_t *old);
-void os_signals_restore(const sigset_t *old);
 /* Signals held back and cancellation off, for work that a handler's fork
  * or a thread's cancellation must not cut in two (a child finishing its
  * parent's work, a lock left held). */
@@ -108,10 +106,11 @@ struct os_quiet {
 };
 void os_quiet_begin(struct os_quiet *q);
 void os_quiet_end(const struct os_quiet *q);
-/* pread, and the writes and hole punching of os_commit_fill and
+/* pread and pwrite, and the writes and hole punching of os_commit_fill and
  * os_decommit, as system calls: not points where a thread is cancelled
  * (they run with locks held). */
 ssize_t os_pread(int fd, void *buf, size_t size, uint64_t offset);
+ssize_t os_pwrite(int fd, const void *buf, size_t size, uint64_t offset);
 uint64_t os_now_ns(clockid_t clock);                    /* clock_gettime, in ns */
 int os_lock_held(int fd, uint64_t offset, bool *held);  /* F_OFD_GETLK */
 int os_proc_start_time(pid_t pid, uint64_t *ticks);     /* /proc/<pid>/stat field 22 */

@@ -560,7 +560,7 @@ int os_commit_fill(int fd, uint64_t offset, size_t size, const volatile char *ma
 	while (at < end) {
 		uint64_t pieces = (end - at) / sizeof(zeros);
 		ssize_t w = pieces ? syscall(SYS_pwritev, fd, zero_pieces, pieces < 64 ? (int)pieces : 64, (off_t)at, 0)
-				   : syscall(SYS_pwrite64, fd, zeros, (size_t)(end - at), (off_t)at);
+				   : os_pwrite(fd, zeros, (size_t)(end - at), at);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
@@ -616,18 +616,28 @@ int os_grow(int fd, uint64_t size)
 	return ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
 }
 
-int os_lock_byte(int fd, uint64_t offset)
+static int byte_lock(int fd, uint64_t offset, short type)
 {
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
 	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
 }
 
-/* Every signal but those a fault or a system call filter raises is held back, in this thread, until
- * os_signals_restore: a handler that forks cannot leave a child halfway
- * through work that is its parent's. The system call, not the C library's
- * wrapper (which the shim interposes); the set leaves out the C library's
- * own signals. */
-void os_signals_block(sigset_t *old)
+int os_lock_byte(int fd, uint64_t offset)
+{
+	return byte_lock(fd, offset, F_WRLCK);
+}
+
+int os_unlock_byte(int fd, uint64_t offset)
+{
+	return byte_lock(fd, offset, F_UNLCK);
+}
+
+/* Every signal but those a fault or a system call filter raises (SIGSYS:
+ * a seccomp trap while it is held back kills) is held back in this thread,
+ * and cancellation is off, until os_quiet_end. The system call, not the C
+ * library's wrapper (which the shim interposes); sigfillset leaves out the
+ * C library's own signals. */
+void os_quiet_begin(struct os_quiet *q)
 {
 	sigset_t all;
 	sigfillset(&all);
@@ -636,20 +646,8 @@ void os_signals_block(sigset_t *old)
 	sigdelset(&all, SIGFPE);
 	sigdelset(&all, SIGILL);
 	sigdelset(&all, SIGTRAP);
-	sigdelset(&all, SIGSYS);  /* a seccomp filter's trap: blocked, it kills */
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, old, _NSIG / 8);
-}
-
-void os_signals_restore(const sigset_t *old)
-{
-	int saved = errno;
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, old, NULL, _NSIG / 8);
-	errno = saved;
-}
-
-void os_quiet_begin(struct os_quiet *q)
-{
-	os_signals_block(&q->mask);
+	sigdelset(&all, SIGSYS);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &q->mask, _NSIG / 8);
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &q->cancel);
 }
 
@@ -657,7 +655,7 @@ void os_quiet_end(const struct os_quiet *q)
 {
 	int saved = errno, ignored;
 	pthread_setcancelstate(q->cancel, &ignored);
-	os_signals_restore(&q->mask);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &q->mask, NULL, _NSIG / 8);
 	errno = saved;
 }
 
@@ -666,10 +664,9 @@ ssize_t os_pread(int fd, void *buf, size_t size, uint64_t offset)
 	return syscall(SYS_pread64, fd, buf, size, (off_t)offset);
 }
 
-int os_unlock_byte(int fd, uint64_t offset)
+ssize_t os_pwrite(int fd, const void *buf, size_t size, uint64_t offset)
 {
-	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = (off_t)offset, .l_len = 1 };
-	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+	return syscall(SYS_pwrite64, fd, buf, size, (off_t)offset);
 }
 
 /* Asked as for a read lock: only another's write lock conflicts with it, not
