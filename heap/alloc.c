@@ -941,6 +941,7 @@ static void *refill(unsigned c)
 	const struct page_desc *cap_of = NULL;  /* the span whose capacity is cap */
 	uint32_t cap = 0;
 	rh_tc.refills++;
+	heap_idle_sweep(false);
 	if (!pl->cur[c].sb)
 		heap_reclaim_dead_holders(false);
 	pthread_mutex_lock(&pl->lock);
@@ -2004,6 +2005,7 @@ int alloc_ref(struct heap *h, const void *p, uint64_t *sb_off, uint64_t *off)
 
 void alloc_trim(void)
 {
+	heap_idle_sweep(true);
 	struct heap *h = rh_heap;
 	if (!h)
 		return;

@@ -46,6 +46,13 @@ static void reserve_set(struct heap *h, size_t reserve)
  * release store and never removed, so lookups need no lock. */
 static struct heap foreign[RH_MAX_FOREIGN];
 static _Atomic unsigned nforeign;
+/* Attached heaps that nothing is held of stay mapped for a second, so that
+ * a process that attaches, releases and attaches again (a consumer taking
+ * one buffer at a time) maps the heap once: how many there are, and when
+ * the first of them is due to go (foreign_lock; both read without it too,
+ * as a hint). */
+#define IDLE_KEEP_NS 1000000000ull
+static uint64_t idle_due_ns = UINT64_MAX;
 static struct inherited_region {
 	char *base;
 	size_t size;
@@ -962,6 +969,9 @@ static void fork_cut(char *at, size_t size, const char *what, int err)
 	_exit(127);
 }
 
+static void foreign_release(struct heap *h);
+static bool idle_take(struct heap *h);
+
 /* The child gets private copies of every shared mapping, at the same
  * addresses, and from then on treats those blocks as private memory: its own
  * new allocations go to a heap of its own. */
@@ -997,6 +1007,11 @@ void heap_fork_child(void)
 	for (unsigned i = 0; i < n; i++) {
 		if (foreign[i].fd < 0)
 			continue;
+		/* Nothing of an idle heap is the child's. */
+		if (idle_take(&foreign[i])) {
+			foreign_release(&foreign[i]);
+			continue;
+		}
 		/* Blocks the parent attached are private copies in the child;
 		 * the parent still holds the references. */
 		struct heap *f = &foreign[i];
@@ -1037,6 +1052,7 @@ void heap_fork_child(void)
 	creating_dirfd = -1;
 	pthread_mutex_init(&reclaim_lock, NULL);
 	reclaim_ns = 0;
+	idle_due_ns = UINT64_MAX;
 	alloc_fork_child();
 	journal_fork_child();
 	errno = fork_errno;
@@ -1290,19 +1306,111 @@ static void claim_holder(struct heap *h)
 	}
 }
 
-/* foreign_lock held, quiet (os_quiet_begin): a child forked by a signal
- * handler would otherwise finish the making of an entry that is its
- * parent's, with its parent's lock and shared mapping. */
+/* Unmaps and closes attached heap h, whose entry we took from idle to -1
+ * (foreign_lock held, quiet): our holder lock goes with its descriptor and
+ * mapping, and the entry is free for another heap. */
+static void foreign_release(struct heap *h)
+{
+	__atomic_store_n(&h->mapped_end, 0, __ATOMIC_RELEASE);
+	os_release(h->base, h->reserve);
+	heap_close(h);
+	h->fd = FOREIGN_RELEASED;
+	h->base = NULL;
+	if (h->held)
+		munmap(h->held, (size_t)h->held_cap * sizeof(*h->held));
+	h->held = NULL;
+	h->held_cap = h->held_used = 0;
+	heap_sb_forget(h);
+}
+
+/* Takes an idle entry (nothing attached) for release: no attach can pin it
+ * after this. */
+static bool idle_take(struct heap *h)
+{
+	long zero = 0;
+	return h->fd >= 0 && __atomic_compare_exchange_n(&h->attached, &zero, -1, false, __ATOMIC_SEQ_CST,
+							  __ATOMIC_RELAXED);
+}
+
+static void due_at_most(uint64_t t)
+{
+	uint64_t d = __atomic_load_n(&idle_due_ns, __ATOMIC_SEQ_CST);
+	while (t < d && !__atomic_compare_exchange_n(&idle_due_ns, &d, t, true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+}
+
+/* Releases the idle heaps that are due, or `all` of them (foreign_lock
+ * held, quiet). The time due starts again from none before the entries are
+ * looked at: one that goes idle meanwhile either is looked at or lowers it
+ * itself. */
+static void idle_sweep(uint64_t now, bool all)
+{
+	__atomic_store_n(&idle_due_ns, UINT64_MAX, __ATOMIC_SEQ_CST);
+	uint64_t due = UINT64_MAX;
+	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++) {
+		struct heap *h = &foreign[i];
+		if (h->fd < 0 || __atomic_load_n(&h->attached, __ATOMIC_SEQ_CST) != 0)
+			continue;
+		uint64_t at = __atomic_load_n(&h->idle_since, __ATOMIC_RELAXED) + IDLE_KEEP_NS;
+		if (all || at <= now) {
+			if (idle_take(h))
+				foreign_release(h);
+		} else if (at < due) {
+			due = at;
+		}
+	}
+	due_at_most(due);
+}
+
+void heap_idle_sweep(bool all)
+{
+	if (!all && __atomic_load_n(&idle_due_ns, __ATOMIC_RELAXED) == UINT64_MAX)
+		return;
+	uint64_t now = os_now_ns(CLOCK_MONOTONIC_COARSE);
+	if (all ? !atomic_load_explicit(&nforeign, memory_order_relaxed)
+		: now < __atomic_load_n(&idle_due_ns, __ATOMIC_RELAXED))
+		return;
+	struct os_quiet q;
+	os_quiet_begin(&q);
+	pthread_mutex_lock(&foreign_lock);
+	idle_sweep(now, all);
+	pthread_mutex_unlock(&foreign_lock);
+	os_quiet_end(&q);
+}
+
+/* Clears entry h for a new heap, all but its count: -1 until it is made. */
+static void entry_clear(struct heap *h)
+{
+	memset(h, 0, offsetof(struct heap, attached));
+	memset((char *)h + offsetof(struct heap, attached) + sizeof(h->attached), 0,
+	       sizeof(*h) - offsetof(struct heap, attached) - sizeof(h->attached));
+}
+
+/* The entry of the referenced heap, with one more attached to it (foreign_lock
+ * held, quiet: os_quiet_begin; a child forked by a signal handler would
+ * otherwise finish the making of an entry that is its parent's, with its
+ * parent's lock and shared mapping). An idle entry of the heap is used
+ * again; when every entry is taken, the one idle longest gives way. */
 static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
 {
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
-	unsigned slot = n;
+	unsigned slot = n, oldest = n;
 	for (unsigned i = 0; i < n; i++) {
-		if (foreign[i].fd >= 0 && foreign[i].instance == ref->instance &&
-		    strcmp(foreign[i].name, ref->heap) == 0)
-			return &foreign[i];
-		if (foreign[i].fd == FOREIGN_RELEASED && slot == n)
+		struct heap *h = &foreign[i];
+		if (h->fd >= 0 && h->instance == ref->instance && strcmp(h->name, ref->heap) == 0) {
+			__atomic_add_fetch(&h->attached, 1, __ATOMIC_SEQ_CST);
+			return h;
+		}
+		if (h->fd == FOREIGN_RELEASED && slot == n)
 			slot = i;
+		if (h->fd >= 0 && __atomic_load_n(&h->attached, __ATOMIC_RELAXED) == 0 &&
+		    (oldest == n || h->idle_since < foreign[oldest].idle_since))
+			oldest = i;
+	}
+	if (slot >= RH_MAX_FOREIGN && oldest < n && idle_take(&foreign[oldest])) {
+		foreign_release(&foreign[oldest]);
+		slot = oldest;
 	}
 	if (slot >= RH_MAX_FOREIGN) {
 		errno = ENFILE;
@@ -1335,7 +1443,7 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 		return NULL;
 	}
 	struct heap *h = &foreign[slot];
-	memset(h, 0, sizeof(*h));
+	entry_clear(h);
 	h->fd = fd;
 	h->id.dev = (uint64_t)st.st_dev;
 	h->id.ino = (uint64_t)st.st_ino;
@@ -1361,34 +1469,52 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 		return NULL;
 	}
 	claim_holder(h);
+	__atomic_store_n(&h->attached, 1, __ATOMIC_SEQ_CST);
 	if (slot == n)
 		atomic_store_explicit(&nforeign, n + 1, memory_order_release);
 	return h;
 }
 
-/* One reference taken through h was dropped. When none is left, the heap is
- * unmapped and closed (which drops our holder lock), and its entry reused. */
+/* One reference taken through h was dropped. When none is left, the heap
+ * is idle: unmapped and closed (which drops our holder lock) a second
+ * later, unless something is attached from it again before. */
 void heap_foreign_dropped(struct heap *h)
 {
-	if (__atomic_sub_fetch(&h->attached, 1, __ATOMIC_ACQ_REL) > 0)
-		return;
-	struct os_quiet q;
-	os_quiet_begin(&q);
-	pthread_mutex_lock(&foreign_lock);
-	if (__atomic_load_n(&h->attached, __ATOMIC_ACQUIRE) == 0 && h->fd >= 0) {
-		__atomic_store_n(&h->mapped_end, 0, __ATOMIC_RELEASE);
-		os_release(h->base, h->reserve);
-		heap_close(h);
-		h->fd = FOREIGN_RELEASED;
-		h->base = NULL;
-		if (h->held)
-			munmap(h->held, (size_t)h->held_cap * sizeof(*h->held));
-		h->held = NULL;
-		h->held_cap = h->held_used = 0;
-		heap_sb_forget(h);
+	/* The last reference: is the creator still there (asked at most every
+	 * 100 ms, while the entry is still pinned)? A dead one's heap goes at
+	 * once. */
+	uint64_t now = 0;
+	bool gone = false;
+	if (__atomic_load_n(&h->attached, __ATOMIC_RELAXED) == 1) {
+		now = os_now_ns(CLOCK_MONOTONIC_COARSE);
+		if (now - __atomic_load_n(&h->alive_ns, __ATOMIC_RELAXED) >= 100000000ull) {
+			bool held = true;
+			int saved = errno;
+			gone = os_lock_held(h->fd, RH_LOCK_BASE, &held) == 0 && !held;
+			errno = saved;
+			__atomic_store_n(&h->alive_ns, now, __ATOMIC_RELAXED);
+		}
 	}
-	pthread_mutex_unlock(&foreign_lock);
-	os_quiet_end(&q);
+	if (__atomic_sub_fetch(&h->attached, 1, __ATOMIC_SEQ_CST) > 0)
+		return;
+	if (!now)
+		now = os_now_ns(CLOCK_MONOTONIC_COARSE);
+	if (gone) {
+		struct os_quiet q;
+		os_quiet_begin(&q);
+		pthread_mutex_lock(&foreign_lock);
+		if (idle_take(h))
+			foreign_release(h);
+		pthread_mutex_unlock(&foreign_lock);
+		os_quiet_end(&q);
+		return;
+	}
+	/* A sweep that sees the count before the time may let the heap go
+	 * early: it is mapped again when next attached. */
+	__atomic_store_n(&h->idle_since, now, __ATOMIC_RELAXED);
+	due_at_most(now + IDLE_KEEP_NS);
+	if (now >= __atomic_load_n(&idle_due_ns, __ATOMIC_RELAXED))
+		heap_idle_sweep(false);
 }
 
 /* --- References this process holds on attached heaps ---------------------------- */
@@ -1587,10 +1713,10 @@ static struct heap *pin_open_foreign(const struct rh_shm_ref *ref)
 		if (__atomic_load_n(&h->instance, __ATOMIC_RELAXED) != ref->instance)
 			continue;
 		long a = __atomic_load_n(&h->attached, __ATOMIC_ACQUIRE);
-		while (a > 0 && !__atomic_compare_exchange_n(&h->attached, &a, a + 1, true, __ATOMIC_ACQ_REL,
+		while (a >= 0 && !__atomic_compare_exchange_n(&h->attached, &a, a + 1, true, __ATOMIC_SEQ_CST,
 				__ATOMIC_ACQUIRE))
 			;
-		if (a <= 0)
+		if (a < 0)
 			continue;
 		if (__atomic_load_n(&h->fd, __ATOMIC_ACQUIRE) >= 0 && h->instance == ref->instance &&
 		    strcmp(h->name, ref->heap) == 0 && ref->offset >= h->hdr->header_size &&
@@ -1621,12 +1747,12 @@ void *heap_attach(const struct rh_shm_ref *ref)
 		struct os_quiet q;
 		os_quiet_begin(&q);
 		pthread_mutex_lock(&foreign_lock);
+		uint64_t now = os_now_ns(CLOCK_MONOTONIC_COARSE);
+		if (now >= __atomic_load_n(&idle_due_ns, __ATOMIC_RELAXED))
+			idle_sweep(now, false);
 		h = open_foreign(ref, opt);
-		if (h) {
-			if (ref->offset >= h->mapped_end || ref->offset < h->hdr->header_size)
-				map_more(h);
-			__atomic_add_fetch(&h->attached, 1, __ATOMIC_ACQ_REL);
-		}
+		if (h && (ref->offset >= h->mapped_end || ref->offset < h->hdr->header_size))
+			map_more(h);
 		pthread_mutex_unlock(&foreign_lock);
 		os_quiet_end(&q);
 		if (!h)

@@ -154,7 +154,12 @@ struct heap {
 	pid_t pid;                  /* creator */
 	uint64_t instance;
 	bool unlinked;
-	long attached;              /* references held through it (attached heaps) */
+	/* Attached heaps: references held through it; 0 once none is (the
+	 * heap stays mapped a while: heap_idle_sweep), -1 while the entry is
+	 * made or released, and after. */
+	long attached;
+	uint64_t idle_since;        /* last release, CLOCK_MONOTONIC_COARSE */
+	uint64_t alive_ns;          /* when its creator was last seen alive, likewise */
 	/* Attached heaps: the references this process holds, by block offset
 	 * (open addressing; offset 0 empty, 1 removed), so that it never
 	 * releases one it does not hold (another process's). */
@@ -269,6 +274,9 @@ void heap_exec_leftover(void);
  * exited, or exec'd and then died) without releasing them. At most every
  * 250 ms unless `now`; cheap when no other process ever attached. */
 void heap_reclaim_dead_holders(bool now);
+/* Lets go of the attached heaps nothing has been held of for a second (or,
+ * `all`, at all): cheap when there are none, or none is due yet. */
+void heap_idle_sweep(bool all);
 #define FOREIGN_RELEASED (-2)      /* struct heap.fd of a reusable entry */
 int heap_ref(const void *p, struct rh_shm_ref *ref);
 

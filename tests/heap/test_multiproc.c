@@ -12,10 +12,12 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -727,6 +729,210 @@ static void test_multiproc_consumer_outlives_many_producers(void **state)
 	assert_int_equal(heap_used(), base);
 }
 
+/* A producer's block of SIZE with pattern SEED: its reference, its id there. */
+static int produce(struct peer *producer, size_t size, unsigned seed, struct rh_shm_ref *ref)
+{
+	char reply[256];
+	int id;
+	assert_int_equal(peer_cmd(producer, reply, sizeof(reply), "alloc %zu %u", size, seed), 0);
+	assert_int_equal(sscanf(reply, "ok %d", &id), 1);
+	assert_int_equal(ref_from_hex(strchr(reply + 3, ' ') + 1, ref), 0);
+	return id;
+}
+
+/* A consumer that takes one buffer at a time holds nothing between them:
+ * the producer's heap stays mapped (one descriptor, one holder slot) so
+ * that the next attach maps nothing, and goes with rh_shm_trim, or a
+ * second later at an allocation that refills. */
+static void test_multiproc_idle_heap_is_kept_a_while(void **state)
+{
+	(void)state;
+	static char names[1][RH_HEAP_NAME_LEN];
+	char found[600] = "";
+	struct peer producer;
+	struct rh_shm_ref ref;
+	start(&producer);
+	int id = produce(&producer, 4096, 3, &ref);
+	snprintf(names[0], sizeof(names[0]), "%s", ref.heap);
+	for (unsigned round = 0; round < 3; round++) {
+		unsigned char *p = rh_shm_attach(&ref);
+		assert_non_null(p);
+		assert_true(pattern_ok(p, 4096, 3));
+		rh_shm_free(p);
+		if (maps_naming(names, 1, found, sizeof(found)) == 0)
+			fail_msg("round %u: the producer's heap was unmapped at once", round);
+		assert_int_equal(fds_naming(names, 1, found, sizeof(found)), 1);
+		assert_int_equal(holders(ref.heap), 2);
+	}
+	rh_shm_trim();
+	assert_int_equal(maps_naming(names, 1, found, sizeof(found)), 0);
+	assert_int_equal(fds_naming(names, 1, found, sizeof(found)), 0);
+	assert_int_equal(holders(ref.heap), 1);
+
+	unsigned char *p = rh_shm_attach(&ref);
+	assert_non_null(p);
+	rh_shm_free(p);
+	usleep(1100 * 1000);
+	enum { N = 20000 };
+	static void *many[N];
+	for (unsigned i = 0; i < N; i++)
+		assert_non_null(many[i] = rh_shm_alloc(48));
+	for (unsigned i = 0; i < N; i++)
+		rh_shm_free(many[i]);
+	int maps = maps_naming(names, 1, found, sizeof(found));
+	if (maps)
+		fail_msg("a second after its last release, the heap is still mapped: %s", found);
+	assert_int_equal(holders(ref.heap), 1);
+	assert_int_equal(peer_cmd(&producer, NULL, 0, "free %d", id), 0);
+	assert_int_equal(peer_finish(&producer), 0);
+}
+
+/* A forked child lets go of the idle heaps it inherited (they hold nothing
+ * of its own), and its parent keeps them: closing the child's descriptor
+ * leaves the parent's holder lock. */
+static void test_multiproc_forked_child_lets_idle_heaps_go(void **state)
+{
+	(void)state;
+	static char names[1][RH_HEAP_NAME_LEN];
+	char found[600] = "";
+	struct peer producer;
+	struct rh_shm_ref ref;
+	start(&producer);
+	int id = produce(&producer, 4096, 5, &ref);
+	snprintf(names[0], sizeof(names[0]), "%s", ref.heap);
+	unsigned char *p = rh_shm_attach(&ref);
+	assert_non_null(p);
+	rh_shm_free(p);
+	assert_int_equal(holders(ref.heap), 2);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		/* Not copied either: the block's page is not there at all. */
+		unsigned char vec;
+		void *page = (void *)((uintptr_t)p & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1));
+		int code = maps_naming(names, 1, found, sizeof(found)) ? 1
+			   : fds_naming(names, 1, found, sizeof(found)) ? 2
+			   : mincore(page, 1, &vec) == 0 ? 4 : 0;
+		/* And it can attach from the heap itself. */
+		unsigned char *q = rh_shm_attach(&ref);
+		if (!code && (!q || !pattern_ok(q, 4096, 5)))
+			code = 3;
+		if (q)
+			rh_shm_free(q);
+		_exit(code);
+	}
+	int status;
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status))
+		fail_msg("the child: %s", WEXITSTATUS(status) == 1 ? "the idle heap is still mapped" :
+			 WEXITSTATUS(status) == 2 ? "a descriptor of the idle heap is open" :
+			 WEXITSTATUS(status) == 4 ? "the idle heap was copied" : "cannot attach the block");
+	assert_int_equal(holders(ref.heap), 2);
+	assert_true(maps_naming(names, 1, found, sizeof(found)) > 0);
+	p = rh_shm_attach(&ref);
+	assert_non_null(p);
+	assert_true(pattern_ok(p, 4096, 5));
+	rh_shm_free(p);
+	rh_shm_trim();
+	assert_int_equal(holders(ref.heap), 1);
+	assert_int_equal(peer_cmd(&producer, NULL, 0, "free %d", id), 0);
+	assert_int_equal(peer_finish(&producer), 0);
+}
+
+/* With an entry taken by every heap attached so far, all of them idle, one
+ * more heap still attaches: the heap idle longest gives way. */
+static void test_multiproc_idle_heaps_give_way(void **state)
+{
+	(void)state;
+	enum { N = RH_MAX_FOREIGN + 2 };
+	static struct peer producers[N];
+	static struct rh_shm_ref refs[N];
+	static char names[N][RH_HEAP_NAME_LEN];
+	char found[600] = "";
+	int ids[N];
+	for (unsigned i = 0; i < N; i++) {
+		start(&producers[i]);
+		ids[i] = produce(&producers[i], 256, i, &refs[i]);
+		memcpy(names[i], refs[i].heap, sizeof(names[i]) - 1);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		errno = 0;
+		unsigned char *p = rh_shm_attach(&refs[i]);
+		if (!p)
+			fail_msg("heap %u of %u: attach failed: %s", i + 1, (unsigned)N, strerror(errno));
+		assert_true(pattern_ok(p, 256, i));
+		rh_shm_free(p);
+	}
+	assert_int_equal(maps_naming(names, 2, found, sizeof(found)), 0);
+	assert_true(maps_naming(names + 2, N - 2, found, sizeof(found)) > 0);
+	rh_shm_trim();
+	assert_int_equal(maps_naming(names, N, found, sizeof(found)), 0);
+	for (unsigned i = 0; i < N; i++) {
+		assert_int_equal(peer_cmd(&producers[i], NULL, 0, "free %d", ids[i]), 0);
+		assert_int_equal(peer_finish(&producers[i]), 0);
+	}
+}
+
+/* Threads attach and release the one block of a heap they hold nothing
+ * else of, while another lets idle heaps go over and over: no attach
+ * fails or reads a heap being unmapped. */
+struct churn_arg {
+	const struct rh_shm_ref *ref;
+	unsigned bad;
+	_Atomic unsigned *running;
+};
+
+static void *attach_churn(void *arg)
+{
+	struct churn_arg *a = arg;
+	for (unsigned i = 0; i < 200000; i++) {
+		unsigned char *p = rh_shm_attach(a->ref);
+		if (!p || !pattern_ok(p, 256, 9))
+			a->bad++;
+		if (p)
+			rh_shm_free(p);
+	}
+	atomic_fetch_sub(a->running, 1);
+	return NULL;
+}
+
+static void test_multiproc_idle_heap_races_its_release(void **state)
+{
+	(void)state;
+	enum { T = 3 };
+	static char names[1][RH_HEAP_NAME_LEN];
+	char found[600] = "";
+	struct peer producer;
+	struct rh_shm_ref ref;
+	start(&producer);
+	int id = produce(&producer, 256, 9, &ref);
+	snprintf(names[0], sizeof(names[0]), "%s", ref.heap);
+	pthread_t t[T];
+	struct churn_arg args[T];
+	_Atomic unsigned running = T;
+	for (unsigned i = 0; i < T; i++) {
+		args[i] = (struct churn_arg){ &ref, 0, &running };
+		assert_int_equal(pthread_create(&t[i], NULL, attach_churn, &args[i]), 0);
+	}
+	unsigned trims = 0;
+	while (atomic_load(&running)) {
+		heap_idle_sweep(true);
+		trims++;
+		usleep(20);
+	}
+	for (unsigned i = 0; i < T; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(args[i].bad, 0);
+	}
+	assert_true(trims > 1);
+	rh_shm_trim();
+	assert_int_equal(maps_naming(names, 1, found, sizeof(found)), 0);
+	assert_int_equal(holders(ref.heap), 1);
+	assert_int_equal(peer_cmd(&producer, NULL, 0, "free %d", id), 0);
+	assert_int_equal(peer_finish(&producer), 0);
+}
+
 /* A stale reference to a block whose pages went back to the filesystem:
  * the attacher says ESTALE and must not bring the punched page back (the
  * read would allocate it; on a full filesystem it would raise SIGBUS). */
@@ -1287,6 +1493,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multiproc_realloc_of_shared_blocks_copies, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_more_holders_than_slots, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_consumer_outlives_many_producers, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_idle_heap_is_kept_a_while, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_forked_child_lets_idle_heaps_go, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_idle_heaps_give_way, baseline, reap),
+		cmocka_unit_test_setup_teardown(test_multiproc_idle_heap_races_its_release, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_stale_ref_to_trimmed_block, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_sigkill_while_attached_leaves_heap_usable, baseline, reap),
 		cmocka_unit_test_setup_teardown(test_multiproc_killed_holder_references_are_dropped, baseline, reap),

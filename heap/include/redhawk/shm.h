@@ -37,9 +37,9 @@ RH_SHM_API void rh_shm_free(void *ptr);
 RH_SHM_API size_t rh_shm_usable_size(const void *ptr);
 /* 1 if ptr is a block of this process's heap or of an attached one. */
 RH_SHM_API int rh_shm_owns(const void *ptr);
-/* Returns retained free pages to the filesystem, and drops the references
- * that processes gone from this heap's holders left on its blocks (see
- * README). */
+/* Returns retained free pages to the filesystem, drops the references that
+ * processes gone from this heap's holders left on its blocks, and lets go
+ * of the attached heaps nothing is held of (see README). */
 RH_SHM_API void rh_shm_trim(void);
 
 /* --- References -----------------------------------------------------------
@@ -56,9 +56,9 @@ struct rh_shm_ref {
  * private pages (a malloc of RH_SHMALLOC_PRIVATE_SIZE or more under the shim)
  * cannot be moved into the heap file. */
 RH_SHM_API int rh_shm_ref(const void *ptr, struct rh_shm_ref *ref);
-/* Maps the referenced heap (once per heap) and takes a reference on the
- * block; release it with rh_shm_free (a process releases only references it
- * holds). NULL with errno set when the ref is bad (EINVAL), its heap is gone
+/* Maps the referenced heap (once per heap: it stays mapped a second after
+ * the last release) and takes a reference on the block; release it with
+ * rh_shm_free (a process releases only references it holds). NULL with errno set when the ref is bad (EINVAL), its heap is gone
  * (ENOENT) or was replaced (ESTALE), the block was already freed (ESTALE;
  * once its place holds a new block, the ref attaches that one: pass refs on
  * while holding the block), 64 heaps are attached already (ENFILE), or
