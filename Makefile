@@ -164,7 +164,7 @@ check: all $(TESTS) $(TEST_PROGS) $(PLUGINS)
 # The allocator benchmark, built twice: on rh_shm_alloc and on malloc (which
 # scripts/bench also runs under LD_PRELOAD of jemalloc, mimalloc, tcmalloc).
 BENCH_BIN := $(BUILD)/bench/alloc_bench_rh $(BUILD)/bench/alloc_bench_libc \
-	     $(BUILD)/bench/workloads $(BUILD)/bench/runtime
+	     $(BUILD)/bench/workloads $(BUILD)/bench/runtime $(BUILD)/bench/handoff
 
 $(BUILD)/bench/alloc_bench_rh: bench/alloc_bench.c $(LIB_A)
 	@mkdir -p $(@D)
@@ -179,6 +179,11 @@ $(BUILD)/bench/alloc_bench_libc: bench/alloc_bench.c
 $(BUILD)/bench/workloads: bench/workloads.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) $(LIBFLAGS) -o $@ $< $(LDLIBS_CORE)
+
+# Buffers handed between processes, for scripts/bench-handoff.sh.
+$(BUILD)/bench/handoff: bench/handoff.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O2 -g $(WARN) -o $@ $< $(LIB_A) $(LDLIBS_CORE)
 
 $(BUILD)/bench/runtime: bench/runtime.c
 	@mkdir -p $(@D)

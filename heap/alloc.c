@@ -1632,12 +1632,19 @@ void alloc_unattach(struct heap *h, void *p)
 
 void free_foreign(struct heap *h, void *p)
 {
+	/* Pinned while we look: a heap nothing is held of may be let go at
+	 * any time (a second release comes to such a heap). */
+	if (!h || !heap_foreign_pin(h, p)) {
+		rh_warn("free(%p): this process holds no reference on a block there (released twice?)", p);
+		return;
+	}
 	uint64_t off = (uint64_t)((char *)p - h->base);
 	/* Only a reference this process took: a second release of one would
 	 * drop another process's (the block freed under it). */
 	if (!heap_held_drop(h, off)) {
 		rh_warn("free(%p): this process holds no reference on a block of %s there "
 			"(released twice, or not a block)", p, h->name);
+		heap_foreign_dropped(h);
 		return;
 	}
 	/* Its header is checked again: any holder can write it since. */
@@ -1649,7 +1656,8 @@ void free_foreign(struct heap *h, void *p)
 		rh_warn("free(%p): the header of that block of %s was overwritten: its reference is left", p,
 			h->name);
 	errno = saved;
-	heap_foreign_dropped(h);
+	heap_foreign_dropped(h);  /* the pin */
+	heap_foreign_dropped(h);  /* the reference */
 }
 
 /* Blocks other processes released into this pool (pool locked). */

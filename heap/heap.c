@@ -1395,7 +1395,7 @@ static void entry_clear(struct heap *h)
 static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct options *opt)
 {
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
-	unsigned slot = n, oldest = n;
+	unsigned slot = n;
 	for (unsigned i = 0; i < n; i++) {
 		struct heap *h = &foreign[i];
 		if (h->fd >= 0 && h->instance == ref->instance && strcmp(h->name, ref->heap) == 0) {
@@ -1404,13 +1404,27 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 		}
 		if (h->fd == FOREIGN_RELEASED && slot == n)
 			slot = i;
-		if (h->fd >= 0 && __atomic_load_n(&h->attached, __ATOMIC_RELAXED) == 0 &&
-		    (oldest == n || h->idle_since < foreign[oldest].idle_since))
-			oldest = i;
 	}
-	if (slot >= RH_MAX_FOREIGN && oldest < n && idle_take(&foreign[oldest])) {
-		foreign_release(&foreign[oldest]);
-		slot = oldest;
+	/* Every entry taken: the idle ones, longest idle first (one attached
+	 * again meanwhile is passed over). */
+	_Static_assert(RH_MAX_FOREIGN <= 64, "tried is a bit per entry");
+	uint64_t tried = 0;
+	while (slot >= RH_MAX_FOREIGN) {
+		unsigned oldest = n;
+		for (unsigned i = 0; i < n; i++) {
+			struct heap *h = &foreign[i];
+			if (!(tried >> i & 1) && h->fd >= 0 && __atomic_load_n(&h->attached, __ATOMIC_RELAXED) == 0 &&
+			    (oldest == n || __atomic_load_n(&h->idle_since, __ATOMIC_RELAXED) <
+						    __atomic_load_n(&foreign[oldest].idle_since, __ATOMIC_RELAXED)))
+				oldest = i;
+		}
+		if (oldest == n)
+			break;
+		tried |= 1ull << oldest;
+		if (idle_take(&foreign[oldest])) {
+			foreign_release(&foreign[oldest]);
+			slot = oldest;
+		}
 	}
 	if (slot >= RH_MAX_FOREIGN) {
 		errno = ENFILE;
@@ -1469,6 +1483,7 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 		return NULL;
 	}
 	claim_holder(h);
+	stat_add(heaps_mapped, 1);
 	__atomic_store_n(&h->attached, 1, __ATOMIC_SEQ_CST);
 	if (slot == n)
 		atomic_store_explicit(&nforeign, n + 1, memory_order_release);
@@ -1495,8 +1510,10 @@ void heap_foreign_dropped(struct heap *h)
 			__atomic_store_n(&h->alive_ns, now, __ATOMIC_RELAXED);
 		}
 	}
-	if (__atomic_sub_fetch(&h->attached, 1, __ATOMIC_SEQ_CST) > 0)
+	if (__atomic_sub_fetch(&h->attached, 1, __ATOMIC_SEQ_CST) > 0) {
+		heap_idle_sweep(false);  /* other heaps may be due */
 		return;
+	}
 	if (!now)
 		now = os_now_ns(CLOCK_MONOTONIC_COARSE);
 	if (gone) {
@@ -1515,6 +1532,21 @@ void heap_foreign_dropped(struct heap *h)
 	due_at_most(now + IDLE_KEEP_NS);
 	if (now >= __atomic_load_n(&idle_due_ns, __ATOMIC_RELAXED))
 		heap_idle_sweep(false);
+}
+
+bool heap_foreign_pin(struct heap *h, const void *p)
+{
+	long a = __atomic_load_n(&h->attached, __ATOMIC_ACQUIRE);
+	while (a >= 0 && !__atomic_compare_exchange_n(&h->attached, &a, a + 1, true, __ATOMIC_SEQ_CST,
+						      __ATOMIC_ACQUIRE))
+		;
+	if (a < 0)
+		return false;
+	if (__atomic_load_n(&h->fd, __ATOMIC_ACQUIRE) >= 0 &&
+	    (uintptr_t)p - (uintptr_t)h->base < __atomic_load_n(&h->mapped_end, __ATOMIC_ACQUIRE))
+		return true;
+	heap_foreign_dropped(h);
+	return false;
 }
 
 /* --- References this process holds on attached heaps ---------------------------- */

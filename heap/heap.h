@@ -257,6 +257,9 @@ bool heap_inherited_view(const void *p, struct heap *view);
 size_t heap_inherited_left(const void *p);
 void *heap_attach(const struct rh_shm_ref *ref);
 void heap_foreign_dropped(struct heap *h);
+/* One more attached to h while p is in it: true, and heap_foreign_dropped
+ * later; false (nothing taken) when h is released or p is not in it. */
+bool heap_foreign_pin(struct heap *h, const void *p);
 /* A reference on the block at OFF (its superblock at SB_OFF) of the
  * attached heap h is taken (0, or ENOMEM), or given back: false when this
  * process holds none there. Both keep our slot's reference table in the
@@ -282,7 +285,7 @@ int heap_ref(const void *p, struct rh_shm_ref *ref);
 
 /* --- alloc.c: the allocator. site is a journal locator or 0. ------------- */
 unsigned alloc_npools(void);
-void free_foreign(struct heap *h, void *p);     /* a block of an attached heap */
+void free_foreign(struct heap *h, void *p);     /* a block of an attached heap (h may be NULL) */
 void *realloc_block(void *p, size_t size, uint32_t site);
 size_t block_usable(const void *p);
 void *alloc_attach(struct heap *h, uint64_t sb_off, uint64_t off);

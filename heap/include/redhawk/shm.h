@@ -56,9 +56,10 @@ struct rh_shm_ref {
  * private pages (a malloc of RH_SHMALLOC_PRIVATE_SIZE or more under the shim)
  * cannot be moved into the heap file. */
 RH_SHM_API int rh_shm_ref(const void *ptr, struct rh_shm_ref *ref);
-/* Maps the referenced heap (once per heap: it stays mapped a second after
- * the last release) and takes a reference on the block; release it with
- * rh_shm_free (a process releases only references it holds). NULL with errno set when the ref is bad (EINVAL), its heap is gone
+/* Maps the referenced heap (once: it stays mapped at least a second after
+ * the last release, see README) and takes a reference on the block;
+ * release it with rh_shm_free (a process releases only references it
+ * holds). NULL with errno set when the ref is bad (EINVAL), its heap is gone
  * (ENOENT) or was replaced (ESTALE), the block was already freed (ESTALE;
  * once its place holds a new block, the ref attaches that one: pass refs on
  * while holding the block), 64 heaps are attached already (ENFILE), or
@@ -75,6 +76,7 @@ RH_SHM_API int rh_shm_enabled(void);
 	X(pools_used, "pools used") \
 	X(blocks_created, "blocks allocated") \
 	X(blocks_attached, "blocks attached from other processes") \
+	X(heaps_mapped, "heaps of other processes mapped") \
 	X(blocks_released, "references released") \
 	X(blocks_destroyed, "blocks freed") \
 	X(bytes_punched, "bytes returned to the filesystem") \
