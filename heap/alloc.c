@@ -2018,18 +2018,26 @@ void alloc_trim(void)
 	if (!h)
 		return;
 	heap_reclaim_dead_holders(true);
-	if (__atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) != h)
-		return;  /* a child forked by a signal handler meanwhile */
-	if (rh_tc.heap == h)
+	/* Quiet, a pool at a time: a child forked by a signal handler would
+	 * go on with this on the heap cleared at fork. */
+	struct os_quiet q;
+	os_quiet_begin(&q);
+	bool ours = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) == h;
+	if (ours && rh_tc.heap == h)
 		tcache_flush_all();
-	for (unsigned i = 0; i < RH_MAX_POOLS; i++) {
+	os_quiet_end(&q);
+	for (unsigned i = 0; ours && i < RH_MAX_POOLS; i++) {
 		struct pool *pl = &pools[i];
 		if (!pl->used)
 			continue;
-		pthread_mutex_lock(&pl->lock);
-		drain_remote(h, pl);
-		pool_purge(h, pl);
-		pthread_mutex_unlock(&pl->lock);
+		os_quiet_begin(&q);
+		if ((ours = __atomic_load_n(&rh_heap, __ATOMIC_ACQUIRE) == h)) {
+			pthread_mutex_lock(&pl->lock);
+			drain_remote(h, pl);
+			pool_purge(h, pl);
+			pthread_mutex_unlock(&pl->lock);
+		}
+		os_quiet_end(&q);
 	}
 }
 

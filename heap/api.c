@@ -225,4 +225,5 @@ void stats_print(void)
 #undef PRINT
 	rh_warn("  %-40s %llu", "heap size (bytes)", (unsigned long long)st.heap_size);
 	rh_warn("  %-40s %llu", "heap used (bytes)", (unsigned long long)st.heap_used);
+	rh_warn("  %-40s %llu", "heaps of other processes mapped", (unsigned long long)rh_stats.heaps_mapped);
 }

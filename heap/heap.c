@@ -635,8 +635,10 @@ static const struct inherited_region *inherited_at(const void *p)
 enum owner heap_owner(const void *p)
 {
 	struct heap *h = heap_of(p);
+	/* An entry released meanwhile is still an attached heap's (free_foreign
+	 * refuses the pointer); inherited ones have fd -1. */
 	if (h)
-		return h == &own ? OWNER_SELF : h->fd >= 0 ? OWNER_FOREIGN : OWNER_INHERITED;
+		return h == &own ? OWNER_SELF : h->fd != -1 ? OWNER_FOREIGN : OWNER_INHERITED;
 	return inherited_at(p) ? OWNER_INHERITED : OWNER_NONE;
 }
 
@@ -1470,6 +1472,7 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
 	void *base;
 	if ((err = os_reserve(h->reserve, 1u << 21, &base))) {
 		close(fd);
+		h->fd = FOREIGN_RELEASED;
 		errno = err;
 		return NULL;
 	}

@@ -382,6 +382,7 @@ struct process_stats {
 #define RH_STAT_FIELD(name, text) uint64_t name;
 	RH_SHM_STATS(RH_STAT_FIELD)
 #undef RH_STAT_FIELD
+	uint64_t heaps_mapped;      /* other processes' heaps mapped by attach, in all */
 };
 extern struct process_stats rh_stats;
 #define stat_add(field, n) __atomic_fetch_add(&rh_stats.field, (n), __ATOMIC_RELAXED)

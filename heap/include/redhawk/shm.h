@@ -56,7 +56,7 @@ struct rh_shm_ref {
  * private pages (a malloc of RH_SHMALLOC_PRIVATE_SIZE or more under the shim)
  * cannot be moved into the heap file. */
 RH_SHM_API int rh_shm_ref(const void *ptr, struct rh_shm_ref *ref);
-/* Maps the referenced heap (once: it stays mapped at least a second after
+/* Maps the referenced heap (once: it stays mapped for about a second after
  * the last release, see README) and takes a reference on the block;
  * release it with rh_shm_free (a process releases only references it
  * holds). NULL with errno set when the ref is bad (EINVAL), its heap is gone
@@ -76,7 +76,6 @@ RH_SHM_API int rh_shm_enabled(void);
 	X(pools_used, "pools used") \
 	X(blocks_created, "blocks allocated") \
 	X(blocks_attached, "blocks attached from other processes") \
-	X(heaps_mapped, "heaps of other processes mapped") \
 	X(blocks_released, "references released") \
 	X(blocks_destroyed, "blocks freed") \
 	X(bytes_punched, "bytes returned to the filesystem") \
