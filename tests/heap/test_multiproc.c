@@ -897,6 +897,11 @@ static void test_multiproc_attach_without_address_space_leaves_nothing(void **st
 	struct rh_shm_ref ref;
 	char name[RH_HEAP_NAME_LEN];
 	int id = one_producer(&producer, 4096, 8, &ref, name);
+	/* A released entry, which the failed attach then takes. */
+	unsigned char *first = rh_shm_attach(&ref);
+	assert_non_null(first);
+	rh_shm_free(first);
+	rh_shm_trim();
 	struct rlimit old, tight;
 	unsigned long pages = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
@@ -1581,10 +1586,10 @@ static void idle_race(bool twice)
 	/* Only the producer's reference is left on the block. */
 	assert_int_equal(peer_cmd(&producer, NULL, 0, "check %d 256 9", id), 0);
 	producer_done(&producer, id);
-	if (busy) {
+	if (times < 3000)
 		print_message("the heap was mapped again only %" PRIu64 " times in 10 s\n", times);
+	if (busy)
 		skip();
-	}
 }
 
 static void test_multiproc_idle_heap_races_its_release(void **state)
