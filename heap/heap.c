@@ -48,9 +48,8 @@ static struct heap foreign[RH_MAX_FOREIGN];
 static _Atomic unsigned nforeign;
 /* Attached heaps that nothing is held of stay mapped for a second, so that
  * a process that attaches, releases and attaches again (a consumer taking
- * one buffer at a time) maps the heap once: how many there are, and when
- * the first of them is due to go (foreign_lock; both read without it too,
- * as a hint). */
+ * one buffer at a time) maps the heap once: when the first of them is due
+ * to go, UINT64_MAX when none is (see idle_sweep). */
 #define IDLE_KEEP_NS 1000000000ull
 static uint64_t idle_due_ns = UINT64_MAX;
 static struct inherited_region {
@@ -1537,13 +1536,20 @@ void heap_foreign_dropped(struct heap *h)
 		heap_idle_sweep(false);
 }
 
-bool heap_foreign_pin(struct heap *h, const void *p)
+/* One more attached to entry h, in use or idle; false for one being made or
+ * released. Whose entry it is, is for the caller to check then. */
+static bool pin(struct heap *h)
 {
 	long a = __atomic_load_n(&h->attached, __ATOMIC_ACQUIRE);
 	while (a >= 0 && !__atomic_compare_exchange_n(&h->attached, &a, a + 1, true, __ATOMIC_SEQ_CST,
 						      __ATOMIC_ACQUIRE))
 		;
-	if (a < 0)
+	return a >= 0;
+}
+
+bool heap_foreign_pin(struct heap *h, const void *p)
+{
+	if (!pin(h))
 		return false;
 	if (__atomic_load_n(&h->fd, __ATOMIC_ACQUIRE) >= 0 &&
 	    (uintptr_t)p - (uintptr_t)h->base < __atomic_load_n(&h->mapped_end, __ATOMIC_ACQUIRE))
@@ -1736,22 +1742,17 @@ bool heap_held_drop(struct heap *h, uint64_t off)
 	return e != NULL;
 }
 
-/* An attached heap open already, with the block's range mapped, taken
- * without foreign_lock: one more in its count of what is attached pins it
- * (an entry is released, and reused, only once nothing is attached), and
- * what it is is checked once it is pinned. NULL: the locked path decides. */
+/* An attached heap open already (in use or idle), with the block's range
+ * mapped, taken without foreign_lock: one more in its count of what is
+ * attached pins it (an entry is released, and reused, only by taking its
+ * count from 0 to -1), and what it is is checked once it is pinned. NULL:
+ * the locked path decides. */
 static struct heap *pin_open_foreign(const struct rh_shm_ref *ref)
 {
 	unsigned n = atomic_load_explicit(&nforeign, memory_order_acquire);
 	for (unsigned i = 0; i < n; i++) {
 		struct heap *h = &foreign[i];
-		if (__atomic_load_n(&h->instance, __ATOMIC_RELAXED) != ref->instance)
-			continue;
-		long a = __atomic_load_n(&h->attached, __ATOMIC_ACQUIRE);
-		while (a >= 0 && !__atomic_compare_exchange_n(&h->attached, &a, a + 1, true, __ATOMIC_SEQ_CST,
-				__ATOMIC_ACQUIRE))
-			;
-		if (a < 0)
+		if (__atomic_load_n(&h->instance, __ATOMIC_RELAXED) != ref->instance || !pin(h))
 			continue;
 		if (__atomic_load_n(&h->fd, __ATOMIC_ACQUIRE) >= 0 && h->instance == ref->instance &&
 		    strcmp(h->name, ref->heap) == 0 && ref->offset >= h->hdr->header_size &&
