@@ -1656,8 +1656,7 @@ void free_foreign(struct heap *h, void *p)
 		rh_warn("free(%p): the header of that block of %s was overwritten: its reference is left", p,
 			h->name);
 	errno = saved;
-	heap_foreign_dropped(h);  /* the pin */
-	heap_foreign_dropped(h);  /* the reference */
+	heap_foreign_dropped_n(h, 2);  /* the pin and the reference */
 }
 
 /* Blocks other processes released into this pool (pool locked). */

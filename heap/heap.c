@@ -1497,12 +1497,17 @@ static struct heap *open_foreign(const struct rh_shm_ref *ref, const struct opti
  * later, unless something is attached from it again before. */
 void heap_foreign_dropped(struct heap *h)
 {
+	heap_foreign_dropped_n(h, 1);
+}
+
+void heap_foreign_dropped_n(struct heap *h, long n)
+{
 	/* The last reference: is the creator still there (asked at most every
 	 * 100 ms, while the entry is still pinned)? A dead one's heap goes at
 	 * once. */
 	uint64_t now = 0;
 	bool gone = false;
-	if (__atomic_load_n(&h->attached, __ATOMIC_RELAXED) == 1) {
+	if (__atomic_load_n(&h->attached, __ATOMIC_RELAXED) == n) {
 		now = os_now_ns(CLOCK_MONOTONIC_COARSE);
 		if (now - __atomic_load_n(&h->alive_ns, __ATOMIC_RELAXED) >= 100000000ull) {
 			bool held = true;
@@ -1512,7 +1517,7 @@ void heap_foreign_dropped(struct heap *h)
 			__atomic_store_n(&h->alive_ns, now, __ATOMIC_RELAXED);
 		}
 	}
-	if (__atomic_sub_fetch(&h->attached, 1, __ATOMIC_SEQ_CST) > 0) {
+	if (__atomic_sub_fetch(&h->attached, n, __ATOMIC_SEQ_CST) > 0) {
 		heap_idle_sweep(false);  /* other heaps may be due */
 		return;
 	}

@@ -257,6 +257,7 @@ bool heap_inherited_view(const void *p, struct heap *view);
 size_t heap_inherited_left(const void *p);
 void *heap_attach(const struct rh_shm_ref *ref);
 void heap_foreign_dropped(struct heap *h);
+void heap_foreign_dropped_n(struct heap *h, long n);  /* n at once */
 /* One more attached to h while p is in it: true, and heap_foreign_dropped
  * later; false (nothing taken) when h is released or p is not in it. */
 bool heap_foreign_pin(struct heap *h, const void *p);
